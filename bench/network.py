@@ -1,0 +1,150 @@
+"""Training throughput of model.Network against scikit-learn's MLPClassifier.
+
+Same work on both sides: digits (60/20/20 stratified split, standardised on train,
+float32), relu, adam, batch 64, glorot-uniform weights, no L2, 100 epochs, no
+early stopping, BLAS pinned to one thread. Our time includes fit's validation
+pass every epoch. Run: python bench/network.py [--repeats 5]
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+import warnings
+
+import numpy as np
+from sklearn.datasets import load_digits
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier
+from sklearn.preprocessing import StandardScaler
+from threadpoolctl import threadpool_limits
+
+from model import Network, TrainConfig, fit
+
+EPOCHS, BATCH = 100, 64
+SHAPES = ([128, 128], [256, 256, 256])
+
+
+def split() -> tuple[np.ndarray, ...]:
+    X, y = load_digits(return_X_y=True)
+    X_tmp, X_te, y_tmp, y_te = train_test_split(X, y, test_size=0.2, stratify=y, random_state=0)
+    X_tr, X_va, y_tr, y_va = train_test_split(X_tmp, y_tmp, test_size=0.25, stratify=y_tmp,
+                                              random_state=0)
+    scaler = StandardScaler().fit(X_tr)
+    return tuple(a for pair in ((scaler.transform(X_tr), y_tr), (scaler.transform(X_va), y_va),
+                                (scaler.transform(X_te), y_te))
+                 for a in (pair[0].astype(np.float32), pair[1]))
+
+
+def flops_per_epoch(hidden: list[int], n_train: int, n_val: int) -> float:
+    sizes = [64, *hidden, 10]
+    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    # forward + two backward products per layer on train; one forward on validation
+    return 2 * macs * (3 * n_train + n_val)
+
+
+def gemm_peak() -> float:
+    a = np.random.default_rng(0).standard_normal((1024, 1024), dtype=np.float32)
+    times = []
+    for _ in range(7):
+        t = time.perf_counter()
+        a @ a
+        times.append(time.perf_counter() - t)
+    return 2 * 1024**3 / statistics.median(times) / 1e9
+
+
+def time_ours(hidden: list[int], data: tuple[np.ndarray, ...], seed: int) -> tuple[float, float]:
+    X_tr, y_tr, X_va, y_va, X_te, y_te = data
+    net = Network([64, *hidden, 10], activation="relu", init="glorot_uniform", seed=seed)
+    cfg = TrainConfig(epochs=EPOCHS, batch_size=BATCH, learning_rate=1e-3, optimizer="adam",
+                      patience=None, seed=seed, log_every=0)
+    t = time.perf_counter()
+    fit(net, X_tr, y_tr, X_va, y_va, cfg)
+    return time.perf_counter() - t, float(np.mean(net.predict(X_te) == y_te))
+
+
+def time_sklearn(hidden: list[int], data: tuple[np.ndarray, ...],
+                 seed: int) -> tuple[float, float]:
+    X_tr, y_tr, _, _, X_te, y_te = data
+    clf = MLPClassifier(hidden_layer_sizes=hidden, activation="relu", solver="adam", alpha=0.0,
+                        batch_size=BATCH, learning_rate_init=1e-3, max_iter=EPOCHS, tol=0.0,
+                        n_iter_no_change=EPOCHS + 1, shuffle=True, random_state=seed)
+    t = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        clf.fit(X_tr, y_tr)
+    return time.perf_counter() - t, float(np.mean(clf.predict(X_te) == y_te))
+
+
+def time_torch(hidden: list[int], data: tuple[np.ndarray, ...], seed: int) -> tuple[float, float]:
+    import torch
+
+    torch.set_num_threads(1)
+    torch.manual_seed(seed)
+    X_tr, y_tr, X_va, y_va, X_te, y_te = (torch.from_numpy(np.asarray(a)) for a in data)
+    sizes = [64, *hidden, 10]
+    layers: list[torch.nn.Module] = []
+    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+        layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
+    model = torch.nn.Sequential(*layers[:-1])
+    opt = torch.optim.Adam(model.parameters(), lr=1e-3)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    t = time.perf_counter()
+    for _ in range(EPOCHS):
+        perm = torch.randperm(len(X_tr))
+        for i in range(0, len(X_tr), BATCH):
+            idx = perm[i:i + BATCH]
+            opt.zero_grad()
+            loss_fn(model(X_tr[idx]), y_tr[idx]).backward()
+            opt.step()
+        with torch.no_grad():
+            loss_fn(model(X_va), y_va)
+    elapsed = time.perf_counter() - t
+    with torch.no_grad():
+        acc = float((model(X_te).argmax(1) == y_te).float().mean())
+    return elapsed, acc
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeats", type=int, default=5, help="runs per row (median quoted)")
+    args = parser.parse_args()
+    data = split()
+    n_train, n_val = len(data[0]), len(data[2])
+    peers = {"nnsearch": time_ours, "sklearn MLPClassifier": time_sklearn}
+    try:
+        import torch  # noqa: F401
+
+        peers["torch"] = time_torch
+    except ImportError:
+        pass
+    with threadpool_limits(1):
+        peak = gemm_peak()
+        print(f"single-thread float32 GEMM peak: {peak:.1f} GFLOP/s; train={n_train} "
+              f"val={n_val}; {EPOCHS} epochs, batch {BATCH}; median of {args.repeats}\n")
+        header = (f"{'shape':<16}{'peer':<24}{'samples/s':>12}{'vs sklearn':>12}"
+                  f"{'test acc':>10}{'GFLOP/s':>9}{'% peak':>8}")
+        print(header)
+        print("-" * len(header))
+        for hidden in SHAPES:
+            results: dict[str, tuple[float, float]] = {}
+            for name, run in peers.items():
+                run(hidden, data, 0)  # warm-up
+                times, accs = [], []
+                for seed in range(args.repeats):
+                    elapsed, acc = run(hidden, data, seed)
+                    times.append(elapsed)
+                    accs.append(acc)
+                results[name] = (statistics.median(times), statistics.mean(accs))
+            base = results["sklearn MLPClassifier"][0]
+            for name, (elapsed, acc) in results.items():
+                sps = n_train * EPOCHS / elapsed
+                gflops = flops_per_epoch(hidden, n_train, n_val) * EPOCHS / elapsed / 1e9
+                print(f"{str(hidden):<16}{name:<24}{sps:>12,.0f}{base / elapsed:>11.2f}x"
+                      f"{acc:>10.4f}{gflops:>9.1f}{100 * gflops / peak:>7.1f}%")
+
+
+if __name__ == "__main__":
+    main()

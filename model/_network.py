@@ -1,0 +1,337 @@
+"""A dense feed-forward network with all parameters in one flat buffer.
+
+Layer ``l`` owns a block of ``(fan_in + 1) * fan_out`` numbers, seen as a
+``(fan_in + 1, fan_out)`` matrix whose first ``fan_in`` rows are the weights and
+whose last row is the bias. Training appends a column of ones to every layer's
+input, so one matrix product gives ``X @ W + b`` and one more gives both the
+weight and the bias gradient. Optimizers update the whole buffer at once.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._functions import ACTIVATIONS, DERIVATIVES, HEADS, OUTPUT_ALIASES, Head
+from ._init import INITIALIZERS
+
+DTYPES = ("float32", "float64")
+
+
+def check_choice(field: str, value: object, choices: Sequence[str] | dict[str, Any]) -> None:
+    """Raise ValueError naming the field, the bad value and the valid choices."""
+    if not isinstance(value, str) or value not in choices:
+        raise ValueError(f"{field} must be one of {sorted(choices)}, but got {field}={value!r}.")
+
+
+@dataclass
+class _Workspace:
+    """Buffers for one batch size, reused across steps.
+
+    ``inputs[l]`` is layer l's input with a trailing column of ones; ``outputs[l]``
+    is layer l's pre-activation, later its activation before dropout.
+    """
+
+    inputs: list[np.ndarray]
+    outputs: list[np.ndarray]
+    deltas: list[np.ndarray]
+
+
+class Network:
+    """A multilayer perceptron built from a list of layer sizes.
+
+    ``layer_sizes`` runs from the input width to the output width, e.g.
+    ``[64, 128, 10]`` for digits with one hidden layer of 128 units.
+    """
+
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        activation: str = "relu",
+        output: str = "softmax",
+        init: str = "he_normal",
+        dropout: float = 0.0,
+        seed: int = 0,
+        dtype: str = "float32",
+    ) -> None:
+        sizes = list(layer_sizes) if not isinstance(layer_sizes, str | bytes) else []
+        if len(sizes) < 2:
+            raise ValueError(
+                "layer_sizes must list at least an input and an output width, "
+                f"but got layer_sizes={layer_sizes!r}."
+            )
+        for size in sizes:
+            if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
+                raise ValueError(
+                    f"layer_sizes must be integers >= 1, but got layer_sizes={sizes!r}."
+                )
+        check_choice("activation", activation, ACTIVATIONS)
+        check_choice("output", output, OUTPUT_ALIASES)
+        check_choice("init", init, INITIALIZERS)
+        check_choice("dtype", str(dtype), DTYPES)
+        if isinstance(dropout, bool) or not isinstance(dropout, int | float) \
+                or not 0.0 <= dropout < 1.0:
+            raise ValueError(f"dropout must be in [0, 1), but got dropout={dropout!r}.")
+        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
+            raise ValueError(f"seed must be an integer, but got seed={seed!r}.")
+        head = HEADS[OUTPUT_ALIASES[output]]
+        if head.task == "binary" and sizes[-1] != 1:
+            raise ValueError(
+                "a sigmoid (binary) output has one unit, "
+                f"but got layer_sizes[-1]={sizes[-1]}."
+            )
+        if head.task == "multiclass" and sizes[-1] < 2:
+            raise ValueError(
+                f"a softmax output needs at least 2 units, but got layer_sizes[-1]={sizes[-1]}."
+            )
+
+        self.layer_sizes = [int(s) for s in sizes]
+        self.activation = activation
+        self.output = head.name
+        self.init = init
+        self.dropout = float(dropout)
+        self.seed = int(seed)
+        self.dtype = np.dtype(dtype)
+        self.head: Head = head
+        self._act = ACTIVATIONS[activation]
+        self._act_grad = DERIVATIVES[activation]
+
+        shapes = [(i + 1, o) for i, o in zip(self.layer_sizes[:-1], self.layer_sizes[1:],
+                                             strict=True)]
+        self.offsets = np.cumsum([0] + [r * c for r, c in shapes])
+        self.flat = np.zeros(int(self.offsets[-1]), self.dtype)
+        self.grad = np.zeros_like(self.flat)
+        self.blocks = [self.flat[a:b].reshape(s) for a, b, s in
+                       zip(self.offsets[:-1], self.offsets[1:], shapes, strict=True)]
+        self.grad_blocks = [self.grad[a:b].reshape(s) for a, b, s in
+                            zip(self.offsets[:-1], self.offsets[1:], shapes, strict=True)]
+        # Start of every tensor (W1, b1, W2, b2, ...) in the flat buffer.
+        starts = []
+        for a, (rows, cols) in zip(self.offsets[:-1], shapes, strict=True):
+            starts += [a, a + (rows - 1) * cols]
+        self.tensor_starts = np.asarray(starts, dtype=np.intp)
+        # 1 where the flat buffer holds a weight, 0 where it holds a bias (for L2).
+        self.weight_mask = np.ones_like(self.flat)
+        for block in self.weight_mask_blocks():
+            block[-1] = 0
+        rng = np.random.default_rng(self.seed)
+        for block, (fan_in, fan_out) in zip(self.blocks, shapes, strict=True):
+            block[:-1] = INITIALIZERS[init](rng, fan_in - 1, fan_out)
+        self._workspaces: dict[int, _Workspace] = {}
+
+    def weight_mask_blocks(self) -> list[np.ndarray]:
+        return [self.weight_mask[a:b].reshape(block.shape) for a, b, block in
+                zip(self.offsets[:-1], self.offsets[1:], self.blocks, strict=True)]
+
+    # ----- description -------------------------------------------------------------
+    @property
+    def n_layers(self) -> int:
+        """Number of weight layers (hidden layers + the output layer)."""
+        return len(self.blocks)
+
+    @property
+    def n_params(self) -> int:
+        return int(self.flat.size)
+
+    @property
+    def is_classifier(self) -> bool:
+        return self.head.is_classifier
+
+    def config(self) -> dict[str, Any]:
+        """The constructor arguments: ``Network(**net.config())`` rebuilds this network."""
+        return {
+            "layer_sizes": list(self.layer_sizes),
+            "activation": self.activation,
+            "output": self.output,
+            "init": self.init,
+            "dropout": self.dropout,
+            "seed": self.seed,
+            "dtype": self.dtype.name,
+        }
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self.config().items())
+        return f"Network({args})"
+
+    def parameters(self) -> list[np.ndarray]:
+        """Views [W1, b1, W2, b2, ...] into the flat buffer; writing them changes the net."""
+        params: list[np.ndarray] = []
+        for block in self.blocks:
+            params += [block[:-1], block[-1]]
+        return params
+
+    # ----- inputs and targets ----------------------------------------------------
+    def check_input(self, X: np.ndarray, name: str = "X") -> np.ndarray:
+        X = np.asarray(X)
+        if X.ndim != 2 or X.shape[1] != self.layer_sizes[0]:
+            raise ValueError(
+                f"{name} must have shape (n_samples, {self.layer_sizes[0]}) to match "
+                f"layer_sizes[0]={self.layer_sizes[0]}, but got {name}.shape={X.shape}."
+            )
+        return np.ascontiguousarray(X, dtype=self.dtype)
+
+    def encode_targets(self, y: np.ndarray, name: str = "y") -> np.ndarray:
+        """Targets as the (n, n_outputs) matrix Y that the head's gradient P - Y uses."""
+        y = np.asarray(y)
+        width = self.layer_sizes[-1]
+        if self.head.task == "regression":
+            Y = y.reshape(len(y), -1) if y.ndim <= 2 else y
+            if Y.shape[1] != width:
+                raise ValueError(
+                    f"{name} must have {width} column(s) for layer_sizes[-1]={width}, "
+                    f"but got {name}.shape={y.shape}."
+                )
+            return np.ascontiguousarray(Y, dtype=self.dtype)
+        if y.ndim != 1 or not (np.issubdtype(y.dtype, np.integer) or
+                               (y.size and np.all(np.mod(y, 1) == 0))):
+            raise ValueError(f"{name} must be a 1-d array of class indices, but got "
+                             f"{name}.dtype={y.dtype}, {name}.shape={y.shape}.")
+        y = y.astype(np.intp)
+        n_classes = 2 if self.head.task == "binary" else width
+        if y.size and (y.min() < 0 or y.max() >= n_classes):
+            raise ValueError(
+                f"{name} holds class indices in [{y.min()}, {y.max()}] but the output has "
+                f"{n_classes} classes (valid indices 0..{n_classes - 1})."
+            )
+        if self.head.task == "binary":
+            return y.astype(self.dtype).reshape(-1, 1)
+        Y = np.zeros((len(y), width), self.dtype)
+        Y[np.arange(len(y)), y] = 1
+        return Y
+
+    # ----- inference ----------------------------------------------------------------
+    def forward(self, X: np.ndarray) -> np.ndarray:
+        """Output of the head (probabilities or values); dropout is off."""
+        A = self.check_input(X)
+        last = self.n_layers - 1
+        for i, block in enumerate(self.blocks):
+            Z = A @ block[:-1]
+            Z += block[-1]
+            if i < last:
+                self._act(Z, Z)
+            else:
+                self.head.activate(Z)
+            A = Z
+        return A
+
+    def predict_proba(self, X: np.ndarray) -> np.ndarray:
+        if not self.is_classifier:
+            raise ValueError("predict_proba is for classifiers, but this network's "
+                             f"output={self.output!r} is a regressor.")
+        P = self.forward(X)
+        if self.head.task == "binary":
+            return np.hstack([1 - P, P])
+        return P
+
+    def predict(self, X: np.ndarray) -> np.ndarray:
+        """Class indices for classifiers, values for regressors (1-d when one output)."""
+        P = self.forward(X)
+        if self.head.task == "multiclass":
+            return P.argmax(axis=1)
+        if self.head.task == "binary":
+            return (P[:, 0] > 0.5).astype(np.intp)
+        return P[:, 0] if P.shape[1] == 1 else P
+
+    def loss(self, X: np.ndarray, y: np.ndarray, l2: float = 0.0) -> float:
+        """Mean loss on (X, y) with dropout off, plus 0.5 * l2 * ||W||^2."""
+        return self.loss_from_output(self.forward(X), self.encode_targets(y), l2)
+
+    def loss_from_output(self, P: np.ndarray, Y: np.ndarray, l2: float = 0.0) -> float:
+        loss = self.head.loss(P, Y) / max(len(Y), 1)
+        return loss + self.l2_penalty(l2) if l2 else loss
+
+    def l2_penalty(self, l2: float) -> float:
+        return 0.5 * l2 * sum(float(np.vdot(b[:-1], b[:-1])) for b in self.blocks)
+
+    # ----- training -----------------------------------------------------------------
+    def loss_and_gradients(self, X: np.ndarray, y: np.ndarray,
+                           l2: float = 0.0) -> tuple[float, list[np.ndarray]]:
+        """Mean loss and its gradients, aligned with ``parameters()``; dropout is off.
+
+        With ``l2`` > 0 the loss includes 0.5 * l2 * sum(W^2) over weights (not
+        biases) and the weight gradients include l2 * W.
+        """
+        Xa = self.augment(self.check_input(X))
+        loss = self.backprop(Xa, self.encode_targets(y)) / len(Xa)
+        self.grad /= len(Xa)
+        if l2:
+            loss += self.l2_penalty(l2)
+            self.grad += l2 * self.weight_mask * self.flat
+        grads: list[np.ndarray] = []
+        for block in self.grad_blocks:
+            grads += [block[:-1].copy(), block[-1].copy()]
+        return loss, grads
+
+    def augment(self, X: np.ndarray) -> np.ndarray:
+        """X with a trailing column of ones, the input form ``backprop`` takes."""
+        Xa = np.empty((X.shape[0], X.shape[1] + 1), self.dtype)
+        Xa[:, :-1] = X
+        Xa[:, -1] = 1
+        return Xa
+
+    def _workspace(self, n: int) -> _Workspace:
+        ws = self._workspaces.get(n)
+        if ws is None:
+            inputs, outputs = [], []
+            for width in self.layer_sizes[1:-1]:
+                buf = np.empty((n, width + 1), self.dtype)
+                buf[:, -1] = 1
+                inputs.append(buf)
+            outputs = [np.empty((n, w), self.dtype) for w in self.layer_sizes[1:]]
+            deltas = [np.empty((n, w), self.dtype) for w in self.layer_sizes[1:-1]]
+            ws = self._workspaces[n] = _Workspace(inputs, outputs, deltas)
+        return ws
+
+    def backprop(self, Xa: np.ndarray, Y: np.ndarray,
+                 rng: np.random.Generator | None = None) -> float:
+        """Write the gradient of the *summed* loss into ``self.grad``; return that loss.
+
+        ``Xa`` is a batch from ``augment``. With ``rng`` and dropout > 0, hidden
+        units are dropped (inverted dropout: kept units are scaled by 1/keep).
+        """
+        n = len(Xa)
+        ws = self._workspace(n)
+        blocks, last = self.blocks, self.n_layers - 1
+        dropout = self.dropout if rng is not None else 0.0
+        keep = 1.0 - dropout
+        masks: list[np.ndarray] = []
+        A = Xa
+        for i in range(last):
+            Z = ws.outputs[i]
+            np.matmul(A, blocks[i], out=Z)
+            A = ws.inputs[i]
+            if dropout:
+                self._act(Z, Z)
+                mask = rng.random(Z.shape, dtype=self.dtype) < keep  # type: ignore[union-attr]
+                mask = mask.astype(self.dtype)
+                mask /= keep
+                masks.append(mask)
+                np.multiply(Z, mask, out=A[:, :-1])
+            else:
+                self._act(Z, A[:, :-1])
+        P = ws.outputs[last]
+        np.matmul(A, blocks[last], out=P)
+        self.head.activate(P)
+        loss = self.head.loss(P, Y)
+
+        delta = P  # the head's output is no longer needed: reuse it for d(loss)/dZ
+        delta -= Y
+        scale = self.head.grad_scale / (P.shape[1] if self.head.mean_over_outputs else 1)
+        if scale != 1.0:
+            delta *= scale
+        for i in range(last, 0, -1):
+            A = ws.inputs[i - 1]
+            np.matmul(A.T, delta, out=self.grad_blocks[i])
+            prev = ws.deltas[i - 1]
+            np.matmul(delta, blocks[i][:-1].T, out=prev)
+            if dropout:
+                prev *= masks[i - 1]
+                self._act_grad(ws.outputs[i - 1], prev)
+            else:
+                self._act_grad(A[:, :-1], prev)
+            delta = prev
+        np.matmul(Xa.T, delta, out=self.grad_blocks[0])
+        return loss

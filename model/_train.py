@@ -1,0 +1,293 @@
+"""The trainer: mini-batches, clipping, schedules, early stopping and a history."""
+
+from __future__ import annotations
+
+import logging
+import math
+from collections.abc import Callable
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import numpy as np
+
+from ._network import Network, check_choice
+from ._optimizers import OPTIMIZERS
+from ._schedules import SCHEDULES
+
+logger = logging.getLogger("model")
+
+CLIP_TYPES = ("none", "value", "norm", "global_norm")
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """How to train a network. Field names match the study files and the export."""
+
+    epochs: int = 100
+    batch_size: int | str = 64  # or "full": the article's full-batch gradient descent
+    learning_rate: float = 1e-3
+    optimizer: str = "adam"  # sgd, momentum, adam
+    l2: float = 0.0  # adds 0.5*l2*||W||^2 to the loss (weights only, not biases)
+    clip_type: str = "none"  # none, value, norm (per tensor, the article's), global_norm
+    clip_value: float = 1.0  # threshold for value / norm clipping
+    schedule: str = "constant"  # constant, exponential, step, cosine (per epoch)
+    patience: int | None = 10  # epochs without val-loss improvement; None: no early stopping
+    min_delta: float = 0.0  # smallest val-loss drop that counts as an improvement
+    seed: int = 0  # shuffling and dropout
+    momentum: float = 0.9  # momentum optimizer only
+    nesterov: bool = False  # momentum optimizer only
+    beta1: float = 0.9  # adam
+    beta2: float = 0.999  # adam
+    epsilon: float = 1e-8  # adam
+    lr_decay: float = 0.95  # exponential: lr*decay^epoch; step: lr*decay^(epoch//lr_step)
+    lr_step: int = 10  # step schedule: epochs between decays
+    min_lr: float = 0.0  # floor of the decaying schedules; end point of cosine
+    log_every: int = 50  # a logging line every N epochs (0: never)
+
+    def __post_init__(self) -> None:
+        _check_int("epochs", self.epochs, 1)
+        if self.batch_size != "full":
+            if isinstance(self.batch_size, str):
+                raise ValueError("batch_size must be an integer >= 1 or 'full', "
+                                 f"but got batch_size={self.batch_size!r}.")
+            _check_int("batch_size", self.batch_size, 1)
+        _check_positive("learning_rate", self.learning_rate)
+        check_choice("optimizer", self.optimizer, OPTIMIZERS)
+        check_choice("clip_type", self.clip_type, CLIP_TYPES)
+        check_choice("schedule", self.schedule, SCHEDULES)
+        _check_nonnegative("l2", self.l2)
+        _check_positive("clip_value", self.clip_value)
+        if self.patience is not None:
+            _check_int("patience", self.patience, 1)
+        _check_nonnegative("min_delta", self.min_delta)
+        _check_int("seed", self.seed, None)
+        for name in ("momentum", "beta1", "beta2"):
+            value = getattr(self, name)
+            if not isinstance(value, int | float) or not 0 <= value < 1:
+                raise ValueError(f"{name} must be in [0, 1), but got {name}={value!r}.")
+        _check_positive("epsilon", self.epsilon)
+        _check_positive("lr_decay", self.lr_decay)
+        _check_int("lr_step", self.lr_step, 1)
+        _check_nonnegative("min_lr", self.min_lr)
+        _check_int("log_every", self.log_every, 0)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def _check_int(name: str, value: object, minimum: int | None) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | np.integer) or (
+            minimum is not None and value < minimum):
+        bound = f" >= {minimum}" if minimum is not None else ""
+        raise ValueError(f"{name} must be an integer{bound}, but got {name}={value!r}.")
+
+
+def _check_positive(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 \
+            or not math.isfinite(value):
+        raise ValueError(f"{name} must be a positive number, but got {name}={value!r}.")
+
+
+def _check_nonnegative(name: str, value: object) -> None:
+    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 \
+            or not math.isfinite(value):
+        raise ValueError(f"{name} must be a number >= 0, but got {name}={value!r}.")
+
+
+@dataclass
+class History:
+    """What happened, epoch by epoch. Lists are indexed by epoch (from 0)."""
+
+    metric_name: str  # "accuracy" for classifiers, "rmse" for regressors
+    train_loss: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_metric: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
+    grad_norms: list[list[float]] = field(default_factory=list)  # per layer, epoch mean
+    clip_fraction: list[float] = field(default_factory=list)  # share of steps clipped
+    best_epoch: int = -1  # the epoch whose weights the network holds at the end
+    epochs_run: int = 0
+    stopped_early: bool = False  # by early stopping (patience)
+    stopped_by_callback: bool = False  # on_epoch_end asked to stop (e.g. pruning)
+    diverged: bool = False  # a non-finite loss ended training
+    max_grad_norm: float = 0.0  # largest global gradient norm of any step, before clipping
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+EpochCallback = Callable[[int, dict[str, Any]], bool | None]
+
+
+def evaluate(net: Network, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+    """(mean loss, metric) on (X, y): accuracy for classifiers, RMSE for regressors."""
+    P = net.forward(X)
+    Y = net.encode_targets(y)
+    loss = net.loss_from_output(P, Y)
+    if net.head.task == "multiclass":
+        metric = float(np.mean(P.argmax(axis=1) == Y.argmax(axis=1)))
+    elif net.head.task == "binary":
+        metric = float(np.mean((P > 0.5) == (Y > 0.5)))
+    else:
+        metric = float(np.sqrt(np.mean((P.astype(np.float64) - Y) ** 2)))
+    return loss, metric
+
+
+class _Clipper:
+    """Clips the flat gradient in place; reports whether it changed anything."""
+
+    def __init__(self, net: Network, clip_type: str, threshold: float) -> None:
+        self.kind = clip_type
+        self.threshold = threshold
+        self.starts = net.tensor_starts
+        self.ends = np.append(net.tensor_starts[1:], net.flat.size)
+
+    def __call__(self, grad: np.ndarray, tensor_sq: np.ndarray) -> bool:
+        c = self.threshold
+        if self.kind == "value":
+            if float(np.abs(grad).max()) <= c:
+                return False
+            np.clip(grad, -c, c, out=grad)
+            return True
+        if self.kind == "norm":  # the article's: each tensor on its own
+            norms = np.sqrt(tensor_sq)
+            over = np.flatnonzero(norms > c)
+            for t in over:
+                grad[self.starts[t]:self.ends[t]] *= c / norms[t]
+            return bool(over.size)
+        if self.kind == "global_norm":
+            total = math.sqrt(float(tensor_sq.sum()))
+            if total <= c:
+                return False
+            grad *= c / total
+            return True
+        return False
+
+
+def fit(
+    net: Network,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray | None,
+    y_val: np.ndarray | None,
+    config: TrainConfig,
+    on_epoch_end: EpochCallback | None = None,
+) -> History:
+    """Train ``net`` in place and return its history.
+
+    Early stopping watches the validation loss (the training loss when no
+    validation set is given) and, when it ends training or training diverges,
+    puts back a copy of the best epoch's parameters. ``on_epoch_end(epoch,
+    metrics)`` is called after every epoch; a truthy return stops training.
+    """
+    if not isinstance(config, TrainConfig):
+        raise ValueError(f"config must be a TrainConfig, but got {type(config).__name__}.")
+    X = net.check_input(X_train, "X_train")
+    Y = net.encode_targets(y_train, "y_train")
+    if len(X) != len(Y) or len(X) == 0:
+        raise ValueError(f"X_train and y_train must hold the same number (>= 1) of samples, "
+                         f"but got {len(X)} and {len(Y)}.")
+    has_val = X_val is not None and y_val is not None
+    if has_val:
+        X_val = net.check_input(X_val, "X_val")
+        net.encode_targets(y_val, "y_val")  # validate once, early
+        if len(X_val) != len(y_val):  # type: ignore[arg-type]
+            raise ValueError(f"X_val and y_val must hold the same number of samples, "
+                             f"but got {len(X_val)} and {len(y_val)}.")  # type: ignore[arg-type]
+
+    n = len(X)
+    batch = n if config.batch_size == "full" else min(int(config.batch_size), n)
+    rng = np.random.default_rng(config.seed)
+    Xa = net.augment(X)
+    opt_args = {k: getattr(config, k) for k in
+                ("momentum", "nesterov", "beta1", "beta2", "epsilon")}
+    optimizer = OPTIMIZERS[config.optimizer](net.flat.size, net.dtype, **opt_args)
+    schedule = SCHEDULES[config.schedule]
+    clipper = _Clipper(net, config.clip_type, config.clip_value) \
+        if config.clip_type != "none" else None
+    decay = (config.l2 * net.weight_mask).astype(net.dtype) if config.l2 else None
+    flat, grad = net.flat, net.grad
+    l2_tmp = np.empty_like(flat)
+    starts = net.tensor_starts
+    # Tensors (W, b) of layer l sit at positions 2l and 2l+1 of starts.
+    steps_per_epoch = math.ceil(n / batch)
+    tensor_sq = np.empty((steps_per_epoch, len(starts)), np.float64)
+    dropout_rng = rng if net.dropout > 0 else None
+
+    history = History(metric_name="accuracy" if net.is_classifier else "rmse")
+    best = flat.copy()
+    best_loss, best_epoch, waited = math.inf, -1, 0
+
+    for epoch in range(config.epochs):
+        lr = schedule(epoch, config.learning_rate, config.epochs, config.lr_decay,
+                      config.lr_step, config.min_lr)
+        if batch < n:
+            perm = rng.permutation(n)
+            Xs, Ys = Xa[perm], Y[perm]
+        else:
+            Xs, Ys = Xa, Y
+        loss_sum, clipped = 0.0, 0
+        for step, start in enumerate(range(0, n, batch)):
+            xb, yb = Xs[start:start + batch], Ys[start:start + batch]
+            loss_sum += net.backprop(xb, yb, dropout_rng)
+            grad *= 1.0 / len(xb)
+            if decay is not None:
+                np.multiply(flat, decay, out=l2_tmp)
+                grad += l2_tmp
+            np.square(grad, out=l2_tmp)
+            sq = tensor_sq[step]
+            np.add.reduceat(l2_tmp, starts, out=sq)
+            if clipper is not None and clipper(grad, sq):
+                clipped += 1
+            optimizer.step(flat, grad, lr)
+
+        train_loss = loss_sum / n + (net.l2_penalty(config.l2) if config.l2 else 0.0)
+        layer_norms = np.sqrt(tensor_sq[:, 0::2] + tensor_sq[:, 1::2])
+        history.max_grad_norm = max(history.max_grad_norm,
+                                    float(np.sqrt(tensor_sq.sum(axis=1)).max()))
+        if has_val:
+            val_loss, val_metric = evaluate(net, X_val, y_val)  # type: ignore[arg-type]
+        else:
+            val_loss, val_metric = math.nan, math.nan
+        history.train_loss.append(train_loss)
+        history.val_loss.append(val_loss)
+        history.val_metric.append(val_metric)
+        history.learning_rate.append(lr)
+        history.grad_norms.append(layer_norms.mean(axis=0).tolist())
+        history.clip_fraction.append(clipped / steps_per_epoch)
+        history.epochs_run = epoch + 1
+
+        monitored = val_loss if has_val else train_loss
+        if not (math.isfinite(train_loss) and math.isfinite(monitored)):
+            history.diverged = True
+            logger.warning("epoch %d: loss is not finite (train_loss=%s); stopping",
+                           epoch, train_loss)
+            break
+        if monitored < best_loss - config.min_delta:
+            best_loss, best_epoch, waited = monitored, epoch, 0
+            np.copyto(best, flat)
+        else:
+            waited += 1
+
+        if config.log_every and (epoch + 1) % config.log_every == 0:
+            logger.info("epoch %d: train_loss=%.4f val_loss=%.4f val_%s=%.4f lr=%.3g",
+                        epoch + 1, train_loss, val_loss, history.metric_name, val_metric, lr)
+        if on_epoch_end is not None:
+            metrics = {"train_loss": train_loss, "val_loss": val_loss,
+                       "val_metric": val_metric, "learning_rate": lr,
+                       "grad_norms": history.grad_norms[-1],
+                       "clip_fraction": history.clip_fraction[-1]}
+            if on_epoch_end(epoch, metrics):
+                history.stopped_by_callback = True
+                break
+        if config.patience is not None and waited >= config.patience:
+            history.stopped_early = True
+            break
+
+    # Early stopping keeps the best epoch; so does divergence, when any epoch was finite.
+    if best_epoch >= 0 and (config.patience is not None or history.diverged):
+        np.copyto(flat, best)
+        history.best_epoch = best_epoch
+    else:
+        history.best_epoch = history.epochs_run - 1
+    return history
