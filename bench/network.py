@@ -9,6 +9,7 @@ pass every epoch. Run: python bench/network.py [--repeats 5]
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import time
 import warnings
@@ -40,7 +41,7 @@ def split() -> tuple[np.ndarray, ...]:
 
 def flops_per_epoch(hidden: list[int], n_train: int, n_val: int) -> float:
     sizes = [64, *hidden, 10]
-    macs = sum(a * b for a, b in zip(sizes[:-1], sizes[1:], strict=True))
+    macs = sum(a * b for a, b in itertools.pairwise(sizes))
     # forward + two backward products per layer on train; one forward on validation
     return 2 * macs * (3 * n_train + n_val)
 
@@ -86,7 +87,7 @@ def time_torch(hidden: list[int], data: tuple[np.ndarray, ...], seed: int) -> tu
     X_tr, y_tr, X_va, y_va, X_te, y_te = (torch.from_numpy(np.asarray(a)) for a in data)
     sizes = [64, *hidden, 10]
     layers: list[torch.nn.Module] = []
-    for a, b in zip(sizes[:-1], sizes[1:], strict=True):
+    for a, b in itertools.pairwise(sizes):
         layers += [torch.nn.Linear(a, b), torch.nn.ReLU()]
     model = torch.nn.Sequential(*layers[:-1])
     opt = torch.optim.Adam(model.parameters(), lr=1e-3)
@@ -142,7 +143,7 @@ def main() -> None:
             for name, (elapsed, acc) in results.items():
                 sps = n_train * EPOCHS / elapsed
                 gflops = flops_per_epoch(hidden, n_train, n_val) * EPOCHS / elapsed / 1e9
-                print(f"{str(hidden):<16}{name:<24}{sps:>12,.0f}{base / elapsed:>11.2f}x"
+                print(f"{hidden!s:<16}{name:<24}{sps:>12,.0f}{base / elapsed:>11.2f}x"
                       f"{acc:>10.4f}{gflops:>9.1f}{100 * gflops / peak:>7.1f}%")
 
 

@@ -38,6 +38,7 @@ class _Workspace:
     inputs: list[np.ndarray]
     outputs: list[np.ndarray]
     deltas: list[np.ndarray]
+    masks: list[np.ndarray]  # this batch's dropout masks, already scaled by 1/keep
 
 
 class Network:
@@ -256,7 +257,6 @@ class Network:
         """
         Xa = self.augment(self.check_input(X))
         loss = self.backprop(Xa, self.encode_targets(y)) / len(Xa)
-        self.grad /= len(Xa)
         if l2:
             loss += self.l2_penalty(l2)
             self.grad += l2 * self.weight_mask * self.flat
@@ -275,63 +275,72 @@ class Network:
     def _workspace(self, n: int) -> _Workspace:
         ws = self._workspaces.get(n)
         if ws is None:
-            inputs, outputs = [], []
+            inputs = []
             for width in self.layer_sizes[1:-1]:
                 buf = np.empty((n, width + 1), self.dtype)
                 buf[:, -1] = 1
                 inputs.append(buf)
             outputs = [np.empty((n, w), self.dtype) for w in self.layer_sizes[1:]]
             deltas = [np.empty((n, w), self.dtype) for w in self.layer_sizes[1:-1]]
-            ws = self._workspaces[n] = _Workspace(inputs, outputs, deltas)
+            ws = self._workspaces[n] = _Workspace(inputs, outputs, deltas, [])
         return ws
 
-    def backprop(self, Xa: np.ndarray, Y: np.ndarray,
-                 rng: np.random.Generator | None = None) -> float:
-        """Write the gradient of the *summed* loss into ``self.grad``; return that loss.
+    def forward_augmented(self, Xa: np.ndarray,
+                          rng: np.random.Generator | None = None) -> np.ndarray:
+        """Head output for a batch from ``augment``, in a buffer reused by the next call.
 
-        ``Xa`` is a batch from ``augment``. With ``rng`` and dropout > 0, hidden
-        units are dropped (inverted dropout: kept units are scaled by 1/keep).
+        With ``rng`` and dropout > 0, hidden units are dropped (inverted dropout:
+        kept units are scaled by 1/keep, so the expected activation is unchanged).
         """
-        n = len(Xa)
-        ws = self._workspace(n)
-        blocks, last = self.blocks, self.n_layers - 1
+        ws = self._workspace(len(Xa))
+        blocks, last = self.blocks, len(self.blocks) - 1
         dropout = self.dropout if rng is not None else 0.0
         keep = 1.0 - dropout
-        masks: list[np.ndarray] = []
+        ws.masks.clear()
         A = Xa
         for i in range(last):
             Z = ws.outputs[i]
             np.matmul(A, blocks[i], out=Z)
             A = ws.inputs[i]
             if dropout:
-                self._act(Z, Z)
+                self._act(Z, Z)  # kept whole: the derivative needs f(Z) before dropout
                 mask = rng.random(Z.shape, dtype=self.dtype) < keep  # type: ignore[union-attr]
                 mask = mask.astype(self.dtype)
-                mask /= keep
-                masks.append(mask)
+                mask *= 1.0 / keep
+                ws.masks.append(mask)
                 np.multiply(Z, mask, out=A[:, :-1])
             else:
                 self._act(Z, A[:, :-1])
         P = ws.outputs[last]
         np.matmul(A, blocks[last], out=P)
         self.head.activate(P)
-        loss = self.head.loss(P, Y)
+        return P
 
-        delta = P  # the head's output is no longer needed: reuse it for d(loss)/dZ
+    def backprop(self, Xa: np.ndarray, Y: np.ndarray,
+                 rng: np.random.Generator | None = None) -> float:
+        """Write the gradient of the *mean* loss into ``self.grad``; return the summed loss.
+
+        ``Xa`` is a batch from ``augment`` and ``Y`` its targets from
+        ``encode_targets``; ``rng`` turns dropout on (see ``forward_augmented``).
+        """
+        n = len(Xa)
+        P = self.forward_augmented(Xa, rng)
+        ws = self._workspaces[n]
+        loss = self.head.loss(P, Y)
+        delta = P  # the head's output is no longer needed: it becomes d(loss)/dZ
         delta -= Y
-        scale = self.head.grad_scale / (P.shape[1] if self.head.mean_over_outputs else 1)
-        if scale != 1.0:
-            delta *= scale
-        for i in range(last, 0, -1):
+        delta *= self.head.grad_scale / (n * P.shape[1] if self.head.mean_over_outputs else n)
+        blocks, grads, masks = self.blocks, self.grad_blocks, ws.masks
+        for i in range(len(blocks) - 1, 0, -1):
             A = ws.inputs[i - 1]
-            np.matmul(A.T, delta, out=self.grad_blocks[i])
+            np.matmul(A.T, delta, out=grads[i])
             prev = ws.deltas[i - 1]
             np.matmul(delta, blocks[i][:-1].T, out=prev)
-            if dropout:
+            if masks:
                 prev *= masks[i - 1]
                 self._act_grad(ws.outputs[i - 1], prev)
             else:
                 self._act_grad(A[:, :-1], prev)
             delta = prev
-        np.matmul(Xa.T, delta, out=self.grad_blocks[0])
+        np.matmul(Xa.T, delta, out=grads[0])
         return loss

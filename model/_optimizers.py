@@ -7,6 +7,8 @@ network: they get the flat parameters, the flat gradient and the learning rate.
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 
@@ -43,7 +45,13 @@ class Momentum:
 
 
 class Adam:
-    """Adam (Kingma & Ba, 2015) with the bias corrections folded into the step size."""
+    """Adam (Kingma & Ba, 2015).
+
+    The moments are kept unnormalised, m' = m/(1-b1) and v' = v/(1-b2), so that
+    each update is m' = b1*m' + g and v' = b2*v' + g^2, and the constant factors
+    and bias corrections fold into one step size and one epsilon:
+    lr * m_hat / (sqrt(v_hat) + eps) = step * m' / (sqrt(v') + eps').
+    """
 
     def __init__(self, size: int, dtype: np.dtype, beta1: float = 0.9, beta2: float = 0.999,
                  epsilon: float = 1e-8, **_: float) -> None:
@@ -56,16 +64,17 @@ class Adam:
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
         self.t += 1
         b1, b2, m, v, tmp = self.beta1, self.beta2, self.m, self.v, self._tmp
-        step = lr * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+        bias1, bias2 = 1 - b1**self.t, 1 - b2**self.t
+        # Python floats, so NumPy keeps the float32 loops (a NumPy scalar would upcast).
+        step = float(lr * (1 - b1) / bias1 * math.sqrt(bias2 / (1 - b2)))
+        eps = float(self.epsilon * math.sqrt(bias2) / math.sqrt(1 - b2))
         m *= b1
-        np.multiply(grad, 1 - b1, out=tmp)
-        m += tmp
+        m += grad
         v *= b2
         np.square(grad, out=tmp)
-        tmp *= 1 - b2
         v += tmp
         np.sqrt(v, out=tmp)
-        tmp += self.epsilon
+        tmp += eps
         np.divide(m, tmp, out=tmp)
         tmp *= step
         params -= tmp

@@ -103,14 +103,15 @@ class History:
     val_loss: list[float] = field(default_factory=list)
     val_metric: list[float] = field(default_factory=list)
     learning_rate: list[float] = field(default_factory=list)
-    grad_norms: list[list[float]] = field(default_factory=list)  # per layer, epoch mean
+    # Per-layer (W and b together) gradient norm at the epoch's last step, before clipping.
+    grad_norms: list[list[float]] = field(default_factory=list)
     clip_fraction: list[float] = field(default_factory=list)  # share of steps clipped
     best_epoch: int = -1  # the epoch whose weights the network holds at the end
     epochs_run: int = 0
     stopped_early: bool = False  # by early stopping (patience)
     stopped_by_callback: bool = False  # on_epoch_end asked to stop (e.g. pruning)
     diverged: bool = False  # a non-finite loss ended training
-    max_grad_norm: float = 0.0  # largest global gradient norm of any step, before clipping
+    max_grad_norm: float = 0.0  # largest global gradient norm measured, before clipping
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -123,14 +124,20 @@ def evaluate(net: Network, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(mean loss, metric) on (X, y): accuracy for classifiers, RMSE for regressors."""
     P = net.forward(X)
     Y = net.encode_targets(y)
-    loss = net.loss_from_output(P, Y)
+    return net.loss_from_output(P, Y), _metric(net, P, Y)
+
+
+def _metric(net: Network, P: np.ndarray, Y: np.ndarray) -> float:
     if net.head.task == "multiclass":
-        metric = float(np.mean(P.argmax(axis=1) == Y.argmax(axis=1)))
-    elif net.head.task == "binary":
-        metric = float(np.mean((P > 0.5) == (Y > 0.5)))
-    else:
-        metric = float(np.sqrt(np.mean((P.astype(np.float64) - Y) ** 2)))
-    return loss, metric
+        return float(np.mean(P.argmax(axis=1) == Y.argmax(axis=1)))
+    if net.head.task == "binary":
+        return float(np.mean((P > 0.5) == (Y > 0.5)))
+    return float(np.sqrt(np.mean((P.astype(np.float64) - Y) ** 2)))
+
+
+def _evaluate_augmented(net: Network, Xa: np.ndarray, Y: np.ndarray) -> tuple[float, float]:
+    P = net.forward_augmented(Xa)
+    return net.loss_from_output(P, Y), _metric(net, P, Y)
 
 
 class _Clipper:
@@ -180,6 +187,20 @@ def fit(
     puts back a copy of the best epoch's parameters. ``on_epoch_end(epoch,
     metrics)`` is called after every epoch; a truthy return stops training.
     """
+    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
+        # A diverging run overflows on its way to NaN; it is reported, not warned about.
+        return _fit(net, X_train, y_train, X_val, y_val, config, on_epoch_end)
+
+
+def _fit(
+    net: Network,
+    X_train: np.ndarray,
+    y_train: np.ndarray,
+    X_val: np.ndarray | None,
+    y_val: np.ndarray | None,
+    config: TrainConfig,
+    on_epoch_end: EpochCallback | None,
+) -> History:
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, but got {type(config).__name__}.")
     X = net.check_input(X_train, "X_train")
@@ -187,13 +208,14 @@ def fit(
     if len(X) != len(Y) or len(X) == 0:
         raise ValueError(f"X_train and y_train must hold the same number (>= 1) of samples, "
                          f"but got {len(X)} and {len(Y)}.")
-    has_val = X_val is not None and y_val is not None
-    if has_val:
-        X_val = net.check_input(X_val, "X_val")
-        net.encode_targets(y_val, "y_val")  # validate once, early
-        if len(X_val) != len(y_val):  # type: ignore[arg-type]
+    Xa_val: np.ndarray | None = None
+    Y_val: np.ndarray | None = None
+    if X_val is not None and y_val is not None:
+        Xa_val = net.augment(net.check_input(X_val, "X_val"))
+        Y_val = net.encode_targets(y_val, "y_val")
+        if len(Xa_val) != len(Y_val):
             raise ValueError(f"X_val and y_val must hold the same number of samples, "
-                             f"but got {len(X_val)} and {len(y_val)}.")  # type: ignore[arg-type]
+                             f"but got {len(Xa_val)} and {len(Y_val)}.")
 
     n = len(X)
     batch = n if config.batch_size == "full" else min(int(config.batch_size), n)
@@ -207,11 +229,14 @@ def fit(
         if config.clip_type != "none" else None
     decay = (config.l2 * net.weight_mask).astype(net.dtype) if config.l2 else None
     flat, grad = net.flat, net.grad
-    l2_tmp = np.empty_like(flat)
+    sq_tmp = np.empty_like(flat)
     starts = net.tensor_starts
-    # Tensors (W, b) of layer l sit at positions 2l and 2l+1 of starts.
-    steps_per_epoch = math.ceil(n / batch)
-    tensor_sq = np.empty((steps_per_epoch, len(starts)), np.float64)
+    # Per-tensor squared gradient norms (W1, b1, W2, b2, ...). Norm clipping needs
+    # them at every step; otherwise the history samples the epoch's last step.
+    tensor_sq = np.zeros(len(starts), np.float64)
+    norms_every_step = config.clip_type in ("norm", "global_norm")
+    steps = [(start, min(start + batch, n)) for start in range(0, n, batch)]
+    last_step = len(steps) - 1
     dropout_rng = rng if net.dropout > 0 else None
 
     history = History(metric_name="accuracy" if net.is_classifier else "rmse")
@@ -227,37 +252,35 @@ def fit(
         else:
             Xs, Ys = Xa, Y
         loss_sum, clipped = 0.0, 0
-        for step, start in enumerate(range(0, n, batch)):
-            xb, yb = Xs[start:start + batch], Ys[start:start + batch]
-            loss_sum += net.backprop(xb, yb, dropout_rng)
-            grad *= 1.0 / len(xb)
+        for step, (start, stop) in enumerate(steps):
+            loss_sum += net.backprop(Xs[start:stop], Ys[start:stop], dropout_rng)
             if decay is not None:
-                np.multiply(flat, decay, out=l2_tmp)
-                grad += l2_tmp
-            np.square(grad, out=l2_tmp)
-            sq = tensor_sq[step]
-            np.add.reduceat(l2_tmp, starts, out=sq)
-            if clipper is not None and clipper(grad, sq):
+                np.multiply(flat, decay, out=sq_tmp)
+                grad += sq_tmp
+            if norms_every_step or step == last_step:
+                np.square(grad, out=sq_tmp)
+                np.add.reduceat(sq_tmp, starts, out=tensor_sq)
+                history.max_grad_norm = max(history.max_grad_norm,
+                                            math.sqrt(float(tensor_sq.sum())))
+            if clipper is not None and clipper(grad, tensor_sq):
                 clipped += 1
             optimizer.step(flat, grad, lr)
 
         train_loss = loss_sum / n + (net.l2_penalty(config.l2) if config.l2 else 0.0)
-        layer_norms = np.sqrt(tensor_sq[:, 0::2] + tensor_sq[:, 1::2])
-        history.max_grad_norm = max(history.max_grad_norm,
-                                    float(np.sqrt(tensor_sq.sum(axis=1)).max()))
-        if has_val:
-            val_loss, val_metric = evaluate(net, X_val, y_val)  # type: ignore[arg-type]
+        layer_norms = np.sqrt(tensor_sq[0::2] + tensor_sq[1::2])
+        if Xa_val is not None and Y_val is not None:
+            val_loss, val_metric = _evaluate_augmented(net, Xa_val, Y_val)
         else:
             val_loss, val_metric = math.nan, math.nan
         history.train_loss.append(train_loss)
         history.val_loss.append(val_loss)
         history.val_metric.append(val_metric)
         history.learning_rate.append(lr)
-        history.grad_norms.append(layer_norms.mean(axis=0).tolist())
-        history.clip_fraction.append(clipped / steps_per_epoch)
+        history.grad_norms.append(layer_norms.tolist())
+        history.clip_fraction.append(clipped / len(steps))
         history.epochs_run = epoch + 1
 
-        monitored = val_loss if has_val else train_loss
+        monitored = val_loss if Xa_val is not None else train_loss
         if not (math.isfinite(train_loss) and math.isfinite(monitored)):
             history.diverged = True
             logger.warning("epoch %d: loss is not finite (train_loss=%s); stopping",
