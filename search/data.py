@@ -1,0 +1,266 @@
+"""Datasets: scikit-learn's bundled sets, CSV and NPZ files; the split and the scaling.
+
+A ``DataSpec`` says where the data comes from and how to split it; ``load_data``
+turns it into a ``Dataset`` whose train/validation/test parts are standardised
+with statistics fitted on train only. The objective only ever reads
+``train`` and ``val``; ``test`` is for ``nnsearch train`` after the search.
+"""
+
+from __future__ import annotations
+
+import csv
+import hashlib
+import math
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from sklearn import datasets as skdatasets
+from sklearn.model_selection import train_test_split
+
+from .errors import UsageError
+
+# Bundled scikit-learn datasets and their task.
+BUILTIN: dict[str, tuple[Callable[..., Any], str]] = {
+    "digits": (skdatasets.load_digits, "classification"),
+    "iris": (skdatasets.load_iris, "classification"),
+    "wine": (skdatasets.load_wine, "classification"),
+    "breast_cancer": (skdatasets.load_breast_cancer, "classification"),
+    "diabetes": (skdatasets.load_diabetes, "regression"),
+}
+TASKS = ("classification", "regression")
+
+
+@dataclass(frozen=True)
+class DataSpec:
+    source: str  # a BUILTIN name, or a path to a .csv or .npz file
+    target: str | None = None  # CSV: the target column's header
+    task: str | None = None  # None: the builtin's task, or inferred from the target
+    validation: float = 0.2  # share of all samples
+    test: float = 0.2  # share of all samples, never seen by the search
+    seed: int = 0  # the split's seed
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"source": self.source, "target": self.target, "task": self.task,
+                "validation": self.validation, "test": self.test, "seed": self.seed}
+
+
+@dataclass
+class Dataset:
+    task: str
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    feature_names: list[str]
+    classes: list[Any] = field(default_factory=list)  # original labels, by class index
+    x_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
+    x_scale: np.ndarray = field(default_factory=lambda: np.ones(0))
+    y_mean: float = 0.0  # regression targets are standardised too
+    y_scale: float = 1.0
+    fingerprint: str = ""  # sha256 of the raw arrays, to notice changed data
+
+    @property
+    def n_features(self) -> int:
+        return int(self.X_train.shape[1])
+
+    @property
+    def n_outputs(self) -> int:
+        return len(self.classes) if self.task == "classification" else 1
+
+    def preprocessing(self) -> dict[str, Any]:
+        """What ``predict`` needs to go from a raw row to a prediction."""
+        return {"task": self.task, "feature_names": self.feature_names,
+                "classes": self.classes, "x_mean": self.x_mean.tolist(),
+                "x_scale": self.x_scale.tolist(), "y_mean": self.y_mean,
+                "y_scale": self.y_scale}
+
+
+def _raw_builtin(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    loader, _ = BUILTIN[name]
+    bunch = loader()
+    names = list(getattr(bunch, "feature_names", []) or
+                 [f"x{i}" for i in range(bunch.data.shape[1])])
+    return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target), names
+
+
+def read_csv(path: Path, target: str | None,
+             require_target: bool = True) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
+    """Features as floats, the target column as given (strings), and feature names."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            rows = list(csv.reader(fh))
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a UTF-8 text CSV file.") from None
+    rows = [r for r in rows if any(cell.strip() for cell in r)]
+    if not rows:
+        raise UsageError(f"{path}: the CSV file is empty (it needs a header row and data).")
+    header, body = [h.strip() for h in rows[0]], rows[1:]
+    if not body:
+        raise UsageError(f"{path}: the CSV file has a header but no data rows.")
+    if target is not None and target not in header:
+        if require_target:
+            raise UsageError(f"{path}: target column {target!r} is not in the header "
+                             f"(columns: {', '.join(header)}).")
+        target = None
+    for i, row in enumerate(body, start=2):
+        if len(row) != len(header):
+            raise UsageError(f"{path}: line {i} has {len(row)} fields, the header has "
+                             f"{len(header)}.")
+    columns = list(zip(*body, strict=True))
+    features, names, y = [], [], None
+    for name, col in zip(header, columns, strict=True):
+        if name == target:
+            y = np.array([c.strip() for c in col])
+            continue
+        try:
+            values = np.array([float(c) if c.strip() else math.nan for c in col])
+        except ValueError:
+            bad = next(c for c in col if not _is_float(c))
+            raise UsageError(f"{path}: column {name!r} is not numeric (e.g. {bad!r}); "
+                             "encode it as numbers or drop it.") from None
+        features.append(values)
+        names.append(name)
+    if not features:
+        raise UsageError(f"{path}: no feature columns besides the target {target!r}.")
+    return np.column_stack(features), y, names
+
+
+def _is_float(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
+def _raw_file(spec: DataSpec, base: Path | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
+    path = resolve_path(spec.source, base)
+    if not path.is_file():
+        raise UsageError(f"data file not found: {path}")
+    if path.suffix.lower() == ".csv":
+        if not spec.target:
+            raise UsageError(f"{path}: a CSV source needs data.target, the name of the "
+                             "target column.")
+        X, y, names = read_csv(path, spec.target)
+        assert y is not None
+        return X, y, names
+    if path.suffix.lower() == ".npz":
+        try:
+            with np.load(path, allow_pickle=False) as npz:
+                missing = {"X", "y"} - set(npz.files)
+                if missing:
+                    raise UsageError(f"{path}: an .npz source needs arrays 'X' and 'y'; "
+                                     f"missing {sorted(missing)} (has {sorted(npz.files)}).")
+                X, y = np.asarray(npz["X"]), np.asarray(npz["y"])
+        except UsageError:
+            raise
+        except Exception as exc:  # a corrupt archive, pickled objects, ...
+            raise UsageError(f"{path}: cannot read as .npz ({exc}).") from None
+        if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
+            raise UsageError(f"{path}: X must be 2-d and y 1-d with as many rows, but got "
+                             f"X.shape={X.shape}, y.shape={y.shape}.")
+        if not np.issubdtype(X.dtype, np.number):
+            raise UsageError(f"{path}: X must be numeric, but got dtype {X.dtype}.")
+        return X.astype(np.float64), y, [f"x{i}" for i in range(X.shape[1])]
+    raise UsageError(f"{path}: unknown data file type {path.suffix!r}; use .csv or .npz, "
+                     f"or a bundled dataset ({', '.join(BUILTIN)}).")
+
+
+def resolve_path(source: str, base: Path | None) -> Path:
+    path = Path(source).expanduser()
+    if not path.is_absolute() and base is not None:
+        path = base / path
+    return path.resolve()
+
+
+def _infer_task(y: np.ndarray) -> str:
+    if not np.issubdtype(y.dtype, np.number):
+        numeric = np.array([_is_float(v) for v in y])
+        if not numeric.all():
+            return "classification"
+        y = y.astype(np.float64)
+    return "classification" if np.all(np.mod(y, 1) == 0) else "regression"
+
+
+def load_data(spec: DataSpec, base: Path | None = None) -> Dataset:
+    """Read, check, split (stratified for classification) and standardise."""
+    if spec.source in BUILTIN:
+        X, y, names = _raw_builtin(spec.source)
+        task = spec.task or BUILTIN[spec.source][1]
+    else:
+        X, y, names = _raw_file(spec, base)
+        task = spec.task or _infer_task(y)
+    where = spec.source
+    if len(X) < 10:
+        raise UsageError(f"{where}: {len(X)} samples are too few to split into "
+                         "train, validation and test.")
+    bad_rows = ~np.isfinite(X).all(axis=1)
+    if bad_rows.any():
+        col = int(np.flatnonzero(~np.isfinite(X[bad_rows][0]))[0])
+        raise UsageError(f"{where}: {int(bad_rows.sum())} row(s) hold NaN, empty or infinite "
+                         f"values (first at row {int(np.flatnonzero(bad_rows)[0])}, column "
+                         f"{names[col]!r}); clean or impute them first.")
+    classes: list[Any] = []
+    if task == "classification":
+        labels = np.array([str(v) for v in y]) if y.dtype.kind in "US" else y
+        if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
+            raise UsageError(f"{where}: the target holds NaN or infinite values.")
+        uniq, y_idx = np.unique(labels, return_inverse=True)
+        if len(uniq) < 2:
+            raise UsageError(f"{where}: the target has a single class ({uniq[0]!r}); "
+                             "classification needs at least two.")
+        classes = [v.item() if hasattr(v, "item") else v for v in uniq]
+        y_out: np.ndarray = y_idx.astype(np.intp)
+        stratify: np.ndarray | None = y_out
+        counts = np.bincount(y_out)
+        if counts.min() < 3:
+            raise UsageError(f"{where}: class {classes[int(counts.argmin())]!r} has only "
+                             f"{counts.min()} sample(s); a stratified split needs at least 3 "
+                             "per class.")
+    else:
+        try:
+            y_out = y.astype(np.float64)
+        except ValueError:
+            raise UsageError(f"{where}: a regression target must be numeric.") from None
+        if not np.all(np.isfinite(y_out)):
+            raise UsageError(f"{where}: the target holds NaN or infinite values.")
+        stratify = None
+
+    fingerprint = hashlib.sha256(np.ascontiguousarray(X).tobytes() +
+                                 np.ascontiguousarray(y_out).tobytes()).hexdigest()[:16]
+    idx = np.arange(len(X))
+    holdout = spec.validation + spec.test
+    try:
+        idx_train, idx_rest = train_test_split(idx, test_size=holdout, random_state=spec.seed,
+                                               stratify=stratify)
+        rest_strat = stratify[idx_rest] if stratify is not None else None
+        idx_val, idx_test = train_test_split(idx_rest, test_size=spec.test / holdout,
+                                             random_state=spec.seed, stratify=rest_strat)
+    except ValueError as exc:
+        raise UsageError(f"{where}: cannot split {len(X)} samples with validation="
+                         f"{spec.validation} and test={spec.test} ({exc}).") from None
+
+    X_train = X[idx_train]
+    mean = X_train.mean(axis=0)
+    scale = X_train.std(axis=0)
+    scale[scale == 0] = 1.0  # constant features stay constant (zero) after scaling
+    y_mean, y_scale = 0.0, 1.0
+    if task == "regression":
+        y_mean = float(y_out[idx_train].mean())
+        y_scale = float(y_out[idx_train].std()) or 1.0
+
+    def part(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        Xs = ((X[ids] - mean) / scale).astype(np.float32)
+        ys = y_out[ids] if task == "classification" else (y_out[ids] - y_mean) / y_scale
+        return Xs, ys
+
+    (X_tr, y_tr), (X_va, y_va), (X_te, y_te) = part(idx_train), part(idx_val), part(idx_test)
+    return Dataset(task=task, X_train=X_tr, y_train=y_tr, X_val=X_va, y_val=y_va,
+                   X_test=X_te, y_test=y_te, feature_names=names, classes=classes,
+                   x_mean=mean, x_scale=scale, y_mean=y_mean, y_scale=y_scale,
+                   fingerprint=fingerprint)

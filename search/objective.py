@@ -1,0 +1,123 @@
+"""The objective: sample a network and its training, train it, report, prune.
+
+The data is loaded once per process (``Objective`` holds it); each trial's seed is
+derived from the study seed and the trial number, so a trial's result does not
+depend on which worker ran it. The test split is never touched here.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import os
+import socket
+import time
+from typing import Any
+
+import numpy as np
+import optuna
+
+from model import History, Network, TrainConfig, evaluate, fit
+
+from .data import Dataset
+from .space import build_configs, sample
+from .studyfile import StudySpec
+
+logger = logging.getLogger("search")
+
+WORKER_ATTR = "nnsearch.worker"  # written by a worker with the trial's result
+
+
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """A 31-bit seed that depends only on the study seed and the trial number."""
+    return int(np.random.SeedSequence([study_seed, trial_number]).generate_state(1)[0] >> 1)
+
+
+def metric_value(metric: str, data: Dataset, loss: float, score: float) -> float:
+    """The study's metric from fit's (loss, accuracy-or-standardised-RMSE)."""
+    if metric == "val_loss":
+        return loss
+    if metric == "val_rmse":
+        return score * data.y_scale  # back to the target's own units
+    return score
+
+
+def train_trial(network: dict[str, Any], training: dict[str, Any], data: Dataset, metric: str,
+                on_epoch_end: Any = None) -> tuple[Network, History, float, float]:
+    """Build and train one network; return it, its history, the metric and seconds."""
+    net = Network(**network)
+    config = TrainConfig(**training)
+    start = time.perf_counter()
+    history = fit(net, data.X_train, data.y_train, data.X_val, data.y_val, config,
+                  on_epoch_end=on_epoch_end)
+    seconds = time.perf_counter() - start
+    loss, score = evaluate(net, data.X_val, data.y_val)
+    return net, history, metric_value(metric, data, loss, score), seconds
+
+
+def history_attrs(history: History, net: Network, seed: int, seconds: float) -> dict[str, Any]:
+    """The diagnostics a trial records as user attrs (JSON-friendly, finite)."""
+    def finite(x: float) -> float | None:
+        return float(x) if math.isfinite(x) else None
+
+    last_norms = history.grad_norms[-1] if history.grad_norms else []
+    return {
+        "seed": seed,
+        "n_params": net.n_params,
+        "epochs_run": history.epochs_run,
+        "best_epoch": history.best_epoch,
+        "train_seconds": round(seconds, 4),
+        "final_train_loss": finite(history.train_loss[-1]) if history.train_loss else None,
+        "final_val_loss": finite(history.val_loss[-1]) if history.val_loss else None,
+        "max_grad_norm": finite(history.max_grad_norm),
+        "grad_norms": [finite(x) for x in last_norms],
+        "clip_rate": float(np.mean(history.clip_fraction)) if history.clip_fraction else 0.0,
+        "diverged": history.diverged,
+        "stopped_early": history.stopped_early,
+    }
+
+
+class Objective:
+    def __init__(self, spec: StudySpec, data: Dataset) -> None:
+        self.spec = spec
+        self.data = data
+        self.worker = f"{socket.gethostname()}:{os.getpid()}"
+
+    def __call__(self, trial: optuna.Trial) -> float:
+        spec, data = self.spec, self.data
+        values = sample(spec.space, trial)
+        seed = trial_seed(spec.seed, trial.number)
+        network, training = build_configs(values, data.n_features, data.n_outputs, data.task,
+                                          seed)
+        every = spec.report_every
+
+        def report(epoch: int, metrics: dict[str, Any]) -> bool:
+            if (epoch + 1) % every:
+                return False
+            value = metric_value(spec.metric, data, metrics["val_loss"], metrics["val_metric"])
+            if not math.isfinite(value):
+                return False  # divergence is reported by fit itself
+            trial.report(value, epoch)
+            return trial.should_prune()
+
+        net, history, value, seconds = train_trial(network, training, data, spec.metric,
+                                                   report)
+        attrs = history_attrs(history, net, seed, seconds)
+        attrs["network"] = network
+        attrs["training"] = training
+        for key, val in attrs.items():
+            trial.set_user_attr(key, val)
+        if history.diverged:
+            reason = (f"diverged at epoch {history.epochs_run - 1}: the loss became "
+                      "non-finite")
+            trial.set_user_attr("pruned_reason", reason)
+            logger.info("trial %d %s", trial.number, reason)
+            raise optuna.TrialPruned(reason)
+        if history.stopped_by_callback:
+            trial.set_user_attr("pruned_reason", f"pruned by {spec.pruner} at epoch "
+                                f"{history.epochs_run - 1}")
+            raise optuna.TrialPruned()
+        if not math.isfinite(value):
+            trial.set_user_attr("pruned_reason", "non-finite validation metric")
+            raise optuna.TrialPruned("non-finite validation metric")
+        return value

@@ -1,0 +1,158 @@
+"""Where studies live: SQLite by default, PostgreSQL to scale out, a journal file on one host.
+
+``resolve_url`` picks the URL (``--storage``, else ``NNSEARCH_STORAGE``, else SQLite
+beside the study file); ``open_storage`` builds the Optuna storage with the
+settings parallel workers need; ``redact`` hides passwords in anything shown.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import time
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any, TypeVar
+
+import optuna
+import sqlalchemy.exc
+from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages.journal import JournalFileBackend
+from sqlalchemy.engine import make_url
+
+from .errors import UsageError
+
+logger = logging.getLogger("search")
+
+ENV_STORAGE = "NNSEARCH_STORAGE"
+SQLITE_TIMEOUT = 30  # seconds a writer waits for SQLite's lock (Optuna's default 5 s loses trials)
+JOURNAL_PREFIX = "journal:///"
+T = TypeVar("T")
+
+
+def heartbeat_settings() -> tuple[int, int]:
+    """(interval, grace) in seconds; NNSEARCH_HEARTBEAT sets the interval, grace is 3x."""
+    raw = os.environ.get("NNSEARCH_HEARTBEAT", "2")
+    try:
+        interval = int(raw)
+    except ValueError:
+        raise UsageError(f"NNSEARCH_HEARTBEAT must be a whole number of seconds >= 1, "
+                         f"but got {raw!r}.") from None
+    if interval < 1:
+        raise UsageError(f"NNSEARCH_HEARTBEAT must be >= 1 second, but got {interval}.")
+    return interval, 3 * interval
+
+
+def default_url(study_file: Path) -> str:
+    return f"sqlite:///{study_file.resolve().with_suffix('.db')}"
+
+
+def resolve_url(explicit: str | None, study_file: Path | None) -> str:
+    if explicit:
+        return explicit
+    if os.environ.get(ENV_STORAGE):
+        return os.environ[ENV_STORAGE]
+    if study_file is None:
+        raise UsageError(f"no storage given: pass --storage URL (or set {ENV_STORAGE}), "
+                         "or address the study by its file.")
+    return default_url(study_file)
+
+
+def redact(url: str) -> str:
+    """The URL with any password replaced by ***."""
+    if url.startswith(JOURNAL_PREFIX):
+        return url
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy understands: show no more than the scheme
+        return url.split("://", 1)[0] + "://***" if "://" in url else "***"
+
+
+def kind(url: str) -> str:
+    """'sqlite', 'postgresql', 'journal' or another SQLAlchemy backend name."""
+    if url.startswith(JOURNAL_PREFIX):
+        return "journal"
+    try:
+        return make_url(url).get_backend_name()
+    except Exception:
+        raise UsageError(f"not a storage URL: {redact(url)!r}; use sqlite:///PATH, "
+                         "postgresql+psycopg://USER@HOST/DB or journal:///PATH.") from None
+
+
+def normalise(url: str) -> str:
+    """Use psycopg 3 for PostgreSQL whatever driver the URL names (or none)."""
+    if kind(url) == "postgresql":
+        parsed = make_url(url)
+        if parsed.drivername != "postgresql+psycopg":
+            return parsed.set(drivername="postgresql+psycopg").render_as_string(
+                hide_password=False)
+    return url
+
+
+def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``, or UsageError if it cannot be reached."""
+    url = normalise(url)
+    backend = kind(url)
+    shown = redact(url)
+    if backend == "journal":
+        path = Path(url[len(JOURNAL_PREFIX):])
+        if not path.parent.is_dir():
+            raise UsageError(f"cannot open storage {shown}: directory {path.parent} "
+                             "does not exist.")
+        return JournalStorage(JournalFileBackend(str(path)))
+    engine_kwargs: dict[str, Any] = {}
+    if backend == "sqlite":
+        database = make_url(url).database
+        if database and database != ":memory:":
+            parent = Path(database).parent
+            if not parent.is_dir():
+                raise UsageError(f"cannot open storage {shown}: directory {parent} "
+                                 "does not exist.")
+        engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT}
+    else:
+        engine_kwargs["pool_pre_ping"] = True  # survive a database restart
+        if backend == "postgresql":
+            engine_kwargs["connect_args"] = {"connect_timeout": 10}
+    kwargs: dict[str, Any] = {}
+    if heartbeat:
+        interval, grace = heartbeat_settings()
+        kwargs = {"heartbeat_interval": interval, "grace_period": grace,
+                  "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
+                      max_retry=3)}
+    try:
+        return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+    except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+        raise UsageError(f"cannot reach storage {shown}: {reason}") from None
+    except ModuleNotFoundError as exc:
+        raise UsageError(f"storage {shown} needs the Python package {exc.name!r}.") from None
+    except Exception as exc:  # e.g. ArgumentError for a malformed URL
+        raise UsageError(f"cannot open storage {shown}: {type(exc).__name__}: "
+                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
+def dispose(storage: optuna.storages.BaseStorage) -> None:
+    """Close the storage's connections (RDB only)."""
+    engine = getattr(storage, "engine", None)
+    if engine is not None:
+        engine.dispose()
+
+
+RETRYABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+             sqlalchemy.exc.DisconnectionError)
+
+
+def with_retry(fn: Callable[[], T], what: str, attempts: int = 8, first_wait: float = 0.5) -> T:
+    """Call ``fn``, retrying with backoff while the database is unreachable (a restart)."""
+    wait = first_wait
+    for attempt in range(1, attempts + 1):
+        try:
+            return fn()
+        except RETRYABLE as exc:
+            if attempt == attempts:
+                raise
+            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+            logger.warning("%s: storage error (%s); retrying in %.1fs", what, reason, wait)
+            time.sleep(wait)
+            wait = min(wait * 2, 8.0)
+    raise AssertionError("unreachable")  # pragma: no cover

@@ -1,0 +1,127 @@
+"""Creating and finding studies; the study file is stored with the study."""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from .data import BUILTIN
+from .errors import UsageError
+from .storage import open_storage, redact, resolve_url, with_retry
+from .studyfile import StudySpec, load_study_file, parse_study
+
+logger = logging.getLogger("search")
+
+SPEC_ATTR = "nnsearch.spec"  # the validated study file, as a dict
+BASE_ATTR = "nnsearch.base_dir"  # where relative data paths are resolved
+METRIC_ATTR = "nnsearch.metric"
+
+
+@dataclass
+class Target:
+    """A study as the CLI addressed it: by file, or by name and storage."""
+
+    url: str
+    name: str | None
+    spec: StudySpec | None  # from the file, if one was given
+
+
+def target_from_args(study_file: str | None, study_name: str | None,
+                     storage: str | None) -> Target:
+    if study_file is None and study_name is None:
+        raise UsageError("give a study file, or --study NAME with --storage URL.")
+    spec = load_study_file(study_file) if study_file else None
+    url = resolve_url(storage, Path(study_file) if study_file else None)
+    name = study_name or (spec.name if spec else None)
+    return Target(url=url, name=name, spec=spec)
+
+
+def study_note(spec: StudySpec) -> str:
+    """A markdown summary of the dataset, split and search space (for the dashboard)."""
+    data = spec.data
+    lines = [f"# {spec.name}", "",
+             f"**Objective:** {spec.direction} `{spec.metric}` on the validation split.", "",
+             f"**Data:** `{data.source}`" + (f", target `{data.target}`" if data.target else "")
+             + f"; split train/validation/test = {1 - data.validation - data.test:.0%}/"
+             f"{data.validation:.0%}/{data.test:.0%} (stratified for classification, seed "
+             f"{data.seed}), standardised on train. The test split is never used by the "
+             "search.", "",
+             f"**Sampler:** {spec.sampler} (seed {spec.seed}); **pruner:** {spec.pruner}, "
+             f"reporting every {spec.report_every} epoch(s).", "",
+             "| hyperparameter | search |", "|---|---|"]
+    for name, p in spec.space.items():
+        if p.kind == "choice":
+            text = ", ".join(map(str, p.choices or ()))
+        elif p.kind == "range":
+            text = f"{p.low} – {p.high}" + (" (log)" if p.log else "")
+        else:
+            text = f"fixed: {p.fixed}"
+        lines.append(f"| {name} | {text} |")
+    return "\n".join(lines) + "\n"
+
+
+def create(target: Target) -> tuple[optuna.Study, bool]:
+    """Create the study from its file (once); returns (study, created)."""
+    spec = target.spec
+    if spec is None:
+        raise UsageError("creating a study needs its study file.")
+    storage = open_storage(target.url)
+    existing = with_retry(lambda: _study_names(storage), "list studies")
+    if spec.name in existing:
+        study = optuna.load_study(study_name=spec.name, storage=storage)
+        stored = study.user_attrs.get(SPEC_ATTR)
+        if stored is not None and stored != spec.to_dict():
+            logger.warning("study %r already exists with a different study file; the stored "
+                           "definition is kept (create a new study name to change it)",
+                           spec.name)
+        return study, False
+    study = optuna.create_study(study_name=spec.name, storage=storage,
+                                direction=spec.direction, sampler=spec.make_sampler(),
+                                pruner=spec.make_pruner(), load_if_exists=True)
+    study.set_metric_names([spec.metric])
+    study.set_user_attr(SPEC_ATTR, spec.to_dict())
+    base = spec.base_dir
+    if base is not None and spec.data.source not in BUILTIN:
+        study.set_user_attr(BASE_ATTR, str(base))
+    _set_note(study, spec)
+    return study, True
+
+
+def _set_note(study: optuna.Study, spec: StudySpec) -> None:
+    try:
+        from optuna_dashboard import save_note
+        save_note(study, study_note(spec))
+    except Exception as exc:  # the note is a nicety; never fail a create over it
+        logger.debug("could not save the study note: %s", exc)
+
+
+def _study_names(storage: optuna.storages.BaseStorage) -> list[str]:
+    return [s.study_name for s in storage.get_all_studies()]
+
+
+def load(target: Target, heartbeat: bool = True) -> tuple[optuna.Study, StudySpec]:
+    """The existing study and its definition (from the file, else from the storage)."""
+    storage = open_storage(target.url, heartbeat=heartbeat)
+    names = with_retry(lambda: _study_names(storage), "list studies")
+    if target.name not in names:
+        where = redact(target.url)
+        known = ", ".join(names) if names else "none"
+        raise UsageError(f"no study named {target.name!r} in {where} (studies there: {known}).")
+    study = optuna.load_study(study_name=target.name, storage=storage)
+    spec = target.spec or spec_from_study(study)
+    return study, spec
+
+
+def spec_from_study(study: optuna.Study) -> StudySpec:
+    stored: dict[str, Any] | None = study.user_attrs.get(SPEC_ATTR)
+    if stored is None:
+        raise UsageError(f"study {study.study_name!r} was not created by nnsearch (it has no "
+                         "stored study file); address it by its study file instead.")
+    base = study.user_attrs.get(BASE_ATTR)
+    spec = parse_study(stored, f"study {study.study_name!r}",
+                       Path(base) / "study.toml" if base else None)
+    return spec

@@ -1,0 +1,249 @@
+"""Study definition files (TOML): load, validate, and rebuild from a stored copy.
+
+Every problem is reported as a ``UsageError`` naming the file, the key, the bad
+value and the valid values. A validated study is a frozen ``StudySpec``; its
+``to_dict`` is stored with the study so that commands addressed by
+``--study NAME --storage URL`` work without the file.
+"""
+
+from __future__ import annotations
+
+import inspect
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import optuna
+
+from .data import BUILTIN, TASKS, DataSpec
+from .errors import UsageError
+from .space import Param, parse_param
+
+# metric -> (direction, tasks it applies to)
+METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
+    "val_accuracy": ("maximize", ("classification",)),
+    "val_loss": ("minimize", ("classification", "regression")),
+    "val_rmse": ("minimize", ("regression",)),
+}
+
+SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
+    "tpe": optuna.samplers.TPESampler,
+    "random": optuna.samplers.RandomSampler,
+    "cmaes": optuna.samplers.CmaEsSampler,
+    "gp": optuna.samplers.GPSampler,
+    "qmc": optuna.samplers.QMCSampler,
+}
+PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
+    "median": optuna.pruners.MedianPruner,
+    "hyperband": optuna.pruners.HyperbandPruner,
+    "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "none": optuna.pruners.NopPruner,
+}
+# Settings a study file may give each sampler/pruner: plain numbers, strings and booleans.
+_PLAIN = (bool, int, float, str)
+
+SECTIONS: dict[str, tuple[str, ...]] = {
+    "study": ("name", "metric", "direction", "seed"),
+    "sampler": ("name",),  # plus the sampler's own keyword arguments
+    "pruner": ("name", "report_every"),  # plus the pruner's own keyword arguments
+    "data": ("source", "target", "task", "validation", "test", "seed"),
+    "budget": ("trials", "timeout"),
+    "space": (),  # checked by space.parse_param
+}
+
+
+@dataclass(frozen=True)
+class StudySpec:
+    name: str
+    metric: str
+    direction: str
+    seed: int
+    sampler: str
+    sampler_args: dict[str, Any]
+    pruner: str
+    pruner_args: dict[str, Any]
+    report_every: int  # report the validation metric every N epochs
+    data: DataSpec
+    trials: int | None
+    timeout: float | None
+    space: dict[str, Param]
+    path: Path | None = field(default=None, compare=False)
+
+    @property
+    def base_dir(self) -> Path | None:
+        return self.path.parent if self.path is not None else None
+
+    def make_sampler(self, seed: int | None = None) -> optuna.samplers.BaseSampler:
+        args = dict(self.sampler_args)
+        if "seed" in inspect.signature(SAMPLERS[self.sampler].__init__).parameters:
+            args["seed"] = self.seed if seed is None else seed
+        if self.sampler == "gp":
+            try:
+                import torch  # noqa: F401
+            except ImportError:
+                raise UsageError("sampler gp needs PyTorch (pip install torch); "
+                                 "or use tpe, random, cmaes or qmc.") from None
+        return SAMPLERS[self.sampler](**args)
+
+    def make_pruner(self) -> optuna.pruners.BasePruner:
+        return PRUNERS[self.pruner](**self.pruner_args)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "study": {"name": self.name, "metric": self.metric, "direction": self.direction,
+                      "seed": self.seed},
+            "sampler": {"name": self.sampler, **self.sampler_args},
+            "pruner": {"name": self.pruner, "report_every": self.report_every,
+                       **self.pruner_args},
+            "data": {k: v for k, v in self.data.to_dict().items() if v is not None},
+            "budget": {k: v for k, v in (("trials", self.trials), ("timeout", self.timeout))
+                       if v is not None},
+            "space": {name: p.to_toml_value() for name, p in self.space.items()},
+        }
+
+
+def load_study_file(path: str | Path) -> StudySpec:
+    path = Path(path)
+    if not path.is_file():
+        raise UsageError(f"study file not found: {path}")
+    try:
+        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as exc:
+        raise UsageError(f"{path}: TOML syntax error: {exc}.") from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a UTF-8 text file.") from None
+    spec = parse_study(raw, str(path), path)
+    # Relative data paths are relative to the study file; store them resolved.
+    return spec
+
+
+def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> StudySpec:
+    for section in raw:
+        if section not in SECTIONS:
+            raise UsageError(f"{where}: unknown section [{section}]; valid sections: "
+                             f"{', '.join(SECTIONS)}.")
+        if not isinstance(raw[section], dict):
+            raise UsageError(f"{where}: {section} must be a table ([{section}]), "
+                             f"but got {raw[section]!r}.")
+    for section, keys in SECTIONS.items():
+        if section in ("sampler", "pruner", "space"):
+            continue
+        for key in raw.get(section, {}):
+            if key not in keys:
+                raise UsageError(f"{where}: unknown key {section}.{key!r}; valid keys: "
+                                 f"{', '.join(keys)}.")
+
+    study = raw.get("study", {})
+    name = _get(study, "study.name", where, str, None)
+    if not name:
+        raise UsageError(f"{where}: study.name is required (a non-empty string).")
+    data = _parse_data(raw.get("data", {}), where)
+    task = data.task or (BUILTIN[data.source][1] if data.source in BUILTIN else None)
+    default_metric = "val_rmse" if task == "regression" else "val_accuracy"
+    metric = _get(study, "study.metric", where, str, default_metric)
+    if metric not in METRICS:
+        raise UsageError(f"{where}: study.metric: unknown metric {metric!r}; valid: "
+                         f"{', '.join(METRICS)}.")
+    direction_for_metric, tasks = METRICS[metric]
+    if task is not None and task not in tasks:
+        raise UsageError(f"{where}: study.metric: {metric!r} does not apply to a {task} "
+                         f"task; valid: {', '.join(m for m, (_, t) in METRICS.items() if task in t)}.")
+    direction = _get(study, "study.direction", where, str, direction_for_metric)
+    if direction != direction_for_metric:
+        raise UsageError(f"{where}: study.direction: {metric} is to {direction_for_metric}, "
+                         f"but got direction={direction!r}.")
+    seed = _get(study, "study.seed", where, int, 0)
+
+    sampler, sampler_args = _parse_plugin(raw.get("sampler", {}), "sampler", SAMPLERS, "tpe",
+                                          where, reserved=("seed",))
+    pruner_raw = dict(raw.get("pruner", {}))
+    report_every = _get(pruner_raw, "pruner.report_every", where, int, 1)
+    pruner_raw.pop("report_every", None)
+    if report_every < 1:
+        raise UsageError(f"{where}: pruner.report_every must be >= 1, but got {report_every}.")
+    pruner, pruner_args = _parse_plugin(pruner_raw, "pruner", PRUNERS, "median", where)
+
+    budget = raw.get("budget", {})
+    trials = _get(budget, "budget.trials", where, int, None)
+    if trials is not None and trials < 1:
+        raise UsageError(f"{where}: budget.trials must be >= 1, but got {trials}.")
+    timeout = _get(budget, "budget.timeout", where, (int, float), None)
+    if timeout is not None and timeout <= 0:
+        raise UsageError(f"{where}: budget.timeout must be > 0 seconds, but got {timeout}.")
+
+    space = {key: parse_param(key, value, where) for key, value in raw.get("space", {}).items()}
+    return StudySpec(name=name, metric=metric, direction=direction, seed=seed, sampler=sampler,
+                     sampler_args=sampler_args, pruner=pruner, pruner_args=pruner_args,
+                     report_every=report_every, data=data, trials=trials,
+                     timeout=float(timeout) if timeout is not None else None, space=space,
+                     path=path.resolve() if path is not None else None)
+
+
+def _get(table: dict[str, Any], key: str, where: str, kind: Any, default: Any) -> Any:
+    value = table.get(key.split(".")[-1], default)
+    if value is None:
+        return None
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+        names = " or ".join(k.__name__ for k in kinds)
+        raise UsageError(f"{where}: {key} must be {names}, but got {value!r}.")
+    return value
+
+
+def _parse_data(table: dict[str, Any], where: str) -> DataSpec:
+    source = _get(table, "data.source", where, str, "digits")
+    if source not in BUILTIN and not source.lower().endswith((".csv", ".npz")):
+        raise UsageError(f"{where}: data.source: unknown dataset {source!r}; valid: "
+                         f"{', '.join(BUILTIN)}, or a path to a .csv or .npz file.")
+    task = _get(table, "data.task", where, str, None)
+    if task is not None and task not in TASKS:
+        raise UsageError(f"{where}: data.task: unknown task {task!r}; valid: "
+                         f"{', '.join(TASKS)}.")
+    if source in BUILTIN and task is not None and task != BUILTIN[source][1]:
+        raise UsageError(f"{where}: data.task: {source} is a {BUILTIN[source][1]} dataset, "
+                         f"but got task={task!r}.")
+    shares = {}
+    for key in ("validation", "test"):
+        value = _get(table, f"data.{key}", where, (int, float), 0.2)
+        if not 0 < value < 1:
+            raise UsageError(f"{where}: data.{key} must be a share in (0, 1), "
+                             f"but got {value!r}.")
+        shares[key] = float(value)
+    if shares["validation"] + shares["test"] >= 0.9:
+        raise UsageError(f"{where}: data.validation + data.test must leave at least 10% "
+                         f"for training, but they add up to "
+                         f"{shares['validation'] + shares['test']:.2f}.")
+    target = _get(table, "data.target", where, str, None)
+    if source.lower().endswith(".csv") and not target:
+        raise UsageError(f"{where}: data.target is required for a CSV source "
+                         "(the target column's header).")
+    return DataSpec(source=source, target=target, task=task,
+                    validation=shares["validation"], test=shares["test"],
+                    seed=_get(table, "data.seed", where, int, 0))
+
+
+def _parse_plugin(table: dict[str, Any], section: str, registry: dict[str, Any], default: str,
+                  where: str, reserved: tuple[str, ...] = ()) -> tuple[str, dict[str, Any]]:
+    args = dict(table)
+    name = args.pop("name", default)
+    if name not in registry:
+        raise UsageError(f"{where}: {section}.name: unknown {section} {name!r}; valid: "
+                         f"{', '.join(registry)}.")
+    accepted = [p for p, v in inspect.signature(registry[name].__init__).parameters.items()
+                if p != "self" and v.kind in (v.KEYWORD_ONLY, v.POSITIONAL_OR_KEYWORD)
+                and p not in reserved and (v.default is None or isinstance(v.default, _PLAIN))]
+    for key, value in args.items():
+        if key not in accepted:
+            hint = " (the sampler's seed comes from study.seed)" if key in reserved else ""
+            raise UsageError(f"{where}: unknown key {section}.{key!r} for {section} {name!r}"
+                             f"{hint}; valid keys: {', '.join(['name', *accepted])}.")
+        if not isinstance(value, _PLAIN):
+            raise UsageError(f"{where}: {section}.{key} must be a number, string or boolean, "
+                             f"but got {value!r}.")
+    try:  # let the class check the values themselves (e.g. a negative warm-up)
+        if name != "gp":
+            registry[name](**args)
+    except (ValueError, TypeError) as exc:
+        raise UsageError(f"{where}: [{section}] {name}: {exc}") from None
+    return name, args

@@ -1,0 +1,220 @@
+"""``nnsearch run``: create the study once, start N workers, watch them, sweep.
+
+The supervisor does no training. It starts worker processes (each with BLAS
+limited to one thread), restarts one that dies while budget remains, fails the
+trials of dead workers itself (``fail_stale_trials``, so a killed trial is
+retried even when no other worker is asking for trials), and draws one
+progress bar for the whole study. On Ctrl-C or SIGTERM it stops the workers,
+which end their running trials as FAIL with the reason recorded.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import signal
+import socket
+import subprocess
+import sys
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from types import FrameType
+
+import optuna
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.storages import fail_stale_trials
+from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.trial import TrialState
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+from .objective import WORKER_ATTR
+from .storage import ENV_STORAGE, RETRYABLE, heartbeat_settings, with_retry
+from .worker import STOP_REASON_ATTR, Counts, count_states
+
+logger = logging.getLogger("search")
+
+MAX_RESTARTS_PER_WORKER = 3
+WORKER_STOP_SECONDS = 20  # how long a stopping worker may take to record its trial
+
+
+class Interrupted(Exception):
+    def __init__(self, signum: int) -> None:
+        super().__init__(signal.Signals(signum).name)
+        self.signum = signum
+
+
+@dataclass
+class Slot:
+    index: int
+    process: subprocess.Popen[bytes]
+    restarts: int = 0
+    pids: list[int] = field(default_factory=list)
+
+
+def worker_env(url: str) -> dict[str, str]:
+    env = dict(os.environ)
+    env[ENV_STORAGE] = url  # not on the command line, where ps would show a password
+    for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
+        env[var] = "1"
+    return env
+
+
+class Supervisor:
+    def __init__(self, study: optuna.Study, url: str, worker_args: list[str], workers: int,
+                 budget: int | None, console: Console) -> None:
+        self.study = study
+        self.url = url
+        self.worker_args = worker_args
+        self.n_workers = workers
+        self.budget = budget
+        self.console = console
+        self.slots: list[Slot] = []
+        self.started = time.monotonic()
+        self.finished_at_start = 0
+        self.last_sweep = 0.0
+
+    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+        cmd = [sys.executable, "-m", "search", "worker", *self.worker_args,
+               "--sampler-seed-offset", str(index + 1 + 1000 * len(self._pids_of(index)))]
+        return subprocess.Popen(cmd, env=worker_env(self.url), start_new_session=True,
+                                stdin=subprocess.DEVNULL)
+
+    def _pids_of(self, index: int) -> list[int]:
+        return self.slots[index].pids if index < len(self.slots) else []
+
+    def start(self) -> None:
+        self.finished_at_start = count_states(self.study).finished
+        for i in range(self.n_workers):
+            proc = self._spawn(i)
+            self.slots.append(Slot(i, proc, pids=[proc.pid]))
+
+    def _budget_done(self, counts: Counts) -> bool:
+        return self.budget is not None and counts.finished >= self.budget
+
+    def _sweep(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self.last_sweep >= heartbeat_settings()[0]:
+            with_retry(lambda: fail_stale_trials(self.study), "sweep stale trials")
+            self.last_sweep = now
+
+    def _check_workers(self, counts: Counts) -> None:
+        for slot in self.slots:
+            code = slot.process.poll()
+            if code is None or code == 0:
+                continue
+            if self._budget_done(counts):
+                continue
+            if slot.restarts >= MAX_RESTARTS_PER_WORKER:
+                continue
+            slot.restarts += 1
+            logger.warning("worker %d (pid %d) exited with code %d; restarting it (%d/%d)",
+                           slot.index, slot.process.pid, code, slot.restarts,
+                           MAX_RESTARTS_PER_WORKER)
+            self._fail_trials_of(slot.process.pid, f"worker exited with code {code} during "
+                                 "the trial", retry=True)
+            slot.process = self._spawn(slot.index)
+            slot.pids.append(slot.process.pid)
+
+    def _fail_trials_of(self, pid: int, reason: str, retry: bool) -> None:
+        """Fail the RUNNING trials a worker of ours held; retry them if asked."""
+        host_pid = f"{socket.gethostname()}:{pid}"
+        storage = self.study._storage
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        for t in running:
+            if t.user_attrs.get(WORKER_ATTR) != host_pid:
+                continue
+            try:
+                storage.set_trial_user_attr(t._trial_id, STOP_REASON_ATTR, reason)
+                failed = storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+            except (UpdateFinishedTrialError, RuntimeError):
+                continue  # the worker recorded it after all
+            if failed and retry and isinstance(storage, BaseHeartbeat):
+                callback = storage.get_heartbeat_stale_trial_callback()
+                if callback is not None:
+                    callback(self.study, storage.get_trial(t._trial_id))
+
+    def alive(self) -> bool:
+        return any(slot.process.poll() is None for slot in self.slots)
+
+    def describe(self, counts: Counts) -> str:
+        best = "-"
+        try:
+            if counts.complete:
+                best = f"{self.study.best_value:.4f}"
+        except ValueError:
+            pass
+        minutes = (time.monotonic() - self.started) / 60
+        rate = (counts.finished - self.finished_at_start) / minutes if minutes > 0 else 0.0
+        eta = ""
+        if self.budget is not None and rate > 0:
+            left = max(self.budget - counts.finished, 0) / rate * 60
+            eta = f" eta {int(left // 60)}:{int(left % 60):02d}"
+        return (f"✓{counts.complete} ✂{counts.pruned} ✗{counts.failed} ▶{counts.running} "
+                f"best {best} {rate:.0f}/min{eta}")
+
+    def watch(self) -> Counts:
+        """Supervise until every worker has exited; returns the final counts."""
+        total = self.budget
+        columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
+                   TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
+        counts = count_states(self.study)
+        with Progress(*columns, console=self.console, transient=False) as progress:
+            task = progress.add_task(self.study.study_name, total=total, info="",
+                                     completed=counts.finished)
+            while True:
+                try:
+                    counts = with_retry(lambda: count_states(self.study), "count trials")
+                    self._sweep()
+                    self._check_workers(counts)
+                except RETRYABLE as exc:
+                    logger.warning("storage unreachable (%s); still watching", exc)
+                progress.update(task, completed=counts.finished, info=self.describe(counts))
+                if not self.alive():
+                    break
+                time.sleep(0.5)
+            counts = with_retry(lambda: count_states(self.study), "count trials")
+            progress.update(task, completed=counts.finished, info=self.describe(counts))
+        return counts
+
+    def stop(self, signum: int) -> None:
+        """Ask every worker to stop, wait for them, then fail what they left RUNNING."""
+        for slot in self.slots:
+            if slot.process.poll() is None:
+                try:
+                    os.kill(slot.process.pid, signal.SIGTERM)
+                except ProcessLookupError:
+                    pass
+        deadline = time.monotonic() + WORKER_STOP_SECONDS
+        for slot in self.slots:
+            try:
+                slot.process.wait(timeout=max(deadline - time.monotonic(), 0.1))
+            except subprocess.TimeoutExpired:
+                slot.process.kill()
+                slot.process.wait()
+        for slot in self.slots:
+            for pid in slot.pids:
+                with_retry(lambda pid=pid: self._fail_trials_of(
+                    pid, f"run stopped by {signal.Signals(signum).name}", retry=False),
+                    "fail trials")
+
+
+def install_interrupt_handlers() -> None:
+    def handler(signum: int, frame: FrameType | None) -> None:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    signal.signal(signal.SIGINT, handler)
+    signal.signal(signal.SIGTERM, handler)
+
+
+def worker_args_for(study_file: Path | None, study_name: str,
+                    budget: int | None, timeout: float | None) -> list[str]:
+    args = [str(study_file)] if study_file is not None else ["--study", study_name]
+    if budget is not None:
+        args += ["--trials", str(budget)]
+    if timeout is not None:
+        args += ["--timeout", str(timeout)]
+    return args

@@ -1,0 +1,155 @@
+"""One worker: takes trials from a shared study until its global budget is spent.
+
+The budget counts *finished* trials (complete + pruned) across all workers. A
+worker starts a trial only while finished + running trials are below it, and a
+trial that still finds itself beyond the budget once it has its number (two
+workers raced for the last slot) ends at once as FAIL, marked as surplus,
+without training. A trial that fails (a killed worker's, swept as stale) does
+not count, so its retry takes its place.
+"""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+import time
+from dataclasses import dataclass
+from types import FrameType
+
+import optuna
+from optuna.storages import fail_stale_trials
+from optuna.trial import TrialState
+from threadpoolctl import threadpool_limits
+
+from .data import load_data
+from .objective import WORKER_ATTR, Objective
+from .storage import RETRYABLE, dispose, with_retry
+from .studyfile import StudySpec
+
+logger = logging.getLogger("search")
+
+FINISHED = (TrialState.COMPLETE, TrialState.PRUNED)
+SURPLUS_ATTR = "nnsearch.surplus"
+STOP_REASON_ATTR = "fail_reason"
+MAX_CONSECUTIVE_FAILURES = 5
+POLL_SECONDS = 0.5
+
+
+class Surplus(Exception):
+    """This trial is beyond the study's budget: it ends as FAIL without training."""
+
+
+class Stopped(KeyboardInterrupt):
+    """The worker was told to stop (SIGTERM/SIGINT).
+
+    A KeyboardInterrupt, so that Optuna ends the running trial as FAIL and then
+    lets it through rather than swallowing it.
+    """
+
+
+@dataclass
+class Counts:
+    complete: int = 0
+    pruned: int = 0
+    failed: int = 0
+    running: int = 0
+    waiting: int = 0
+
+    @property
+    def finished(self) -> int:
+        return self.complete + self.pruned
+
+
+def count_states(study: optuna.Study) -> Counts:
+    counts = Counts()
+    for t in study.get_trials(deepcopy=False):
+        if t.state == TrialState.COMPLETE:
+            counts.complete += 1
+        elif t.state == TrialState.PRUNED:
+            counts.pruned += 1
+        elif t.state == TrialState.FAIL:
+            counts.failed += 1
+        elif t.state == TrialState.RUNNING:
+            counts.running += 1
+        elif t.state == TrialState.WAITING:
+            counts.waiting += 1
+    return counts
+
+
+class Worker:
+    def __init__(self, study: optuna.Study, spec: StudySpec, budget: int | None,
+                 timeout: float | None = None) -> None:
+        self.study = study
+        self.spec = spec
+        self.budget = budget
+        self.deadline = time.monotonic() + timeout if timeout else None
+        self.stop = threading.Event()
+        self.objective = Objective(spec, load_data(spec.data, spec.base_dir))
+        self.trials_run = 0
+
+    def install_signal_handlers(self) -> None:
+        """SIGTERM/SIGINT: end the running trial as FAIL (reason recorded) and exit."""
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.stop.set()
+            raise Stopped(signal.Signals(signum).name)
+
+        signal.signal(signal.SIGTERM, handler)
+        signal.signal(signal.SIGINT, handler)
+
+    def _guarded(self, trial: optuna.Trial) -> float:
+        if self.budget is not None:
+            ahead = sum(1 for t in self.study.get_trials(deepcopy=False)
+                        if t.number < trial.number and (t.state in FINISHED
+                                                        or t.state == TrialState.RUNNING))
+            if ahead >= self.budget:
+                trial.set_user_attr(SURPLUS_ATTR, True)
+                trial.set_user_attr(STOP_REASON_ATTR,
+                                    f"surplus: the budget of {self.budget} trials was already "
+                                    "taken by other workers")
+                raise Surplus()
+        trial.set_user_attr(WORKER_ATTR, self.objective.worker)
+        try:
+            return self.objective(trial)
+        except Stopped as exc:
+            trial.set_user_attr(STOP_REASON_ATTR, f"worker stopped by {exc}")
+            raise
+
+    def run(self) -> int:
+        """Run trials until the budget, the timeout or a stop; returns trials started."""
+        failures = 0
+        with threadpool_limits(1):
+            while not self.stop.is_set():
+                if self.deadline is not None and time.monotonic() >= self.deadline:
+                    break
+                try:
+                    counts = with_retry(lambda: count_states(self.study), "count trials")
+                    if self.budget is not None:
+                        if counts.finished >= self.budget:
+                            break
+                        if counts.finished + counts.running >= self.budget \
+                                and not counts.waiting:
+                            # Every slot is taken; one may free up if a trial fails.
+                            with_retry(lambda: fail_stale_trials(self.study), "sweep")
+                            self.stop.wait(POLL_SECONDS)
+                            continue
+                    states: list[TrialState] = []
+                    self.study.optimize(self._guarded, n_trials=1, catch=(Exception,),
+                                        callbacks=[lambda _, t: states.append(t.state)])
+                    self.trials_run += 1
+                    failed = bool(states) and states[0] == TrialState.FAIL
+                    failures = failures + 1 if failed else 0
+                    if failures >= MAX_CONSECUTIVE_FAILURES:
+                        logger.error("%d trials in a row failed; this worker stops (see the "
+                                     "trials' fail_reason)", failures)
+                        return self.trials_run
+                except Stopped:
+                    break
+                except RETRYABLE as exc:
+                    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+                    logger.warning("storage error during a trial (%s); going on", reason)
+                    self.stop.wait(2.0)
+        return self.trials_run
+
+    def close(self) -> None:
+        dispose(self.study._storage)
