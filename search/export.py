@@ -8,6 +8,7 @@ configs, the seed, and the versions that produced it.
 from __future__ import annotations
 
 import json
+import math
 import platform
 from importlib import metadata
 from pathlib import Path
@@ -69,12 +70,15 @@ def pick_trial(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, li
                          + (f" but {len(skipped)} not written by a worker" if skipped else "")
                          + ").")
     assert all(t.value is not None for t in genuine)
-    # Ties go to the earliest trial.
-    if study.direction == optuna.study.StudyDirection.MAXIMIZE:
-        best = max(genuine, key=lambda t: (t.value, -t.number))
-    else:
-        best = min(genuine, key=lambda t: (t.value, t.number))
-    return best, skipped
+    # Accuracy on a few hundred validation samples ties often: ties go to the lower
+    # validation loss (a finer measure of the same fit), then to the earlier trial.
+    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+
+    def rank(t: FrozenTrial) -> tuple[float, float, int]:
+        loss = t.user_attrs.get("val_loss")
+        return (sign * float(t.value), math.inf if loss is None else float(loss), t.number)
+
+    return min(genuine, key=rank), skipped
 
 
 def export_trial(study: optuna.Study, spec: StudySpec, trial: FrozenTrial,
@@ -128,8 +132,8 @@ def retrain(config: dict[str, Any], where: str) -> tuple[Network, History, Datas
     data = load_data(spec)
     metric = config["study"].get("metric", "val_accuracy")
     try:
-        net, history, value, _ = train_trial(config["network"], config["training"], data,
-                                             metric)
+        net, history, value, _, _ = train_trial(config["network"], config["training"], data,
+                                                metric)
     except ValueError as exc:
         raise UsageError(f"{where}: {exc}") from None
     loss_te, score_te = evaluate(net, data.X_test, data.y_test)

@@ -43,8 +43,12 @@ def metric_value(metric: str, data: Dataset, loss: float, score: float) -> float
 
 
 def train_trial(network: dict[str, Any], training: dict[str, Any], data: Dataset, metric: str,
-                on_epoch_end: Any = None) -> tuple[Network, History, float, float]:
-    """Build and train one network; return it, its history, the metric and seconds."""
+                on_epoch_end: Any = None) -> tuple[Network, History, float, float, float]:
+    """Build and train one network.
+
+    Returns it, its history, the study's metric and the validation loss (both for
+    the weights it ends with), and the training seconds.
+    """
     net = Network(**network)
     config = TrainConfig(**training)
     start = time.perf_counter()
@@ -52,7 +56,7 @@ def train_trial(network: dict[str, Any], training: dict[str, Any], data: Dataset
                   on_epoch_end=on_epoch_end)
     seconds = time.perf_counter() - start
     loss, score = evaluate(net, data.X_val, data.y_val)
-    return net, history, metric_value(metric, data, loss, score), seconds
+    return net, history, metric_value(metric, data, loss, score), loss, seconds
 
 
 def history_attrs(history: History, net: Network, seed: int, seconds: float) -> dict[str, Any]:
@@ -100,9 +104,10 @@ class Objective:
             trial.report(value, epoch)
             return trial.should_prune()
 
-        net, history, value, seconds = train_trial(network, training, data, spec.metric,
-                                                   report)
+        net, history, value, val_loss, seconds = train_trial(network, training, data,
+                                                             spec.metric, report)
         attrs = history_attrs(history, net, seed, seconds)
+        attrs["val_loss"] = val_loss if math.isfinite(val_loss) else None
         attrs["network"] = network
         attrs["training"] = training
         for key, val in attrs.items():
