@@ -1,7 +1,5 @@
-"""The Optuna side of nnsearch: study files, objective, workers, storage, export."""
+"""The Optuna side of nnsearch: study files, objective, workers, storage, export.
 
-from .data import DataSpec, Dataset, load_data
-from .errors import UsageError
-from .studyfile import StudySpec, load_study_file
-
-__all__ = ["DataSpec", "Dataset", "StudySpec", "UsageError", "load_data", "load_study_file"]
+Modules are imported where used (``search.cli`` imports lazily), so that a quick
+command such as ``nnsearch status`` does not pay for scikit-learn or matplotlib.
+"""

@@ -18,7 +18,7 @@ import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import numpy as np
 import optuna
@@ -317,7 +317,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
         except Exception as exc:
             raise UsageError(f"{data_path}: cannot read X from the .npz ({exc}).") from None
     else:
-        Xraw, _, header = read_csv(data_path, None, require_target=False)
+        Xraw, _, header = read_csv(data_path, prep.get("target"), require_target=False)
         missing = [n for n in names if n not in header]
         if missing:
             raise UsageError(f"{data_path}: missing feature column(s) {missing[:5]}; the "
@@ -345,12 +345,19 @@ def cmd_predict(args: argparse.Namespace) -> int:
 Command = Callable[[argparse.Namespace], int]
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse, but a usage error is one line (and exit 2), not the whole usage block."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def _examples(*lines: str) -> str:
     return "examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = _Parser(
         prog="nnsearch",
         description="Hyperparameter search for from-scratch NumPy networks, on Optuna.",
         formatter_class=argparse.RawDescriptionHelpFormatter,

@@ -11,24 +11,22 @@ from __future__ import annotations
 import csv
 import hashlib
 import math
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from sklearn import datasets as skdatasets
-from sklearn.model_selection import train_test_split
 
 from .errors import UsageError
 
-# Bundled scikit-learn datasets and their task.
-BUILTIN: dict[str, tuple[Callable[..., Any], str]] = {
-    "digits": (skdatasets.load_digits, "classification"),
-    "iris": (skdatasets.load_iris, "classification"),
-    "wine": (skdatasets.load_wine, "classification"),
-    "breast_cancer": (skdatasets.load_breast_cancer, "classification"),
-    "diabetes": (skdatasets.load_diabetes, "regression"),
+# Bundled scikit-learn datasets (sklearn.datasets.load_<name>) and their task.
+# scikit-learn is imported only when data is loaded: it costs most of a second.
+BUILTIN: dict[str, str] = {
+    "digits": "classification",
+    "iris": "classification",
+    "wine": "classification",
+    "breast_cancer": "classification",
+    "diabetes": "regression",
 }
 TASKS = ("classification", "regression")
 
@@ -63,6 +61,7 @@ class Dataset:
     y_mean: float = 0.0  # regression targets are standardised too
     y_scale: float = 1.0
     fingerprint: str = ""  # sha256 of the raw arrays, to notice changed data
+    target: str | None = None  # the CSV target column's name
 
     @property
     def n_features(self) -> int:
@@ -74,17 +73,20 @@ class Dataset:
 
     def preprocessing(self) -> dict[str, Any]:
         """What ``predict`` needs to go from a raw row to a prediction."""
-        return {"task": self.task, "feature_names": self.feature_names,
+        return {"task": self.task, "target": self.target, "feature_names": self.feature_names,
                 "classes": self.classes, "x_mean": self.x_mean.tolist(),
                 "x_scale": self.x_scale.tolist(), "y_mean": self.y_mean,
                 "y_scale": self.y_scale}
 
 
 def _raw_builtin(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    loader, _ = BUILTIN[name]
-    bunch = loader()
-    names = list(getattr(bunch, "feature_names", []) or
-                 [f"x{i}" for i in range(bunch.data.shape[1])])
+    from sklearn import datasets
+
+    bunch = getattr(datasets, f"load_{name}")()
+    names = [str(n) for n in getattr(bunch, "feature_names", None) if n is not None] \
+        if getattr(bunch, "feature_names", None) is not None else []
+    if len(names) != bunch.data.shape[1]:
+        names = [f"x{i}" for i in range(bunch.data.shape[1])]
     return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target), names
 
 
@@ -191,7 +193,7 @@ def load_data(spec: DataSpec, base: Path | None = None) -> Dataset:
     """Read, check, split (stratified for classification) and standardise."""
     if spec.source in BUILTIN:
         X, y, names = _raw_builtin(spec.source)
-        task = spec.task or BUILTIN[spec.source][1]
+        task = spec.task or BUILTIN[spec.source]
     else:
         X, y, names = _raw_file(spec, base)
         task = spec.task or _infer_task(y)
@@ -212,7 +214,7 @@ def load_data(spec: DataSpec, base: Path | None = None) -> Dataset:
             raise UsageError(f"{where}: the target holds NaN or infinite values.")
         uniq, y_idx = np.unique(labels, return_inverse=True)
         if len(uniq) < 2:
-            raise UsageError(f"{where}: the target has a single class ({uniq[0]!r}); "
+            raise UsageError(f"{where}: the target has a single class ({uniq[0].item()!r}); "
                              "classification needs at least two.")
         classes = [v.item() if hasattr(v, "item") else v for v in uniq]
         y_out: np.ndarray = y_idx.astype(np.intp)
@@ -230,6 +232,8 @@ def load_data(spec: DataSpec, base: Path | None = None) -> Dataset:
         if not np.all(np.isfinite(y_out)):
             raise UsageError(f"{where}: the target holds NaN or infinite values.")
         stratify = None
+
+    from sklearn.model_selection import train_test_split
 
     fingerprint = hashlib.sha256(np.ascontiguousarray(X).tobytes() +
                                  np.ascontiguousarray(y_out).tobytes()).hexdigest()[:16]
@@ -263,4 +267,4 @@ def load_data(spec: DataSpec, base: Path | None = None) -> Dataset:
     return Dataset(task=task, X_train=X_tr, y_train=y_tr, X_val=X_va, y_val=y_va,
                    X_test=X_te, y_test=y_te, feature_names=names, classes=classes,
                    x_mean=mean, x_scale=scale, y_mean=y_mean, y_scale=y_scale,
-                   fingerprint=fingerprint)
+                   fingerprint=fingerprint, target=spec.target)

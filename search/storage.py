@@ -89,13 +89,20 @@ def normalise(url: str) -> str:
     return url
 
 
-def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorage:
-    """An Optuna storage for ``url``, or UsageError if it cannot be reached."""
+def open_storage(url: str, heartbeat: bool = True,
+                 must_exist: bool = False) -> optuna.storages.BaseStorage:
+    """An Optuna storage for ``url``, or UsageError if it cannot be reached.
+
+    With ``must_exist``, a SQLite or journal file that is not there is an error
+    rather than a new, empty storage.
+    """
     url = normalise(url)
     backend = kind(url)
     shown = redact(url)
     if backend == "journal":
         path = Path(url[len(JOURNAL_PREFIX):])
+        if must_exist and not path.is_file():
+            raise UsageError(f"no storage at {path}: create the study first.")
         if not path.parent.is_dir():
             raise UsageError(f"cannot open storage {shown}: directory {path.parent} "
                              "does not exist.")
@@ -104,6 +111,9 @@ def open_storage(url: str, heartbeat: bool = True) -> optuna.storages.BaseStorag
     if backend == "sqlite":
         database = make_url(url).database
         if database and database != ":memory:":
+            if must_exist and not Path(database).is_file():
+                raise UsageError(f"no storage at {database}: create the study first "
+                                 "(nnsearch create STUDY_FILE).")
             parent = Path(database).parent
             if not parent.is_dir():
                 raise UsageError(f"cannot open storage {shown}: directory {parent} "

@@ -9,10 +9,10 @@ from typing import Any
 
 import optuna
 
-from .data import BUILTIN
+from .data import BUILTIN, load_data
 from .errors import UsageError
 from .storage import open_storage, redact, resolve_url, with_retry
-from .studyfile import StudySpec, load_study_file, parse_study
+from .studyfile import METRICS, StudySpec, load_study_file, parse_study
 
 logger = logging.getLogger("search")
 
@@ -69,6 +69,7 @@ def create(target: Target) -> tuple[optuna.Study, bool]:
     spec = target.spec
     if spec is None:
         raise UsageError("creating a study needs its study file.")
+    check_data(spec)  # before anything is written: a bad dataset must not leave a study
     storage = open_storage(target.url)
     existing = with_retry(lambda: _study_names(storage), "list studies")
     if spec.name in existing:
@@ -91,6 +92,16 @@ def create(target: Target) -> tuple[optuna.Study, bool]:
     return study, True
 
 
+def check_data(spec: StudySpec) -> None:
+    """Load the study's data once and check that its metric fits the task."""
+    data = load_data(spec.data, spec.base_dir)
+    if data.task not in METRICS[spec.metric][1]:
+        valid = ", ".join(m for m, (_, tasks) in METRICS.items() if data.task in tasks)
+        where = spec.path or spec.name
+        raise UsageError(f"{where}: study.metric: {spec.metric!r} does not apply to the "
+                         f"{data.task} target of {spec.data.source}; valid: {valid}.")
+
+
 def _set_note(study: optuna.Study, spec: StudySpec) -> None:
     try:
         from optuna_dashboard import save_note
@@ -105,7 +116,7 @@ def _study_names(storage: optuna.storages.BaseStorage) -> list[str]:
 
 def load(target: Target, heartbeat: bool = True) -> tuple[optuna.Study, StudySpec]:
     """The existing study and its definition (from the file, else from the storage)."""
-    storage = open_storage(target.url, heartbeat=heartbeat)
+    storage = open_storage(target.url, heartbeat=heartbeat, must_exist=True)
     names = with_retry(lambda: _study_names(storage), "list studies")
     if target.name not in names:
         where = redact(target.url)

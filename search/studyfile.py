@@ -139,7 +139,7 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
     if not name:
         raise UsageError(f"{where}: study.name is required (a non-empty string).")
     data = _parse_data(raw.get("data", {}), where)
-    task = data.task or (BUILTIN[data.source][1] if data.source in BUILTIN else None)
+    task = data.task or (BUILTIN[data.source] if data.source in BUILTIN else None)
     default_metric = "val_rmse" if task == "regression" else "val_accuracy"
     metric = _get(study, "study.metric", where, str, default_metric)
     if metric not in METRICS:
@@ -200,8 +200,8 @@ def _parse_data(table: dict[str, Any], where: str) -> DataSpec:
     if task is not None and task not in TASKS:
         raise UsageError(f"{where}: data.task: unknown task {task!r}; valid: "
                          f"{', '.join(TASKS)}.")
-    if source in BUILTIN and task is not None and task != BUILTIN[source][1]:
-        raise UsageError(f"{where}: data.task: {source} is a {BUILTIN[source][1]} dataset, "
+    if source in BUILTIN and task is not None and task != BUILTIN[source]:
+        raise UsageError(f"{where}: data.task: {source} is a {BUILTIN[source]} dataset, "
                          f"but got task={task!r}.")
     shares = {}
     for key in ("validation", "test"):

@@ -29,6 +29,7 @@ from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from .errors import UsageError
 from .objective import WORKER_ATTR
 from .storage import ENV_STORAGE, RETRYABLE, heartbeat_settings, with_retry
 from .worker import STOP_REASON_ATTR, Counts, count_states
@@ -103,6 +104,8 @@ class Supervisor:
         for slot in self.slots:
             code = slot.process.poll()
             if code is None or code == 0:
+                continue
+            if code == UsageError.exit_code:  # a bad input: restarting would not help
                 continue
             if self._budget_done(counts):
                 continue

@@ -1,0 +1,71 @@
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+
+# A study that trains in a fraction of a second per trial.
+SMALL_STUDY = """
+[study]
+name = "{name}"
+metric = "val_accuracy"
+seed = 3
+
+[sampler]
+name = "{sampler}"
+
+[pruner]
+name = "median"
+n_startup_trials = 2
+
+[data]
+source = "{source}"
+{data_extra}
+
+[budget]
+trials = {trials}
+
+[space]
+n_layers = {{ low = 1, high = 2 }}
+width = {{ low = 8, high = 32 }}
+activation = ["relu", "tanh"]
+learning_rate = {{ low = 1e-3, high = 1e-2, log = true }}
+dropout = {{ low = 0.0, high = 0.2 }}
+epochs = {epochs}
+patience = 5
+"""
+
+
+def write_study(path: Path, name: str = "small", source: str = "iris", trials: int = 4,
+                epochs: int = 20, sampler: str = "tpe", data_extra: str = "",
+                metric: str | None = None) -> Path:
+    text = SMALL_STUDY.format(name=name, source=source, trials=trials, epochs=epochs,
+                              sampler=sampler, data_extra=data_extra)
+    if metric:
+        text = text.replace('metric = "val_accuracy"', f'metric = "{metric}"')
+    path.write_text(text)
+    return path
+
+
+def cli_env() -> dict[str, str]:
+    env = dict(os.environ)
+    env.pop("NNSEARCH_STORAGE", None)
+    env["NNSEARCH_HEARTBEAT"] = "1"
+    env["PYTHONPATH"] = str(ROOT)
+    return env
+
+
+def run_cli(*args: str, cwd: Path, timeout: float = 300,
+            env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
+    return subprocess.run([sys.executable, "-m", "search", *args], cwd=cwd, text=True,
+                          capture_output=True, timeout=timeout, env=env or cli_env())
+
+
+@pytest.fixture
+def cli(tmp_path):
+    def call(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
+        return run_cli(*args, cwd=tmp_path, **kwargs)
+    return call

@@ -1,0 +1,235 @@
+"""Every CLI command end to end, as a subprocess, on a temporary SQLite storage."""
+
+import hashlib
+import json
+import shutil
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from .conftest import run_cli, write_study
+
+COMMANDS = ["create", "run", "worker", "status", "export", "train", "predict"]
+
+
+@pytest.fixture(scope="module")
+def finished(tmp_path_factory):
+    """A small iris study run to its budget of 6 trials by 2 workers."""
+    tmp = tmp_path_factory.mktemp("finished")
+    study = write_study(tmp / "small.toml", trials=6)
+    res = run_cli("run", str(study), "--workers", "2", cwd=tmp)
+    assert res.returncode == 0, res.stderr
+    return tmp, study, res
+
+
+def _digest(path: Path) -> str:
+    return hashlib.sha256(path.read_bytes()).hexdigest() if path.exists() else "absent"
+
+
+@pytest.mark.parametrize("command", [None, *COMMANDS])
+def test_help_has_examples(tmp_path, command):
+    res = run_cli(*([command] if command else []), "--help", cwd=tmp_path)
+    assert res.returncode == 0
+    assert "examples:" in res.stdout and "nnsearch" in res.stdout
+
+
+def test_run_ends_with_best_trial_and_export(finished):
+    tmp, study, res = finished
+    assert "best trial" in res.stdout
+    exported = tmp / "small-best.json"
+    assert f"exported config: {exported}" in res.stdout
+    config = json.loads(exported.read_text())
+    assert config["format"] == "nnsearch.trial/1"
+    assert {"study", "trial", "data", "network", "training", "seed", "versions"} <= set(config)
+    assert config["network"]["layer_sizes"][0] == 4 and config["network"]["layer_sizes"][-1] == 3
+    assert config["seed"] == config["training"]["seed"] == config["trial"]["user_attrs"]["seed"]
+
+
+def test_create_is_idempotent(finished):
+    tmp, study, _ = finished
+    before = json.loads(run_cli("status", str(study), "--json", cwd=tmp).stdout)
+    res = run_cli("create", str(study), cwd=tmp)
+    assert res.returncode == 0 and "exists" in res.stdout
+    after = json.loads(run_cli("status", str(study), "--json", cwd=tmp).stdout)
+    assert before == after
+
+
+def test_status_by_file_and_by_name(finished):
+    tmp, study, _ = finished
+    res = run_cli("status", str(study), cwd=tmp)
+    assert res.returncode == 0 and "complete" in res.stdout and "best trial" in res.stdout
+    by_name = run_cli("status", "--study", "small", "--storage",
+                      f"sqlite:///{tmp / 'small.db'}", "--json", cwd=tmp)
+    assert by_name.returncode == 0, by_name.stderr
+    counts = json.loads(by_name.stdout)
+    assert counts["complete"] + counts["pruned"] == 6
+    assert counts["running"] == 0
+    assert counts["best"]["value"] > 0.5
+
+
+def test_export_to_stdout_and_file_and_by_number(finished):
+    tmp, study, _ = finished
+    out = tmp / "e.json"
+    res = run_cli("export", str(study), "-o", str(out), cwd=tmp)
+    assert res.returncode == 0 and res.stdout == ""
+    best = json.loads(out.read_text())
+    res = run_cli("export", str(study), cwd=tmp)
+    assert json.loads(res.stdout)["trial"] == best["trial"]
+    status = json.loads(run_cli("status", str(study), "--json", cwd=tmp).stdout)
+    assert best["trial"]["number"] == status["best"]["number"]
+    other = run_cli("export", str(study), "--trial", str(best["trial"]["number"]), cwd=tmp)
+    assert json.loads(other.stdout)["trial"]["number"] == best["trial"]["number"]
+
+
+def test_export_is_self_contained(finished, tmp_path):
+    """Train works from the export alone, with the study's storage gone."""
+    tmp, study, _ = finished
+    config = tmp_path / "best.json"
+    shutil.copy(tmp / "small-best.json", config)
+    res = run_cli("train", str(config), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stdout.startswith("val_accuracy=") and " test_accuracy=" in res.stdout
+    assert "reproduced trial" in res.stderr
+    assert (tmp_path / "best.npz").is_file() and (tmp_path / "best.png").stat().st_size > 1000
+    value = json.loads(config.read_text())["trial"]["value"]
+    js = run_cli("train", str(config), "-o", str(tmp_path / "m.npz"), "--json", cwd=tmp_path)
+    metrics = json.loads(js.stdout)
+    assert metrics["val_accuracy"] == value  # bit-identical retraining
+    assert (tmp_path / "m.npz").is_file() and (tmp_path / "m.png").is_file()
+
+
+def test_csv_study_train_and_predict(tmp_path):
+    rng = np.random.default_rng(0)
+    lines = ["x1,x2,x3,label"]
+    for i in range(90):
+        c = ["red", "green", "blue"][i % 3]
+        lines.append(f"{rng.normal() + 4 * (i % 3):.4f},{rng.normal():.4f},{rng.normal():.4f},{c}")
+    (tmp_path / "points.csv").write_text("\n".join(lines) + "\n")
+    study = write_study(tmp_path / "csv.toml", name="csv", source="points.csv",
+                        data_extra='target = "label"', trials=3)
+    assert run_cli("run", str(study), cwd=tmp_path).returncode == 0
+    res = run_cli("train", "csv-best.json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    pred = run_cli("predict", "csv-best.npz", "points.csv", cwd=tmp_path)
+    assert pred.returncode == 0, pred.stderr
+    rows = pred.stdout.splitlines()
+    assert rows[0] == "prediction" and len(rows) == 91
+    assert set(rows[1:]) <= {"red", "green", "blue"}
+    truth = [line.split(",")[-1] for line in lines[1:]]
+    assert np.mean([a == b for a, b in zip(rows[1:], truth, strict=True)]) > 0.7
+
+
+def test_npz_study(tmp_path):
+    rng = np.random.default_rng(1)
+    X = rng.normal(size=(80, 3))
+    np.savez(tmp_path / "d.npz", X=X, y=(X[:, 0] + X[:, 1] > 0).astype(int))
+    study = write_study(tmp_path / "n.toml", name="n", source="d.npz", trials=2)
+    res = run_cli("run", str(study), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    pred = run_cli("predict", "n-best.npz", "d.npz", cwd=tmp_path)
+    assert run_cli("train", "n-best.json", cwd=tmp_path).returncode == 0
+    pred = run_cli("predict", "n-best.npz", "d.npz", cwd=tmp_path)
+    assert pred.returncode == 0 and len(pred.stdout.splitlines()) == 81
+
+
+def test_regression_study_reports_rmse(tmp_path):
+    study = write_study(tmp_path / "r.toml", name="r", source="diabetes", trials=2,
+                        metric="val_rmse")
+    res = run_cli("run", str(study), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "val_rmse=" in res.stdout
+    train = run_cli("train", "r-best.json", cwd=tmp_path)
+    assert train.stdout.startswith("val_rmse=") and "test_rmse=" in train.stdout
+    val = float(train.stdout.split()[0].split("=")[1])
+    assert 30 < val < 120  # diabetes targets span 25..346: RMSE in the target's own units
+
+
+# ----- bad inputs: one line, exit 2, storage untouched -----------------------------------
+def _bad_cases(tmp: Path, study: Path):
+    good = study.read_text()
+    db = f"sqlite:///{tmp / 'small.db'}"
+
+    def variant(name, text):
+        path = tmp / name
+        path.write_text(text)
+        return str(path)
+
+    def csv_study(name, csv_text, target="label"):
+        (tmp / f"{name}.csv").write_text(csv_text)
+        return variant(f"{name}.toml", good.replace('source = "iris"',
+                                                    f'source = "{name}.csv"\ntarget = "{target}"'))
+
+    base_rows = "a,b,label\n" + "".join(f"{i % 5}.5,{i % 7},{'xy'[i % 2]}\n" for i in range(30))
+    (tmp / "garbage.npz").write_bytes(b"this is not a model")
+    return {
+        "missing file": (["run", str(tmp / "nope.toml")], "study file not found"),
+        "TOML syntax": (["run", variant("syntax.toml", good + "\n[space\n")],
+                        "TOML syntax error"),
+        "unknown key": (["run", variant("key.toml", good.replace("[budget]",
+                                                                 "[budget]\ntrails = 3"))],
+                        "unknown key budget.'trails'"),
+        "reversed range": (["run", variant("rev.toml", good.replace(
+            "low = 1e-3, high = 1e-2", "low = 1e-2, high = 1e-3"))], "reversed"),
+        "unknown choice": (["run", variant("choice.toml", good.replace('"tanh"', '"swish"'))],
+                           "invalid choice 'swish'"),
+        "empty CSV": (["run", csv_study("empty", "")], "empty"),
+        "missing target column": (["run", csv_study("notarget", base_rows, target="kind")],
+                                  "target column 'kind' is not in the header"),
+        "non-numeric column": (["run", csv_study("text", base_rows.replace("0.5", "zero", 1))],
+                               "column 'a' is not numeric"),
+        "single class": (["run", csv_study("oneclass", base_rows.replace(",y\n", ",x\n"))],
+                         "single class"),
+        "NaN in data": (["run", csv_study("nan", base_rows + "nan,1,x\n")], "NaN"),
+        "unknown study name": (["status", "--study", "nosuch", "--storage", db],
+                               "no study named 'nosuch'"),
+        "trial does not exist": (["export", str(study), "--trial", "999"],
+                                 "has no trial 999"),
+        "no completed trial": (["export", "--study", "empty", "--storage", db],
+                               "no completed trial"),
+        "corrupt model": (["predict", str(tmp / "garbage.npz"), str(tmp / "nan.csv")],
+                          "not an nnsearch model file"),
+        "unreachable storage": (["status", "--study", "small", "--storage",
+                                 "postgresql+psycopg://nobody@127.0.0.1:1/none"],
+                                "cannot reach storage"),
+        "negative trials": (["run", str(study), "--trials", "-3"], "must be >= 1"),
+        "not an export": (["train", str(study)], "not valid JSON"),
+        "missing storage file": (["status", "--study", "small", "--storage",
+                                  f"sqlite:///{tmp / 'absent.db'}"], "no storage at"),
+        "metric for wrong task": (["run", variant("task.toml", good.replace(
+            'source = "iris"', 'source = "diabetes"'))], "does not apply"),
+        "unknown dataset": (["run", variant("ds.toml", good.replace('"iris"', '"mnist"'))],
+                            "unknown dataset 'mnist'"),
+    }
+
+
+@pytest.fixture(scope="module")
+def with_empty_study(finished):
+    tmp, study, _ = finished
+    empty = write_study(tmp / "empty.toml", name="empty")
+    res = run_cli("create", str(empty), "--storage", f"sqlite:///{tmp / 'small.db'}", cwd=tmp)
+    assert res.returncode == 0, res.stderr
+    return tmp, study
+
+
+CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknown choice",
+         "empty CSV", "missing target column", "non-numeric column", "single class",
+         "NaN in data", "unknown study name", "trial does not exist", "no completed trial",
+         "corrupt model", "unreachable storage", "negative trials", "not an export",
+         "missing storage file", "metric for wrong task", "unknown dataset"]
+
+
+@pytest.mark.parametrize("case", CASES)
+def test_bad_input_gives_one_line_and_exit_2(with_empty_study, case):
+    tmp, study = with_empty_study
+    args, expected = _bad_cases(tmp, study)[case]
+    db = tmp / "small.db"
+    before = _digest(db)
+    res = run_cli(*args, cwd=tmp)
+    assert res.returncode == 2, (res.returncode, res.stderr)
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1, res.stderr
+    assert expected in lines[0]
+    assert "Traceback" not in res.stderr
+    assert _digest(db) == before, "the storage changed"
+    assert not (tmp / "absent.db").exists()

@@ -1,0 +1,100 @@
+"""Datasets: every bundled one, CSV and NPZ; the split and the scaling; bad data."""
+
+import numpy as np
+import pytest
+
+from search.data import BUILTIN, DataSpec, load_data
+from search.errors import UsageError
+
+
+@pytest.mark.parametrize("name", sorted(BUILTIN))
+def test_bundled_datasets_split_and_scale(name):
+    data = load_data(DataSpec(name, validation=0.2, test=0.2, seed=1))
+    n = len(data.X_train) + len(data.X_val) + len(data.X_test)
+    assert len(data.X_val) == pytest.approx(0.2 * n, abs=2)
+    assert len(data.X_test) == pytest.approx(0.2 * n, abs=2)
+    np.testing.assert_allclose(data.X_train.mean(axis=0), 0, atol=1e-5)
+    stds = data.X_train.std(axis=0)
+    assert np.all((np.abs(stds - 1) < 1e-3) | (stds < 1e-6))
+    assert data.X_train.dtype == np.float32
+    if data.task == "classification":
+        # Stratified: every class keeps its share in each part.
+        shares = [np.bincount(y, minlength=len(data.classes)) / len(y)
+                  for y in (data.y_train, data.y_val, data.y_test)]
+        np.testing.assert_allclose(shares[0], shares[1], atol=0.04)
+        np.testing.assert_allclose(shares[0], shares[2], atol=0.04)
+    else:
+        assert name == "diabetes"
+        assert data.y_train.mean() == pytest.approx(0, abs=1e-9)
+    again = load_data(DataSpec(name, validation=0.2, test=0.2, seed=1))
+    np.testing.assert_array_equal(again.X_val, data.X_val)
+    other = load_data(DataSpec(name, validation=0.2, test=0.2, seed=2))
+    assert not np.array_equal(other.X_val, data.X_val)
+
+
+def _csv(tmp_path, text, name="d.csv"):
+    path = tmp_path / name
+    path.write_text(text)
+    return path
+
+
+def _rows(n=30, label=lambda i: ["cat", "dog", "eel"][i % 3]):
+    lines = ["a,b,kind"]
+    rng = np.random.default_rng(0)
+    for i in range(n):
+        lines.append(f"{rng.normal():.3f},{rng.normal() + i % 3:.3f},{label(i)}")
+    return "\n".join(lines) + "\n"
+
+
+def test_csv_with_string_labels(tmp_path):
+    path = _csv(tmp_path, _rows())
+    data = load_data(DataSpec(str(path), target="kind"))
+    assert data.task == "classification"
+    assert data.classes == ["cat", "dog", "eel"]
+    assert data.feature_names == ["a", "b"]
+    # Training statistics only: the validation part is not exactly standardised.
+    assert data.x_mean.shape == (2,)
+
+
+def test_csv_regression_is_inferred(tmp_path):
+    path = _csv(tmp_path, _rows(label=lambda i: f"{i * 0.37:.2f}"))
+    data = load_data(DataSpec(str(path), target="kind"))
+    assert data.task == "regression" and data.y_scale > 0
+
+
+def test_npz_source(tmp_path):
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    y = (X[:, 0] > 0).astype(int)
+    np.savez(tmp_path / "d.npz", X=X, y=y)
+    data = load_data(DataSpec("d.npz"), base=tmp_path)
+    assert data.task == "classification" and data.classes == [0, 1]
+    assert data.n_features == 4
+
+
+@pytest.mark.parametrize(("text", "pattern"), [
+    ("", r"the CSV file is empty"),
+    ("a,b,kind\n", r"header but no data rows"),
+    (_rows().replace("kind", "label"), r"target column 'kind' is not in the header"),
+    (_rows().replace("0.", "x.", 1), r"column 'a' is not numeric \(e\.g\. 'x\."),
+    (_rows(label=lambda i: "cat"), r"single class \('cat'\)"),
+    (_rows() + "nan,1,cat\n", r"NaN, empty or infinite"),
+    (_rows() + "1.0,,cat\n", r"NaN, empty or infinite"),
+    (_rows() + "1.0,2.0\n", r"has 2 fields, the header has 3"),
+])
+def test_bad_csv(tmp_path, text, pattern):
+    path = _csv(tmp_path, text)
+    with pytest.raises(UsageError, match=pattern) as err:
+        load_data(DataSpec(str(path), target="kind"))
+    assert str(path) in str(err.value)
+
+
+def test_bad_npz(tmp_path):
+    np.savez(tmp_path / "d.npz", X=np.zeros((20, 2)))
+    with pytest.raises(UsageError, match=r"needs arrays 'X' and 'y'; missing \['y'\]"):
+        load_data(DataSpec(str(tmp_path / "d.npz")))
+    (tmp_path / "bad.npz").write_bytes(b"garbage")
+    with pytest.raises(UsageError, match="cannot read as .npz"):
+        load_data(DataSpec(str(tmp_path / "bad.npz")))
+    with pytest.raises(UsageError, match="data file not found"):
+        load_data(DataSpec(str(tmp_path / "missing.csv"), target="y"))

@@ -1,0 +1,29 @@
+"""The acceptance path: run studies/digits.toml, export the best, retrain it."""
+
+import json
+import shutil
+from pathlib import Path
+
+from .conftest import run_cli
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+def test_digits_study_export_and_retrain(tmp_path):
+    study = tmp_path / "digits.toml"
+    shutil.copy(ROOT / "studies" / "digits.toml", study)
+    res = run_cli("run", str(study), cwd=tmp_path, timeout=600)
+    assert res.returncode == 0, res.stderr
+    assert "best trial" in res.stdout and "exported config:" in res.stdout
+
+    exported = tmp_path / "best.json"
+    assert run_cli("export", str(study), "-o", str(exported), cwd=tmp_path).returncode == 0
+    config = json.loads(exported.read_text())
+    res = run_cli("train", str(exported), "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    metrics = json.loads(res.stdout)
+    assert metrics["test_accuracy"] >= 0.975, metrics
+    # Same seed, same split: the retrained network scores exactly what the trial did.
+    assert metrics["val_accuracy"] == config["trial"]["value"]
+    # The search never touched the test split: only validation metrics were reported.
+    assert config["study"]["metric"] == "val_accuracy"

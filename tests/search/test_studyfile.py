@@ -1,0 +1,105 @@
+"""Study files: the shipped ones load; errors name the file, key, value and valid values."""
+
+from pathlib import Path
+
+import optuna
+import pytest
+
+from search.errors import UsageError
+from search.space import PARAMS, build_configs, sample
+from search.studyfile import load_study_file, parse_study
+
+ROOT = Path(__file__).resolve().parents[2]
+
+
+@pytest.mark.parametrize("name", ["digits", "article"])
+def test_shipped_study_files_load(name):
+    spec = load_study_file(ROOT / "studies" / f"{name}.toml")
+    assert spec.name == name
+    assert spec.metric == "val_accuracy" and spec.direction == "maximize"
+
+
+def test_article_space_is_the_articles():
+    spec = load_study_file(ROOT / "studies" / "article.toml")
+    s = spec.space
+    assert (s["n_layers"].low, s["n_layers"].high) == (1, 10)
+    assert (s["width"].low, s["width"].high) == (32, 128)
+    assert (s["dropout"].low, s["dropout"].high) == (0.0, 0.5)
+    assert (s["learning_rate"].low, s["learning_rate"].high, s["learning_rate"].log) == \
+        (1e-3, 1e-1, True)
+    assert set(s["init"].choices) == {"glorot_uniform", "glorot_normal", "he_uniform",
+                                      "he_normal", "random"}
+    assert set(s["clip_type"].choices) == {"value", "norm"}
+    assert 0 < s["clip_value"].low and s["clip_value"].high == 1.0
+    assert s["activation"].fixed == "sigmoid" and s["batch_size"].fixed == "full"
+    text = (ROOT / "studies" / "article.toml").read_text()
+    assert "10,000" in text and "pruning" in text
+
+
+def _minimal(**space):
+    return {"study": {"name": "t"}, "space": space}
+
+
+@pytest.mark.parametrize(("raw", "pattern"), [
+    ({"study": {"name": "t"}, "spaces": {}}, r"unknown section \[spaces\]"),
+    ({"study": {"name": "t", "metrik": "x"}}, r"unknown key study\.'metrik'; valid keys: name"),
+    (_minimal(learning_rate={"low": 0.1, "high": 0.01}), r"space\.learning_rate: the range is "
+     r"reversed.*low=0\.1, high=0\.01"),
+    (_minimal(activation=["relu", "swish"]), r"space\.activation: invalid choice 'swish'; "
+     r"valid: one of leaky_relu, relu, sigmoid, tanh"),
+    (_minimal(init="xavier"), r"space\.init: invalid value 'xavier'; valid: one of"),
+    (_minimal(dropout={"low": 0.0, "high": 1.0}), r"space\.dropout\.high: invalid value 1\.0"),
+    (_minimal(learning_rate={"low": 0.0, "high": 0.1, "log": True}), r"learning_rate\.low"),
+    (_minimal(l2={"low": 0.0, "high": 0.1, "log": True}), r"log range needs low > 0"),
+    (_minimal(widht=32), r"unknown key space\.'widht'; valid keys: n_layers, width"),
+    (_minimal(n_layers={"low": 1}), r"needs both low and high"),
+    (_minimal(activation={"low": 1, "high": 2}), r"a range needs a numeric parameter"),
+    ({"study": {"name": "t"}, "sampler": {"name": "anneal"}}, r"unknown sampler 'anneal'; "
+     r"valid: tpe, random, cmaes, gp, qmc"),
+    ({"study": {"name": "t"}, "pruner": {"name": "median", "patience": 3}},
+     r"unknown key pruner\.'patience' for pruner 'median'; valid keys: name, n_startup"),
+    ({"study": {"name": "t"}, "sampler": {"name": "tpe", "seed": 1}}, r"study\.seed"),
+    ({"study": {"name": "t", "metric": "val_rmse"}}, r"'val_rmse' does not apply to a "
+     r"classification task"),
+    ({"study": {"name": "t", "metric": "val_accuracy", "direction": "minimize"}},
+     r"val_accuracy is to maximize"),
+    ({"study": {"name": "t"}, "data": {"source": "mnist"}}, r"unknown dataset 'mnist'"),
+    ({"study": {"name": "t"}, "data": {"source": "x.csv"}}, r"data\.target is required"),
+    ({"study": {"name": "t"}, "data": {"validation": 0.5, "test": 0.45}}, r"at least 10%"),
+    ({"study": {}}, r"study\.name is required"),
+    ({"study": {"name": "t"}, "budget": {"trials": 0}}, r"budget\.trials must be >= 1"),
+    ({"study": {"name": "t"}, "pruner": {"name": "median", "n_warmup_steps": -1}},
+     r"\[pruner\] median"),
+])
+def test_invalid_study_files(raw, pattern):
+    with pytest.raises(UsageError, match=pattern) as err:
+        parse_study(raw, "bad.toml")
+    assert str(err.value).startswith("bad.toml")
+    assert "\n" not in str(err.value)
+
+
+def test_every_param_has_a_validator_and_describes_itself():
+    for name, info in PARAMS.items():
+        assert info.describe(), name
+
+
+def test_sampling_is_conditional_on_depth_and_clip_type():
+    spec = parse_study(_minimal(n_layers={"low": 1, "high": 3}, width={"low": 4, "high": 8},
+                                clip_type=["none", "norm"],
+                                clip_value={"low": 0.1, "high": 1.0}), "t.toml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=0))
+    seen_depths, seen_clip = set(), set()
+    for _ in range(30):
+        trial = study.ask()
+        values = sample(spec.space, trial)
+        depth = values["n_layers"]
+        seen_depths.add(depth)
+        assert {k for k in trial.params if k.startswith("width_l")} == \
+            {f"width_l{i}" for i in range(depth)}
+        assert ("clip_value" in trial.params) == (values["clip_type"] != "none")
+        seen_clip.add(values["clip_type"])
+        network, training = build_configs(values, 64, 10, "classification", seed=5)
+        assert network["layer_sizes"] == [64, *values["widths"], 10]
+        assert training["seed"] == network["seed"] == 5
+        study.tell(trial, 0.0)
+    assert seen_depths == {1, 2, 3} and seen_clip == {"none", "norm"}
