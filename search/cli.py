@@ -14,7 +14,6 @@ import os
 import socket
 import sys
 import textwrap
-import warnings
 import zlib
 from collections.abc import Callable
 from pathlib import Path
@@ -455,9 +454,6 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    # Optuna flags heartbeat, metric names and the stale-trial sweeper as experimental;
-    # we depend on them knowingly, and users need not read that on every start.
-    warnings.filterwarnings("ignore", category=optuna.exceptions.ExperimentalWarning)
     parser = build_parser()
     args = parser.parse_args(argv)
     _configure_logging(args.verbose, args.quiet)

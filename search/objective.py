@@ -21,6 +21,7 @@ from model import History, Network, TrainConfig, evaluate, fit
 
 from .data import Dataset
 from .space import build_configs, sample
+from .storage import set_user_attrs
 from .studyfile import StudySpec
 
 logger = logging.getLogger("search")
@@ -110,19 +111,17 @@ class Objective:
         attrs["val_loss"] = val_loss if math.isfinite(val_loss) else None
         attrs["network"] = network
         attrs["training"] = training
-        for key, val in attrs.items():
-            trial.set_user_attr(key, val)
+        reason = None
         if history.diverged:
-            reason = (f"diverged at epoch {history.epochs_run - 1}: the loss became "
-                      "non-finite")
-            trial.set_user_attr("pruned_reason", reason)
+            reason = f"diverged at epoch {history.epochs_run - 1}: the loss became non-finite"
+        elif history.stopped_by_callback:
+            reason = f"pruned by {spec.pruner} at epoch {history.epochs_run - 1}"
+        elif not math.isfinite(value):
+            reason = "non-finite validation metric"
+        if reason is not None:
+            attrs["pruned_reason"] = reason
+        set_user_attrs(trial, attrs)  # one write, not one per attribute
+        if reason is not None:
             logger.info("trial %d %s", trial.number, reason)
             raise optuna.TrialPruned(reason)
-        if history.stopped_by_callback:
-            trial.set_user_attr("pruned_reason", f"pruned by {spec.pruner} at epoch "
-                                f"{history.epochs_run - 1}")
-            raise optuna.TrialPruned()
-        if not math.isfinite(value):
-            trial.set_user_attr("pruned_reason", "non-finite validation metric")
-            raise optuna.TrialPruned("non-finite validation metric")
         return value

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 
 import optuna
+import sqlalchemy.event
 import sqlalchemy.exc
 from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
 from optuna.storages.journal import JournalFileBackend
@@ -130,7 +131,10 @@ def open_storage(url: str, heartbeat: bool = True,
                   "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
                       max_retry=3)}
     try:
-        return RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        storage = RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
+        if backend == "sqlite":
+            _use_wal(storage)
+        return storage
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
         raise UsageError(f"cannot reach storage {shown}: {reason}") from None
@@ -141,11 +145,57 @@ def open_storage(url: str, heartbeat: bool = True,
                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
 
 
+def rdb(storage: optuna.storages.BaseStorage) -> RDBStorage | None:
+    """The RDBStorage behind ``storage`` (Optuna wraps it in a cache), if any."""
+    inner = getattr(storage, "_backend", storage)
+    return inner if isinstance(inner, RDBStorage) else None
+
+
+def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
+    cursor = dbapi_connection.cursor()
+    # Write-ahead logging: readers (the dashboard, status) never block the workers'
+    # writes, and a commit appends to the log instead of rewriting pages. With WAL,
+    # synchronous=NORMAL cannot corrupt the database; a power cut can at worst lose
+    # the last commits, which leaves those trials RUNNING for the sweeper to retry.
+    cursor.execute("PRAGMA journal_mode=WAL")
+    cursor.execute("PRAGMA synchronous=NORMAL")
+    cursor.close()
+
+
+def _use_wal(storage: RDBStorage) -> None:
+    sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
+    storage.engine.dispose()  # connections opened while creating the tables lack them
+
+
 def dispose(storage: optuna.storages.BaseStorage) -> None:
     """Close the storage's connections (RDB only)."""
-    engine = getattr(storage, "engine", None)
-    if engine is not None:
-        engine.dispose()
+    backend = rdb(storage)
+    if backend is not None:
+        backend.engine.dispose()
+
+
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Write many user attributes at once: one transaction on an RDB, not one per key.
+
+    Uses the RDB storage's own per-attribute writer inside one session; if a
+    future Optuna moves those internals, falls back to one write per key.
+    """
+    backend = rdb(trial.storage)
+    writer = getattr(backend, "_set_trial_attr_without_commit", None)
+    if backend is not None and writer is not None:
+        try:
+            from optuna.storages._rdb import models
+            from optuna.storages._rdb.storage import _create_scoped_session
+        except ImportError:
+            pass
+        else:
+            with _create_scoped_session(backend.scoped_session, True) as session:
+                for key, value in attrs.items():
+                    writer(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
+            trial._cached_frozen_trial.user_attrs.update(attrs)
+            return
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
 
 
 RETRYABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,

@@ -37,6 +37,7 @@ from .worker import STOP_REASON_ATTR, Counts, count_states
 logger = logging.getLogger("search")
 
 MAX_RESTARTS_PER_WORKER = 3
+POLL_SECONDS = 1.0  # how often the progress bar and the sweeper look at the storage
 WORKER_STOP_SECONDS = 20  # how long a stopping worker may take to record its trial
 
 
@@ -176,7 +177,7 @@ class Supervisor:
                 progress.update(task, completed=counts.finished, info=self.describe(counts))
                 if not self.alive():
                     break
-                time.sleep(0.5)
+                time.sleep(POLL_SECONDS)
             counts = with_retry(lambda: count_states(self.study), "count trials")
             progress.update(task, completed=counts.finished, info=self.describe(counts))
         return counts
