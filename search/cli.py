@@ -141,7 +141,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         dispose(study._storage)
         return 128 + interrupted.signum
     try:
-        trial, skipped = pick_trial(study, None)
+        trial, _skipped = pick_trial(study, None)
     except UsageError as exc:
         logger.error("%s", exc)
         dispose(study._storage)

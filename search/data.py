@@ -83,8 +83,8 @@ def _raw_builtin(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     from sklearn import datasets
 
     bunch = getattr(datasets, f"load_{name}")()
-    names = [str(n) for n in getattr(bunch, "feature_names", None) if n is not None] \
-        if getattr(bunch, "feature_names", None) is not None else []
+    given = getattr(bunch, "feature_names", None)
+    names = [str(n) for n in given] if given is not None else []
     if len(names) != bunch.data.shape[1]:
         names = [f"x{i}" for i in range(bunch.data.shape[1])]
     return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target), names

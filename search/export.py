@@ -76,7 +76,8 @@ def pick_trial(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, li
 
     def rank(t: FrozenTrial) -> tuple[float, float, int]:
         loss = t.user_attrs.get("val_loss")
-        return (sign * float(t.value), math.inf if loss is None else float(loss), t.number)
+        assert t.value is not None
+        return (sign * t.value, math.inf if loss is None else float(loss), t.number)
 
     return min(genuine, key=rank), skipped
 

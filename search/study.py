@@ -81,7 +81,7 @@ def create(target: Target) -> tuple[optuna.Study, bool]:
                            spec.name)
         return study, False
     study = optuna.create_study(study_name=spec.name, storage=storage,
-                                direction=spec.direction, sampler=spec.make_sampler(),
+                                direction=optuna.study.StudyDirection[spec.direction.upper()], sampler=spec.make_sampler(),
                                 pruner=spec.make_pruner(), load_if_exists=True)
     study.set_metric_names([spec.metric])
     study.set_user_attr(SPEC_ATTR, spec.to_dict())

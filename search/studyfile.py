@@ -139,7 +139,7 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
     if not name:
         raise UsageError(f"{where}: study.name is required (a non-empty string).")
     data = _parse_data(raw.get("data", {}), where)
-    task = data.task or (BUILTIN[data.source] if data.source in BUILTIN else None)
+    task = data.task or (BUILTIN.get(data.source, None))
     default_metric = "val_rmse" if task == "regression" else "val_accuracy"
     metric = _get(study, "study.metric", where, str, default_metric)
     if metric not in METRICS:
@@ -147,8 +147,9 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
                          f"{', '.join(METRICS)}.")
     direction_for_metric, tasks = METRICS[metric]
     if task is not None and task not in tasks:
+        valid = ", ".join(m for m, (_, t) in METRICS.items() if task in t)
         raise UsageError(f"{where}: study.metric: {metric!r} does not apply to a {task} "
-                         f"task; valid: {', '.join(m for m, (_, t) in METRICS.items() if task in t)}.")
+                         f"task; valid: {valid}.")
     direction = _get(study, "study.direction", where, str, direction_for_metric)
     if direction != direction_for_metric:
         raise UsageError(f"{where}: study.direction: {metric} is to {direction_for_metric}, "
@@ -185,7 +186,7 @@ def _get(table: dict[str, Any], key: str, where: str, kind: Any, default: Any) -
     if value is None:
         return None
     kinds = kind if isinstance(kind, tuple) else (kind,)
-    if isinstance(value, bool) and bool not in kinds or not isinstance(value, kinds):
+    if (isinstance(value, bool) and bool not in kinds) or not isinstance(value, kinds):
         names = " or ".join(k.__name__ for k in kinds)
         raise UsageError(f"{where}: {key} must be {names}, but got {value!r}.")
     return value

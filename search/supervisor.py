@@ -10,6 +10,7 @@ which end their running trials as FAIL with the reason recorded.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import signal
@@ -18,6 +19,7 @@ import subprocess
 import sys
 import time
 from dataclasses import dataclass, field
+from functools import partial
 from pathlib import Path
 from types import FrameType
 
@@ -186,10 +188,8 @@ class Supervisor:
         """Ask every worker to stop, wait for them, then fail what they left RUNNING."""
         for slot in self.slots:
             if slot.process.poll() is None:
-                try:
+                with contextlib.suppress(ProcessLookupError):
                     os.kill(slot.process.pid, signal.SIGTERM)
-                except ProcessLookupError:
-                    pass
         deadline = time.monotonic() + WORKER_STOP_SECONDS
         for slot in self.slots:
             try:
@@ -197,11 +197,9 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 slot.process.kill()
                 slot.process.wait()
-        for slot in self.slots:
-            for pid in slot.pids:
-                with_retry(lambda pid=pid: self._fail_trials_of(
-                    pid, f"run stopped by {signal.Signals(signum).name}", retry=False),
-                    "fail trials")
+        reason = f"run stopped by {signal.Signals(signum).name}"
+        for pid in [pid for slot in self.slots for pid in slot.pids]:
+            with_retry(partial(self._fail_trials_of, pid, reason, retry=False), "fail trials")
 
 
 def install_interrupt_handlers() -> None:

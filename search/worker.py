@@ -15,11 +15,12 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
+from functools import partial
 from types import FrameType
 
 import optuna
 from optuna.storages import fail_stale_trials
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import func, select
 from threadpoolctl import threadpool_limits
 
@@ -93,6 +94,10 @@ def count_states(study: optuna.Study) -> Counts:
     return counts
 
 
+def _collect(into: list[FrozenTrial], study: optuna.Study, trial: FrozenTrial) -> None:
+    into.append(trial)
+
+
 def trials_ahead(study: optuna.Study, number: int) -> int:
     """Finished or running trials numbered below ``number``: who came first."""
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
@@ -130,13 +135,11 @@ class Worker:
         signal.signal(signal.SIGINT, handler)
 
     def _guarded(self, trial: optuna.Trial) -> float:
-        if self.budget is not None:
-            if trials_ahead(self.study, trial.number) >= self.budget:
-                trial.set_user_attr(SURPLUS_ATTR, True)
-                trial.set_user_attr(STOP_REASON_ATTR,
-                                    f"surplus: the budget of {self.budget} trials was already "
-                                    "taken by other workers")
-                raise Surplus()
+        if self.budget is not None and trials_ahead(self.study, trial.number) >= self.budget:
+            trial.set_user_attr(SURPLUS_ATTR, True)
+            trial.set_user_attr(STOP_REASON_ATTR, f"surplus: the budget of {self.budget} "
+                                "trials was already taken by other workers")
+            raise Surplus()
         trial.set_user_attr(WORKER_ATTR, self.objective.worker)
         try:
             return self.objective(trial)
@@ -162,11 +165,11 @@ class Worker:
                             with_retry(lambda: fail_stale_trials(self.study), "sweep")
                             self.stop.wait(POLL_SECONDS)
                             continue
-                    states: list[TrialState] = []
+                    ended: list[FrozenTrial] = []
                     self.study.optimize(self._guarded, n_trials=1, catch=(Exception,),
-                                        callbacks=[lambda _, t: states.append(t.state)])
+                                        callbacks=[partial(_collect, ended)])
                     self.trials_run += 1
-                    failed = bool(states) and states[0] == TrialState.FAIL
+                    failed = bool(ended) and ended[0].state == TrialState.FAIL
                     failures = failures + 1 if failed else 0
                     if failures >= MAX_CONSECUTIVE_FAILURES:
                         logger.error("%d trials in a row failed; this worker stops (see the "

@@ -35,7 +35,7 @@ def test_help_has_examples(tmp_path, command):
 
 
 def test_run_ends_with_best_trial_and_export(finished):
-    tmp, study, res = finished
+    tmp, _study, res = finished
     assert "best trial" in res.stdout
     exported = tmp / "small-best.json"
     assert f"exported config: {exported}" in res.stdout
@@ -84,7 +84,7 @@ def test_export_to_stdout_and_file_and_by_number(finished):
 
 def test_export_is_self_contained(finished, tmp_path):
     """Train works from the export alone, with the study's storage gone."""
-    tmp, study, _ = finished
+    tmp, _study, _ = finished
     config = tmp_path / "best.json"
     shutil.copy(tmp / "small-best.json", config)
     res = run_cli("train", str(config), cwd=tmp_path)

@@ -94,7 +94,7 @@ def test_bad_npz(tmp_path):
     with pytest.raises(UsageError, match=r"needs arrays 'X' and 'y'; missing \['y'\]"):
         load_data(DataSpec(str(tmp_path / "d.npz")))
     (tmp_path / "bad.npz").write_bytes(b"garbage")
-    with pytest.raises(UsageError, match="cannot read as .npz"):
+    with pytest.raises(UsageError, match=r"cannot read as \.npz"):
         load_data(DataSpec(str(tmp_path / "bad.npz")))
     with pytest.raises(UsageError, match="data file not found"):
         load_data(DataSpec(str(tmp_path / "missing.csv"), target="y"))

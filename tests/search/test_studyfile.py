@@ -30,7 +30,7 @@ def test_article_space_is_the_articles():
     assert set(s["init"].choices) == {"glorot_uniform", "glorot_normal", "he_uniform",
                                       "he_normal", "random"}
     assert set(s["clip_type"].choices) == {"value", "norm"}
-    assert 0 < s["clip_value"].low and s["clip_value"].high == 1.0
+    assert s["clip_value"].low > 0 and s["clip_value"].high == 1.0
     assert s["activation"].fixed == "sigmoid" and s["batch_size"].fixed == "full"
     text = (ROOT / "studies" / "article.toml").read_text()
     assert "10,000" in text and "pruning" in text
