@@ -80,9 +80,10 @@ def create(target: Target) -> tuple[optuna.Study, bool]:
                            "definition is kept (create a new study name to change it)",
                            spec.name)
         return study, False
-    study = optuna.create_study(study_name=spec.name, storage=storage,
-                                direction=optuna.study.StudyDirection[spec.direction.upper()], sampler=spec.make_sampler(),
-                                pruner=spec.make_pruner(), load_if_exists=True)
+    direction = optuna.study.StudyDirection[spec.direction.upper()]
+    study = optuna.create_study(study_name=spec.name, storage=storage, direction=direction,
+                                sampler=spec.make_sampler(), pruner=spec.make_pruner(),
+                                load_if_exists=True)
     study.set_metric_names([spec.metric])
     study.set_user_attr(SPEC_ATTR, spec.to_dict())
     base = spec.base_dir
