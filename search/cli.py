@@ -340,6 +340,22 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_doctor(args: argparse.Namespace) -> int:
+    from .doctor import diagnose
+    from .storage import resolve_url
+
+    url = resolve_url(args.storage, Path(args.study_file) if args.study_file else None)
+    checks = diagnose(url, args.workers)
+    table = Table(title=f"nnsearch doctor: {redact(url)}, {args.workers} worker(s)")
+    for col in ("", "check", "detail"):
+        table.add_column(col)
+    marks = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+    for check in checks:
+        table.add_row(marks[check.status], check.name, check.detail)
+    stdout.print(table)
+    return 1 if any(c.status == "fail" for c in checks) else 0
+
+
 # ----- the command table --------------------------------------------------------------------
 Command = Callable[[argparse.Namespace], int]
 
@@ -431,6 +447,16 @@ def build_parser() -> argparse.ArgumentParser:
                    help="where to write the model (default: CONFIG with .npz); the learning "
                         "curve goes beside it as .png")
     p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    p = add("doctor", cmd_doctor, "Check a storage for N workers: reachable, schema, "
+            "connections, file system.",
+            ["nnsearch doctor studies/digits.toml --workers 4",
+             "nnsearch doctor --storage postgresql+psycopg://u@db/optuna --workers 32"])
+    p.add_argument("study_file", metavar="STUDY_FILE", nargs="?",
+                   help="use the study file's default storage")
+    p.add_argument("--storage", metavar="URL", help="the storage to check")
+    p.add_argument("--workers", type=_positive_int, default=2, metavar="N",
+                   help="workers you plan to run (default 2)")
 
     p = add("predict", cmd_predict, "Predict with a trained model; CSV to stdout.",
             ["nnsearch predict best.npz new_rows.csv > predictions.csv"])

@@ -19,6 +19,7 @@ from functools import partial
 from types import FrameType
 
 import optuna
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import func, select
@@ -181,6 +182,10 @@ class Worker:
                     reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
                     logger.warning("storage error during a trial (%s); going on", reason)
                     self.stop.wait(2.0)
+                except UpdateFinishedTrialError as exc:
+                    # The storage was away long enough for the sweeper to fail (and retry)
+                    # this trial; its result is dropped and the worker goes on.
+                    logger.warning("trial already ended by the sweeper (%s); going on", exc)
         return self.trials_run
 
     def close(self) -> None:

@@ -1,0 +1,241 @@
+"""Parallel workers on one study, with real processes, SQLite and PostgreSQL."""
+
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from .conftest import ROOT, cli_env, run_cli, write_study
+
+SLOW_STUDY = """
+[study]
+name = "slow"
+seed = 1
+
+[pruner]
+name = "none"
+
+[data]
+source = "digits"
+
+[space]
+n_layers = 1
+width = {{ low = 512, high = 1024 }}
+learning_rate = {{ low = 1e-3, high = 3e-3, log = true }}
+epochs = {epochs}
+patience = "none"
+"""
+
+
+def slow_study(path: Path, epochs: int = 300) -> Path:
+    """Trials of a few seconds each: long enough to be caught in the middle."""
+    path.write_text(SLOW_STUDY.format(epochs=epochs))
+    return path
+
+
+def trials(url: str, name: str) -> list[optuna.trial.FrozenTrial]:
+    optuna.logging.set_verbosity(optuna.logging.WARNING)
+    storage = optuna.storages.RDBStorage(url) if not url.startswith("journal") else \
+        optuna.storages.JournalStorage(optuna.storages.journal.JournalFileBackend(
+            url[len("journal:///"):]))
+    try:
+        return optuna.load_study(study_name=name, storage=storage).get_trials(deepcopy=False)
+    except KeyError:  # not created yet
+        return []
+    finally:
+        if hasattr(storage, "engine"):
+            storage.engine.dispose()
+
+
+def count(ts, *states):
+    return sum(t.state in states for t in ts)
+
+
+def assert_finished_exactly(ts, budget):
+    assert count(ts, TrialState.COMPLETE, TrialState.PRUNED) == budget
+    assert count(ts, TrialState.RUNNING, TrialState.WAITING) == 0
+    # Any failure is a surplus trial (two workers raced for the last slot), never an error.
+    for t in ts:
+        if t.state == TrialState.FAIL:
+            assert t.user_attrs.get("nnsearch.surplus"), t.user_attrs
+
+
+def start_run(tmp: Path, *args: str) -> subprocess.Popen[str]:
+    return subprocess.Popen([sys.executable, "-m", "search", "run", *args], cwd=tmp,
+                            env=cli_env(), text=True, stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE)
+
+
+def wait_for(predicate, timeout: float = 120, what: str = "condition"):
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.2)
+    raise AssertionError(f"timed out waiting for {what}")
+
+
+def running_with_worker(url: str, name: str, min_seconds: float = 0.3):
+    now = time.time()
+    for t in trials(url, name):
+        if t.state == TrialState.RUNNING and "nnsearch.worker" in t.user_attrs \
+                and t.datetime_start and now - t.datetime_start.timestamp() >= min_seconds:
+            return t
+    return None
+
+
+# ----- clean runs ---------------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "journal"])
+def test_four_workers_finish_exactly_the_budget(tmp_path, backend, request):
+    study = write_study(tmp_path / "small.toml", trials=12, epochs=15)
+    if backend == "sqlite":
+        url = f"sqlite:///{tmp_path / 'small.db'}"
+    elif backend == "journal":
+        url = f"journal:///{tmp_path / 'small.log'}"
+    else:
+        url = request.getfixturevalue("pg_url")
+    res = run_cli("run", str(study), "--workers", "4", "--storage", url, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "storage error" not in res.stderr and "Traceback" not in res.stderr
+    assert_finished_exactly(trials(url, "small"), 12)
+
+
+def test_standalone_workers_share_one_budget(tmp_path):
+    study = write_study(tmp_path / "small.toml", trials=9, epochs=15)
+    assert run_cli("create", str(study), cwd=tmp_path).returncode == 0
+    procs = [subprocess.Popen([sys.executable, "-m", "search", "worker", str(study)],
+                              cwd=tmp_path, env=cli_env(), stderr=subprocess.PIPE, text=True)
+             for _ in range(3)]
+    for p in procs:
+        assert p.wait(timeout=300) == 0, p.stderr.read() if p.stderr else ""
+    ts = trials(f"sqlite:///{tmp_path / 'small.db'}", "small")
+    assert_finished_exactly(ts, 9)
+    # Each worker process took part (its host:pid is on its trials).
+    assert len({t.user_attrs["nnsearch.worker"] for t in ts if t.state != TrialState.FAIL}) >= 2
+
+
+def test_worker_needs_an_existing_study(tmp_path):
+    study = write_study(tmp_path / "small.toml")
+    res = run_cli("worker", str(study), cwd=tmp_path)
+    assert res.returncode == 2 and "no storage at" in res.stderr
+
+
+# ----- a killed worker ----------------------------------------------------------------------
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_killed_worker_trial_fails_and_is_retried(tmp_path, backend, request):
+    study = slow_study(tmp_path / "slow.toml")
+    url = f"sqlite:///{tmp_path / 'slow.db'}" if backend == "sqlite" \
+        else request.getfixturevalue("pg_url")
+    proc = start_run(tmp_path, str(study), "--workers", "2", "--trials", "5", "--storage", url)
+    try:
+        victim = wait_for(lambda: running_with_worker(url, "slow"), what="a running trial")
+        pid = int(victim.user_attrs["nnsearch.worker"].rsplit(":", 1)[1])
+        os.kill(pid, signal.SIGKILL)
+        out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    ts = trials(url, "slow")
+    killed = next(t for t in ts if t.number == victim.number)
+    assert killed.state == TrialState.FAIL
+    retries = [t for t in ts if t.system_attrs.get("failed_trial") == victim.number]
+    assert retries and retries[0].state in (TrialState.COMPLETE, TrialState.PRUNED)
+    assert retries[0].params == victim.params
+    assert_finished_exactly([t for t in ts if t.number != victim.number], 5)
+
+
+# ----- Ctrl-C -------------------------------------------------------------------------------
+def test_ctrl_c_fails_running_trials_and_run_resumes(tmp_path):
+    study = slow_study(tmp_path / "slow.toml")
+    url = f"sqlite:///{tmp_path / 'slow.db'}"
+    proc = start_run(tmp_path, str(study), "--workers", "2", "--trials", "6")
+    try:
+        wait_for(lambda: running_with_worker(url, "slow", 0.3), what="a running trial")
+        proc.send_signal(signal.SIGINT)
+        out, err = proc.communicate(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode != 0
+    assert "run the same command again to resume" in err
+    ts = trials(url, "slow")
+    assert count(ts, TrialState.RUNNING) == 0
+    stopped = [t for t in ts if t.state == TrialState.FAIL]
+    assert stopped and all("stopped by" in t.user_attrs.get("fail_reason", "") for t in stopped)
+    res = run_cli("run", str(study), "--workers", "2", "--trials", "6", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    ts = trials(url, "slow")
+    assert count(ts, TrialState.COMPLETE, TrialState.PRUNED) == 6
+    assert count(ts, TrialState.RUNNING) == 0
+
+
+# ----- a database restart -------------------------------------------------------------------
+def _restart_command() -> list[str] | None:
+    tool = shutil.which("pg_ctlcluster")
+    clusters = sorted(os.listdir("/etc/postgresql")) if os.path.isdir("/etc/postgresql") else []
+    if tool is None or not clusters or os.geteuid() != 0:
+        return None
+    return [tool, "--skip-systemctl-redirect", clusters[-1], "main", "restart"]
+
+
+def test_postgres_restart_mid_study(tmp_path, pg_url):
+    command = _restart_command()
+    if command is None:
+        pytest.skip("cannot restart PostgreSQL here: it needs root and pg_ctlcluster")
+    study = slow_study(tmp_path / "slow.toml", epochs=150)
+    proc = start_run(tmp_path, str(study), "--workers", "2", "--trials", "8",
+                     "--storage", pg_url)
+    try:
+        wait_for(lambda: count(trials(pg_url, "slow"), TrialState.COMPLETE) >= 1
+                 and running_with_worker(pg_url, "slow", 0.2), what="a finished trial")
+        subprocess.run(command, check=True, timeout=120)
+        out, err = proc.communicate(timeout=400)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    ts = trials(pg_url, "slow")
+    assert count(ts, TrialState.COMPLETE, TrialState.PRUNED) == 8
+    assert count(ts, TrialState.RUNNING, TrialState.WAITING) == 0
+
+
+def test_doctor(tmp_path, pg_url):
+    res = run_cli("doctor", "--storage", pg_url, "--workers", "4", cwd=tmp_path)
+    assert res.returncode == 0, res.stdout + res.stderr
+    assert "max_connections=" in res.stdout and "reachable" in res.stdout
+    res = run_cli("doctor", "--storage", pg_url, "--workers", "100000", cwd=tmp_path)
+    assert res.returncode == 1 and "FAIL" in res.stdout
+    study = write_study(tmp_path / "small.toml")
+    res = run_cli("doctor", str(study), "--workers", "50", cwd=tmp_path)
+    assert res.returncode == 0 and "use PostgreSQL" in res.stdout
+    secret = pg_url.replace("postgres@", "postgres:hunter2@")
+    res = run_cli("doctor", "--storage", secret, cwd=tmp_path)
+    assert "hunter2" not in res.stdout + res.stderr
+
+
+def test_passwords_never_appear(tmp_path, pg_url):
+    secret = pg_url.replace("postgres@", "postgres:hunter2@")
+    study = write_study(tmp_path / "small.toml", trials=2, epochs=5)
+    res = run_cli("run", str(study), "--storage", secret, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    exported = (tmp_path / "small-best.json").read_text()
+    outputs = [res.stdout, res.stderr, exported,
+               run_cli("status", str(study), "--storage", secret, cwd=tmp_path).stdout,
+               run_cli("export", str(study), "--storage", secret, cwd=tmp_path).stdout]
+    assert all("hunter2" not in text for text in outputs)
+    assert "***" in exported
+
+
+def test_trial_seed_depends_only_on_study_seed_and_number():
+    from search.objective import trial_seed
+
+    assert trial_seed(1, 5) == trial_seed(1, 5)
+    assert len({trial_seed(1, n) for n in range(100)}) == 100
+    assert trial_seed(1, 5) != trial_seed(2, 5)
+    assert ROOT.is_dir()
