@@ -11,6 +11,7 @@ import json
 import logging
 import math
 import os
+import signal
 import socket
 import sys
 import textwrap
@@ -106,7 +107,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from .export import export_trial, pick_trial
     from .study import create
-    from .supervisor import Interrupted, Supervisor, install_interrupt_handlers, worker_args_for
+    from .supervisor import Supervisor, worker_args_for
     from .worker import count_states
 
     target = _target(args)
@@ -122,24 +123,22 @@ def cmd_run(args: argparse.Namespace) -> int:
     supervisor = Supervisor(study, target.url,
                             worker_args_for(spec.path, spec.name, budget, timeout),
                             args.workers, budget, stderr)
-    install_interrupt_handlers()
-    interrupted: Interrupted | None = None
-    try:
-        if budget is not None and count_states(study).finished >= budget:
-            logger.info("the study already has its %d finished trials", budget)
-        else:
-            supervisor.start()
-            supervisor.watch()
-    except Interrupted as exc:
-        interrupted = exc
-        stderr.print(f"[yellow]stopping: {exc}; ending running trials as FAIL[/]")
-        supervisor.stop(exc.signum)
+    supervisor.install_signal_handlers()
+    if budget is not None and count_states(study).finished >= budget:
+        logger.info("the study already has its %d finished trials", budget)
+    else:
+        supervisor.start()
+        supervisor.watch()
+    if supervisor.interrupted.is_set():
+        name = signal.Signals(supervisor.signum).name
+        stderr.print(f"[yellow]stopping: {name}; ending running trials as FAIL[/]")
+        supervisor.stop(supervisor.signum)
     counts = count_states(study)
     _print_status(study, counts)
-    if interrupted is not None:
-        stderr.print(f"stopped by {interrupted}; run the same command again to resume")
+    if supervisor.interrupted.is_set():
+        stderr.print(f"stopped by {name}; run the same command again to resume")
         dispose(study._storage)
-        return 128 + interrupted.signum
+        return 128 + supervisor.signum
     try:
         trial, _skipped = pick_trial(study, None)
     except UsageError as exc:
@@ -174,7 +173,7 @@ def cmd_worker(args: argparse.Namespace) -> int:
     study = optuna.load_study(study_name=study.study_name, storage=study._storage,
                               sampler=spec.make_sampler(spec.seed + offset),
                               pruner=spec.make_pruner())
-    worker = Worker(study, spec, budget, timeout)
+    worker = Worker(study, spec, budget, timeout, storage_url=target.url)
     worker.install_signal_handlers()
     try:
         n = worker.run()
@@ -356,6 +355,47 @@ def cmd_doctor(args: argparse.Namespace) -> int:
     return 1 if any(c.status == "fail" for c in checks) else 0
 
 
+def cmd_dashboard(args: argparse.Namespace) -> int:
+    from .dashboard import credentials_from_env, is_loopback, make_dashboard, serve
+    from .storage import resolve_url
+
+    url = resolve_url(args.storage, Path(args.study_file) if args.study_file else None)
+    read_only = args.read_only or not is_loopback(args.host)
+    if not args.read_only and read_only:
+        logger.info("%s is not a loopback address: serving read-only", args.host)
+    credentials = credentials_from_env()
+    app = make_dashboard(url, read_only, credentials)
+    try:
+        server = serve(app, args.host, args.port)
+    except OSError as exc:
+        raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}.") from None
+    host = f"[{args.host}]" if ":" in args.host else args.host
+    mode = ", read-only" if read_only else ""
+    auth = ", basic auth" if credentials else ""
+    stdout.print(f"optuna-dashboard for {redact(url)}{mode}{auth}: "
+                 f"http://{host}:{server.server_port}/dashboard/")
+    sys.stdout.flush()
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+    return 0
+
+
+def cmd_report(args: argparse.Namespace) -> int:
+    from .report import write_report
+    from .study import load
+
+    study, _ = load(_target(args), heartbeat=False)
+    out = Path(args.out)
+    for path in write_report(study, out):
+        stdout.print(str(path))
+    dispose(study._storage)
+    return 0
+
+
 # ----- the command table --------------------------------------------------------------------
 Command = Callable[[argparse.Namespace], int]
 
@@ -457,6 +497,29 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--storage", metavar="URL", help="the storage to check")
     p.add_argument("--workers", type=_positive_int, default=2, metavar="N",
                    help="workers you plan to run (default 2)")
+
+    p = add("dashboard", cmd_dashboard, "Serve optuna-dashboard for the study's storage "
+            "(loopback by default; read-only off loopback).",
+            ["nnsearch dashboard studies/digits.toml",
+             "nnsearch dashboard --storage postgresql+psycopg://u@db/optuna --host 0.0.0.0",
+             "NNSEARCH_DASHBOARD_USER=me NNSEARCH_DASHBOARD_PASSWORD=... nnsearch dashboard "
+             "studies/digits.toml"])
+    p.add_argument("study_file", metavar="STUDY_FILE", nargs="?",
+                   help="serve the study file's default storage")
+    p.add_argument("--storage", metavar="URL", help="the storage to serve")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=_nonnegative_int, default=8080,
+                   help="port (default 8080; 0 picks a free one)")
+    p.add_argument("--read-only", action="store_true",
+                   help="refuse every request but GET/HEAD with 403 (the default when --host "
+                        "is not loopback)")
+
+    p = add("report", cmd_report, "Static PNGs: optimisation history, parameter importances, "
+            "parallel coordinates, learning curves of the top 5.",
+            ["nnsearch report studies/digits.toml --out report/"])
+    _add_study_args(p)
+    p.add_argument("--out", default="report", metavar="DIR",
+                   help="folder for the PNGs (default: report)")
 
     p = add("predict", cmd_predict, "Predict with a trained model; CSV to stdout.",
             ["nnsearch predict best.npz new_rows.csv > predictions.csv"])

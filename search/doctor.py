@@ -35,10 +35,12 @@ def filesystem_of(path: Path) -> str:
     target = str(path.resolve())
     for line in mounts:
         parts = line.split()
-        if len(parts) >= 3 and (target == parts[1] or target.startswith(parts[1].rstrip("/")
-                                                                        + "/")):
-            if len(parts[1]) >= len(best):
-                best, fstype = parts[1], parts[2]
+        if len(parts) < 3:
+            continue
+        mount = parts[1]
+        inside = target == mount or target.startswith(mount.rstrip("/") + "/")
+        if inside and len(mount) >= len(best):  # the deepest mount point holding the path
+            best, fstype = mount, parts[2]
     return fstype
 
 

@@ -3,6 +3,14 @@
 from __future__ import annotations
 
 
+class Stopped(KeyboardInterrupt):
+    """A worker was told to stop (SIGTERM/SIGINT); raised between epochs.
+
+    A KeyboardInterrupt, so that Optuna ends the running trial as FAIL and then
+    lets it through rather than swallowing it.
+    """
+
+
 class UsageError(Exception):
     """A problem with what the user gave us: a file, a value, a name, a URL."""
 

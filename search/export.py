@@ -84,7 +84,15 @@ def pick_trial(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, li
 
 def export_trial(study: optuna.Study, spec: StudySpec, trial: FrozenTrial,
                  storage_url: str) -> dict[str, Any]:
-    attrs = dict(trial.user_attrs)
+    assert trial.value is not None
+    return build_export(spec, study.study_name, storage_url, trial.number, trial.value,
+                        trial.params, trial.user_attrs)
+
+
+def build_export(spec: StudySpec, study_name: str, storage_url: str, number: int, value: float,
+                 params: dict[str, Any], user_attrs: dict[str, Any]) -> dict[str, Any]:
+    """The ``nnsearch.trial/1`` document: enough to rebuild and retrain without storage."""
+    attrs = dict(user_attrs)
     network = attrs.pop("network")
     training = attrs.pop("training")
     data = spec.data.to_dict()
@@ -92,10 +100,9 @@ def export_trial(study: optuna.Study, spec: StudySpec, trial: FrozenTrial,
         data["source"] = str(resolve_path(spec.data.source, spec.base_dir))
     return {
         "format": FORMAT,
-        "study": {"name": study.study_name, "direction": spec.direction,
+        "study": {"name": study_name, "direction": spec.direction,
                   "metric": spec.metric, "storage": redact(storage_url)},
-        "trial": {"number": trial.number, "value": trial.value, "params": trial.params,
-                  "user_attrs": attrs},
+        "trial": {"number": number, "value": value, "params": params, "user_attrs": attrs},
         "data": data,
         "network": network,
         "training": training,

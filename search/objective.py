@@ -11,15 +11,18 @@ import logging
 import math
 import os
 import socket
+import threading
 import time
 from typing import Any
 
 import numpy as np
 import optuna
+from optuna.artifacts import FileSystemArtifactStore
 
 from model import History, Network, TrainConfig, evaluate, fit
 
 from .data import Dataset
+from .errors import Stopped
 from .space import build_configs, sample
 from .storage import set_user_attrs
 from .studyfile import StudySpec
@@ -83,9 +86,19 @@ def history_attrs(history: History, net: Network, seed: int, seconds: float) -> 
 
 
 class Objective:
-    def __init__(self, spec: StudySpec, data: Dataset) -> None:
+    """Trains one trial. With an artifact store, a completed trial also gets its
+    learning-curve PNG and its exported config attached (shown by the dashboard).
+    """
+
+    def __init__(self, spec: StudySpec, data: Dataset, storage_url: str = "",
+                 store: FileSystemArtifactStore | None = None,
+                 stop: threading.Event | None = None) -> None:
+        self.stop = stop or threading.Event()
+        self.stop_reason = "a signal"
         self.spec = spec
         self.data = data
+        self.storage_url = storage_url
+        self.store = store
         self.worker = f"{socket.gethostname()}:{os.getpid()}"
 
     def __call__(self, trial: optuna.Trial) -> float:
@@ -97,6 +110,8 @@ class Objective:
         every = spec.report_every
 
         def report(epoch: int, metrics: dict[str, Any]) -> bool:
+            if self.stop.is_set():
+                raise Stopped(self.stop_reason)
             if (epoch + 1) % every:
                 return False
             value = metric_value(spec.metric, data, metrics["val_loss"], metrics["val_metric"])
@@ -124,4 +139,19 @@ class Objective:
         if reason is not None:
             logger.info("trial %d %s", trial.number, reason)
             raise optuna.TrialPruned(reason)
+        if self.store is not None:
+            self._attach_artifacts(trial, value, attrs, history)
         return value
+
+    def _attach_artifacts(self, trial: optuna.Trial, value: float, attrs: dict[str, Any],
+                          history: History) -> None:
+        from .artifacts import upload_trial_artifacts
+        from .export import build_export
+
+        try:
+            export = build_export(self.spec, trial.study.study_name, self.storage_url,
+                                  trial.number, value, trial.params, attrs)
+            assert self.store is not None
+            upload_trial_artifacts(trial, self.store, history, export)
+        except OSError as exc:  # a full or unwritable artifact folder must not fail the trial
+            logger.warning("trial %d: could not store its artifacts: %s", trial.number, exc)

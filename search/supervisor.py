@@ -17,6 +17,7 @@ import signal
 import socket
 import subprocess
 import sys
+import threading
 import time
 from dataclasses import dataclass, field
 from functools import partial
@@ -41,12 +42,6 @@ logger = logging.getLogger("search")
 MAX_RESTARTS_PER_WORKER = 3
 POLL_SECONDS = 1.0  # how often the progress bar and the sweeper look at the storage
 WORKER_STOP_SECONDS = 20  # how long a stopping worker may take to record its trial
-
-
-class Interrupted(Exception):
-    def __init__(self, signum: int) -> None:
-        super().__init__(signal.Signals(signum).name)
-        self.signum = signum
 
 
 @dataclass
@@ -78,6 +73,8 @@ class Supervisor:
         self.started = time.monotonic()
         self.finished_at_start = 0
         self.last_sweep = 0.0
+        self.interrupted = threading.Event()
+        self.signum = 0
 
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
         cmd = [sys.executable, "-m", "search", "worker", *self.worker_args,
@@ -177,12 +174,20 @@ class Supervisor:
                 except RETRYABLE as exc:
                     logger.warning("storage unreachable (%s); still watching", exc)
                 progress.update(task, completed=counts.finished, info=self.describe(counts))
-                if not self.alive():
+                if not self.alive() or self.interrupted.wait(POLL_SECONDS):
                     break
-                time.sleep(POLL_SECONDS)
             counts = with_retry(lambda: count_states(self.study), "count trials")
             progress.update(task, completed=counts.finished, info=self.describe(counts))
         return counts
+
+    def install_signal_handlers(self) -> None:
+        """Ctrl-C or SIGTERM: the watch loop ends at once and ``stop`` takes over."""
+        def handler(signum: int, frame: FrameType | None) -> None:
+            self.signum = signum
+            self.interrupted.set()
+
+        signal.signal(signal.SIGINT, handler)
+        signal.signal(signal.SIGTERM, handler)
 
     def stop(self, signum: int) -> None:
         """Ask every worker to stop, wait for them, then fail what they left RUNNING."""
@@ -200,16 +205,6 @@ class Supervisor:
         reason = f"run stopped by {signal.Signals(signum).name}"
         for pid in [pid for slot in self.slots for pid in slot.pids]:
             with_retry(partial(self._fail_trials_of, pid, reason, retry=False), "fail trials")
-
-
-def install_interrupt_handlers() -> None:
-    def handler(signum: int, frame: FrameType | None) -> None:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        signal.signal(signal.SIGTERM, signal.SIG_IGN)
-        raise Interrupted(signum)
-
-    signal.signal(signal.SIGINT, handler)
-    signal.signal(signal.SIGTERM, handler)
 
 
 def worker_args_for(study_file: Path | None, study_name: str,

@@ -25,7 +25,9 @@ from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import func, select
 from threadpoolctl import threadpool_limits
 
+from .artifacts import artifact_store
 from .data import load_data
+from .errors import Stopped
 from .objective import WORKER_ATTR, Objective
 from .storage import RETRYABLE, dispose, rdb, with_retry
 from .studyfile import StudySpec
@@ -42,12 +44,16 @@ class Surplus(Exception):
     """This trial is beyond the study's budget: it ends as FAIL without training."""
 
 
-class Stopped(KeyboardInterrupt):
-    """The worker was told to stop (SIGTERM/SIGINT).
+class _ExpectedFailures(logging.Filter):
+    """Optuna logs every failed trial with a traceback; a surplus trial or a trial
+    stopped by a signal is no error, and its reason is recorded on the trial."""
 
-    A KeyboardInterrupt, so that Optuna ends the running trial as FAIL and then
-    lets it through rather than swallowing it.
-    """
+    def filter(self, record: logging.LogRecord) -> bool:
+        message = record.getMessage()
+        return "Surplus()" not in message and "Stopped(" not in message
+
+
+logging.getLogger("optuna.study._optimize").addFilter(_ExpectedFailures())
 
 
 @dataclass
@@ -117,20 +123,26 @@ def trials_ahead(study: optuna.Study, number: int) -> int:
 
 class Worker:
     def __init__(self, study: optuna.Study, spec: StudySpec, budget: int | None,
-                 timeout: float | None = None) -> None:
+                 timeout: float | None = None, storage_url: str = "") -> None:
         self.study = study
         self.spec = spec
         self.budget = budget
         self.deadline = time.monotonic() + timeout if timeout else None
         self.stop = threading.Event()
-        self.objective = Objective(spec, load_data(spec.data, spec.base_dir))
+        store = artifact_store(storage_url) if storage_url else None
+        self.objective = Objective(spec, load_data(spec.data, spec.base_dir), storage_url,
+                                   store, stop=self.stop)
         self.trials_run = 0
 
     def install_signal_handlers(self) -> None:
-        """SIGTERM/SIGINT: end the running trial as FAIL (reason recorded) and exit."""
+        """SIGTERM/SIGINT: end the running trial as FAIL (reason recorded) and exit.
+
+        The handler only raises a flag; the trial notices it at its next epoch, a
+        point where no storage write is under way.
+        """
         def handler(signum: int, frame: FrameType | None) -> None:
+            self.objective.stop_reason = signal.Signals(signum).name
             self.stop.set()
-            raise Stopped(signal.Signals(signum).name)
 
         signal.signal(signal.SIGTERM, handler)
         signal.signal(signal.SIGINT, handler)

@@ -139,7 +139,7 @@ def test_killed_worker_trial_fails_and_is_retried(tmp_path, backend, request):
         victim = wait_for(lambda: running_with_worker(url, "slow"), what="a running trial")
         pid = int(victim.user_attrs["nnsearch.worker"].rsplit(":", 1)[1])
         os.kill(pid, signal.SIGKILL)
-        out, err = proc.communicate(timeout=300)
+        _out, err = proc.communicate(timeout=300)
     finally:
         proc.kill()
     assert proc.returncode == 0, err
@@ -160,7 +160,7 @@ def test_ctrl_c_fails_running_trials_and_run_resumes(tmp_path):
     try:
         wait_for(lambda: running_with_worker(url, "slow", 0.3), what="a running trial")
         proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        _out, err = proc.communicate(timeout=120)
     finally:
         proc.kill()
     assert proc.returncode != 0
@@ -196,7 +196,7 @@ def test_postgres_restart_mid_study(tmp_path, pg_url):
         wait_for(lambda: count(trials(pg_url, "slow"), TrialState.COMPLETE) >= 1
                  and running_with_worker(pg_url, "slow", 0.2), what="a finished trial")
         subprocess.run(command, check=True, timeout=120)
-        out, err = proc.communicate(timeout=400)
+        _out, err = proc.communicate(timeout=400)
     finally:
         proc.kill()
     assert proc.returncode == 0, err

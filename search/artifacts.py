@@ -1,0 +1,70 @@
+"""Per-trial artifacts: the learning-curve PNG and the exported config JSON.
+
+They go to Optuna's artifact store (a folder) and are linked to the trial, so
+optuna-dashboard shows them next to the trial.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, upload_artifact
+from sqlalchemy.engine import make_url
+
+from model import History
+
+from .storage import JOURNAL_PREFIX, kind, normalise
+
+logger = logging.getLogger("search")
+
+ENV_ARTIFACTS = "NNSEARCH_ARTIFACTS"
+
+
+def artifact_dir(url: str) -> Path:
+    """Where trial artifacts live: $NNSEARCH_ARTIFACTS, else beside a file storage.
+
+    Workers and the dashboard must see the same folder; for PostgreSQL across
+    machines, point NNSEARCH_ARTIFACTS at a shared volume.
+    """
+    if os.environ.get(ENV_ARTIFACTS):
+        return Path(os.environ[ENV_ARTIFACTS])
+    backend = kind(url)
+    if backend == "journal":
+        path = Path(url[len(JOURNAL_PREFIX):])
+        return path.with_name(path.stem + "-artifacts")
+    if backend == "sqlite":
+        database = make_url(normalise(url)).database
+        if database and database != ":memory:":
+            path = Path(database)
+            return path.with_name(path.stem + "-artifacts")
+    return Path.cwd() / "nnsearch-artifacts"
+
+
+def artifact_store(url: str, create: bool = True) -> FileSystemArtifactStore | None:
+    path = artifact_dir(url)
+    if create:
+        path.mkdir(parents=True, exist_ok=True)
+    elif not path.is_dir():
+        return None
+    return FileSystemArtifactStore(str(path))
+
+
+def upload_trial_artifacts(trial: optuna.Trial, store: FileSystemArtifactStore,
+                           history: History, export: dict[str, Any]) -> None:
+    """Attach the trial's learning curve and exported config to it."""
+    from .export import learning_curve_png
+
+    with tempfile.TemporaryDirectory() as tmp:
+        png = learning_curve_png(history, Path(tmp) / f"trial-{trial.number}-curve.png",
+                                 f"trial {trial.number}")
+        config = Path(tmp) / f"trial-{trial.number}.json"
+        config.write_text(json.dumps(export, indent=2) + "\n", encoding="utf-8")
+        for path, mimetype in ((png, "image/png"), (config, "application/json")):
+            upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial,
+                            mimetype=mimetype)

@@ -1,0 +1,114 @@
+"""``nnsearch dashboard``: optuna-dashboard behind a read-only switch and basic auth.
+
+optuna-dashboard has no authentication and every write route is open: anyone who
+reaches it can mark a running trial COMPLETE, delete a study or rewrite notes.
+``guard`` wraps its WSGI app: in read-only mode (the default off loopback) every
+request but GET/HEAD gets 403; with credentials set, a request without them
+gets 401.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import hmac
+import ipaddress
+import json
+import logging
+import os
+import socket
+from collections.abc import Callable, Iterable
+from socketserver import ThreadingMixIn
+from typing import Any
+from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
+
+from .artifacts import artifact_store
+
+logger = logging.getLogger("search")
+
+ENV_USER = "NNSEARCH_DASHBOARD_USER"
+ENV_PASSWORD = "NNSEARCH_DASHBOARD_PASSWORD"
+SAFE_METHODS = ("GET", "HEAD")
+
+WSGIApp = Callable[[dict[str, Any], Callable[..., Any]], Iterable[bytes]]
+
+
+def is_loopback(host: str) -> bool:
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        try:
+            return ipaddress.ip_address(socket.gethostbyname(host)).is_loopback
+        except (OSError, ValueError):
+            return False
+
+
+def credentials_from_env() -> tuple[str, str] | None:
+    user, password = os.environ.get(ENV_USER), os.environ.get(ENV_PASSWORD)
+    if user and password:
+        return user, password
+    return None
+
+
+def _reply(start_response: Callable[..., Any], status: str, reason: str,
+           headers: list[tuple[str, str]] | None = None) -> list[bytes]:
+    body = json.dumps({"reason": reason}).encode()
+    start_response(status, [("Content-Type", "application/json"),
+                            ("Content-Length", str(len(body))), *(headers or [])])
+    return [body]
+
+
+def guard(app: WSGIApp, read_only: bool, credentials: tuple[str, str] | None) -> WSGIApp:
+    """Wrap a WSGI app with optional basic auth and a read-only switch."""
+    expected = None
+    if credentials is not None:
+        expected = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
+
+    def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if expected is not None:
+            header = environ.get("HTTP_AUTHORIZATION", "")
+            scheme, _, token = header.partition(" ")
+            ok = False
+            if scheme.lower() == "basic":
+                try:
+                    base64.b64decode(token, validate=True)
+                    ok = hmac.compare_digest(token.strip(), expected)
+                except (binascii.Error, ValueError):
+                    ok = False
+            if not ok:
+                return _reply(start_response, "401 Unauthorized", "authentication required",
+                              [("WWW-Authenticate", 'Basic realm="nnsearch"')])
+        if read_only and environ.get("REQUEST_METHOD", "GET").upper() not in SAFE_METHODS:
+            return _reply(start_response, "403 Forbidden",
+                          "this dashboard is read-only (nnsearch dashboard --read-only)")
+        return app(environ, start_response)
+
+    return guarded
+
+
+class _ThreadingServer(ThreadingMixIn, WSGIServer):
+    daemon_threads = True
+    allow_reuse_address = True
+
+
+class _QuietHandler(WSGIRequestHandler):
+    def log_message(self, format: str, *args: Any) -> None:
+        logger.debug("dashboard: " + format, *args)
+
+
+def make_dashboard(url: str, read_only: bool,
+                   credentials: tuple[str, str] | None) -> WSGIApp:
+    import optuna_dashboard
+
+    from .storage import open_storage
+
+    storage = open_storage(url, heartbeat=False)
+    app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store(url))
+    return guard(app, read_only, credentials)
+
+
+def serve(app: WSGIApp, host: str, port: int) -> _ThreadingServer:
+    return make_server(host, port, app, server_class=_ThreadingServer,
+                       handler_class=_QuietHandler)
