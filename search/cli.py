@@ -396,6 +396,30 @@ def cmd_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_proxy(args: argparse.Namespace) -> int:
+    from .storage import kind, open_storage, resolve_url
+
+    url = resolve_url(args.storage, Path(args.study_file) if args.study_file else None)
+    if kind(url) == "grpc":
+        raise UsageError("the proxy needs the real storage behind it, not another proxy.")
+    try:
+        import grpc  # noqa: F401
+        from optuna.storages import run_grpc_proxy_server
+    except ImportError:
+        raise UsageError("nnsearch proxy needs grpcio: pip install 'nnsearch[grpc]'.") from None
+    storage = open_storage(url)
+    stdout.print(f"storage proxy for {redact(url)} on grpc://{args.host}:{args.port} "
+                 "(workers: --storage grpc://HOST:PORT)")
+    sys.stdout.flush()
+    try:
+        run_grpc_proxy_server(storage, host=args.host, port=args.port)
+    except KeyboardInterrupt:
+        pass
+    finally:
+        dispose(storage)
+    return 0
+
+
 # ----- the command table --------------------------------------------------------------------
 Command = Callable[[argparse.Namespace], int]
 
@@ -520,6 +544,16 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_args(p)
     p.add_argument("--out", default="report", metavar="DIR",
                    help="folder for the PNGs (default: report)")
+
+    p = add("proxy", cmd_proxy, "Serve the storage to many workers through Optuna's gRPC "
+            "proxy (needs the grpc extra).",
+            ["nnsearch proxy --storage postgresql+psycopg://u@db/optuna --host 0.0.0.0",
+             "nnsearch worker studies/digits.toml --storage grpc://proxy-host:13000"])
+    p.add_argument("study_file", metavar="STUDY_FILE", nargs="?",
+                   help="use the study file's default storage")
+    p.add_argument("--storage", metavar="URL", help="the real storage behind the proxy")
+    p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+    p.add_argument("--port", type=_positive_int, default=13000, help="port (default 13000)")
 
     p = add("predict", cmd_predict, "Predict with a trained model; CSV to stdout.",
             ["nnsearch predict best.npz new_rows.csv > predictions.csv"])

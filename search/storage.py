@@ -28,6 +28,7 @@ logger = logging.getLogger("search")
 ENV_STORAGE = "NNSEARCH_STORAGE"
 SQLITE_TIMEOUT = 30  # seconds a writer waits for SQLite's lock (Optuna's default 5 s loses trials)
 JOURNAL_PREFIX = "journal:///"
+GRPC_PREFIX = "grpc://"  # a `nnsearch proxy` in front of the real storage
 T = TypeVar("T")
 
 
@@ -61,7 +62,7 @@ def resolve_url(explicit: str | None, study_file: Path | None) -> str:
 
 def redact(url: str) -> str:
     """The URL with any password replaced by ***."""
-    if url.startswith(JOURNAL_PREFIX):
+    if url.startswith((JOURNAL_PREFIX, GRPC_PREFIX)):
         return url
     try:
         return make_url(url).render_as_string(hide_password=True)
@@ -73,6 +74,8 @@ def kind(url: str) -> str:
     """'sqlite', 'postgresql', 'journal' or another SQLAlchemy backend name."""
     if url.startswith(JOURNAL_PREFIX):
         return "journal"
+    if url.startswith(GRPC_PREFIX):
+        return "grpc"
     try:
         return make_url(url).get_backend_name()
     except Exception:
@@ -108,6 +111,8 @@ def open_storage(url: str, heartbeat: bool = True,
             raise UsageError(f"cannot open storage {shown}: directory {path.parent} "
                              "does not exist.")
         return JournalStorage(JournalFileBackend(str(path)))
+    if backend == "grpc":
+        return _grpc_proxy(url)
     engine_kwargs: dict[str, Any] = {}
     if backend == "sqlite":
         database = make_url(url).database
@@ -149,6 +154,22 @@ def rdb(storage: optuna.storages.BaseStorage) -> RDBStorage | None:
     """The RDBStorage behind ``storage`` (Optuna wraps it in a cache), if any."""
     inner = getattr(storage, "_backend", storage)
     return inner if isinstance(inner, RDBStorage) else None
+
+
+def _grpc_proxy(url: str) -> optuna.storages.BaseStorage:
+    host, _, port = url[len(GRPC_PREFIX):].rstrip("/").rpartition(":")
+    if not host or not port.isdigit():
+        raise UsageError(f"a proxy URL is grpc://HOST:PORT, but got {url!r}.")
+    try:
+        from optuna.storages import GrpcStorageProxy
+
+        proxy = GrpcStorageProxy(host=host, port=int(port))
+        proxy.wait_server_ready(timeout=10)
+    except ImportError:
+        raise UsageError("grpc:// storages need grpcio: pip install 'nnsearch[grpc]'.") from None
+    except Exception as exc:
+        raise UsageError(f"cannot reach the storage proxy {url}: {exc}") from None
+    return proxy
 
 
 def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:

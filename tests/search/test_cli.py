@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from .conftest import run_cli, write_study
+from tests.helpers import run_cli, write_study
 
 COMMANDS = ["create", "run", "worker", "status", "export", "train", "predict"]
 

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from .conftest import cli_env, run_cli, write_study
+from tests.helpers import cli_env, run_cli, write_study
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking", "--disable-component-update",

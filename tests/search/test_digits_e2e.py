@@ -4,7 +4,7 @@ import json
 import shutil
 from pathlib import Path
 
-from .conftest import run_cli
+from tests.helpers import run_cli
 
 ROOT = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from .conftest import ROOT, cli_env, run_cli, write_study
+from tests.helpers import ROOT, cli_env, run_cli, write_study
 
 SLOW_STUDY = """
 [study]

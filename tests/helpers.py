@@ -1,11 +1,11 @@
+"""Helpers shared by the tests: study files, the CLI as a subprocess, PostgreSQL."""
+
 import os
 import subprocess
 import sys
 from pathlib import Path
 
-import pytest
-
-ROOT = Path(__file__).resolve().parents[2]
+ROOT = Path(__file__).resolve().parents[1]
 
 # A study that trains in a fraction of a second per trial.
 SMALL_STUDY = """
@@ -64,13 +64,6 @@ def run_cli(*args: str, cwd: Path, timeout: float = 300,
                           capture_output=True, timeout=timeout, env=env or cli_env())
 
 
-@pytest.fixture
-def cli(tmp_path):
-    def call(*args: str, **kwargs) -> subprocess.CompletedProcess[str]:
-        return run_cli(*args, cwd=tmp_path, **kwargs)
-    return call
-
-
 # ----- PostgreSQL -----------------------------------------------------------------------
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
@@ -85,33 +78,3 @@ def postgres_reachable() -> str | None:
     except Exception as exc:
         return str(exc).splitlines()[0]
     return None
-
-
-@pytest.fixture
-def pg_url():
-    """A fresh PostgreSQL database for one test, dropped afterwards.
-
-    Unreachable server: the test fails in CI (CI=true) and is skipped elsewhere.
-    """
-    import uuid
-
-    import psycopg
-
-    problem = postgres_reachable()
-    if problem is not None:
-        if os.environ.get("CI") == "true":
-            pytest.fail(f"PostgreSQL on 127.0.0.1:5432 is unreachable in CI: {problem}")
-        pytest.skip(f"PostgreSQL on 127.0.0.1:5432 is unreachable: {problem}")
-    name = f"nnsearch_test_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(PG_DSN, autocommit=True) as conn:
-        conn.execute(f'CREATE DATABASE "{name}"')
-    yield f"postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
-    for _ in range(2):  # the server may be restarting (the restart test)
-        try:
-            with psycopg.connect(PG_DSN, autocommit=True, connect_timeout=10) as conn:
-                conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-            break
-        except Exception:
-            import time
-
-            time.sleep(3)
