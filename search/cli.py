@@ -123,6 +123,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     supervisor = Supervisor(study, target.url,
                             worker_args_for(spec.path, spec.name, budget, timeout),
                             args.workers, budget, stderr)
+    supervisor.log_flags = ["-q"] if args.quiet else ["-v"] * args.verbose
     supervisor.install_signal_handlers()
     if budget is not None and count_states(study).finished >= budget:
         logger.info("the study already has its %d finished trials", budget)

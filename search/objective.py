@@ -137,7 +137,7 @@ class Objective:
             attrs["pruned_reason"] = reason
         set_user_attrs(trial, attrs)  # one write, not one per attribute
         if reason is not None:
-            logger.info("trial %d %s", trial.number, reason)
+            logger.debug("trial %d %s", trial.number, reason)
             raise optuna.TrialPruned(reason)
         if self.store is not None:
             self._attach_artifacts(trial, value, attrs, history)

@@ -74,10 +74,11 @@ class Supervisor:
         self.finished_at_start = 0
         self.last_sweep = 0.0
         self.interrupted = threading.Event()
+        self.log_flags: list[str] = []  # -q / -v, passed on to the workers
         self.signum = 0
 
     def _spawn(self, index: int) -> subprocess.Popen[bytes]:
-        cmd = [sys.executable, "-m", "search", "worker", *self.worker_args,
+        cmd = [sys.executable, "-m", "search", *self.log_flags, "worker", *self.worker_args,
                "--sampler-seed-offset", str(index + 1 + 1000 * len(self._pids_of(index)))]
         return subprocess.Popen(cmd, env=worker_env(self.url), start_new_session=True,
                                 stdin=subprocess.DEVNULL)
