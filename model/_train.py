@@ -171,6 +171,9 @@ class _Clipper:
         return False
 
 
+# A diverging run overflows on its way to NaN: it is reported (History.diverged),
+# not warned about.
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def fit(
     net: Network,
     X_train: np.ndarray,
@@ -187,20 +190,6 @@ def fit(
     puts back a copy of the best epoch's parameters. ``on_epoch_end(epoch,
     metrics)`` is called after every epoch; a truthy return stops training.
     """
-    with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-        # A diverging run overflows on its way to NaN; it is reported, not warned about.
-        return _fit(net, X_train, y_train, X_val, y_val, config, on_epoch_end)
-
-
-def _fit(
-    net: Network,
-    X_train: np.ndarray,
-    y_train: np.ndarray,
-    X_val: np.ndarray | None,
-    y_val: np.ndarray | None,
-    config: TrainConfig,
-    on_epoch_end: EpochCallback | None,
-) -> History:
     if not isinstance(config, TrainConfig):
         raise ValueError(f"config must be a TrainConfig, but got {type(config).__name__}.")
     X = net.check_input(X_train, "X_train")
