@@ -272,8 +272,8 @@ def fit(
         monitored = val_loss if Xa_val is not None else train_loss
         if not (math.isfinite(train_loss) and math.isfinite(monitored)):
             history.diverged = True
-            logger.warning("epoch %d: loss is not finite (train_loss=%s); stopping",
-                           epoch, train_loss)
+            logger.info("epoch %d: the loss is not finite (train_loss=%s, val_loss=%s); "
+                        "stopping as diverged", epoch, train_loss, val_loss)
             break
         if monitored < best_loss - config.min_delta:
             best_loss, best_epoch, waited = monitored, epoch, 0

@@ -160,3 +160,13 @@ def test_load_refuses_garbage_and_pickles(tmp_path):
     np.savez(pickled, flat=np.zeros(3), config=np.array([{"a": 1}], dtype=object))
     with pytest.raises(ValueError, match="not an nnsearch model"):
         load(pickled)
+
+
+def test_a_logging_line_every_n_epochs(digits_split, caplog):
+    X_tr, y_tr, X_va, y_va, _, _ = digits_split
+    with caplog.at_level("INFO", logger="model"):
+        fit(Network([64, 8, 10]), X_tr, y_tr, X_va, y_va,
+            TrainConfig(epochs=6, patience=None, log_every=2))
+    lines = [r.getMessage() for r in caplog.records if r.name == "model"]
+    assert [line.split(":")[0] for line in lines] == ["epoch 2", "epoch 4", "epoch 6"]
+    assert all("val_accuracy=" in line and "lr=" in line for line in lines)

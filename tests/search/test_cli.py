@@ -233,3 +233,24 @@ def test_bad_input_gives_one_line_and_exit_2(with_empty_study, case):
     assert "Traceback" not in res.stderr
     assert _digest(db) == before, "the storage changed"
     assert not (tmp / "absent.db").exists()
+
+
+def test_diverged_trials_are_pruned_with_a_reason(tmp_path):
+    study = write_study(tmp_path / "div.toml", name="div", trials=2, epochs=30)
+    text = study.read_text().replace(
+        'learning_rate = { low = 1e-3, high = 1e-2, log = true }',
+        'learning_rate = 1e6\noptimizer = "sgd"\ninit = "random"\nbatch_size = "full"'
+    ).replace('activation = ["relu", "tanh"]', 'activation = "relu"')
+    study.write_text(text.replace('name = "median"', 'name = "none"').replace(
+        "n_startup_trials = 2\n", ""))
+    res = run_cli("run", str(study), cwd=tmp_path)
+    # No trial completes, so there is nothing to export: the run says so, non-zero.
+    assert res.returncode == 1 and "no completed trial" in res.stderr
+    optuna_trials = json.loads(run_cli("status", str(study), "--json", cwd=tmp_path).stdout)
+    assert optuna_trials["pruned"] == 2 and optuna_trials["failed"] == 0
+    import optuna
+
+    s = optuna.load_study(study_name="div", storage=f"sqlite:///{tmp_path / 'div.db'}")
+    for t in s.trials:
+        assert t.user_attrs["diverged"] is True
+        assert t.user_attrs["pruned_reason"].startswith("diverged at epoch")

@@ -106,6 +106,9 @@ def test_four_workers_finish_exactly_the_budget(tmp_path, backend, request):
     assert res.returncode == 0, res.stderr
     assert "storage error" not in res.stderr and "Traceback" not in res.stderr
     assert_finished_exactly(trials(url, "small"), 12)
+    # One progress bar for the whole study: counts, best so far, rate.
+    bar = [line for line in res.stderr.splitlines() if "12/12" in line]
+    assert bar and "best" in bar[-1] and "/min" in bar[-1]
 
 
 def test_standalone_workers_share_one_budget(tmp_path):
