@@ -85,6 +85,18 @@ def history_attrs(history: History, net: Network, seed: int, seconds: float) -> 
     }
 
 
+def first_prunable_step(pruner: optuna.pruners.BasePruner) -> float:
+    """The first step at which ``pruner`` may prune (inf: never)."""
+    if isinstance(pruner, optuna.pruners.NopPruner):
+        return math.inf
+    if isinstance(pruner, optuna.pruners.PercentilePruner | optuna.pruners.MedianPruner):
+        return int(getattr(pruner, "_n_warmup_steps", 0))
+    if isinstance(pruner, optuna.pruners.SuccessiveHalvingPruner | optuna.pruners.HyperbandPruner):
+        resource = getattr(pruner, "_min_resource", None)
+        return resource - 1 if isinstance(resource, int) else 0  # steps count from 0
+    return 0
+
+
 class Objective:
     """Trains one trial. With an artifact store, a completed trial also gets its
     learning-curve PNG and its exported config attached (shown by the dashboard).
@@ -108,6 +120,7 @@ class Objective:
         network, training = build_configs(values, data.n_features, data.n_outputs, data.task,
                                           seed)
         every = spec.report_every
+        first_prunable = first_prunable_step(trial.study.pruner)
 
         def report(epoch: int, metrics: dict[str, Any]) -> bool:
             if self.stop.is_set():
@@ -118,7 +131,8 @@ class Objective:
             if not math.isfinite(value):
                 return False  # divergence is reported by fit itself
             trial.report(value, epoch)
-            return trial.should_prune()
+            # Asking the pruner reads every trial; before it can act, do not ask.
+            return epoch >= first_prunable and trial.should_prune()
 
         net, history, value, val_loss, seconds = train_trial(network, training, data,
                                                              spec.metric, report)

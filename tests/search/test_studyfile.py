@@ -103,3 +103,12 @@ def test_sampling_is_conditional_on_depth_and_clip_type():
         assert training["seed"] == network["seed"] == 5
         study.tell(trial, 0.0)
     assert seen_depths == {1, 2, 3} and seen_clip == {"none", "norm"}
+
+
+def test_first_prunable_step_matches_each_pruner():
+    from search.objective import first_prunable_step
+
+    assert first_prunable_step(optuna.pruners.NopPruner()) == float("inf")
+    assert first_prunable_step(optuna.pruners.MedianPruner(n_warmup_steps=7)) == 7
+    assert first_prunable_step(optuna.pruners.SuccessiveHalvingPruner(min_resource=3)) == 2
+    assert first_prunable_step(optuna.pruners.HyperbandPruner()) == 0  # "auto": always ask
