@@ -50,7 +50,10 @@ def study_stats(db: Path, name: str) -> dict[str, float]:
     study = optuna.load_study(study_name=name, storage=f"sqlite:///{db}")
     trials = study.get_trials(deepcopy=False)
     start = min(t.datetime_start for t in trials if t.datetime_start)
-    good = [t for t in trials if t.state.name == "COMPLETE" and t.value >= 0.97]
+    def accuracy(t: optuna.trial.FrozenTrial) -> float:
+        return t.user_attrs.get("val_accuracy", t.value) or 0.0
+
+    good = [t for t in trials if t.state.name == "COMPLETE" and accuracy(t) >= 0.97]
     first = min((t.datetime_complete for t in good), default=None)
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     return {
@@ -58,7 +61,7 @@ def study_stats(db: Path, name: str) -> dict[str, float]:
         "complete": len(complete),
         "pruned": sum(t.state.name == "PRUNED" for t in trials),
         "epochs": sum(t.user_attrs.get("epochs_run", 0) for t in trials),
-        "best_val": max((t.value for t in complete), default=float("nan")),
+        "best_val": max((accuracy(t) for t in complete), default=float("nan")),
         "first_97": (first - start).total_seconds() if first else float("nan"),
     }
 

@@ -138,6 +138,9 @@ class Objective:
                                                              spec.metric, report)
         attrs = history_attrs(history, net, seed, seconds)
         attrs["val_loss"] = val_loss if math.isfinite(val_loss) else None
+        if data.task == "classification":  # whatever the study optimises, show accuracy too
+            attrs["val_accuracy"] = float(history.val_metric[history.best_epoch]) \
+                if history.val_metric else None
         attrs["network"] = network
         attrs["training"] = training
         reason = None
