@@ -19,7 +19,7 @@ from sqlalchemy.engine import make_url
 
 from model import History
 
-from .storage import JOURNAL_PREFIX, kind, normalise
+from .storage import journal_path, kind, normalise
 
 logger = logging.getLogger("search")
 
@@ -36,7 +36,7 @@ def artifact_dir(url: str) -> Path:
         return Path(os.environ[ENV_ARTIFACTS])
     backend = kind(url)
     if backend == "journal":
-        path = Path(url[len(JOURNAL_PREFIX):])
+        path = journal_path(url)
         return path.with_name(path.stem + "-artifacts")
     if backend == "sqlite":
         database = make_url(normalise(url)).database

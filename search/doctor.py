@@ -9,7 +9,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import make_url
 
 from .errors import UsageError
-from .storage import dispose, kind, normalise, open_storage, rdb, redact
+from .storage import dispose, journal_path, kind, normalise, open_storage, rdb, redact
 
 CONNECTIONS_PER_WORKER = 2  # each RDBStorage holds two (measured with Optuna 5)
 DASHBOARD_CONNECTIONS = 2
@@ -67,7 +67,7 @@ def diagnose(url: str, workers: int) -> list[Check]:
         elif backend == "sqlite":
             checks += _sqlite_checks(url, workers)
         elif backend == "journal":
-            path = Path(url.split("///", 1)[1])
+            path = journal_path(url)
             checks.append(Check("warn" if workers > 1 else "ok", "heartbeat",
                                 "the journal file has no heartbeat: a killed worker's trial "
                                 "stays RUNNING; fine for one host, prefer SQLite or "

@@ -27,9 +27,17 @@ logger = logging.getLogger("search")
 
 ENV_STORAGE = "NNSEARCH_STORAGE"
 SQLITE_TIMEOUT = 30  # seconds a writer waits for SQLite's lock (Optuna's default 5 s loses trials)
-JOURNAL_PREFIX = "journal:///"
+JOURNAL_PREFIX = "journal://"  # journal:///abs/path.log, or journal://relative/path.log
 GRPC_PREFIX = "grpc://"  # a `nnsearch proxy` in front of the real storage
 T = TypeVar("T")
+
+
+def journal_path(url: str) -> Path:
+    """The file behind a journal:// URL (journal:///tmp/s.log is /tmp/s.log)."""
+    rest = url[len(JOURNAL_PREFIX):]
+    if rest.startswith("//"):  # journal:////abs/path, as SQLite spells absolute paths
+        rest = rest[1:]
+    return Path(rest)
 
 
 def heartbeat_settings() -> tuple[int, int]:
@@ -67,6 +75,8 @@ def redact(url: str) -> str:
     try:
         return make_url(url).render_as_string(hide_password=True)
     except Exception:  # not a URL SQLAlchemy understands: show no more than the scheme
+        if "@" not in url:
+            return url  # nothing that could be a password
         return url.split("://", 1)[0] + "://***" if "://" in url else "***"
 
 
@@ -104,7 +114,7 @@ def open_storage(url: str, heartbeat: bool = True,
     backend = kind(url)
     shown = redact(url)
     if backend == "journal":
-        path = Path(url[len(JOURNAL_PREFIX):])
+        path = journal_path(url)
         if must_exist and not path.is_file():
             raise UsageError(f"no storage at {path}: create the study first.")
         if not path.parent.is_dir():
