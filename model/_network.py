@@ -116,16 +116,12 @@ class Network:
         self.tensor_starts = np.asarray(starts, dtype=np.intp)
         # 1 where the flat buffer holds a weight, 0 where it holds a bias (for L2).
         self.weight_mask = np.ones_like(self.flat)
-        for block in self.weight_mask_blocks():
-            block[-1] = 0
+        for end, (_, cols) in zip(self.offsets[1:], shapes, strict=True):
+            self.weight_mask[end - cols:end] = 0  # each block's last row is its bias
         rng = np.random.default_rng(self.seed)
         for block, (fan_in, fan_out) in zip(self.blocks, shapes, strict=True):
             block[:-1] = INITIALIZERS[init](rng, fan_in - 1, fan_out)
         self._workspaces: dict[int, _Workspace] = {}
-
-    def weight_mask_blocks(self) -> list[np.ndarray]:
-        return [self.weight_mask[a:b].reshape(block.shape) for a, b, block in
-                zip(self.offsets[:-1], self.offsets[1:], self.blocks, strict=True)]
 
     # ----- description -------------------------------------------------------------
     @property
