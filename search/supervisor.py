@@ -95,9 +95,10 @@ class Supervisor:
     def _budget_done(self, counts: Counts) -> bool:
         return self.budget is not None and counts.finished >= self.budget
 
-    def _sweep(self, force: bool = False) -> None:
+    def _sweep(self) -> None:
+        """Fail trials whose heartbeat went stale (and retry them), once per interval."""
         now = time.monotonic()
-        if force or now - self.last_sweep >= heartbeat_settings()[0]:
+        if now - self.last_sweep >= heartbeat_settings()[0]:
             with_retry(lambda: fail_stale_trials(self.study), "sweep stale trials")
             self.last_sweep = now
 
