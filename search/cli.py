@@ -48,6 +48,19 @@ def _add_study_args(p: argparse.ArgumentParser, file_required: bool = False) -> 
                         "journal:///PATH)")
 
 
+def _add_storage_args(p: argparse.ArgumentParser, verb: str) -> None:
+    """For commands that need only a storage: the study file's default, or --storage."""
+    p.add_argument("study_file", metavar="STUDY_FILE", nargs="?",
+                   help=f"{verb} the study file's default storage")
+    p.add_argument("--storage", metavar="URL", help=f"the storage to {verb}")
+
+
+def _storage_url(args: argparse.Namespace) -> str:
+    from .storage import resolve_url
+
+    return resolve_url(args.storage, Path(args.study_file) if args.study_file else None)
+
+
 def _target(args: argparse.Namespace) -> Any:
     from .study import target_from_args
 
@@ -334,9 +347,8 @@ def cmd_predict(args: argparse.Namespace) -> int:
 
 def cmd_doctor(args: argparse.Namespace) -> int:
     from .doctor import diagnose
-    from .storage import resolve_url
 
-    url = resolve_url(args.storage, Path(args.study_file) if args.study_file else None)
+    url = _storage_url(args)
     checks = diagnose(url, args.workers)
     table = Table(title=f"nnsearch doctor: {redact(url)}, {args.workers} worker(s)")
     for col in ("", "check", "detail"):
@@ -350,9 +362,8 @@ def cmd_doctor(args: argparse.Namespace) -> int:
 
 def cmd_dashboard(args: argparse.Namespace) -> int:
     from .dashboard import credentials_from_env, is_loopback, make_dashboard, serve
-    from .storage import resolve_url
 
-    url = resolve_url(args.storage, Path(args.study_file) if args.study_file else None)
+    url = _storage_url(args)
     read_only = args.read_only or not is_loopback(args.host)
     if not args.read_only and read_only:
         logger.info("%s is not a loopback address: serving read-only", args.host)
@@ -390,9 +401,9 @@ def cmd_report(args: argparse.Namespace) -> int:
 
 
 def cmd_proxy(args: argparse.Namespace) -> int:
-    from .storage import kind, open_storage, resolve_url
+    from .storage import kind, open_storage
 
-    url = resolve_url(args.storage, Path(args.study_file) if args.study_file else None)
+    url = _storage_url(args)
     if kind(url) == "grpc":
         raise UsageError("the proxy needs the real storage behind it, not another proxy.")
     try:
@@ -509,9 +520,7 @@ def build_parser() -> argparse.ArgumentParser:
             "connections, file system.",
             ["nnsearch doctor studies/digits.toml --workers 4",
              "nnsearch doctor --storage postgresql+psycopg://u@db/optuna --workers 32"])
-    p.add_argument("study_file", metavar="STUDY_FILE", nargs="?",
-                   help="use the study file's default storage")
-    p.add_argument("--storage", metavar="URL", help="the storage to check")
+    _add_storage_args(p, "check")
     p.add_argument("--workers", type=_positive_int, default=2, metavar="N",
                    help="workers you plan to run (default 2)")
 
@@ -521,9 +530,7 @@ def build_parser() -> argparse.ArgumentParser:
              "nnsearch dashboard --storage postgresql+psycopg://u@db/optuna --host 0.0.0.0",
              "NNSEARCH_DASHBOARD_USER=me NNSEARCH_DASHBOARD_PASSWORD=... nnsearch dashboard "
              "studies/digits.toml"])
-    p.add_argument("study_file", metavar="STUDY_FILE", nargs="?",
-                   help="serve the study file's default storage")
-    p.add_argument("--storage", metavar="URL", help="the storage to serve")
+    _add_storage_args(p, "serve")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=_nonnegative_int, default=8080,
                    help="port (default 8080; 0 picks a free one)")
@@ -542,9 +549,7 @@ def build_parser() -> argparse.ArgumentParser:
             "proxy (needs the grpc extra).",
             ["nnsearch proxy --storage postgresql+psycopg://u@db/optuna --host 0.0.0.0",
              "nnsearch worker studies/digits.toml --storage grpc://proxy-host:13000"])
-    p.add_argument("study_file", metavar="STUDY_FILE", nargs="?",
-                   help="use the study file's default storage")
-    p.add_argument("--storage", metavar="URL", help="the real storage behind the proxy")
+    _add_storage_args(p, "put behind the proxy")
     p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
     p.add_argument("--port", type=_positive_int, default=13000, help="port (default 13000)")
 

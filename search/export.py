@@ -140,19 +140,18 @@ def retrain(config: dict[str, Any], where: str) -> tuple[Network, History, Datas
     data = load_data(spec)
     metric = config["study"].get("metric", "val_accuracy")
     try:
-        net, history, value, _, _ = train_trial(config["network"], config["training"], data,
-                                                metric)
+        net, history, loss_va, score_va, _ = train_trial(config["network"],
+                                                         config["training"], data)
     except ValueError as exc:
         raise UsageError(f"{where}: {exc}") from None
     loss_te, score_te = evaluate(net, data.X_test, data.y_test)
-    loss_va, score_va = evaluate(net, data.X_val, data.y_val)
     if data.task == "classification":
         metrics = {"val_accuracy": score_va, "test_accuracy": score_te}
     else:
         metrics = {"val_rmse": metric_value("val_rmse", data, loss_va, score_va),
                    "test_rmse": metric_value("val_rmse", data, loss_te, score_te)}
     metrics.update({"val_loss": loss_va, "test_loss": loss_te})
-    metrics[f"trial_{metric}"] = value
+    metrics[f"trial_{metric}"] = metric_value(metric, data, loss_va, score_va)
     return net, history, data, metrics
 
 

@@ -46,12 +46,12 @@ def metric_value(metric: str, data: Dataset, loss: float, score: float) -> float
     return score
 
 
-def train_trial(network: dict[str, Any], training: dict[str, Any], data: Dataset, metric: str,
+def train_trial(network: dict[str, Any], training: dict[str, Any], data: Dataset,
                 on_epoch_end: Any = None) -> tuple[Network, History, float, float, float]:
     """Build and train one network.
 
-    Returns it, its history, the study's metric and the validation loss (both for
-    the weights it ends with), and the training seconds.
+    Returns it, its history, the validation loss and score (accuracy, or RMSE in
+    standardised units) of the weights it ends with, and the training seconds.
     """
     net = Network(**network)
     config = TrainConfig(**training)
@@ -60,7 +60,7 @@ def train_trial(network: dict[str, Any], training: dict[str, Any], data: Dataset
                   on_epoch_end=on_epoch_end)
     seconds = time.perf_counter() - start
     loss, score = evaluate(net, data.X_val, data.y_val)
-    return net, history, metric_value(metric, data, loss, score), loss, seconds
+    return net, history, loss, score, seconds
 
 
 def history_attrs(history: History, net: Network, seed: int, seconds: float) -> dict[str, Any]:
@@ -134,13 +134,13 @@ class Objective:
             # Asking the pruner reads every trial; before it can act, do not ask.
             return epoch >= first_prunable and trial.should_prune()
 
-        net, history, value, val_loss, seconds = train_trial(network, training, data,
-                                                             spec.metric, report)
+        net, history, val_loss, val_score, seconds = train_trial(network, training, data,
+                                                                 report)
+        value = metric_value(spec.metric, data, val_loss, val_score)
         attrs = history_attrs(history, net, seed, seconds)
         attrs["val_loss"] = val_loss if math.isfinite(val_loss) else None
         if data.task == "classification":  # whatever the study optimises, show accuracy too
-            attrs["val_accuracy"] = float(history.val_metric[history.best_epoch]) \
-                if history.val_metric else None
+            attrs["val_accuracy"] = val_score
         attrs["network"] = network
         attrs["training"] = training
         reason = None

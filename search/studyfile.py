@@ -113,9 +113,7 @@ def load_study_file(path: str | Path) -> StudySpec:
         raise UsageError(f"{path}: TOML syntax error: {exc}.") from None
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not a UTF-8 text file.") from None
-    spec = parse_study(raw, str(path), path)
-    # Relative data paths are relative to the study file; store them resolved.
-    return spec
+    return parse_study(raw, str(path), path)  # relative data paths: from the study file
 
 
 def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> StudySpec:

@@ -77,14 +77,13 @@ class Supervisor:
         self.log_flags: list[str] = []  # -q / -v, passed on to the workers
         self.signum = 0
 
-    def _spawn(self, index: int) -> subprocess.Popen[bytes]:
+    def _spawn(self, index: int, restarts: int = 0) -> subprocess.Popen[bytes]:
+        # Every worker process gets its own sampler seed, a restarted one too.
+        offset = index + 1 + 1000 * restarts
         cmd = [sys.executable, "-m", "search", *self.log_flags, "worker", *self.worker_args,
-               "--sampler-seed-offset", str(index + 1 + 1000 * len(self._pids_of(index)))]
+               "--sampler-seed-offset", str(offset)]
         return subprocess.Popen(cmd, env=worker_env(self.url), start_new_session=True,
                                 stdin=subprocess.DEVNULL)
-
-    def _pids_of(self, index: int) -> list[int]:
-        return self.slots[index].pids if index < len(self.slots) else []
 
     def start(self) -> None:
         self.finished_at_start = count_states(self.study).finished
@@ -119,7 +118,7 @@ class Supervisor:
                            MAX_RESTARTS_PER_WORKER)
             self._fail_trials_of(slot.process.pid, f"worker exited with code {code} during "
                                  "the trial", retry=True)
-            slot.process = self._spawn(slot.index)
+            slot.process = self._spawn(slot.index, slot.restarts)
             slot.pids.append(slot.process.pid)
 
     def _fail_trials_of(self, pid: int, reason: str, retry: bool) -> None:
