@@ -8,7 +8,10 @@
 3. Times the article's own trial (one hidden layer of 64 sigmoid units, full-batch
    gradient descent, 10,000 epochs): 500 epochs are timed and extrapolated.
 
-Run: python bench/search.py [--trials N] [--workers 2]
+The search is repeated (--repeats, default 3) because with 2 workers TPE's
+sequence depends on timing: the table quotes each run and the median.
+
+Run: python bench/search.py [--trials N] [--workers 2] [--repeats 3]
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__)
 import argparse
 import json
 import re
+import statistics
 import subprocess
 import tempfile
 import time
@@ -91,17 +95,21 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--trials", type=int, help="budget (default: the study file's)")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--repeats", type=int, default=3, help="searches to run (default 3)")
     args = parser.parse_args()
     source = (ROOT / "studies" / "digits.toml").read_text()
     name = re.search(r'^name = "([^"]+)"', source, re.M).group(1)  # type: ignore[union-attr]
     pruner = re.search(r'\[pruner\]\s*\nname = "([^"]+)"', source).group(1)  # type: ignore[union-attr]
     with tempfile.TemporaryDirectory() as tmp:
         tmp_path = Path(tmp)
-        toml = tmp_path / "digits.toml"
-        toml.write_text(source)
-        wall, db = run_study(toml, args.workers, args.trials)
-        stats = study_stats(db, name)
-        metrics = retrain(db, toml, tmp_path / "best.json")
+        runs = []
+        for i in range(args.repeats):
+            toml = tmp_path / f"digits{i}.toml"
+            toml.write_text(source)
+            wall_i, db = run_study(toml, args.workers, args.trials)
+            best = retrain(db, toml, tmp_path / f"best{i}.json")
+            runs.append((wall_i, study_stats(db, name), best))
+        wall, stats = runs[0][0], runs[0][1]
 
         nopr = tmp_path / "nopruner.toml"
         nopr.write_text(re.sub(r"\[pruner\][^\[]*", '[pruner]\nname = "none"\n\n', source))
@@ -110,28 +118,44 @@ def main() -> None:
     per_epoch, article_acc = time_article()
     article_trial = per_epoch * ARTICLE_EPOCHS
 
-    print(f"digits.toml, {args.workers} workers, SQLite, {int(stats['trials'])} trials\n")
-    print(f"{'':<34}{'nnsearch':>14}{'article (extrap.)':>20}{'ratio':>9}")
+    print(f"digits.toml, {args.workers} workers, SQLite, {int(stats['trials'])} trials, "
+          f"{args.repeats} searches\n")
+    print(f"{'search':<8}{'wall s':>8}{'first val_acc >= 0.97 s':>25}{'best val acc':>14}"
+          f"{'its test acc':>14}")
+    print("-" * 69)
+    for i, (w, st, m) in enumerate(runs, 1):
+        print(f"{i:<8}{w:>8.1f}{st['first_97']:>25.1f}{m['val_accuracy']:>14.4f}"
+              f"{m['test_accuracy']:>14.4f}")
+    med = {"wall": statistics.median(r[0] for r in runs),
+           "first": statistics.median(r[1]["first_97"] for r in runs),
+           "test": statistics.median(r[2]["test_accuracy"] for r in runs),
+           "val": statistics.median(r[2]["val_accuracy"] for r in runs)}
+    worst = min(r[2]["test_accuracy"] for r in runs)
+    print(f"{'median':<8}{med['wall']:>8.1f}{med['first']:>25.1f}{med['val']:>14.4f}"
+          f"{med['test']:>14.4f}\n")
+    print(f"{'(medians)':<34}{'nnsearch':>14}{'article (extrap.)':>20}{'ratio':>9}")
     print("-" * 77)
-    print(f"{'wall time, whole search (s)':<34}{wall:>14.1f}"
-          f"{article_trial * ARTICLE_TRIALS:>20.0f}{article_trial * ARTICLE_TRIALS / wall:>8.0f}x")
-    print(f"{'time to first val_acc >= 0.97 (s)':<34}{stats['first_97']:>14.1f}"
-          f"{article_trial:>20.0f}{article_trial / stats['first_97']:>8.0f}x")
-    print(f"{'test accuracy of the best':<34}{metrics['test_accuracy']:>14.4f}"
-          f"{article_acc:>20.4f}")
-    print(f"{'validation accuracy of the best':<34}{metrics['val_accuracy']:>14.4f}")
+    print(f"{'wall time, whole search (s)':<34}{med['wall']:>14.1f}"
+          f"{article_trial * ARTICLE_TRIALS:>20.0f}"
+          f"{article_trial * ARTICLE_TRIALS / med['wall']:>8.0f}x")
+    print(f"{'time to first val_acc >= 0.97 (s)':<34}{med['first']:>14.1f}"
+          f"{article_trial:>20.0f}{article_trial / med['first']:>8.0f}x")
+    print(f"{'test accuracy of the best':<34}{med['test']:>14.4f}{article_acc:>20.4f}")
     print(f"\narticle: one [64] sigmoid network, full batch, {per_epoch * 1e3:.2f} ms/epoch; "
           f"{TIMED_EPOCHS} epochs timed, x{ARTICLE_EPOCHS // TIMED_EPOCHS} for its "
           f"{ARTICLE_EPOCHS:,} epochs, x{ARTICLE_TRIALS} trials; accuracy after "
           f"{TIMED_EPOCHS} epochs.")
-    goal = "met" if metrics["test_accuracy"] >= 0.98 and wall <= 120 else "NOT met"
-    print(f"goal (test accuracy >= 0.98 within 120 s): {goal}\n")
+    slowest = max(r[0] for r in runs)
+    goal = "met" if worst >= 0.98 and slowest <= 120 else "NOT met"
+    print(f"goal (test accuracy >= 0.98 within 120 s, in every search): {goal} "
+          f"(worst {worst:.4f}, slowest {slowest:.1f} s)\n")
     print(f"{'pruning':<20}{'trials':>8}{'pruned':>8}{'epochs':>10}{'best val acc':>14}"
           f"{'wall s':>9}")
     print("-" * 69)
     for label, st, w in ((f"{pruner} (the file's)", stats, wall), ("none", stats_np, wall_np)):
         print(f"{label:<20}{int(st['trials']):>8}{int(st['pruned']):>8}{int(st['epochs']):>10}"
               f"{st['best_val']:>14.4f}{w:>9.1f}")
+    print("(pruning: the first search against one with the pruner switched off)")
     print(f"\nepochs saved by pruning: {1 - stats['epochs'] / stats_np['epochs']:.0%}")
 
 

@@ -2,8 +2,10 @@
 
 A ``DataSpec`` says where the data comes from and how to split it; ``load_data``
 turns it into a ``Dataset`` whose train/validation/test parts are standardised
-with statistics fitted on train only. The objective only ever reads
-``train`` and ``val``; ``test`` is for ``nnsearch train`` after the search.
+with statistics fitted on train only. Image data may have its training part
+augmented with shifted copies (``shift``); validation and test never are. The
+objective only ever reads ``train`` and ``val``; ``test`` is for ``nnsearch
+train`` after the search.
 """
 
 from __future__ import annotations
@@ -29,6 +31,8 @@ BUILTIN: dict[str, str] = {
     "diabetes": "regression",
 }
 TASKS = ("classification", "regression")
+# Bundled datasets whose rows are images: (height, width), row-major.
+IMAGE_SHAPES: dict[str, tuple[int, int]] = {"digits": (8, 8)}
 
 
 @dataclass(frozen=True)
@@ -39,10 +43,23 @@ class DataSpec:
     validation: float = 0.2  # share of all samples
     test: float = 0.2  # share of all samples, never seen by the search
     seed: int = 0  # the split's seed
+    image_shape: tuple[int, int] | None = None  # rows are images; None: IMAGE_SHAPES or none
+    shift: int = 0  # augment train with copies shifted by 1..shift pixels, 4 ways
+
+    def __post_init__(self) -> None:
+        if self.image_shape is not None:  # JSON gives a list
+            object.__setattr__(self, "image_shape", tuple(self.image_shape))
+
+    @property
+    def shape(self) -> tuple[int, int] | None:
+        """The images' (height, width), given or known for a bundled dataset."""
+        return self.image_shape or IMAGE_SHAPES.get(self.source)
 
     def to_dict(self) -> dict[str, Any]:
         return {"source": self.source, "target": self.target, "task": self.task,
-                "validation": self.validation, "test": self.test, "seed": self.seed}
+                "validation": self.validation, "test": self.test, "seed": self.seed,
+                "image_shape": list(self.image_shape) if self.image_shape else None,
+                "shift": self.shift}
 
 
 @dataclass
@@ -77,6 +94,25 @@ class Dataset:
                 "classes": self.classes, "x_mean": self.x_mean.tolist(),
                 "x_scale": self.x_scale.tolist(), "y_mean": self.y_mean,
                 "y_scale": self.y_scale}
+
+
+def shifted_copies(X: np.ndarray, shape: tuple[int, int], shift: int) -> np.ndarray:
+    """``X`` followed by 4*shift copies of its images, moved by 1..shift pixels
+    up, down, left and right, with the uncovered edge filled with 0 (background).
+    """
+    h, w = shape
+    images = X.reshape(len(X), h, w)
+    out = [X]
+    for k in range(1, shift + 1):
+        for axis, step in ((1, k), (1, -k), (2, k), (2, -k)):
+            moved = np.zeros_like(images)
+            src = [slice(None)] * 3
+            dst = [slice(None)] * 3
+            src[axis] = slice(0, -step) if step > 0 else slice(-step, None)
+            dst[axis] = slice(step, None) if step > 0 else slice(0, step)
+            moved[tuple(dst)] = images[tuple(src)]
+            out.append(moved.reshape(len(X), h * w))
+    return np.concatenate(out)
 
 
 def _raw_builtin(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
@@ -249,6 +285,17 @@ def load_data(spec: DataSpec, base: Path | None = None) -> Dataset:
         raise UsageError(f"{where}: cannot split {len(X)} samples with validation="
                          f"{spec.validation} and test={spec.test} ({exc}).") from None
 
+    shape = spec.shape
+    if shape is not None and shape[0] * shape[1] != X.shape[1]:
+        raise UsageError(f"{where}: data.image_shape {list(shape)} holds {shape[0] * shape[1]} "
+                         f"pixels, but the data has {X.shape[1]} features.")
+    if spec.shift and shape is None:
+        raise UsageError(f"{where}: data.shift needs data.image_shape = [height, width] "
+                         "(the rows must be images).")
+    if shape is not None and spec.shift >= min(shape):
+        raise UsageError(f"{where}: data.shift must be below the image's smaller side "
+                         f"({min(shape)}), but got {spec.shift}.")
+
     X_train = X[idx_train]
     mean = X_train.mean(axis=0)
     scale = X_train.std(axis=0)
@@ -264,6 +311,10 @@ def load_data(spec: DataSpec, base: Path | None = None) -> Dataset:
         return Xs, ys
 
     (X_tr, y_tr), (X_va, y_va), (X_te, y_te) = part(idx_train), part(idx_val), part(idx_test)
+    if spec.shift:  # shifted in raw pixels (0 is the background), then scaled like the rest
+        assert shape is not None
+        X_tr = ((shifted_copies(X_train, shape, spec.shift) - mean) / scale).astype(np.float32)
+        y_tr = np.tile(y_tr, 4 * spec.shift + 1)
     return Dataset(task=task, X_train=X_tr, y_train=y_tr, X_val=X_va, y_val=y_va,
                    X_test=X_te, y_test=y_te, feature_names=names, classes=classes,
                    x_mean=mean, x_scale=scale, y_mean=y_mean, y_scale=y_scale,

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
+from threadpoolctl import threadpool_limits
 
 from model import History, Network, evaluate
 
@@ -144,7 +145,8 @@ def retrain(config: dict[str, Any], where: str) -> tuple[Network, History, Datas
                                                          config["training"], data)
     except ValueError as exc:
         raise UsageError(f"{where}: {exc}") from None
-    loss_te, score_te = evaluate(net, data.X_test, data.y_test)
+    with threadpool_limits(1):  # as the trial did (see train_trial)
+        loss_te, score_te = evaluate(net, data.X_test, data.y_test)
     if data.task == "classification":
         metrics = {"val_accuracy": score_va, "test_accuracy": score_te}
     else:

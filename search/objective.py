@@ -18,6 +18,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
+from threadpoolctl import threadpool_limits
 
 from model import History, Network, TrainConfig, evaluate, fit
 
@@ -52,14 +53,18 @@ def train_trial(network: dict[str, Any], training: dict[str, Any], data: Dataset
 
     Returns it, its history, the validation loss and score (accuracy, or RMSE in
     standardised units) of the weights it ends with, and the training seconds.
+    BLAS runs on one thread, in a worker and in ``nnsearch train`` alike: a
+    multi-threaded GEMM sums in another order, and the retrained network would
+    not reproduce the trial bit for bit.
     """
     net = Network(**network)
     config = TrainConfig(**training)
-    start = time.perf_counter()
-    history = fit(net, data.X_train, data.y_train, data.X_val, data.y_val, config,
-                  on_epoch_end=on_epoch_end)
-    seconds = time.perf_counter() - start
-    loss, score = evaluate(net, data.X_val, data.y_val)
+    with threadpool_limits(1):
+        start = time.perf_counter()
+        history = fit(net, data.X_train, data.y_train, data.X_val, data.y_val, config,
+                      on_epoch_end=on_epoch_end)
+        seconds = time.perf_counter() - start
+        loss, score = evaluate(net, data.X_val, data.y_val)
     return net, history, loss, score, seconds
 
 

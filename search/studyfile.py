@@ -47,7 +47,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "study": ("name", "metric", "direction", "seed"),
     "sampler": ("name",),  # plus the sampler's own keyword arguments
     "pruner": ("name", "report_every"),  # plus the pruner's own keyword arguments
-    "data": ("source", "target", "task", "validation", "test", "seed"),
+    "data": ("source", "target", "task", "validation", "test", "seed", "image_shape", "shift"),
     "budget": ("trials", "timeout"),
     "space": (),  # checked by space.parse_param
 }
@@ -217,9 +217,23 @@ def _parse_data(table: dict[str, Any], where: str) -> DataSpec:
     if source.lower().endswith(".csv") and not target:
         raise UsageError(f"{where}: data.target is required for a CSV source "
                          "(the target column's header).")
-    return DataSpec(source=source, target=target, task=task,
+    shape = _get(table, "data.image_shape", where, list, None)
+    if shape is not None and (len(shape) != 2 or not all(
+            isinstance(v, int) and not isinstance(v, bool) and v >= 1 for v in shape)):
+        raise UsageError(f"{where}: data.image_shape must be [height, width] (two positive "
+                         f"integers), but got {shape!r}.")
+    shift = _get(table, "data.shift", where, int, 0)
+    if shift < 0:
+        raise UsageError(f"{where}: data.shift must be an integer >= 0 (pixels), "
+                         f"but got {shift!r}.")
+    spec = DataSpec(source=source, target=target, task=task,
                     validation=shares["validation"], test=shares["test"],
-                    seed=_get(table, "data.seed", where, int, 0))
+                    seed=_get(table, "data.seed", where, int, 0),
+                    image_shape=tuple(shape) if shape else None, shift=shift)
+    if shift and spec.shape is None:
+        raise UsageError(f"{where}: data.shift needs data.image_shape = [height, width] "
+                         "(the rows must be images).")
+    return spec
 
 
 def _parse_plugin(table: dict[str, Any], section: str, registry: dict[str, Any], default: str,

@@ -200,6 +200,9 @@ def _bad_cases(tmp: Path, study: Path):
             'source = "iris"', 'source = "diabetes"'))], "does not apply"),
         "unknown dataset": (["run", variant("ds.toml", good.replace('"iris"', '"mnist"'))],
                             "unknown dataset 'mnist'"),
+        "image shape vs features": (["run", variant("img.toml", good.replace(
+            'source = "iris"', 'source = "iris"\nimage_shape = [3, 3]\nshift = 1'))],
+            "holds 9 pixels, but the data has 4 features"),
     }
 
 
@@ -216,7 +219,8 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "empty CSV", "missing target column", "non-numeric column", "single class",
          "NaN in data", "unknown study name", "trial does not exist", "no completed trial",
          "corrupt model", "unreachable storage", "negative trials", "not an export",
-         "missing storage file", "metric for wrong task", "unknown dataset"]
+         "missing storage file", "metric for wrong task", "unknown dataset",
+         "image shape vs features"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from search.data import BUILTIN, DataSpec, load_data
+from search.data import BUILTIN, DataSpec, load_data, shifted_copies
 from search.errors import UsageError
 
 
@@ -30,6 +30,55 @@ def test_bundled_datasets_split_and_scale(name):
     np.testing.assert_array_equal(again.X_val, data.X_val)
     other = load_data(DataSpec(name, validation=0.2, test=0.2, seed=2))
     assert not np.array_equal(other.X_val, data.X_val)
+
+
+def test_shifted_copies_move_each_image_one_pixel_four_ways():
+    image = np.zeros((4, 5))
+    image[1, 2] = 7.0
+    out = shifted_copies(image.reshape(1, 20), (4, 5), 1).reshape(-1, 4, 5)
+    assert len(out) == 5
+    np.testing.assert_array_equal(out[0], image)
+    lit = [tuple(int(v) for v in np.argwhere(copy)[0]) for copy in out[1:]]
+    assert lit == [(2, 2), (0, 2), (1, 3), (1, 1)]  # down, up, right, left
+    assert all(copy.sum() == 7.0 for copy in out)
+    # Shifted past the edge, the pixel is gone and the uncovered edge is background.
+    edge = np.zeros((4, 5))
+    edge[0, 0] = 1.0
+    far = shifted_copies(edge.reshape(1, 20), (4, 5), 2).reshape(-1, 4, 5)
+    assert len(far) == 9
+    assert [int(copy.sum()) for copy in far] == [1, 1, 0, 1, 0, 1, 0, 1, 0]
+
+
+def test_shift_augments_train_only_with_the_same_scaling():
+    plain = load_data(DataSpec("digits"))
+    shifted = load_data(DataSpec("digits", shift=1))
+    n = len(plain.X_train)
+    assert len(shifted.X_train) == 5 * n and len(shifted.y_train) == 5 * n
+    np.testing.assert_array_equal(shifted.X_train[:n], plain.X_train)
+    np.testing.assert_array_equal(np.tile(plain.y_train, 5), shifted.y_train)
+    for part in ("X_val", "y_val", "X_test", "y_test"):
+        np.testing.assert_array_equal(getattr(shifted, part), getattr(plain, part))
+    np.testing.assert_array_equal(shifted.x_mean, plain.x_mean)
+    # The first copy is every image moved one row down, in raw pixels: row 0 is background.
+    raw = (shifted.X_train[n:2 * n] * plain.x_scale + plain.x_mean).reshape(n, 8, 8)
+    raw_plain = (plain.X_train * plain.x_scale + plain.x_mean).reshape(n, 8, 8)
+    np.testing.assert_allclose(raw[:, 0, :], 0, atol=1e-4)
+    np.testing.assert_allclose(raw[:, 1:, :], raw_plain[:, :-1, :], atol=1e-4)
+
+
+def test_image_shape_must_match_the_features(tmp_path):
+    path = tmp_path / "img.npz"
+    rng = np.random.default_rng(0)
+    np.savez(path, X=rng.random((60, 12)), y=np.arange(60) % 3)
+    data = load_data(DataSpec(str(path), image_shape=(3, 4), shift=1))
+    assert len(data.X_train) == 5 * (60 - len(data.X_val) - len(data.X_test))
+    with pytest.raises(UsageError, match=r"image_shape \[4, 4\] holds 16 pixels, but the "
+                                         r"data has 12 features"):
+        load_data(DataSpec(str(path), image_shape=(4, 4)))
+    with pytest.raises(UsageError, match=r"shift must be below the image's smaller side \(3\)"):
+        load_data(DataSpec(str(path), image_shape=(3, 4), shift=3))
+    with pytest.raises(UsageError, match=r"data\.shift needs data\.image_shape"):
+        load_data(DataSpec(str(path), shift=1))
 
 
 def _csv(tmp_path, text, name="d.csv"):

@@ -66,6 +66,12 @@ def _minimal(**space):
     ({"study": {"name": "t"}, "data": {"source": "mnist"}}, r"unknown dataset 'mnist'"),
     ({"study": {"name": "t"}, "data": {"source": "x.csv"}}, r"data\.target is required"),
     ({"study": {"name": "t"}, "data": {"validation": 0.5, "test": 0.45}}, r"at least 10%"),
+    ({"study": {"name": "t"}, "data": {"source": "iris", "shift": 1}},
+     r"data\.shift needs data\.image_shape"),
+    ({"study": {"name": "t"}, "data": {"shift": -1}}, r"data\.shift must be an integer >= 0"),
+    ({"study": {"name": "t"}, "data": {"image_shape": [8]}}, r"data\.image_shape must be "
+     r"\[height, width\]"),
+    ({"study": {"name": "t"}, "data": {"image_shape": [8, 0]}}, r"two positive integers"),
     ({"study": {}}, r"study\.name is required"),
     ({"study": {"name": "t"}, "budget": {"trials": 0}}, r"budget\.trials must be >= 1"),
     ({"study": {"name": "t"}, "pruner": {"name": "median", "n_warmup_steps": -1}},
