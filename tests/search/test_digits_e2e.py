@@ -22,7 +22,7 @@ def test_digits_study_export_and_retrain(tmp_path):
     res = run_cli("train", str(exported), "--json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     metrics = json.loads(res.stdout)
-    assert metrics["test_accuracy"] >= 0.975, metrics
+    assert metrics["test_accuracy"] >= 0.98, metrics  # the issue asks 0.975; the bench 0.98
     # Same seed, same split: the retrained network scores exactly what the trial did.
     assert metrics["val_accuracy"] == config["trial"]["value"]
     # The search never touched the test split: only validation metrics were reported.
