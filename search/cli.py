@@ -22,6 +22,7 @@ from typing import Any, NoReturn
 
 import numpy as np
 import optuna
+from optuna.trial import FrozenTrial
 from rich.console import Console
 from rich.table import Table
 
@@ -110,7 +111,7 @@ def cmd_create(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
-    from .export import export_trial, pick_trial
+    from .export import export_trial
     from .study import create
     from .supervisor import Supervisor, worker_args_for
     from .worker import count_states
@@ -140,15 +141,13 @@ def cmd_run(args: argparse.Namespace) -> int:
         stderr.print(f"[yellow]stopping: {name}; ending running trials as FAIL[/]")
         supervisor.stop(supervisor.signum)
     counts = count_states(study)
-    _print_status(study, counts)
+    trial = _print_status(study, counts)
     if supervisor.interrupted.is_set():
         stderr.print(f"stopped by {name}; run the same command again to resume")
         dispose(study._storage)
         return 128 + supervisor.signum
-    try:
-        trial, _skipped = pick_trial(study, None)
-    except UsageError as exc:
-        logger.error("%s", exc)
+    if trial is None:
+        logger.error("study %r has no completed trial to export", study.study_name)
         dispose(study._storage)
         return 1
     export = export_trial(study, spec, trial, target.url)
@@ -189,7 +188,8 @@ def cmd_worker(args: argparse.Namespace) -> int:
     return 130 if worker.stop.is_set() else 0
 
 
-def _print_status(study: optuna.Study, counts: Any) -> None:
+def _print_status(study: optuna.Study, counts: Any) -> FrozenTrial | None:
+    """Print the trial counts and the best trial's params; return that trial."""
     table = Table(title=f"study {study.study_name}", show_header=True)
     for col in ("complete", "pruned", "failed", "running", "waiting"):
         table.add_column(col, justify="right")
@@ -202,7 +202,7 @@ def _print_status(study: optuna.Study, counts: Any) -> None:
         best, skipped = pick_trial(study, None)
     except UsageError:
         stdout.print("no completed trial yet")
-        return
+        return None
     names = study.metric_names or ["value"]
     params = Table(title=f"best trial {best.number}: {names[0]}={best.value:.4f}")
     params.add_column("param")
@@ -215,6 +215,7 @@ def _print_status(study: optuna.Study, counts: Any) -> None:
     stdout.print(params)
     if skipped:
         stderr.print(f"skipped completed trial(s) {skipped}: not written by a worker")
+    return best
 
 
 def cmd_status(args: argparse.Namespace) -> int:
