@@ -49,6 +49,14 @@ def _add_study_args(p: argparse.ArgumentParser, file_required: bool = False) -> 
                         "journal:///PATH)")
 
 
+def _add_budget_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trials", type=_positive_int, metavar="N",
+                   help="finished trials (complete + pruned) for the whole study, shared by "
+                        "all its workers; default: budget.trials")
+    p.add_argument("--timeout", type=_positive_float, metavar="S",
+                   help="stop starting trials after S seconds; default: budget.timeout")
+
+
 def _add_storage_args(p: argparse.ArgumentParser, verb: str) -> None:
     """For commands that need only a storage: the study file's default, or --storage."""
     p.add_argument("study_file", metavar="STUDY_FILE", nargs="?",
@@ -473,11 +481,7 @@ def build_parser() -> argparse.ArgumentParser:
     _add_study_args(p, file_required=True)
     p.add_argument("--workers", type=_positive_int, default=1, metavar="N",
                    help="worker processes (default 1)")
-    p.add_argument("--trials", type=_positive_int, metavar="N",
-                   help="finished trials (complete + pruned) for the whole study; default: "
-                        "budget.trials")
-    p.add_argument("--timeout", type=_positive_float, metavar="S",
-                   help="stop starting trials after S seconds; default: budget.timeout")
+    _add_budget_args(p)
     p.add_argument("--export", metavar="FILE",
                    help="where to write the best trial's config (default: "
                         "NAME-best.json beside the study file)")
@@ -487,10 +491,7 @@ def build_parser() -> argparse.ArgumentParser:
             ["nnsearch worker studies/digits.toml --storage postgresql+psycopg://u@db/optuna",
              "NNSEARCH_STORAGE=postgresql+psycopg://u@db/optuna nnsearch worker --study digits"])
     _add_study_args(p)
-    p.add_argument("--trials", type=_positive_int, metavar="N",
-                   help="the study's global budget of finished trials; default: budget.trials")
-    p.add_argument("--timeout", type=_positive_float, metavar="S",
-                   help="stop starting trials after S seconds")
+    _add_budget_args(p)
     p.add_argument("--sampler-seed-offset", type=_nonnegative_int, metavar="K",
                    help=argparse.SUPPRESS)
 

@@ -96,6 +96,22 @@ class Dataset:
                 "y_scale": self.y_scale}
 
 
+def check_images(spec: DataSpec, where: str, n_features: int | None = None) -> None:
+    """``image_shape`` and ``shift`` fit each other (and the data, once it is read)."""
+    shape = spec.shape
+    if spec.shift and shape is None:
+        raise UsageError(f"{where}: data.shift needs data.image_shape = [height, width] "
+                         "(the rows must be images).")
+    if shape is None:
+        return
+    if n_features is not None and shape[0] * shape[1] != n_features:
+        raise UsageError(f"{where}: data.image_shape {list(shape)} holds {shape[0] * shape[1]} "
+                         f"pixels, but the data has {n_features} features.")
+    if spec.shift >= min(shape):
+        raise UsageError(f"{where}: data.shift must be below the image's smaller side "
+                         f"({min(shape)}), but got {spec.shift}.")
+
+
 def shifted_copies(X: np.ndarray, shape: tuple[int, int], shift: int) -> np.ndarray:
     """``X`` followed by 4*shift copies of its images, moved by 1..shift pixels
     up, down, left and right, with the uncovered edge filled with 0 (background).
@@ -234,6 +250,7 @@ def load_data(spec: DataSpec, base: Path | None = None) -> Dataset:
         X, y, names = _raw_file(spec, base)
         task = spec.task or _infer_task(y)
     where = spec.source
+    check_images(spec, where, X.shape[1])
     if len(X) < 10:
         raise UsageError(f"{where}: {len(X)} samples are too few to split into "
                          "train, validation and test.")
@@ -285,36 +302,26 @@ def load_data(spec: DataSpec, base: Path | None = None) -> Dataset:
         raise UsageError(f"{where}: cannot split {len(X)} samples with validation="
                          f"{spec.validation} and test={spec.test} ({exc}).") from None
 
-    shape = spec.shape
-    if shape is not None and shape[0] * shape[1] != X.shape[1]:
-        raise UsageError(f"{where}: data.image_shape {list(shape)} holds {shape[0] * shape[1]} "
-                         f"pixels, but the data has {X.shape[1]} features.")
-    if spec.shift and shape is None:
-        raise UsageError(f"{where}: data.shift needs data.image_shape = [height, width] "
-                         "(the rows must be images).")
-    if shape is not None and spec.shift >= min(shape):
-        raise UsageError(f"{where}: data.shift must be below the image's smaller side "
-                         f"({min(shape)}), but got {spec.shift}.")
-
-    X_train = X[idx_train]
+    X_train, y_train = X[idx_train], y_out[idx_train]
     mean = X_train.mean(axis=0)
     scale = X_train.std(axis=0)
     scale[scale == 0] = 1.0  # constant features stay constant (zero) after scaling
     y_mean, y_scale = 0.0, 1.0
     if task == "regression":
-        y_mean = float(y_out[idx_train].mean())
-        y_scale = float(y_out[idx_train].std()) or 1.0
+        y_mean = float(y_train.mean())
+        y_scale = float(y_train.std()) or 1.0
 
-    def part(ids: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        Xs = ((X[ids] - mean) / scale).astype(np.float32)
-        ys = y_out[ids] if task == "classification" else (y_out[ids] - y_mean) / y_scale
-        return Xs, ys
+    def scaled(Xr: np.ndarray, yr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        Xs = ((Xr - mean) / scale).astype(np.float32)
+        return Xs, (yr if task == "classification" else (yr - y_mean) / y_scale)
 
-    (X_tr, y_tr), (X_va, y_va), (X_te, y_te) = part(idx_train), part(idx_val), part(idx_test)
     if spec.shift:  # shifted in raw pixels (0 is the background), then scaled like the rest
-        assert shape is not None
-        X_tr = ((shifted_copies(X_train, shape, spec.shift) - mean) / scale).astype(np.float32)
-        y_tr = np.tile(y_tr, 4 * spec.shift + 1)
+        assert spec.shape is not None
+        X_train = shifted_copies(X_train, spec.shape, spec.shift)
+        y_train = np.tile(y_train, 4 * spec.shift + 1)
+    X_tr, y_tr = scaled(X_train, y_train)
+    X_va, y_va = scaled(X[idx_val], y_out[idx_val])
+    X_te, y_te = scaled(X[idx_test], y_out[idx_test])
     return Dataset(task=task, X_train=X_tr, y_train=y_tr, X_val=X_va, y_val=y_va,
                    X_test=X_te, y_test=y_te, feature_names=names, classes=classes,
                    x_mean=mean, x_scale=scale, y_mean=y_mean, y_scale=y_scale,

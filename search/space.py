@@ -97,7 +97,6 @@ DEFAULTS: dict[str, Any] = {
     "dropout": 0.0,
     **{k: v for k, v in TrainConfig().to_dict().items() if k in PARAMS},
 }
-DEFAULTS["patience"] = 10
 
 
 @dataclass(frozen=True)

@@ -151,13 +151,18 @@ def open_storage(url: str, heartbeat: bool = True,
             _use_wal(storage)
         return storage
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-        raise UsageError(f"cannot reach storage {shown}: {reason}") from None
+        raise UsageError(f"cannot reach storage {shown}: {error_reason(exc)}") from None
     except ModuleNotFoundError as exc:
         raise UsageError(f"storage {shown} needs the Python package {exc.name!r}.") from None
     except Exception as exc:  # e.g. ArgumentError for a malformed URL
         raise UsageError(f"cannot open storage {shown}: {type(exc).__name__}: "
                          f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+
+
+def error_reason(exc: BaseException) -> str:
+    """The first line of a database error: the driver's own message, without SQLAlchemy's
+    wrapping (statement, parameters, a link to its docs)."""
+    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
 
 
 def rdb(storage: optuna.storages.BaseStorage) -> RDBStorage | None:
@@ -242,8 +247,8 @@ def with_retry(fn: Callable[[], T], what: str, attempts: int = 8, first_wait: fl
         except RETRYABLE as exc:
             if attempt == attempts:
                 raise
-            reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-            logger.warning("%s: storage error (%s); retrying in %.1fs", what, reason, wait)
+            logger.warning("%s: storage error (%s); retrying in %.1fs", what, error_reason(exc),
+                           wait)
             time.sleep(wait)
             wait = min(wait * 2, 8.0)
     raise AssertionError("unreachable")  # pragma: no cover

@@ -48,8 +48,10 @@ def study_note(spec: StudySpec) -> str:
              f"**Data:** `{data.source}`" + (f", target `{data.target}`" if data.target else "")
              + f"; split train/validation/test = {1 - data.validation - data.test:.0%}/"
              f"{data.validation:.0%}/{data.test:.0%} (stratified for classification, seed "
-             f"{data.seed}), standardised on train. The test split is never used by the "
-             "search.", "",
+             f"{data.seed}), standardised on train"
+             + (f", with shifted copies of each training image (up to {data.shift} pixel(s) "
+                "up, down, left and right)" if data.shift else "")
+             + ". The test split is never used by the search.", "",
              f"**Sampler:** {spec.sampler} (seed {spec.seed}); **pruner:** {spec.pruner}, "
              f"reporting every {spec.report_every} epoch(s).", "",
              "| hyperparameter | search |", "|---|---|"]

@@ -16,7 +16,7 @@ from typing import Any
 
 import optuna
 
-from .data import BUILTIN, TASKS, DataSpec
+from .data import BUILTIN, TASKS, DataSpec, check_images
 from .errors import UsageError
 from .space import Param, parse_param
 
@@ -230,9 +230,7 @@ def _parse_data(table: dict[str, Any], where: str) -> DataSpec:
                     validation=shares["validation"], test=shares["test"],
                     seed=_get(table, "data.seed", where, int, 0),
                     image_shape=tuple(shape) if shape else None, shift=shift)
-    if shift and spec.shape is None:
-        raise UsageError(f"{where}: data.shift needs data.image_shape = [height, width] "
-                         "(the rows must be images).")
+    check_images(spec, where)
     return spec
 
 

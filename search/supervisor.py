@@ -34,7 +34,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 
 from .errors import UsageError
 from .objective import WORKER_ATTR
-from .storage import ENV_STORAGE, RETRYABLE, heartbeat_settings, with_retry
+from .storage import ENV_STORAGE, RETRYABLE, error_reason, heartbeat_settings, with_retry
 from .worker import STOP_REASON_ATTR, Counts, count_states
 
 logger = logging.getLogger("search")
@@ -116,18 +116,18 @@ class Supervisor:
             logger.warning("worker %d (pid %d) exited with code %d; restarting it (%d/%d)",
                            slot.index, slot.process.pid, code, slot.restarts,
                            MAX_RESTARTS_PER_WORKER)
-            self._fail_trials_of(slot.process.pid, f"worker exited with code {code} during "
+            self._fail_trials_of([slot.process.pid], f"worker exited with code {code} during "
                                  "the trial", retry=True)
             slot.process = self._spawn(slot.index, slot.restarts)
             slot.pids.append(slot.process.pid)
 
-    def _fail_trials_of(self, pid: int, reason: str, retry: bool) -> None:
-        """Fail the RUNNING trials a worker of ours held; retry them if asked."""
-        host_pid = f"{socket.gethostname()}:{pid}"
+    def _fail_trials_of(self, pids: list[int], reason: str, retry: bool) -> None:
+        """Fail the RUNNING trials that workers of ours (``pids``) held; retry them if asked."""
+        hosts = {f"{socket.gethostname()}:{pid}" for pid in pids}
         storage = self.study._storage
         running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
         for t in running:
-            if t.user_attrs.get(WORKER_ATTR) != host_pid:
+            if t.user_attrs.get(WORKER_ATTR) not in hosts:
                 continue
             try:
                 storage.set_trial_user_attr(t._trial_id, STOP_REASON_ATTR, reason)
@@ -173,7 +173,7 @@ class Supervisor:
                     self._sweep()
                     self._check_workers(counts)
                 except RETRYABLE as exc:
-                    logger.warning("storage unreachable (%s); still watching", exc)
+                    logger.warning("storage unreachable (%s); still watching", error_reason(exc))
                 progress.update(task, completed=counts.finished, info=self.describe(counts))
                 if not self.alive() or self.interrupted.wait(POLL_SECONDS):
                     break
@@ -204,8 +204,8 @@ class Supervisor:
                 slot.process.kill()
                 slot.process.wait()
         reason = f"run stopped by {signal.Signals(signum).name}"
-        for pid in [pid for slot in self.slots for pid in slot.pids]:
-            with_retry(partial(self._fail_trials_of, pid, reason, retry=False), "fail trials")
+        pids = [pid for slot in self.slots for pid in slot.pids]
+        with_retry(partial(self._fail_trials_of, pids, reason, retry=False), "fail trials")
 
 
 def worker_args_for(study_file: Path | None, study_name: str,

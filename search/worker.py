@@ -23,13 +23,12 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy import func, select
-from threadpoolctl import threadpool_limits
 
 from .artifacts import artifact_store
 from .data import load_data
 from .errors import Stopped
 from .objective import WORKER_ATTR, Objective
-from .storage import RETRYABLE, dispose, rdb, with_retry
+from .storage import RETRYABLE, dispose, error_reason, rdb, with_retry
 from .studyfile import StudySpec
 
 logger = logging.getLogger("search")
@@ -88,16 +87,8 @@ def count_states(study: optuna.Study) -> Counts:
                 setattr(counts, _STATE_FIELDS[state], n)
         return counts
     for t in study.get_trials(deepcopy=False):
-        if t.state == TrialState.COMPLETE:
-            counts.complete += 1
-        elif t.state == TrialState.PRUNED:
-            counts.pruned += 1
-        elif t.state == TrialState.FAIL:
-            counts.failed += 1
-        elif t.state == TrialState.RUNNING:
-            counts.running += 1
-        elif t.state == TrialState.WAITING:
-            counts.waiting += 1
+        name = _STATE_FIELDS[t.state]
+        setattr(counts, name, getattr(counts, name) + 1)
     return counts
 
 
@@ -163,41 +154,39 @@ class Worker:
     def run(self) -> int:
         """Run trials until the budget, the timeout or a stop; returns trials started."""
         failures = 0
-        with threadpool_limits(1):
-            while not self.stop.is_set():
-                if self.deadline is not None and time.monotonic() >= self.deadline:
-                    break
-                try:
-                    counts = with_retry(lambda: count_states(self.study), "count trials")
-                    if self.budget is not None:
-                        if counts.finished >= self.budget:
-                            break
-                        if counts.finished + counts.running >= self.budget \
-                                and not counts.waiting:
-                            # Every slot is taken; one may free up if a trial fails.
-                            with_retry(lambda: fail_stale_trials(self.study), "sweep")
-                            self.stop.wait(POLL_SECONDS)
-                            continue
-                    ended: list[FrozenTrial] = []
-                    self.study.optimize(self._guarded, n_trials=1, catch=(Exception,),
-                                        callbacks=[partial(_collect, ended)])
-                    self.trials_run += 1
-                    failed = bool(ended) and ended[0].state == TrialState.FAIL
-                    failures = failures + 1 if failed else 0
-                    if failures >= MAX_CONSECUTIVE_FAILURES:
-                        logger.error("%d trials in a row failed; this worker stops (see the "
-                                     "trials' fail_reason)", failures)
-                        return self.trials_run
-                except Stopped:
-                    break
-                except RETRYABLE as exc:
-                    reason = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
-                    logger.warning("storage error during a trial (%s); going on", reason)
-                    self.stop.wait(2.0)
-                except UpdateFinishedTrialError as exc:
-                    # The storage was away long enough for the sweeper to fail (and retry)
-                    # this trial; its result is dropped and the worker goes on.
-                    logger.warning("trial already ended by the sweeper (%s); going on", exc)
+        while not self.stop.is_set():
+            if self.deadline is not None and time.monotonic() >= self.deadline:
+                break
+            try:
+                counts = with_retry(lambda: count_states(self.study), "count trials")
+                if self.budget is not None:
+                    if counts.finished >= self.budget:
+                        break
+                    if counts.finished + counts.running >= self.budget \
+                            and not counts.waiting:
+                        # Every slot is taken; one may free up if a trial fails.
+                        with_retry(lambda: fail_stale_trials(self.study), "sweep")
+                        self.stop.wait(POLL_SECONDS)
+                        continue
+                ended: list[FrozenTrial] = []
+                self.study.optimize(self._guarded, n_trials=1, catch=(Exception,),
+                                    callbacks=[partial(_collect, ended)])
+                self.trials_run += 1
+                failed = bool(ended) and ended[0].state == TrialState.FAIL
+                failures = failures + 1 if failed else 0
+                if failures >= MAX_CONSECUTIVE_FAILURES:
+                    logger.error("%d trials in a row failed; this worker stops (see the "
+                                 "trials' fail_reason)", failures)
+                    return self.trials_run
+            except Stopped:
+                break
+            except RETRYABLE as exc:
+                logger.warning("storage error during a trial (%s); going on", error_reason(exc))
+                self.stop.wait(2.0)
+            except UpdateFinishedTrialError as exc:
+                # The storage was away long enough for the sweeper to fail (and retry)
+                # this trial; its result is dropped and the worker goes on.
+                logger.warning("trial already ended by the sweeper (%s); going on", exc)
         return self.trials_run
 
     def close(self) -> None:
