@@ -17,6 +17,7 @@ WORKDIR /app
 COPY pyproject.toml README.md ./
 COPY model ./model
 COPY search ./search
+COPY nnsearch ./nnsearch
 RUN pip install . && rm -rf /root/.cache
 
 # Studies are mounted over this at run time (docker-compose.yml), so edits need no rebuild.

@@ -24,7 +24,7 @@ from sklearn.neural_network import MLPClassifier
 from sklearn.preprocessing import StandardScaler
 from threadpoolctl import threadpool_limits
 
-from model import Network, TrainConfig, fit
+from nnsearch.model import Network, TrainConfig, fit
 
 EPOCHS, BATCH = 100, 64
 SHAPES = ([128, 128], [256, 256, 256])
@@ -72,7 +72,7 @@ def time_ours(hidden: list[int], data: tuple[np.ndarray, ...], seed: int) -> tup
 def time_floor(hidden: list[int], data: tuple[np.ndarray, ...],
                seed: int) -> tuple[float, float]:
     """Only the matrix products (train and validation) and Adam: the ceiling for equal work."""
-    from model._optimizers import Adam
+    from nnsearch.model._optimizers import Adam
 
     X_tr, _, X_va, _, _, _ = data
     net = Network([64, *hidden, 10], init="glorot_uniform", seed=seed)

@@ -16,32 +16,29 @@ Run: python bench/search.py [--trials N] [--workers 2] [--repeats 3]
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-
-# This script shares its name with the package it measures: import the package.
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).resolve().parent]
-
 import argparse
 import json
 import re
 import statistics
 import subprocess
+import sys
 import tempfile
 import time
+from pathlib import Path
 
 import optuna
 from threadpoolctl import threadpool_limits
 
-from model import Network, TrainConfig, evaluate, fit
-from search.data import DataSpec, load_data
+from nnsearch.model import Network, TrainConfig, evaluate, fit
+from nnsearch.search.data import DataSpec, load_data
 
 ROOT = Path(__file__).resolve().parents[1]
+NNSEARCH = [sys.executable, "-P", "-m", "nnsearch"]  # -P: nothing in the cwd shadows it
 ARTICLE_EPOCHS, TIMED_EPOCHS, ARTICLE_TRIALS = 10_000, 500, 100
 
 
 def run_study(toml: Path, workers: int, trials: int | None) -> tuple[float, Path]:
-    cmd = [sys.executable, "-m", "search", "-q", "run", str(toml), "--workers", str(workers)]
+    cmd = [*NNSEARCH, "-q", "run", str(toml), "--workers", str(workers)]
     if trials:
         cmd += ["--trials", str(trials)]
     start = time.perf_counter()
@@ -71,9 +68,9 @@ def study_stats(db: Path, name: str) -> dict[str, float]:
 
 
 def retrain(db: Path, toml: Path, out: Path) -> dict[str, float]:
-    subprocess.run([sys.executable, "-m", "search", "-q", "export", str(toml), "-o", str(out)],
+    subprocess.run([*NNSEARCH, "-q", "export", str(toml), "-o", str(out)],
                    check=True)
-    res = subprocess.run([sys.executable, "-m", "search", "-q", "train", str(out), "--json"],
+    res = subprocess.run([*NNSEARCH, "-q", "train", str(out), "--json"],
                          check=True, capture_output=True, text=True)
     return json.loads(res.stdout)
 

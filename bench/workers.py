@@ -30,22 +30,21 @@ from typing import Any
 import optuna
 from threadpoolctl import threadpool_limits
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path[:] = [p for p in sys.path if Path(p or ".").resolve() != Path(__file__).parent]
-sys.path.insert(0, str(ROOT))
+from nnsearch.search.data import load_data
+from nnsearch.search.objective import Objective
+from nnsearch.search.storage import dispose, open_storage
+from nnsearch.search.study import create, target_from_args
+from nnsearch.search.studyfile import load_study_file
 
-from search.data import load_data  # noqa: E402
-from search.objective import Objective  # noqa: E402
-from search.storage import dispose, open_storage  # noqa: E402
-from search.study import create, target_from_args  # noqa: E402
-from search.studyfile import load_study_file  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
+NNSEARCH = [sys.executable, "-P", "-m", "nnsearch"]  # -P: nothing in the cwd shadows it
 
 PG_ADMIN = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 def sample_configs(study_file: Path, n: int) -> list[dict[str, Any]]:
     """n parameter sets from the study's space (random sampler, fixed seed)."""
-    from search.space import sample
+    from nnsearch.search.space import sample
 
     spec = load_study_file(study_file)
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=123))
@@ -75,7 +74,7 @@ def throughput(study_file: Path, configs: list[dict[str, Any]], workers: int,
         study.enqueue_trial(params)
     dispose(study._storage)
     start = time.perf_counter()
-    subprocess.run([sys.executable, "-m", "search", "-q", "run", str(toml), "--storage", db,
+    subprocess.run([*NNSEARCH, "-q", "run", str(toml), "--storage", db,
                     "--workers", str(workers), "--trials", str(len(configs))], check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     wall = time.perf_counter() - start

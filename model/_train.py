@@ -14,7 +14,7 @@ from ._network import Network, check_choice
 from ._optimizers import OPTIMIZERS
 from ._schedules import SCHEDULES
 
-logger = logging.getLogger("model")
+logger = logging.getLogger(__name__)
 
 CLIP_TYPES = ("none", "value", "norm", "global_norm")
 

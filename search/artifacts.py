@@ -17,11 +17,11 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from sqlalchemy.engine import make_url
 
-from model import History
+from nnsearch.model import History
 
 from .storage import journal_path, kind, normalise
 
-logger = logging.getLogger("search")
+logger = logging.getLogger(__name__)
 
 ENV_ARTIFACTS = "NNSEARCH_ARTIFACTS"
 

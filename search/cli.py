@@ -29,7 +29,7 @@ from rich.table import Table
 from .errors import UsageError
 from .storage import ENV_STORAGE, dispose, redact
 
-logger = logging.getLogger("search")
+logger = logging.getLogger(__name__)
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True)
 
@@ -269,7 +269,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_train(args: argparse.Namespace) -> int:
-    from model import save
+    from nnsearch.model import save
 
     from .export import learning_curve_png, read_export, retrain
 
@@ -304,7 +304,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
-    from model import load
+    from nnsearch.model import load
 
     from .data import read_csv
 
@@ -568,11 +568,10 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     level = logging.WARNING if quiet else logging.DEBUG if verbose else logging.INFO
     handler = logging.StreamHandler(sys.stderr)
     handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
-    for name in ("search", "model"):
-        log = logging.getLogger(name)
-        log.handlers[:] = [handler]
-        log.setLevel(level)
-        log.propagate = False
+    log = logging.getLogger("nnsearch")
+    log.handlers[:] = [handler]
+    log.setLevel(level)
+    log.propagate = False
     optuna.logging.set_verbosity(logging.INFO if verbose >= 2 else logging.WARNING)
 
 

@@ -24,7 +24,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .artifacts import artifact_store
 
-logger = logging.getLogger("search")
+logger = logging.getLogger(__name__)
 
 ENV_USER = "NNSEARCH_DASHBOARD_USER"
 ENV_PASSWORD = "NNSEARCH_DASHBOARD_PASSWORD"

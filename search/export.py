@@ -19,7 +19,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
-from model import History, Network, evaluate
+from nnsearch.model import History, Network, evaluate
 
 from .data import Dataset, DataSpec, load_data, resolve_path
 from .errors import UsageError

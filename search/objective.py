@@ -20,7 +20,7 @@ import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from threadpoolctl import threadpool_limits
 
-from model import History, Network, TrainConfig, evaluate, fit
+from nnsearch.model import History, Network, TrainConfig, evaluate, fit
 
 from .data import Dataset
 from .errors import Stopped
@@ -28,7 +28,7 @@ from .space import build_configs, sample
 from .storage import set_user_attrs
 from .studyfile import StudySpec
 
-logger = logging.getLogger("search")
+logger = logging.getLogger(__name__)
 
 WORKER_ATTR = "nnsearch.worker"  # written by a worker with the trial's result
 

@@ -11,7 +11,7 @@ from optuna.trial import TrialState
 from .errors import UsageError
 from .export import written_by_worker
 
-logger = logging.getLogger("search")
+logger = logging.getLogger(__name__)
 
 TOP = 5
 

@@ -14,7 +14,7 @@ from typing import Any
 
 import optuna
 
-from model import ACTIVATIONS, CLIP_TYPES, INITIALIZERS, OPTIMIZERS, SCHEDULES, TrainConfig
+from nnsearch.model import ACTIVATIONS, CLIP_TYPES, INITIALIZERS, OPTIMIZERS, SCHEDULES, TrainConfig
 
 from .errors import UsageError
 

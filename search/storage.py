@@ -23,7 +23,7 @@ from sqlalchemy.engine import make_url
 
 from .errors import UsageError
 
-logger = logging.getLogger("search")
+logger = logging.getLogger(__name__)
 
 ENV_STORAGE = "NNSEARCH_STORAGE"
 SQLITE_TIMEOUT = 30  # seconds a writer waits for SQLite's lock (Optuna's default 5 s loses trials)

@@ -14,7 +14,7 @@ from .errors import UsageError
 from .storage import open_storage, redact, resolve_url, with_retry
 from .studyfile import METRICS, StudySpec, load_study_file, parse_study
 
-logger = logging.getLogger("search")
+logger = logging.getLogger(__name__)
 
 SPEC_ATTR = "nnsearch.spec"  # the validated study file, as a dict
 BASE_ATTR = "nnsearch.base_dir"  # where relative data paths are resolved

@@ -37,7 +37,7 @@ from .objective import WORKER_ATTR
 from .storage import ENV_STORAGE, RETRYABLE, error_reason, heartbeat_settings, with_retry
 from .worker import STOP_REASON_ATTR, Counts, count_states
 
-logger = logging.getLogger("search")
+logger = logging.getLogger(__name__)
 
 MAX_RESTARTS_PER_WORKER = 3
 POLL_SECONDS = 1.0  # how often the progress bar and the sweeper look at the storage
@@ -80,7 +80,8 @@ class Supervisor:
     def _spawn(self, index: int, restarts: int = 0) -> subprocess.Popen[bytes]:
         # Every worker process gets its own sampler seed, a restarted one too.
         offset = index + 1 + 1000 * restarts
-        cmd = [sys.executable, "-m", "search", *self.log_flags, "worker", *self.worker_args,
+        cmd = [sys.executable, "-P", "-m", "nnsearch", *self.log_flags, "worker",
+               *self.worker_args,
                "--sampler-seed-offset", str(offset)]
         return subprocess.Popen(cmd, env=worker_env(self.url), start_new_session=True,
                                 stdin=subprocess.DEVNULL)

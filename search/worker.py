@@ -31,7 +31,7 @@ from .objective import WORKER_ATTR, Objective
 from .storage import RETRYABLE, dispose, error_reason, rdb, with_retry
 from .studyfile import StudySpec
 
-logger = logging.getLogger("search")
+logger = logging.getLogger(__name__)
 
 SURPLUS_ATTR = "nnsearch.surplus"
 STOP_REASON_ATTR = "fail_reason"

@@ -6,6 +6,8 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+# The CLI as users get it: -P keeps a model.py or nnsearch.py in the cwd from shadowing it.
+NNSEARCH = [sys.executable, "-P", "-m", "nnsearch"]
 
 # A study that trains in a fraction of a second per trial.
 SMALL_STUDY = """
@@ -54,13 +56,12 @@ def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("NNSEARCH_STORAGE", None)
     env["NNSEARCH_HEARTBEAT"] = "1"
-    env["PYTHONPATH"] = str(ROOT)
     return env
 
 
 def run_cli(*args: str, cwd: Path, timeout: float = 300,
             env: dict[str, str] | None = None) -> subprocess.CompletedProcess[str]:
-    return subprocess.run([sys.executable, "-m", "search", *args], cwd=cwd, text=True,
+    return subprocess.run([*NNSEARCH, *args], cwd=cwd, text=True,
                           capture_output=True, timeout=timeout, env=env or cli_env())
 
 

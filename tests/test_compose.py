@@ -5,7 +5,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
@@ -15,7 +14,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.helpers import cli_env, run_cli, write_study
+from tests.helpers import NNSEARCH, cli_env, run_cli, write_study
 
 ROOT = Path(__file__).resolve().parents[1]
 COMPOSE = ROOT / "docker-compose.yml"
@@ -139,13 +138,13 @@ def test_compose_topology_as_local_processes(compose, tmp_path, pg_url):
         return [str(study) if part == "studies/digits.toml" else part
                 for part in compose["services"][name]["command"]]
 
-    run = subprocess.run([sys.executable, "-m", "search", *command("create")], cwd=tmp_path,
+    run = subprocess.run([*NNSEARCH, *command("create")], cwd=tmp_path,
                          env=env, capture_output=True, text=True, timeout=120)
     assert run.returncode == 0, run.stderr
-    workers = [subprocess.Popen([sys.executable, "-m", "search", *command("worker")],
+    workers = [subprocess.Popen([*NNSEARCH, *command("worker")],
                                 cwd=tmp_path, env=env, stderr=subprocess.PIPE, text=True)
                for _ in range(3)]
-    dash = subprocess.Popen([sys.executable, "-m", "search", *command("dashboard"),
+    dash = subprocess.Popen([*NNSEARCH, *command("dashboard"),
                              "--port", "0"], cwd=tmp_path, env=env, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE, text=True)
     try:
@@ -184,7 +183,7 @@ def test_grpc_proxy_carries_two_workers(tmp_path, pg_url):
     env = cli_env() | {"NNSEARCH_STORAGE": pg_url}
     assert run_cli("create", str(study), cwd=tmp_path, env=env).returncode == 0
     port = "13077"
-    proxy = subprocess.Popen([sys.executable, "-m", "search", "proxy", "--host", "127.0.0.1",
+    proxy = subprocess.Popen([*NNSEARCH, "proxy", "--host", "127.0.0.1",
                               "--port", port], cwd=tmp_path, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
     try:
@@ -192,7 +191,7 @@ def test_grpc_proxy_carries_two_workers(tmp_path, pg_url):
         assert f"grpc://127.0.0.1:{port}" in banner, banner
         time.sleep(0.5)
         wenv = cli_env() | {"NNSEARCH_STORAGE": f"grpc://127.0.0.1:{port}"}
-        workers = [subprocess.Popen([sys.executable, "-m", "search", "worker", str(study)],
+        workers = [subprocess.Popen([*NNSEARCH, "worker", str(study)],
                                     cwd=tmp_path, env=wenv, stderr=subprocess.PIPE, text=True)
                    for _ in range(2)]
         for w in workers:

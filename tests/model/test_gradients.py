@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from model import ACTIVATIONS, HEADS, Network
+from nnsearch.model import ACTIVATIONS, HEADS, Network
 
 
 def _targets(head: str, rng: np.random.Generator, n: int) -> tuple[np.ndarray, int]:

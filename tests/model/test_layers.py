@@ -5,7 +5,7 @@ import itertools
 import numpy as np
 import pytest
 
-from model import EXPECTED_VARIANCE, INITIALIZERS, Network, TrainConfig, fit
+from nnsearch.model import EXPECTED_VARIANCE, INITIALIZERS, Network, TrainConfig, fit
 
 
 @pytest.mark.parametrize("init", sorted(INITIALIZERS))

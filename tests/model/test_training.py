@@ -5,7 +5,7 @@ import json
 import numpy as np
 import pytest
 
-from model import SCHEDULES, Network, TrainConfig, fit, load, read_header, save
+from nnsearch.model import SCHEDULES, Network, TrainConfig, fit, load, read_header, save
 
 
 def test_early_stopping_restores_best_weights_and_biases(digits_split):
@@ -164,9 +164,9 @@ def test_load_refuses_garbage_and_pickles(tmp_path):
 
 def test_a_logging_line_every_n_epochs(digits_split, caplog):
     X_tr, y_tr, X_va, y_va, _, _ = digits_split
-    with caplog.at_level("INFO", logger="model"):
+    with caplog.at_level("INFO", logger="nnsearch.model"):
         fit(Network([64, 8, 10]), X_tr, y_tr, X_va, y_va,
             TrainConfig(epochs=6, patience=None, log_every=2))
-    lines = [r.getMessage() for r in caplog.records if r.name == "model"]
+    lines = [r.getMessage() for r in caplog.records if r.name.startswith("nnsearch.model")]
     assert [line.split(":")[0] for line in lines] == ["epoch 2", "epoch 4", "epoch 6"]
     assert all("val_accuracy=" in line and "lr=" in line for line in lines)

@@ -6,7 +6,6 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import tempfile
 import urllib.error
 import urllib.request
@@ -15,7 +14,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.helpers import cli_env, run_cli, write_study
+from tests.helpers import NNSEARCH, cli_env, run_cli, write_study
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking", "--disable-component-update",
@@ -34,7 +33,7 @@ def study(tmp_path_factory):
 
 class Dashboard:
     def __init__(self, cwd: Path, *args: str, env: dict[str, str] | None = None):
-        self.proc = subprocess.Popen([sys.executable, "-m", "search", "dashboard", *args,
+        self.proc = subprocess.Popen([*NNSEARCH, "dashboard", *args,
                                       "--port", "0"], cwd=cwd, env=env or cli_env(),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""

@@ -3,8 +3,8 @@
 import numpy as np
 import pytest
 
-from search.data import BUILTIN, DataSpec, load_data, shifted_copies
-from search.errors import UsageError
+from nnsearch.search.data import BUILTIN, DataSpec, load_data, shifted_copies
+from nnsearch.search.errors import UsageError
 
 
 @pytest.mark.parametrize("name", sorted(BUILTIN))

@@ -2,8 +2,8 @@
 
 from threadpoolctl import threadpool_limits
 
-from search.data import DataSpec, load_data
-from search.objective import train_trial
+from nnsearch.search.data import DataSpec, load_data
+from nnsearch.search.objective import train_trial
 
 
 def test_train_trial_is_bit_identical_under_a_multithreaded_caller():

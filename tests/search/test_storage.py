@@ -4,8 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from search.errors import UsageError
-from search.storage import journal_path, kind, normalise, redact, resolve_url
+from nnsearch.search.errors import UsageError
+from nnsearch.search.storage import journal_path, kind, normalise, redact, resolve_url
 
 
 def test_journal_paths():

@@ -5,9 +5,9 @@ from pathlib import Path
 import optuna
 import pytest
 
-from search.errors import UsageError
-from search.space import PARAMS, build_configs, sample
-from search.studyfile import load_study_file, parse_study
+from nnsearch.search.errors import UsageError
+from nnsearch.search.space import PARAMS, build_configs, sample
+from nnsearch.search.studyfile import load_study_file, parse_study
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -112,7 +112,7 @@ def test_sampling_is_conditional_on_depth_and_clip_type():
 
 
 def test_first_prunable_step_matches_each_pruner():
-    from search.objective import first_prunable_step
+    from nnsearch.search.objective import first_prunable_step
 
     assert first_prunable_step(optuna.pruners.NopPruner()) == float("inf")
     assert first_prunable_step(optuna.pruners.MedianPruner(n_warmup_steps=7)) == 7

@@ -4,7 +4,6 @@ import os
 import shutil
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -12,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import ROOT, cli_env, run_cli, write_study
+from tests.helpers import NNSEARCH, ROOT, cli_env, run_cli, write_study
 
 SLOW_STUDY = """
 [study]
@@ -68,7 +67,7 @@ def assert_finished_exactly(ts, budget):
 
 
 def start_run(tmp: Path, *args: str) -> subprocess.Popen[str]:
-    return subprocess.Popen([sys.executable, "-m", "search", "run", *args], cwd=tmp,
+    return subprocess.Popen([*NNSEARCH, "run", *args], cwd=tmp,
                             env=cli_env(), text=True, stdout=subprocess.PIPE,
                             stderr=subprocess.PIPE)
 
@@ -114,7 +113,7 @@ def test_four_workers_finish_exactly_the_budget(tmp_path, backend, request):
 def test_standalone_workers_share_one_budget(tmp_path):
     study = write_study(tmp_path / "small.toml", trials=9, epochs=15)
     assert run_cli("create", str(study), cwd=tmp_path).returncode == 0
-    procs = [subprocess.Popen([sys.executable, "-m", "search", "worker", str(study)],
+    procs = [subprocess.Popen([*NNSEARCH, "worker", str(study)],
                               cwd=tmp_path, env=cli_env(), stderr=subprocess.PIPE, text=True)
              for _ in range(3)]
     for p in procs:
@@ -236,7 +235,7 @@ def test_passwords_never_appear(tmp_path, pg_url):
 
 
 def test_trial_seed_depends_only_on_study_seed_and_number():
-    from search.objective import trial_seed
+    from nnsearch.search.objective import trial_seed
 
     assert trial_seed(1, 5) == trial_seed(1, 5)
     assert len({trial_seed(1, n) for n in range(100)}) == 100
