@@ -1,12 +1,13 @@
 """A from-scratch NumPy multilayer perceptron and its trainer (never imports Optuna)."""
 
+from ._domains import Domain
 from ._functions import ACTIVATIONS, DERIVATIVES, HEADS, OUTPUT_ALIASES
 from ._init import EXPECTED_VARIANCE, INITIALIZERS
 from ._io import load, read_header, save
-from ._network import Network
+from ._network import LAYER_WIDTH, MAX_WIDTH, NETWORK_DOMAINS, Network
 from ._optimizers import OPTIMIZERS
 from ._schedules import SCHEDULES
-from ._train import CLIP_TYPES, History, TrainConfig, evaluate, fit
+from ._train import CLIP_TYPES, TRAIN_DOMAINS, History, TrainConfig, evaluate, fit
 
 __all__ = [
     "ACTIVATIONS",
@@ -15,9 +16,14 @@ __all__ = [
     "EXPECTED_VARIANCE",
     "HEADS",
     "INITIALIZERS",
+    "LAYER_WIDTH",
+    "MAX_WIDTH",
+    "NETWORK_DOMAINS",
     "OPTIMIZERS",
     "OUTPUT_ALIASES",
     "SCHEDULES",
+    "TRAIN_DOMAINS",
+    "Domain",
     "History",
     "Network",
     "TrainConfig",

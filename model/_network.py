@@ -15,16 +15,23 @@ from typing import Any
 
 import numpy as np
 
+from ._domains import Domain
 from ._functions import ACTIVATIONS, DERIVATIVES, HEADS, OUTPUT_ALIASES, Head
 from ._init import INITIALIZERS
 
 DTYPES = ("float32", "float64")
+MAX_WIDTH = 65536  # units in one layer, so that no config (e.g. a shared export) asks for more
 
-
-def check_choice(field: str, value: object, choices: Sequence[str] | dict[str, Any]) -> None:
-    """Raise ValueError naming the field, the bad value and the valid choices."""
-    if not isinstance(value, str) or value not in choices:
-        raise ValueError(f"{field} must be one of {sorted(choices)}, but got {field}={value!r}.")
+# The valid values of Network's arguments; LAYER_WIDTH is each entry of layer_sizes.
+NETWORK_DOMAINS: dict[str, Domain] = {
+    "activation": Domain("name", choices=tuple(sorted(ACTIVATIONS))),
+    "output": Domain("name", choices=tuple(sorted(OUTPUT_ALIASES))),
+    "init": Domain("name", choices=tuple(sorted(INITIALIZERS))),
+    "dropout": Domain("float", 0.0, 1.0, high_open=True),
+    "seed": Domain("int"),
+    "dtype": Domain("name", choices=DTYPES),
+}
+LAYER_WIDTH = Domain("int", 1, MAX_WIDTH)
 
 
 @dataclass
@@ -64,20 +71,13 @@ class Network:
                 "layer_sizes must list at least an input and an output width, "
                 f"but got layer_sizes={layer_sizes!r}."
             )
-        for size in sizes:
-            if isinstance(size, bool) or not isinstance(size, int | np.integer) or size < 1:
-                raise ValueError(
-                    f"layer_sizes must be integers >= 1, but got layer_sizes={sizes!r}."
-                )
-        check_choice("activation", activation, ACTIVATIONS)
-        check_choice("output", output, OUTPUT_ALIASES)
-        check_choice("init", init, INITIALIZERS)
-        check_choice("dtype", str(dtype), DTYPES)
-        if isinstance(dropout, bool) or not isinstance(dropout, int | float) \
-                or not 0.0 <= dropout < 1.0:
-            raise ValueError(f"dropout must be in [0, 1), but got dropout={dropout!r}.")
-        if isinstance(seed, bool) or not isinstance(seed, int | np.integer):
-            raise ValueError(f"seed must be an integer, but got seed={seed!r}.")
+        if not all(LAYER_WIDTH.valid(size) for size in sizes):
+            raise ValueError(f"every width in layer_sizes must be {LAYER_WIDTH.describe()}, "
+                             f"but got layer_sizes={sizes!r}.")
+        args = {"activation": activation, "output": output, "init": init, "dropout": dropout,
+                "seed": seed, "dtype": str(dtype)}
+        for name, domain in NETWORK_DOMAINS.items():
+            domain.check(name, args[name])
         head = HEADS[OUTPUT_ALIASES[output]]
         if head.task == "binary" and sizes[-1] != 1:
             raise ValueError(

@@ -5,12 +5,13 @@ from __future__ import annotations
 import logging
 import math
 from collections.abc import Callable
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from ._network import Network, check_choice
+from ._domains import Domain
+from ._network import Network
 from ._optimizers import OPTIMIZERS
 from ._schedules import SCHEDULES
 
@@ -18,80 +19,59 @@ logger = logging.getLogger(__name__)
 
 CLIP_TYPES = ("none", "value", "norm", "global_norm")
 
+_POSITIVE = Domain("float", 0.0, low_open=True)
+_NONNEGATIVE = Domain("float", 0.0)
+_FRACTION = Domain("float", 0.0, 1.0, high_open=True)  # [0, 1)
+
+
+def _field(default: Any, domain: Domain) -> Any:
+    """A TrainConfig field whose valid values are ``domain``."""
+    return field(default=default, metadata={"domain": domain})
+
 
 @dataclass(frozen=True)
 class TrainConfig:
-    """How to train a network. Field names match the study files and the export."""
+    """How to train a network. Field names match the study files and the export.
 
-    epochs: int = 100
-    batch_size: int | str = 64  # or "full": the article's full-batch gradient descent
-    learning_rate: float = 1e-3
-    optimizer: str = "adam"  # sgd, momentum, adam
-    l2: float = 0.0  # adds 0.5*l2*||W||^2 to the loss (weights only, not biases)
-    clip_type: str = "none"  # none, value, norm (per tensor, the article's), global_norm
-    clip_value: float = 1.0  # threshold for value / norm clipping
-    schedule: str = "constant"  # constant, exponential, step, cosine (per epoch)
-    patience: int | None = 10  # epochs without val-loss improvement; None: no early stopping
-    min_delta: float = 0.0  # smallest val-loss drop that counts as an improvement
-    seed: int = 0  # shuffling and dropout
-    momentum: float = 0.9  # momentum optimizer only
-    nesterov: bool = False  # momentum optimizer only
-    beta1: float = 0.9  # adam
-    beta2: float = 0.999  # adam
-    epsilon: float = 1e-8  # adam
-    lr_decay: float = 0.95  # exponential: lr*decay^epoch; step: lr*decay^(epoch//lr_step)
-    lr_step: int = 10  # step schedule: epochs between decays
-    min_lr: float = 0.0  # floor of the decaying schedules; end point of cosine
-    log_every: int = 50  # a logging line every N epochs (0: never)
+    Each field declares its valid values (a Domain, listed in TRAIN_DOMAINS);
+    construction checks them.
+    """
+
+    epochs: int = _field(100, Domain("int", 1))
+    # or "full": the article's full-batch gradient descent
+    batch_size: int | str = _field(64, Domain("int", 1, extra=("full",)))
+    learning_rate: float = _field(1e-3, _POSITIVE)
+    optimizer: str = _field("adam", Domain("name", choices=tuple(sorted(OPTIMIZERS))))
+    l2: float = _field(0.0, _NONNEGATIVE)  # adds 0.5*l2*||W||^2 to the loss (weights, not biases)
+    # norm clips each tensor on its own (the article's); global_norm all at once
+    clip_type: str = _field("none", Domain("name", choices=CLIP_TYPES))
+    clip_value: float = _field(1.0, _POSITIVE)  # threshold for value / norm clipping
+    # the learning rate's schedule, stepped once per epoch
+    schedule: str = _field("constant", Domain("name", choices=tuple(sorted(SCHEDULES))))
+    # epochs without val-loss improvement; None: no early stopping
+    patience: int | None = _field(10, Domain("int", 1, optional=True))
+    min_delta: float = _field(0.0, _NONNEGATIVE)  # smallest val-loss drop that counts
+    seed: int = _field(0, Domain("int"))  # shuffling and dropout
+    momentum: float = _field(0.9, _FRACTION)  # momentum optimizer only
+    nesterov: bool = _field(False, Domain("bool"))  # momentum optimizer only
+    beta1: float = _field(0.9, _FRACTION)  # adam
+    beta2: float = _field(0.999, _FRACTION)  # adam
+    epsilon: float = _field(1e-8, _POSITIVE)  # adam
+    # exponential: lr*decay^epoch; step: lr*decay^(epoch//lr_step)
+    lr_decay: float = _field(0.95, _POSITIVE)
+    lr_step: int = _field(10, Domain("int", 1))  # step schedule: epochs between decays
+    min_lr: float = _field(0.0, _NONNEGATIVE)  # floor of the decaying schedules; cosine's end
+    log_every: int = _field(50, Domain("int", 0))  # a logging line every N epochs (0: never)
 
     def __post_init__(self) -> None:
-        _check_int("epochs", self.epochs, 1)
-        if self.batch_size != "full":
-            if isinstance(self.batch_size, str):
-                raise ValueError("batch_size must be an integer >= 1 or 'full', "
-                                 f"but got batch_size={self.batch_size!r}.")
-            _check_int("batch_size", self.batch_size, 1)
-        _check_positive("learning_rate", self.learning_rate)
-        check_choice("optimizer", self.optimizer, OPTIMIZERS)
-        check_choice("clip_type", self.clip_type, CLIP_TYPES)
-        check_choice("schedule", self.schedule, SCHEDULES)
-        _check_nonnegative("l2", self.l2)
-        _check_positive("clip_value", self.clip_value)
-        if self.patience is not None:
-            _check_int("patience", self.patience, 1)
-        _check_nonnegative("min_delta", self.min_delta)
-        _check_int("seed", self.seed, None)
-        for name in ("momentum", "beta1", "beta2"):
-            value = getattr(self, name)
-            if not isinstance(value, int | float) or not 0 <= value < 1:
-                raise ValueError(f"{name} must be in [0, 1), but got {name}={value!r}.")
-        _check_positive("epsilon", self.epsilon)
-        _check_positive("lr_decay", self.lr_decay)
-        _check_int("lr_step", self.lr_step, 1)
-        _check_nonnegative("min_lr", self.min_lr)
-        _check_int("log_every", self.log_every, 0)
+        for f in fields(self):
+            f.metadata["domain"].check(f.name, getattr(self, f.name))
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def _check_int(name: str, value: object, minimum: int | None) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | np.integer) or (
-            minimum is not None and value < minimum):
-        bound = f" >= {minimum}" if minimum is not None else ""
-        raise ValueError(f"{name} must be an integer{bound}, but got {name}={value!r}.")
-
-
-def _check_positive(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0 \
-            or not math.isfinite(value):
-        raise ValueError(f"{name} must be a positive number, but got {name}={value!r}.")
-
-
-def _check_nonnegative(name: str, value: object) -> None:
-    if isinstance(value, bool) or not isinstance(value, int | float) or not value >= 0 \
-            or not math.isfinite(value):
-        raise ValueError(f"{name} must be a number >= 0, but got {name}={value!r}.")
+TRAIN_DOMAINS: dict[str, Domain] = {f.name: f.metadata["domain"] for f in fields(TrainConfig)}
 
 
 @dataclass

@@ -1,100 +1,50 @@
 """The search space: what each hyperparameter may be, and how a trial samples it.
 
-``PARAMS`` is the one registry of tunable names. Each entry says whether the
-value is an int, a float or a name, its valid domain, and (for names) the
-registry in ``model`` that lists the valid choices. The study-file validator,
-the sampler and the export all read it, so a new choice is added in one place.
+``PARAMS`` is the one registry of tunable names. Each entry is a ``Domain``
+(int, float, name or bool, with its valid values) taken from the model, which
+declares it once: the network's arguments, one layer's width and TrainConfig's
+fields. Only ``n_layers`` is the search's own. The study-file validator, the
+sampler and the export all read it, so a new choice is added in one place.
 """
 
 from __future__ import annotations
 
-import math
-from dataclasses import dataclass
+import inspect
+from dataclasses import dataclass, replace
 from typing import Any
 
 import optuna
 
-from nnsearch.model import ACTIVATIONS, CLIP_TYPES, INITIALIZERS, OPTIMIZERS, SCHEDULES, TrainConfig
+from nnsearch.model import LAYER_WIDTH, NETWORK_DOMAINS, TRAIN_DOMAINS, Domain, Network, TrainConfig
 
 from .errors import UsageError
 
 
-@dataclass(frozen=True)
-class ParamInfo:
-    kind: str  # "int", "float", "name" or "bool"
-    low: float | None = None  # smallest valid value (numbers)
-    high: float | None = None  # largest valid value (numbers)
-    low_open: bool = False  # the low end itself is invalid (e.g. learning_rate > 0)
-    high_open: bool = False
-    choices: tuple[Any, ...] = ()  # valid names ("name" kind)
-    extra: tuple[Any, ...] = ()  # non-numeric values a number may also take ("full")
-
-    def describe(self) -> str:
-        if self.kind == "name":
-            return "one of " + ", ".join(map(str, self.choices))
-        if self.kind == "bool":
-            return "true or false"
-        lo = "(" if self.low_open else "["
-        hi = ")" if self.high_open else "]"
-        high = "inf" if self.high is None else self.high
-        text = f"{'an integer' if self.kind == 'int' else 'a number'} in {lo}{self.low}, {high}{hi}"
-        return text + "".join(f" or {e!r}" for e in self.extra)
-
-    def valid(self, value: Any) -> bool:
-        if self.kind == "name":
-            return isinstance(value, str) and value in self.choices
-        if self.kind == "bool":
-            return isinstance(value, bool)
-        if value in self.extra and isinstance(value, str):
-            return True
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return False
-        if self.kind == "int" and not isinstance(value, int):
-            return False
-        if not math.isfinite(value):
-            return False
-        if self.low is not None and (value < self.low or (self.low_open and value == self.low)):
-            return False
-        return self.high is None or (value < self.high or (not self.high_open
-                                                           and value == self.high))
+def _as_in_toml(domain: Domain) -> Domain:
+    """The domain as a study file spells it: TOML has no null, so None is "none"."""
+    return replace(domain, optional=False, extra=(*domain.extra, "none")) \
+        if domain.optional else domain
 
 
-PARAMS: dict[str, ParamInfo] = {
-    # the network
-    "n_layers": ParamInfo("int", 1, 64),  # hidden layers
-    "width": ParamInfo("int", 1, 65536),  # units per hidden layer, sampled per layer
-    "activation": ParamInfo("name", choices=tuple(sorted(ACTIVATIONS))),
-    "init": ParamInfo("name", choices=tuple(sorted(INITIALIZERS))),
-    "dropout": ParamInfo("float", 0.0, 1.0, high_open=True),
-    # the training
-    "learning_rate": ParamInfo("float", 0.0, None, low_open=True),
-    "schedule": ParamInfo("name", choices=tuple(sorted(SCHEDULES))),
-    "optimizer": ParamInfo("name", choices=tuple(sorted(OPTIMIZERS))),
-    "batch_size": ParamInfo("int", 1, None, extra=("full",)),
-    "l2": ParamInfo("float", 0.0, None),
-    "clip_type": ParamInfo("name", choices=CLIP_TYPES),
-    "clip_value": ParamInfo("float", 0.0, None, low_open=True),
-    "epochs": ParamInfo("int", 1, None),
-    "patience": ParamInfo("int", 1, None, extra=("none",)),
-    "min_delta": ParamInfo("float", 0.0, None),
-    "momentum": ParamInfo("float", 0.0, 1.0, high_open=True),
-    "nesterov": ParamInfo("bool"),
-    "beta1": ParamInfo("float", 0.0, 1.0, high_open=True),
-    "beta2": ParamInfo("float", 0.0, 1.0, high_open=True),
-    "lr_decay": ParamInfo("float", 0.0, None, low_open=True),
-    "lr_step": ParamInfo("int", 1, None),
-    "min_lr": ParamInfo("float", 0.0, None),
-}
 NETWORK_PARAMS = ("activation", "init", "dropout")
-TRAIN_PARAMS = tuple(p for p in PARAMS if p not in ("n_layers", "width", *NETWORK_PARAMS))
+# TrainConfig's fields that are searched, in the order a trial samples them
+# (seed, log_every and epsilon are not hyperparameters of the search).
+TRAIN_PARAMS = ("learning_rate", "schedule", "optimizer", "batch_size", "l2", "clip_type",
+                "clip_value", "epochs", "patience", "min_delta", "momentum", "nesterov",
+                "beta1", "beta2", "lr_decay", "lr_step", "min_lr")
+PARAMS: dict[str, Domain] = {
+    "n_layers": Domain("int", 1, 64),  # hidden layers
+    "width": LAYER_WIDTH,  # units per hidden layer, sampled per layer
+    **{name: NETWORK_DOMAINS[name] for name in NETWORK_PARAMS},
+    **{name: _as_in_toml(TRAIN_DOMAINS[name]) for name in TRAIN_PARAMS},
+}
 
 # What a trial uses when the study file leaves a parameter out.
+_NETWORK_ARGS = inspect.signature(Network).parameters
 DEFAULTS: dict[str, Any] = {
     "n_layers": 1,
     "width": 128,
-    "activation": "relu",
-    "init": "he_normal",
-    "dropout": 0.0,
+    **{k: _NETWORK_ARGS[k].default for k in NETWORK_PARAMS},
     **{k: v for k, v in TrainConfig().to_dict().items() if k in PARAMS},
 }
 
@@ -226,8 +176,8 @@ def build_configs(values: dict[str, Any], n_inputs: int, n_outputs: int, task: s
         "seed": seed,
         "dtype": "float32",
     }
-    training = {name: values[name] for name in TRAIN_PARAMS}
-    training["patience"] = None if training["patience"] == "none" else training["patience"]
+    training = {name: None if TRAIN_DOMAINS[name].optional and values[name] == "none"
+                else values[name] for name in TRAIN_PARAMS}
     training["seed"] = seed
     training["log_every"] = 0
     return network, training

@@ -125,7 +125,7 @@ def test_invalid_network_args_name_field_value_and_choices(kwargs, field):
 
 
 def test_unknown_choice_lists_valid_ones():
-    with pytest.raises(ValueError, match=r"\['leaky_relu', 'relu', 'sigmoid', 'tanh'\]"):
+    with pytest.raises(ValueError, match=r"one of leaky_relu, relu, sigmoid, tanh, but got"):
         Network([4, 2], activation="swish")
 
 

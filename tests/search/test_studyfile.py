@@ -1,12 +1,14 @@
 """Study files: the shipped ones load; errors name the file, key, value and valid values."""
 
+import dataclasses
 from pathlib import Path
 
 import optuna
 import pytest
 
+from nnsearch.model import LAYER_WIDTH, NETWORK_DOMAINS, TRAIN_DOMAINS, Network, TrainConfig
 from nnsearch.search.errors import UsageError
-from nnsearch.search.space import PARAMS, build_configs, sample
+from nnsearch.search.space import DEFAULTS, PARAMS, TRAIN_PARAMS, build_configs, parse_param, sample
 from nnsearch.search.studyfile import load_study_file, parse_study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -87,6 +89,52 @@ def test_invalid_study_files(raw, pattern):
 def test_every_param_has_a_validator_and_describes_itself():
     for name, info in PARAMS.items():
         assert info.describe(), name
+
+
+def test_search_domains_are_the_models():
+    """PARAMS takes each domain from the model's declaration, not a copy of it."""
+    assert set(TRAIN_DOMAINS) == {*TRAIN_PARAMS, "seed", "log_every", "epsilon"}
+    assert PARAMS["width"] is LAYER_WIDTH
+    for name, info in PARAMS.items():
+        if name in NETWORK_DOMAINS:
+            assert info is NETWORK_DOMAINS[name], name
+        elif name == "patience":  # TOML has no null: "none" stands for None
+            assert info == dataclasses.replace(TRAIN_DOMAINS[name], optional=False,
+                                               extra=("none",))
+        elif name in TRAIN_DOMAINS:
+            assert info is TRAIN_DOMAINS[name], name
+        else:
+            assert name in ("n_layers", "width"), name
+
+
+@pytest.mark.parametrize(("name", "value"), [
+    ("dropout", 0.0), ("dropout", 0.999), ("dropout", 1.0), ("dropout", -0.1),
+    ("learning_rate", 0.0), ("learning_rate", 1e-9), ("learning_rate", float("inf")),
+    ("batch_size", "full"), ("batch_size", "half"), ("batch_size", 1), ("batch_size", 0),
+    ("batch_size", 2.0), ("width", 1), ("width", 65536), ("width", 65537), ("width", 0),
+    ("patience", "none"), ("patience", 1), ("patience", 0), ("momentum", 0.0),
+    ("momentum", 1.0), ("beta2", 0.999), ("nesterov", True), ("nesterov", 1),
+    ("clip_type", "global_norm"), ("clip_type", "percentile"), ("l2", 0.0), ("l2", -1e-9),
+    ("activation", "tanh"), ("activation", "swish"), ("init", "random"), ("init", "xavier"),
+    ("epochs", 1), ("epochs", 0), ("lr_step", 0), ("min_lr", 0.0), ("lr_decay", 0.0),
+])
+def test_search_and_model_accept_the_same_values(name, value):
+    try:
+        parse_param(name, value, "t.toml")
+        search_ok = True
+    except UsageError:
+        search_ok = False
+    values = {**DEFAULTS, "widths": [DEFAULTS["width"]], name: value}
+    if name == "width":
+        values["widths"] = [value]
+    network, training = build_configs(values, 4, 3, "classification", seed=0)
+    try:
+        Network(**network)
+        TrainConfig(**training)
+        model_ok = True
+    except ValueError:
+        model_ok = False
+    assert search_ok == model_ok
 
 
 def test_sampling_is_conditional_on_depth_and_clip_type():
