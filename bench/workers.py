@@ -32,7 +32,7 @@ from threadpoolctl import threadpool_limits
 
 from nnsearch.search.data import load_data
 from nnsearch.search.objective import Objective
-from nnsearch.search.storage import dispose, open_storage
+from nnsearch.search.storage import StorageURL, dispose, open_storage
 from nnsearch.search.study import create, target_from_args
 from nnsearch.search.studyfile import load_study_file
 
@@ -69,10 +69,9 @@ def throughput(study_file: Path, configs: list[dict[str, Any]], workers: int,
     toml.write_text(no_pruning(study_file.read_text()))
     db = f"sqlite:///{tmp / f'w{workers}.db'}"
     target = target_from_args(str(toml), None, db)
-    study, _ = create(target)
-    for params in configs:
-        study.enqueue_trial(params)
-    dispose(study._storage)
+    with create(target) as (opened, _):
+        for params in configs:
+            opened.study.enqueue_trial(params)
     start = time.perf_counter()
     subprocess.run([*NNSEARCH, "-q", "run", str(toml), "--storage", db,
                     "--workers", str(workers), "--trials", str(len(configs))], check=True,
@@ -89,7 +88,7 @@ def throughput(study_file: Path, configs: list[dict[str, Any]], workers: int,
 def overhead(study_file: Path, configs: list[dict[str, Any]], storage: Any) -> dict[str, float]:
     spec = load_study_file(study_file)
     data = load_data(spec.data, spec.base_dir)
-    objective = Objective(spec, data)
+    objective = Objective(spec, data, StorageURL.parse("sqlite:///:memory:"))
     study = optuna.create_study(study_name=f"bench-{uuid.uuid4().hex[:8]}", storage=storage,
                                 direction=spec.direction, pruner=optuna.pruners.NopPruner())
     for params in configs:
@@ -160,10 +159,10 @@ def main() -> None:
 
         pg = postgres_url()
         storages: list[tuple[str, Any]] = [("in-memory", None)]
-        storages.append(("SQLite", open_storage(f"sqlite:///{tmp / 'o.db'}")))
+        storages.append(("SQLite", open_storage(StorageURL.parse(f"sqlite:///{tmp / 'o.db'}"))))
         if pg:
-            storages.append(("PostgreSQL", open_storage(pg)))
-        storages.append(("journal", open_storage(f"journal:///{tmp / 'o.log'}")))
+            storages.append(("PostgreSQL", open_storage(StorageURL.parse(pg))))
+        storages.append(("journal", open_storage(StorageURL.parse(f"journal:///{tmp / 'o.log'}"))))
         rows = []
         sub = configs[:args.overhead_trials]
         for label, storage in storages:

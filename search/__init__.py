@@ -1,6 +1,6 @@
 """The Optuna side of nnsearch: study files, objective, workers, storage, export.
 
-Modules are imported where used (``search.cli`` imports lazily), so that a quick
+Modules are imported where used (the commands import lazily), so that a quick
 command such as ``nnsearch status`` does not pay for scikit-learn or matplotlib.
 """
 
@@ -10,4 +10,4 @@ from optuna.exceptions import ExperimentalWarning
 
 # We rely on Optuna's heartbeat, stale-trial sweeper and metric names knowingly;
 # users need not read that they are "experimental" on every start.
-warnings.filterwarnings("ignore", category=ExperimentalWarning, module=r"(search|optuna)\b")
+warnings.filterwarnings("ignore", category=ExperimentalWarning, module=r"(nnsearch|optuna)\b")

@@ -7,7 +7,6 @@ optuna-dashboard shows them next to the trial.
 from __future__ import annotations
 
 import json
-import logging
 import os
 import tempfile
 from pathlib import Path
@@ -15,18 +14,16 @@ from typing import Any
 
 import optuna
 from optuna.artifacts import FileSystemArtifactStore, upload_artifact
-from sqlalchemy.engine import make_url
 
 from nnsearch.model import History
 
-from .storage import journal_path, kind, normalise
-
-logger = logging.getLogger(__name__)
+from .plots import learning_curve_png
+from .storage import StorageURL
 
 ENV_ARTIFACTS = "NNSEARCH_ARTIFACTS"
 
 
-def artifact_dir(url: str) -> Path:
+def artifact_dir(url: StorageURL) -> Path:
     """Where trial artifacts live: $NNSEARCH_ARTIFACTS, else beside a file storage.
 
     Workers and the dashboard must see the same folder; for PostgreSQL across
@@ -34,19 +31,12 @@ def artifact_dir(url: str) -> Path:
     """
     if os.environ.get(ENV_ARTIFACTS):
         return Path(os.environ[ENV_ARTIFACTS])
-    backend = kind(url)
-    if backend == "journal":
-        path = journal_path(url)
-        return path.with_name(path.stem + "-artifacts")
-    if backend == "sqlite":
-        database = make_url(normalise(url)).database
-        if database and database != ":memory:":
-            path = Path(database)
-            return path.with_name(path.stem + "-artifacts")
+    if url.path is not None:
+        return url.path.with_name(url.path.stem + "-artifacts")
     return Path.cwd() / "nnsearch-artifacts"
 
 
-def artifact_store(url: str, create: bool = True) -> FileSystemArtifactStore | None:
+def artifact_store(url: StorageURL, create: bool = True) -> FileSystemArtifactStore | None:
     path = artifact_dir(url)
     if create:
         path.mkdir(parents=True, exist_ok=True)
@@ -58,8 +48,6 @@ def artifact_store(url: str, create: bool = True) -> FileSystemArtifactStore | N
 def upload_trial_artifacts(trial: optuna.Trial, store: FileSystemArtifactStore,
                            history: History, export: dict[str, Any]) -> None:
     """Attach the trial's learning curve and exported config to it."""
-    from .export import learning_curve_png
-
     with tempfile.TemporaryDirectory() as tmp:
         png = learning_curve_png(history, Path(tmp) / f"trial-{trial.number}-curve.png",
                                  f"trial {trial.number}")

@@ -23,6 +23,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .artifacts import artifact_store
+from .storage import StorageURL, open_storage
 
 logger = logging.getLogger(__name__)
 
@@ -98,11 +99,9 @@ class _QuietHandler(WSGIRequestHandler):
         logger.debug("dashboard: " + format, *args)
 
 
-def make_dashboard(url: str, read_only: bool,
+def make_dashboard(url: StorageURL, read_only: bool,
                    credentials: tuple[str, str] | None) -> WSGIApp:
     import optuna_dashboard
-
-    from .storage import open_storage
 
     storage = open_storage(url, heartbeat=False)
     app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store(url))

@@ -10,9 +10,7 @@ train`` after the search.
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -20,16 +18,8 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
+from .readers import BUILTIN, is_float, raw_builtin, raw_file
 
-# Bundled scikit-learn datasets (sklearn.datasets.load_<name>) and their task.
-# scikit-learn is imported only when data is loaded: it costs most of a second.
-BUILTIN: dict[str, str] = {
-    "digits": "classification",
-    "iris": "classification",
-    "wine": "classification",
-    "breast_cancer": "classification",
-    "diabetes": "regression",
-}
 TASKS = ("classification", "regression")
 # Bundled datasets whose rows are images: (height, width), row-major.
 IMAGE_SHAPES: dict[str, tuple[int, int]] = {"digits": (8, 8)}
@@ -96,6 +86,20 @@ class Dataset:
                 "y_scale": self.y_scale}
 
 
+def scale_features(X: np.ndarray, prep: dict[str, Any]) -> np.ndarray:
+    """Raw rows as the network saw them in training (``Dataset.preprocessing()``)."""
+    return (X - np.asarray(prep["x_mean"])) / np.asarray(prep["x_scale"])
+
+
+def decode_predictions(pred: np.ndarray, prep: dict[str, Any]) -> list[str]:
+    """The network's outputs as the original class labels, or in the target's units."""
+    if prep["task"] == "classification":
+        classes = prep["classes"]
+        return [str(classes[int(i)]) for i in pred]
+    values = np.asarray(pred, dtype=np.float64) * prep["y_scale"] + prep["y_mean"]
+    return [f"{v:.6g}" for v in values]
+
+
 def check_images(spec: DataSpec, where: str, n_features: int | None = None) -> None:
     """``image_shape`` and ``shift`` fit each other (and the data, once it is read)."""
     shape = spec.shape
@@ -131,110 +135,9 @@ def shifted_copies(X: np.ndarray, shape: tuple[int, int], shift: int) -> np.ndar
     return np.concatenate(out)
 
 
-def _raw_builtin(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from sklearn import datasets
-
-    bunch = getattr(datasets, f"load_{name}")()
-    given = getattr(bunch, "feature_names", None)
-    names = [str(n) for n in given] if given is not None else []
-    if len(names) != bunch.data.shape[1]:
-        names = [f"x{i}" for i in range(bunch.data.shape[1])]
-    return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target), names
-
-
-def read_csv(path: Path, target: str | None,
-             require_target: bool = True) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-    """Features as floats, the target column as given (strings), and feature names."""
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not a UTF-8 text CSV file.") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if not rows:
-        raise UsageError(f"{path}: the CSV file is empty (it needs a header row and data).")
-    header, body = [h.strip() for h in rows[0]], rows[1:]
-    if not body:
-        raise UsageError(f"{path}: the CSV file has a header but no data rows.")
-    if target is not None and target not in header:
-        if require_target:
-            raise UsageError(f"{path}: target column {target!r} is not in the header "
-                             f"(columns: {', '.join(header)}).")
-        target = None
-    for i, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise UsageError(f"{path}: line {i} has {len(row)} fields, the header has "
-                             f"{len(header)}.")
-    columns = list(zip(*body, strict=True))
-    features, names, y = [], [], None
-    for name, col in zip(header, columns, strict=True):
-        if name == target:
-            y = np.array([c.strip() for c in col])
-            continue
-        try:
-            values = np.array([float(c) if c.strip() else math.nan for c in col])
-        except ValueError:
-            bad = next(c for c in col if not _is_float(c))
-            raise UsageError(f"{path}: column {name!r} is not numeric (e.g. {bad!r}); "
-                             "encode it as numbers or drop it.") from None
-        features.append(values)
-        names.append(name)
-    if not features:
-        raise UsageError(f"{path}: no feature columns besides the target {target!r}.")
-    return np.column_stack(features), y, names
-
-
-def _is_float(text: str) -> bool:
-    try:
-        float(text)
-    except ValueError:
-        return False
-    return True
-
-
-def _raw_file(spec: DataSpec, base: Path | None) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    path = resolve_path(spec.source, base)
-    if not path.is_file():
-        raise UsageError(f"data file not found: {path}")
-    if path.suffix.lower() == ".csv":
-        if not spec.target:
-            raise UsageError(f"{path}: a CSV source needs data.target, the name of the "
-                             "target column.")
-        X, y, names = read_csv(path, spec.target)
-        assert y is not None
-        return X, y, names
-    if path.suffix.lower() == ".npz":
-        try:
-            with np.load(path, allow_pickle=False) as npz:
-                missing = {"X", "y"} - set(npz.files)
-                if missing:
-                    raise UsageError(f"{path}: an .npz source needs arrays 'X' and 'y'; "
-                                     f"missing {sorted(missing)} (has {sorted(npz.files)}).")
-                X, y = np.asarray(npz["X"]), np.asarray(npz["y"])
-        except UsageError:
-            raise
-        except Exception as exc:  # a corrupt archive, pickled objects, ...
-            raise UsageError(f"{path}: cannot read as .npz ({exc}).") from None
-        if X.ndim != 2 or y.ndim != 1 or len(X) != len(y):
-            raise UsageError(f"{path}: X must be 2-d and y 1-d with as many rows, but got "
-                             f"X.shape={X.shape}, y.shape={y.shape}.")
-        if not np.issubdtype(X.dtype, np.number):
-            raise UsageError(f"{path}: X must be numeric, but got dtype {X.dtype}.")
-        return X.astype(np.float64), y, [f"x{i}" for i in range(X.shape[1])]
-    raise UsageError(f"{path}: unknown data file type {path.suffix!r}; use .csv or .npz, "
-                     f"or a bundled dataset ({', '.join(BUILTIN)}).")
-
-
-def resolve_path(source: str, base: Path | None) -> Path:
-    path = Path(source).expanduser()
-    if not path.is_absolute() and base is not None:
-        path = base / path
-    return path.resolve()
-
-
 def _infer_task(y: np.ndarray) -> str:
     if not np.issubdtype(y.dtype, np.number):
-        numeric = np.array([_is_float(v) for v in y])
+        numeric = np.array([is_float(v) for v in y])
         if not numeric.all():
             return "classification"
         y = y.astype(np.float64)
@@ -244,10 +147,10 @@ def _infer_task(y: np.ndarray) -> str:
 def load_data(spec: DataSpec, base: Path | None = None) -> Dataset:
     """Read, check, split (stratified for classification) and standardise."""
     if spec.source in BUILTIN:
-        X, y, names = _raw_builtin(spec.source)
+        X, y, names = raw_builtin(spec.source)
         task = spec.task or BUILTIN[spec.source]
     else:
-        X, y, names = _raw_file(spec, base)
+        X, y, names = raw_file(spec.source, spec.target, base)
         task = spec.task or _infer_task(y)
     where = spec.source
     check_images(spec, where, X.shape[1])

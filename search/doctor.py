@@ -5,11 +5,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from optuna.storages import RDBStorage
 from sqlalchemy import text
-from sqlalchemy.engine import make_url
 
 from .errors import UsageError
-from .storage import dispose, journal_path, kind, normalise, open_storage, rdb, redact
+from .storage import StorageURL, dispose, open_storage
 
 CONNECTIONS_PER_WORKER = 2  # each RDBStorage holds two (measured with Optuna 5)
 DASHBOARD_CONNECTIONS = 2
@@ -44,17 +44,16 @@ def filesystem_of(path: Path) -> str:
     return fstype
 
 
-def diagnose(url: str, workers: int) -> list[Check]:
+def diagnose(url: StorageURL, workers: int) -> list[Check]:
     checks: list[Check] = []
-    backend = kind(url)
-    shown = redact(url)
+    backend = url.kind
     try:
         storage = open_storage(url, heartbeat=False)
     except UsageError as exc:
         return [Check("fail", "reachable", str(exc))]
-    checks.append(Check("ok", "reachable", f"{shown} ({backend})"))
+    checks.append(Check("ok", "reachable", f"{url} ({backend})"))
     try:
-        db = rdb(storage)
+        db = storage if isinstance(storage, RDBStorage) else None
         if db is not None:
             current, head = db.get_current_version(), db.get_head_version()
             if current == head:
@@ -67,7 +66,8 @@ def diagnose(url: str, workers: int) -> list[Check]:
         elif backend == "sqlite":
             checks += _sqlite_checks(url, workers)
         elif backend == "journal":
-            path = journal_path(url)
+            assert url.path is not None
+            path = url.path
             checks.append(Check("warn" if workers > 1 else "ok", "heartbeat",
                                 "the journal file has no heartbeat: a killed worker's trial "
                                 "stays RUNNING; fine for one host, prefer SQLite or "
@@ -81,9 +81,8 @@ def diagnose(url: str, workers: int) -> list[Check]:
     return checks
 
 
-def _postgres_connections(db: object, workers: int) -> Check:
-    engine = db.engine  # type: ignore[attr-defined]
-    with engine.connect() as conn:
+def _postgres_connections(db: RDBStorage, workers: int) -> Check:
+    with db.engine.connect() as conn:
         max_conn = int(conn.execute(text("SHOW max_connections")).scalar_one())
         reserved = int(conn.execute(text("SHOW superuser_reserved_connections")).scalar_one())
         in_use = int(conn.execute(text("SELECT count(*) FROM pg_stat_activity "
@@ -101,19 +100,18 @@ def _postgres_connections(db: object, workers: int) -> Check:
     return Check("ok", "connections", detail)
 
 
-def _sqlite_checks(url: str, workers: int) -> list[Check]:
+def _sqlite_checks(url: StorageURL, workers: int) -> list[Check]:
     checks = []
-    database = make_url(normalise(url)).database or ""
     if workers > SQLITE_MANY_WORKERS:
         checks.append(Check("warn", "workers", f"{workers} workers on SQLite: every write "
                             "takes one file lock; beyond ~8 workers use PostgreSQL"))
     else:
         checks.append(Check("ok", "workers", f"{workers} worker(s) on SQLite (30 s lock "
                             "timeout, WAL)"))
-    if database and database != ":memory:":
-        fs = filesystem_of(Path(database).parent)
+    if url.path is not None:
+        fs = filesystem_of(url.path.parent)
         if fs in NETWORK_FILESYSTEMS:
-            checks.append(Check("warn", "file system", f"{database} is on {fs}: SQLite's "
+            checks.append(Check("warn", "file system", f"{url.path} is on {fs}: SQLite's "
                                 "locks are unreliable on network file systems; use PostgreSQL "
                                 "for workers on several machines"))
         else:

@@ -8,27 +8,29 @@ configs, the seed, and the versions that produced it.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import platform
 from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from threadpoolctl import threadpool_limits
 
-from nnsearch.model import History, Network, evaluate
+from nnsearch.model import History, Network
 
-from .data import Dataset, DataSpec, load_data, resolve_path
+from . import record
+from .data import Dataset, DataSpec, load_data
 from .errors import UsageError
-from .objective import WORKER_ATTR, metric_value, train_trial
-from .storage import redact
+from .readers import resolve_path
+from .storage import StorageURL
 from .studyfile import StudySpec
+from .training import evaluate_test, metric_value, train_trial
+
+logger = logging.getLogger(__name__)
 
 FORMAT = "nnsearch.trial/1"
-RESULT_ATTR = "epochs_run"  # written by a worker together with the trial's value
 
 
 def versions() -> dict[str, str]:
@@ -41,12 +43,6 @@ def versions() -> dict[str, str]:
     return out
 
 
-def written_by_worker(trial: FrozenTrial) -> bool:
-    """A trial whose value a worker wrote carries the worker's result attributes."""
-    return WORKER_ATTR in trial.user_attrs and RESULT_ATTR in trial.user_attrs \
-        and "network" in trial.user_attrs
-
-
 def pick_trial(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, list[int]]:
     """Trial ``number``, or the best worker-written complete trial; and the skipped ones."""
     trials = study.get_trials(deepcopy=False)
@@ -57,14 +53,14 @@ def pick_trial(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, li
             raise UsageError(f"study {study.study_name!r} has no trial {number} "
                              f"(trials are numbered 0..{last}).")
         trial = match[0]
-        if trial.state != TrialState.COMPLETE or not written_by_worker(trial):
+        if trial.state != TrialState.COMPLETE or not record.written_by_worker(trial):
             raise UsageError(f"trial {number} of study {study.study_name!r} is "
                              f"{trial.state.name}, not a completed trial written by a worker; "
                              "nothing to export.")
         return trial, []
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
-    genuine = [t for t in complete if written_by_worker(t)]
-    skipped = sorted(t.number for t in complete if not written_by_worker(t))
+    genuine = [t for t in complete if record.written_by_worker(t)]
+    skipped = sorted(t.number for t in complete if not record.written_by_worker(t))
     if not genuine:
         raise UsageError(f"study {study.study_name!r} has no completed trial to export "
                          f"({len(trials)} trial(s), none complete"
@@ -76,7 +72,7 @@ def pick_trial(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, li
     sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
 
     def rank(t: FrozenTrial) -> tuple[float, float, int]:
-        loss = t.user_attrs.get("val_loss")
+        loss = t.user_attrs.get(record.VAL_LOSS)
         assert t.value is not None
         return (sign * t.value, math.inf if loss is None else float(loss), t.number)
 
@@ -84,25 +80,25 @@ def pick_trial(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, li
 
 
 def export_trial(study: optuna.Study, spec: StudySpec, trial: FrozenTrial,
-                 storage_url: str) -> dict[str, Any]:
+                 url: StorageURL) -> dict[str, Any]:
     assert trial.value is not None
-    return build_export(spec, study.study_name, storage_url, trial.number, trial.value,
+    return build_export(spec, study.study_name, url, trial.number, trial.value,
                         trial.params, trial.user_attrs)
 
 
-def build_export(spec: StudySpec, study_name: str, storage_url: str, number: int, value: float,
+def build_export(spec: StudySpec, study_name: str, url: StorageURL, number: int, value: float,
                  params: dict[str, Any], user_attrs: dict[str, Any]) -> dict[str, Any]:
     """The ``nnsearch.trial/1`` document: enough to rebuild and retrain without storage."""
     attrs = dict(user_attrs)
-    network = attrs.pop("network")
-    training = attrs.pop("training")
+    network = attrs.pop(record.NETWORK)
+    training = attrs.pop(record.TRAINING)
     data = spec.data.to_dict()
     if spec.data.source.lower().endswith((".csv", ".npz")):
         data["source"] = str(resolve_path(spec.data.source, spec.base_dir))
     return {
         "format": FORMAT,
         "study": {"name": study_name, "direction": spec.direction,
-                  "metric": spec.metric, "storage": redact(storage_url)},
+                  "metric": spec.metric, "storage": url.redacted},
         "trial": {"number": number, "value": value, "params": params, "user_attrs": attrs},
         "data": data,
         "network": network,
@@ -145,8 +141,7 @@ def retrain(config: dict[str, Any], where: str) -> tuple[Network, History, Datas
                                                          config["training"], data)
     except ValueError as exc:
         raise UsageError(f"{where}: {exc}") from None
-    with threadpool_limits(1):  # as the trial did (see train_trial)
-        loss_te, score_te = evaluate(net, data.X_test, data.y_test)
+    loss_te, score_te = evaluate_test(net, data)
     if data.task == "classification":
         metrics = {"val_accuracy": score_va, "test_accuracy": score_te}
     else:
@@ -157,25 +152,17 @@ def retrain(config: dict[str, Any], where: str) -> tuple[Network, History, Datas
     return net, history, data, metrics
 
 
-def learning_curve_png(history: History, path: Path, title: str) -> Path:
-    """The article's plot: train vs validation loss per epoch."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    fig, ax = plt.subplots(figsize=(6, 4), dpi=100)
-    # A fixed layout: tight_layout would double the cost, and workers draw one per trial.
-    fig.subplots_adjust(left=0.12, right=0.97, bottom=0.13, top=0.91)
-    epochs = np.arange(1, len(history.train_loss) + 1)
-    ax.plot(epochs, history.train_loss, label="train loss")
-    ax.plot(epochs, history.val_loss, label="validation loss")
-    if 0 <= history.best_epoch < len(epochs):
-        ax.axvline(history.best_epoch + 1, color="grey", linestyle=":", label="best epoch")
-    ax.set_xlabel("epoch")
-    ax.set_ylabel("loss")
-    ax.set_title(title)
-    ax.legend()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+def check_reproduction(config: dict[str, Any], metrics: dict[str, float]) -> bool:
+    """Whether the retrained network scores exactly what its trial recorded (logged)."""
+    metric = config["study"].get("metric", "val_accuracy")
+    number = config["trial"].get("number")
+    expected = config["trial"].get("value")
+    got = metrics[f"trial_{metric}"]
+    if expected is None:
+        return True
+    if got == expected:
+        logger.info("reproduced trial %s's %s=%s exactly", number, metric, expected)
+        return True
+    logger.warning("trial %s had %s=%s, the retrained network has %s", number, metric,
+                   expected, got)
+    return False

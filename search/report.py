@@ -9,7 +9,7 @@ import optuna
 from optuna.trial import TrialState
 
 from .errors import UsageError
-from .export import written_by_worker
+from .record import written_by_worker
 
 logger = logging.getLogger(__name__)
 

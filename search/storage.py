@@ -1,8 +1,9 @@
 """Where studies live: SQLite by default, PostgreSQL to scale out, a journal file on one host.
 
-``resolve_url`` picks the URL (``--storage``, else ``NNSEARCH_STORAGE``, else SQLite
-beside the study file); ``open_storage`` builds the Optuna storage with the
-settings parallel workers need; ``redact`` hides passwords in anything shown.
+A storage URL is parsed once into a ``StorageURL`` that knows its kind, its file
+(SQLite, journal) and its redacted form; everything else takes that value.
+``open_storage`` builds the Optuna storage with the settings parallel workers
+need, and ``with_retry`` rides out a database restart.
 """
 
 from __future__ import annotations
@@ -11,6 +12,7 @@ import logging
 import os
 import time
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -29,15 +31,81 @@ ENV_STORAGE = "NNSEARCH_STORAGE"
 SQLITE_TIMEOUT = 30  # seconds a writer waits for SQLite's lock (Optuna's default 5 s loses trials)
 JOURNAL_PREFIX = "journal://"  # journal:///abs/path.log, or journal://relative/path.log
 GRPC_PREFIX = "grpc://"  # a `nnsearch proxy` in front of the real storage
+MAX_STALE_RETRIES = 3  # a trial whose worker died is retried this often
 T = TypeVar("T")
 
 
-def journal_path(url: str) -> Path:
-    """The file behind a journal:// URL (journal:///tmp/s.log is /tmp/s.log)."""
-    rest = url[len(JOURNAL_PREFIX):]
-    if rest.startswith("//"):  # journal:////abs/path, as SQLite spells absolute paths
-        rest = rest[1:]
-    return Path(rest)
+@dataclass(frozen=True)
+class StorageURL:
+    """A parsed storage URL. ``str()`` is the redacted form; ``secret`` connects."""
+
+    kind: str  # "sqlite", "postgresql", "journal", "grpc", or another SQLAlchemy backend
+    secret: str = field(repr=False)  # the URL to connect with (psycopg 3 for PostgreSQL)
+    redacted: str  # safe to show: no password
+    path: Path | None = None  # the SQLite or journal file (None: in memory, or a server)
+    host: str | None = None  # grpc://HOST:PORT
+    port: int | None = None
+
+    def __str__(self) -> str:
+        return self.redacted
+
+    @property
+    def is_file(self) -> bool:
+        return self.path is not None
+
+    @classmethod
+    def parse(cls, text: str) -> StorageURL:
+        if text.startswith(JOURNAL_PREFIX):
+            rest = text[len(JOURNAL_PREFIX):]
+            if rest.startswith("//"):  # journal:////abs/path, as SQLite spells absolute paths
+                rest = rest[1:]
+            if not rest:
+                raise UsageError("a journal URL is journal:///PATH, but got no path.")
+            return cls("journal", text, text, path=Path(rest))
+        if text.startswith(GRPC_PREFIX):
+            host, _, port = text[len(GRPC_PREFIX):].rstrip("/").rpartition(":")
+            if not host or not port.isdigit():
+                raise UsageError(f"a proxy URL is grpc://HOST:PORT, but got {_redact(text)!r}.")
+            return cls("grpc", text, text, host=host, port=int(port))
+        try:
+            parsed = make_url(text)
+            backend = parsed.get_backend_name()
+        except Exception:
+            raise UsageError(f"not a storage URL: {_redact(text)!r}; use sqlite:///PATH, "
+                             "postgresql+psycopg://USER@HOST/DB or journal:///PATH.") from None
+        if backend == "postgresql" and parsed.drivername != "postgresql+psycopg":
+            parsed = parsed.set(drivername="postgresql+psycopg")
+            text = parsed.render_as_string(hide_password=False)
+        path = None
+        if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
+            path = Path(parsed.database)
+        return cls(backend, text, _redact(text), path=path)
+
+    @classmethod
+    def resolve(cls, explicit: str | None, study_file: Path | None) -> StorageURL:
+        """``--storage``, else $NNSEARCH_STORAGE, else SQLite beside the study file."""
+        if explicit:
+            return cls.parse(explicit)
+        if os.environ.get(ENV_STORAGE):
+            return cls.parse(os.environ[ENV_STORAGE])
+        if study_file is None:
+            raise UsageError(f"no storage given: pass --storage URL (or set {ENV_STORAGE}), "
+                             "or address the study by its file.")
+        return cls.parse(f"sqlite:///{study_file.resolve().with_suffix('.db')}")
+
+
+def _redact(url: str) -> str:
+    """The URL with any password (in the user info or as a query parameter) as ***."""
+    if url.startswith((JOURNAL_PREFIX, GRPC_PREFIX)):
+        return url
+    try:
+        parsed = make_url(url)
+        hidden = {k: "***" for k in parsed.query if k.lower() == "password"}
+        return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+    except Exception:  # not a URL SQLAlchemy understands: show no more than the scheme
+        if "@" not in url and "password" not in url.lower():
+            return url  # nothing that could be a password
+        return url.split("://", 1)[0] + "://***" if "://" in url else "***"
 
 
 def heartbeat_settings() -> tuple[int, int]:
@@ -53,110 +121,50 @@ def heartbeat_settings() -> tuple[int, int]:
     return interval, 3 * interval
 
 
-def default_url(study_file: Path) -> str:
-    return f"sqlite:///{study_file.resolve().with_suffix('.db')}"
-
-
-def resolve_url(explicit: str | None, study_file: Path | None) -> str:
-    if explicit:
-        return explicit
-    if os.environ.get(ENV_STORAGE):
-        return os.environ[ENV_STORAGE]
-    if study_file is None:
-        raise UsageError(f"no storage given: pass --storage URL (or set {ENV_STORAGE}), "
-                         "or address the study by its file.")
-    return default_url(study_file)
-
-
-def redact(url: str) -> str:
-    """The URL with any password replaced by ***."""
-    if url.startswith((JOURNAL_PREFIX, GRPC_PREFIX)):
-        return url
-    try:
-        return make_url(url).render_as_string(hide_password=True)
-    except Exception:  # not a URL SQLAlchemy understands: show no more than the scheme
-        if "@" not in url:
-            return url  # nothing that could be a password
-        return url.split("://", 1)[0] + "://***" if "://" in url else "***"
-
-
-def kind(url: str) -> str:
-    """'sqlite', 'postgresql', 'journal' or another SQLAlchemy backend name."""
-    if url.startswith(JOURNAL_PREFIX):
-        return "journal"
-    if url.startswith(GRPC_PREFIX):
-        return "grpc"
-    try:
-        return make_url(url).get_backend_name()
-    except Exception:
-        raise UsageError(f"not a storage URL: {redact(url)!r}; use sqlite:///PATH, "
-                         "postgresql+psycopg://USER@HOST/DB or journal:///PATH.") from None
-
-
-def normalise(url: str) -> str:
-    """Use psycopg 3 for PostgreSQL whatever driver the URL names (or none)."""
-    if kind(url) == "postgresql":
-        parsed = make_url(url)
-        if parsed.drivername != "postgresql+psycopg":
-            return parsed.set(drivername="postgresql+psycopg").render_as_string(
-                hide_password=False)
-    return url
-
-
-def open_storage(url: str, heartbeat: bool = True,
+def open_storage(url: StorageURL, heartbeat: bool = True,
                  must_exist: bool = False) -> optuna.storages.BaseStorage:
     """An Optuna storage for ``url``, or UsageError if it cannot be reached.
 
     With ``must_exist``, a SQLite or journal file that is not there is an error
     rather than a new, empty storage.
     """
-    url = normalise(url)
-    backend = kind(url)
-    shown = redact(url)
-    if backend == "journal":
-        path = journal_path(url)
-        if must_exist and not path.is_file():
-            raise UsageError(f"no storage at {path}: create the study first.")
-        if not path.parent.is_dir():
-            raise UsageError(f"cannot open storage {shown}: directory {path.parent} "
+    if url.path is not None:
+        if must_exist and not url.path.is_file():
+            raise UsageError(f"no storage at {url.path}: create the study first "
+                             "(nnsearch create STUDY_FILE).")
+        if not url.path.parent.is_dir():
+            raise UsageError(f"cannot open storage {url}: directory {url.path.parent} "
                              "does not exist.")
-        return JournalStorage(JournalFileBackend(str(path)))
-    if backend == "grpc":
+    if url.kind == "journal":
+        assert url.path is not None
+        return JournalStorage(JournalFileBackend(str(url.path)))
+    if url.kind == "grpc":
         return _grpc_proxy(url)
     engine_kwargs: dict[str, Any] = {}
-    if backend == "sqlite":
-        database = make_url(url).database
-        if database and database != ":memory:":
-            if must_exist and not Path(database).is_file():
-                raise UsageError(f"no storage at {database}: create the study first "
-                                 "(nnsearch create STUDY_FILE).")
-            parent = Path(database).parent
-            if not parent.is_dir():
-                raise UsageError(f"cannot open storage {shown}: directory {parent} "
-                                 "does not exist.")
+    if url.kind == "sqlite":
         engine_kwargs["connect_args"] = {"timeout": SQLITE_TIMEOUT}
     else:
         engine_kwargs["pool_pre_ping"] = True  # survive a database restart
-        if backend == "postgresql":
+        if url.kind == "postgresql":
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
     kwargs: dict[str, Any] = {}
     if heartbeat:
         interval, grace = heartbeat_settings()
         kwargs = {"heartbeat_interval": interval, "grace_period": grace,
                   "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
-                      max_retry=3)}
+                      max_retry=MAX_STALE_RETRIES)}
     try:
-        storage = RDBStorage(url, engine_kwargs=engine_kwargs, **kwargs)
-        if backend == "sqlite":
+        storage = RDBStorage(url.secret, engine_kwargs=engine_kwargs, **kwargs)
+        if url.kind == "sqlite":
             _use_wal(storage)
         return storage
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        raise UsageError(f"cannot reach storage {shown}: {error_reason(exc)}") from None
+        raise UsageError(f"cannot reach storage {url}: {error_reason(exc)}") from None
     except ModuleNotFoundError as exc:
-        raise UsageError(f"storage {shown} needs the Python package {exc.name!r}.") from None
+        raise UsageError(f"storage {url} needs the Python package {exc.name!r}.") from None
     except Exception as exc:  # e.g. ArgumentError for a malformed URL
-        raise UsageError(f"cannot open storage {shown}: {type(exc).__name__}: "
-                         f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+        raise UsageError(f"cannot open storage {url}: {type(exc).__name__}: "
+                         f"{error_reason(exc)}") from None
 
 
 def error_reason(exc: BaseException) -> str:
@@ -165,20 +173,12 @@ def error_reason(exc: BaseException) -> str:
     return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
 
 
-def rdb(storage: optuna.storages.BaseStorage) -> RDBStorage | None:
-    """The RDBStorage behind ``storage`` (Optuna wraps it in a cache), if any."""
-    inner = getattr(storage, "_backend", storage)
-    return inner if isinstance(inner, RDBStorage) else None
-
-
-def _grpc_proxy(url: str) -> optuna.storages.BaseStorage:
-    host, _, port = url[len(GRPC_PREFIX):].rstrip("/").rpartition(":")
-    if not host or not port.isdigit():
-        raise UsageError(f"a proxy URL is grpc://HOST:PORT, but got {url!r}.")
+def _grpc_proxy(url: StorageURL) -> optuna.storages.BaseStorage:
     try:
         from optuna.storages import GrpcStorageProxy
 
-        proxy = GrpcStorageProxy(host=host, port=int(port))
+        assert url.host is not None and url.port is not None
+        proxy = GrpcStorageProxy(host=url.host, port=url.port)
         proxy.wait_server_ready(timeout=10)
     except ImportError:
         raise UsageError("grpc:// storages need grpcio: pip install 'nnsearch[grpc]'.") from None
@@ -205,33 +205,8 @@ def _use_wal(storage: RDBStorage) -> None:
 
 def dispose(storage: optuna.storages.BaseStorage) -> None:
     """Close the storage's connections (RDB only)."""
-    backend = rdb(storage)
-    if backend is not None:
-        backend.engine.dispose()
-
-
-def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    """Write many user attributes at once: one transaction on an RDB, not one per key.
-
-    Uses the RDB storage's own per-attribute writer inside one session; if a
-    future Optuna moves those internals, falls back to one write per key.
-    """
-    backend = rdb(trial.storage)
-    writer = getattr(backend, "_set_trial_attr_without_commit", None)
-    if backend is not None and writer is not None:
-        try:
-            from optuna.storages._rdb import models
-            from optuna.storages._rdb.storage import _create_scoped_session
-        except ImportError:
-            pass
-        else:
-            with _create_scoped_session(backend.scoped_session, True) as session:
-                for key, value in attrs.items():
-                    writer(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
-            trial._cached_frozen_trial.user_attrs.update(attrs)
-            return
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
+    if isinstance(storage, RDBStorage):
+        storage.engine.dispose()
 
 
 RETRYABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,

@@ -9,6 +9,7 @@ value and the valid values. A validated study is a frozen ``StudySpec``; its
 from __future__ import annotations
 
 import inspect
+import math
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,8 +17,9 @@ from typing import Any
 
 import optuna
 
-from .data import BUILTIN, TASKS, DataSpec, check_images
+from .data import TASKS, DataSpec, check_images
 from .errors import UsageError
+from .readers import BUILTIN
 from .space import Param, parse_param
 
 # metric -> (direction, tasks it applies to)
@@ -88,6 +90,19 @@ class StudySpec:
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
         return PRUNERS[self.pruner](**self.pruner_args)
+
+    def first_prunable_step(self) -> float:
+        """The first step at which the pruner may prune (inf: never), read from its
+        arguments and their defaults; 0 when the pruner decides at run time."""
+        if self.pruner == "none":
+            return math.inf
+        params = inspect.signature(PRUNERS[self.pruner]).parameters
+        for name, first in (("n_warmup_steps", 0), ("min_resource", 1)):
+            if name in params:
+                value = self.pruner_args.get(name, params[name].default)
+                # min_resource counts steps from 1 and may be "auto"; steps count from 0.
+                return value - first if isinstance(value, int) else 0
+        return 0
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -14,7 +14,6 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -24,18 +23,25 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 
-import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import fail_stale_trials
-from optuna.storages._heartbeat import BaseHeartbeat
+from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
+from . import record
 from .errors import UsageError
-from .objective import WORKER_ATTR
-from .storage import ENV_STORAGE, RETRYABLE, error_reason, heartbeat_settings, with_retry
-from .worker import STOP_REASON_ATTR, Counts, count_states
+from .storage import (
+    ENV_STORAGE,
+    MAX_STALE_RETRIES,
+    RETRYABLE,
+    StorageURL,
+    error_reason,
+    heartbeat_settings,
+    with_retry,
+)
+from .study import OpenStudy
+from .worker import Counts, count_states
 
 logger = logging.getLogger(__name__)
 
@@ -52,19 +58,20 @@ class Slot:
     pids: list[int] = field(default_factory=list)
 
 
-def worker_env(url: str) -> dict[str, str]:
+def worker_env(url: StorageURL) -> dict[str, str]:
     env = dict(os.environ)
-    env[ENV_STORAGE] = url  # not on the command line, where ps would show a password
+    env[ENV_STORAGE] = url.secret  # not on the command line, where ps would show a password
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = "1"
     return env
 
 
 class Supervisor:
-    def __init__(self, study: optuna.Study, url: str, worker_args: list[str], workers: int,
+    def __init__(self, opened: OpenStudy, worker_args: list[str], workers: int,
                  budget: int | None, console: Console) -> None:
-        self.study = study
-        self.url = url
+        self.opened = opened
+        self.study = opened.study
+        self.url = opened.url
         self.worker_args = worker_args
         self.n_workers = workers
         self.budget = budget
@@ -75,11 +82,12 @@ class Supervisor:
         self.last_sweep = 0.0
         self.interrupted = threading.Event()
         self.log_flags: list[str] = []  # -q / -v, passed on to the workers
+        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_STALE_RETRIES)
         self.signum = 0
 
     def _spawn(self, index: int, restarts: int = 0) -> subprocess.Popen[bytes]:
         # Every worker process gets its own sampler seed, a restarted one too.
-        offset = index + 1 + 1000 * restarts
+        offset = record.seed_offset(index, restarts)
         cmd = [sys.executable, "-P", "-m", "nnsearch", *self.log_flags, "worker",
                *self.worker_args,
                "--sampler-seed-offset", str(offset)]
@@ -124,21 +132,20 @@ class Supervisor:
 
     def _fail_trials_of(self, pids: list[int], reason: str, retry: bool) -> None:
         """Fail the RUNNING trials that workers of ours (``pids``) held; retry them if asked."""
-        hosts = {f"{socket.gethostname()}:{pid}" for pid in pids}
-        storage = self.study._storage
-        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        for t in running:
-            if t.user_attrs.get(WORKER_ATTR) not in hosts:
+        owners = {record.worker_id(pid) for pid in pids}
+        storage = self.opened.storage
+        study_id = storage.get_study_id_from_name(self.study.study_name)
+        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+            if t.user_attrs.get(record.WORKER) not in owners:
                 continue
+            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
             try:
-                storage.set_trial_user_attr(t._trial_id, STOP_REASON_ATTR, reason)
-                failed = storage.set_trial_state_values(t._trial_id, TrialState.FAIL)
+                storage.set_trial_user_attr(trial_id, record.FAIL_REASON, reason)
             except (UpdateFinishedTrialError, RuntimeError):
                 continue  # the worker recorded it after all
-            if failed and retry and isinstance(storage, BaseHeartbeat):
-                callback = storage.get_heartbeat_stale_trial_callback()
-                if callback is not None:
-                    callback(self.study, storage.get_trial(t._trial_id))
+            ended = self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
+            if retry and ended.state == TrialState.FAIL:
+                self.retry(self.study, ended)
 
     def alive(self) -> bool:
         return any(slot.process.poll() is None for slot in self.slots)
@@ -181,6 +188,28 @@ class Supervisor:
             counts = with_retry(lambda: count_states(self.study), "count trials")
             progress.update(task, completed=counts.finished, info=self.describe(counts))
         return counts
+
+    def run(self) -> Counts:
+        """Start the workers, watch them to the budget or a signal; the final counts."""
+        self.install_signal_handlers()
+        if self._budget_done(count_states(self.study)):
+            logger.info("the study already has its %d finished trials", self.budget)
+        else:
+            self.start()
+            self.watch()
+        if self.interrupted.is_set():
+            self.console.print(f"[yellow]stopping: {signal.Signals(self.signum).name}; "
+                               "ending running trials as FAIL[/]")
+            self.stop(self.signum)
+        return count_states(self.study)
+
+    @property
+    def signal_name(self) -> str:
+        return signal.Signals(self.signum).name if self.signum else ""
+
+    @property
+    def failed_workers(self) -> list[Slot]:
+        return [s for s in self.slots if s.process.returncode not in (0, None)]
 
     def install_signal_handlers(self) -> None:
         """Ctrl-C or SIGTERM: the watch loop ends at once and ``stop`` takes over."""

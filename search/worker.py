@@ -22,19 +22,18 @@ import optuna
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
-from sqlalchemy import func, select
 
+from . import record
+from ._optuna import quiet_failed_trials
 from .artifacts import artifact_store
 from .data import load_data
 from .errors import Stopped
-from .objective import WORKER_ATTR, Objective
-from .storage import RETRYABLE, dispose, error_reason, rdb, with_retry
-from .studyfile import StudySpec
+from .objective import Objective
+from .storage import RETRYABLE, error_reason, with_retry
+from .study import OpenStudy
 
 logger = logging.getLogger(__name__)
 
-SURPLUS_ATTR = "nnsearch.surplus"
-STOP_REASON_ATTR = "fail_reason"
 MAX_CONSECUTIVE_FAILURES = 5
 POLL_SECONDS = 0.5
 
@@ -43,16 +42,9 @@ class Surplus(Exception):
     """This trial is beyond the study's budget: it ends as FAIL without training."""
 
 
-class _ExpectedFailures(logging.Filter):
-    """Optuna logs every failed trial with a traceback; a surplus trial or a trial
-    stopped by a signal is no error, and its reason is recorded on the trial."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = record.getMessage()
-        return "Surplus()" not in message and "Stopped(" not in message
-
-
-logging.getLogger("optuna.study._optimize").addFilter(_ExpectedFailures())
+# Optuna logs every failed trial with a traceback; a surplus trial or a trial stopped
+# by a signal is no error, and its reason is recorded on the trial.
+quiet_failed_trials(lambda message: "Surplus()" in message or "Stopped(" in message)
 
 
 @dataclass
@@ -74,55 +66,36 @@ _STATE_FIELDS = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
 
 
 def count_states(study: optuna.Study) -> Counts:
-    """Trials by state; one COUNT query on an RDB instead of loading every trial."""
+    """Trials by state (Optuna's cache reads only the trials that changed)."""
     counts = Counts()
-    backend = rdb(study._storage)
-    if backend is not None:
-        from optuna.storages._rdb.models import TrialModel
-
-        query = (select(TrialModel.state, func.count())
-                 .where(TrialModel.study_id == study._study_id).group_by(TrialModel.state))
-        with backend.engine.connect() as conn:
-            for state, n in conn.execute(query):
-                setattr(counts, _STATE_FIELDS[state], n)
-        return counts
     for t in study.get_trials(deepcopy=False):
         name = _STATE_FIELDS[t.state]
         setattr(counts, name, getattr(counts, name) + 1)
     return counts
 
 
+def trials_ahead(study: optuna.Study, number: int) -> int:
+    """Finished or running trials numbered below ``number``: who came first."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number < number)
+
+
 def _collect(into: list[FrozenTrial], study: optuna.Study, trial: FrozenTrial) -> None:
     into.append(trial)
 
 
-def trials_ahead(study: optuna.Study, number: int) -> int:
-    """Finished or running trials numbered below ``number``: who came first."""
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
-    backend = rdb(study._storage)
-    if backend is not None:
-        from optuna.storages._rdb.models import TrialModel
-
-        query = select(func.count()).where(TrialModel.study_id == study._study_id,
-                                           TrialModel.number < number,
-                                           TrialModel.state.in_(states))
-        with backend.engine.connect() as conn:
-            return int(conn.execute(query).scalar_one())
-    return sum(1 for t in study.get_trials(deepcopy=False)
-               if t.number < number and t.state in states)
-
-
 class Worker:
-    def __init__(self, study: optuna.Study, spec: StudySpec, budget: int | None,
-                 timeout: float | None = None, storage_url: str = "") -> None:
-        self.study = study
-        self.spec = spec
+    def __init__(self, opened: OpenStudy, budget: int | None,
+                 timeout: float | None = None, artifacts: bool = True) -> None:
+        self.opened = opened
+        self.study = opened.study
         self.budget = budget
         self.deadline = time.monotonic() + timeout if timeout else None
         self.stop = threading.Event()
-        store = artifact_store(storage_url) if storage_url else None
-        self.objective = Objective(spec, load_data(spec.data, spec.base_dir), storage_url,
-                                   store, stop=self.stop)
+        spec = opened.spec
+        store = artifact_store(opened.url) if artifacts else None
+        self.objective = Objective(spec, load_data(spec.data, spec.base_dir), opened.url, store,
+                                   stop=self.stop)
         self.trials_run = 0
 
     def install_signal_handlers(self) -> None:
@@ -140,15 +113,15 @@ class Worker:
 
     def _guarded(self, trial: optuna.Trial) -> float:
         if self.budget is not None and trials_ahead(self.study, trial.number) >= self.budget:
-            trial.set_user_attr(SURPLUS_ATTR, True)
-            trial.set_user_attr(STOP_REASON_ATTR, f"surplus: the budget of {self.budget} "
+            trial.set_user_attr(record.SURPLUS, True)
+            trial.set_user_attr(record.FAIL_REASON, f"surplus: the budget of {self.budget} "
                                 "trials was already taken by other workers")
             raise Surplus()
-        trial.set_user_attr(WORKER_ATTR, self.objective.worker)
+        trial.set_user_attr(record.WORKER, self.objective.worker)
         try:
             return self.objective(trial)
         except Stopped as exc:
-            trial.set_user_attr(STOP_REASON_ATTR, f"worker stopped by {exc}")
+            trial.set_user_attr(record.FAIL_REASON, f"worker stopped by {exc}")
             raise
 
     def run(self) -> int:
@@ -188,6 +161,3 @@ class Worker:
                 # this trial; its result is dropped and the worker goes on.
                 logger.warning("trial already ended by the sweeper (%s); going on", exc)
         return self.trials_run
-
-    def close(self) -> None:
-        dispose(self.study._storage)

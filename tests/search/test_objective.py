@@ -3,7 +3,7 @@
 from threadpoolctl import threadpool_limits
 
 from nnsearch.search.data import DataSpec, load_data
-from nnsearch.search.objective import train_trial
+from nnsearch.search.training import train_trial
 
 
 def test_train_trial_is_bit_identical_under_a_multithreaded_caller():

@@ -1,47 +1,67 @@
-"""Storage URLs: kinds, journal paths, password redaction, driver choice."""
+"""Storage URLs: parsed once into a StorageURL (kind, file, redacted form, driver)."""
 
 from pathlib import Path
 
 import pytest
 
 from nnsearch.search.errors import UsageError
-from nnsearch.search.storage import journal_path, kind, normalise, redact, resolve_url
+from nnsearch.search.storage import StorageURL
 
 
 def test_journal_paths():
-    assert journal_path("journal:///tmp/s.log") == Path("/tmp/s.log")
-    assert journal_path("journal:////tmp/s.log") == Path("/tmp/s.log")
-    assert journal_path("journal://runs/s.log") == Path("runs/s.log")
+    assert StorageURL.parse("journal:///tmp/s.log").path == Path("/tmp/s.log")
+    assert StorageURL.parse("journal:////tmp/s.log").path == Path("/tmp/s.log")
+    assert StorageURL.parse("journal://runs/s.log").path == Path("runs/s.log")
 
 
-@pytest.mark.parametrize(("url", "expected"), [
-    ("sqlite:///x.db", "sqlite"), ("postgresql://u@h/db", "postgresql"),
-    ("postgresql+psycopg://u@h/db", "postgresql"), ("journal:///x.log", "journal"),
-    ("grpc://h:13000", "grpc"),
+@pytest.mark.parametrize(("url", "kind", "path"), [
+    ("sqlite:///x.db", "sqlite", Path("x.db")),
+    ("sqlite:////tmp/x.db", "sqlite", Path("/tmp/x.db")),
+    ("sqlite:///:memory:", "sqlite", None), ("postgresql://u@h/db", "postgresql", None),
+    ("postgresql+psycopg://u@h/db", "postgresql", None),
+    ("journal:///x.log", "journal", Path("/x.log")),
+    ("grpc://h:13000", "grpc", None),
 ])
-def test_kinds(url, expected):
-    assert kind(url) == expected
+def test_kinds_and_files(url, kind, path):
+    parsed = StorageURL.parse(url)
+    assert (parsed.kind, parsed.path) == (kind, path)
 
 
-def test_passwords_are_redacted():
-    assert redact("postgresql+psycopg://u:hunter2@h:5432/db") == \
-        "postgresql+psycopg://u:***@h:5432/db"
-    assert "hunter2" not in redact("weird://u:hunter2@%%%")
-    assert redact("garbage") == "garbage"
+def test_grpc_host_and_port():
+    url = StorageURL.parse("grpc://proxy.example:13000")
+    assert (url.host, url.port) == ("proxy.example", 13000)
+    with pytest.raises(UsageError, match="grpc://HOST:PORT"):
+        StorageURL.parse("grpc://nowhere")
+
+
+@pytest.mark.parametrize("text", [
+    "postgresql+psycopg://u:hunter2@h:5432/db",
+    "postgresql://u@h:5432/db?password=hunter2",
+    "weird://u:hunter2@%%%",
+])
+def test_passwords_are_redacted_wherever_the_url_is_shown(text):
+    try:
+        url = StorageURL.parse(text)
+    except UsageError as exc:  # not a URL at all: the error hides the password too
+        assert "hunter2" not in str(exc)
+        return
+    assert "hunter2" not in str(url) and "hunter2" not in repr(url)
+    assert "hunter2" not in url.redacted and "hunter2" in url.secret
 
 
 def test_postgres_uses_psycopg3():
-    assert normalise("postgresql://u:p@h/db").startswith("postgresql+psycopg://u:p@h/db")
-    assert normalise("sqlite:///x.db") == "sqlite:///x.db"
+    assert StorageURL.parse("postgresql://u:p@h/db").secret.startswith(
+        "postgresql+psycopg://u:p@h/db")
+    assert StorageURL.parse("sqlite:///x.db").secret == "sqlite:///x.db"
 
 
 def test_storage_resolution(monkeypatch, tmp_path):
     monkeypatch.delenv("NNSEARCH_STORAGE", raising=False)
     study = tmp_path / "s.toml"
-    assert resolve_url(None, study) == f"sqlite:///{tmp_path / 's.db'}"
+    assert StorageURL.resolve(None, study).secret == f"sqlite:///{tmp_path / 's.db'}"
     monkeypatch.setenv("NNSEARCH_STORAGE", "journal:///x.log")
-    assert resolve_url(None, study) == "journal:///x.log"
-    assert resolve_url("sqlite:///y.db", study) == "sqlite:///y.db"
+    assert StorageURL.resolve(None, study).secret == "journal:///x.log"
+    assert StorageURL.resolve("sqlite:///y.db", study).secret == "sqlite:///y.db"
     monkeypatch.delenv("NNSEARCH_STORAGE")
     with pytest.raises(UsageError, match="no storage given"):
-        resolve_url(None, None)
+        StorageURL.resolve(None, None)

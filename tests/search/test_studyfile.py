@@ -1,6 +1,7 @@
 """Study files: the shipped ones load; errors name the file, key, value and valid values."""
 
 import dataclasses
+import tomllib
 from pathlib import Path
 
 import optuna
@@ -159,10 +160,24 @@ def test_sampling_is_conditional_on_depth_and_clip_type():
     assert seen_depths == {1, 2, 3} and seen_clip == {"none", "norm"}
 
 
-def test_first_prunable_step_matches_each_pruner():
-    from nnsearch.search.objective import first_prunable_step
-
-    assert first_prunable_step(optuna.pruners.NopPruner()) == float("inf")
-    assert first_prunable_step(optuna.pruners.MedianPruner(n_warmup_steps=7)) == 7
-    assert first_prunable_step(optuna.pruners.SuccessiveHalvingPruner(min_resource=3)) == 2
-    assert first_prunable_step(optuna.pruners.HyperbandPruner()) == 0  # "auto": always ask
+@pytest.mark.parametrize(("pruner", "first"), [
+    ('name = "none"', float("inf")),
+    ('name = "median"', 0),
+    ('name = "median"\nn_warmup_steps = 7', 7),
+    ('name = "successive_halving"\nmin_resource = 3', 2),  # resources count from 1, steps from 0
+    ('name = "hyperband"', 0),  # min_resource "auto": decided at run time, so always ask
+])
+def test_first_prunable_step_from_the_pruner_arguments(pruner, first):
+    spec = parse_study(tomllib.loads(f'[study]\nname = "s"\n[pruner]\n{pruner}\n'), "t")
+    assert spec.first_prunable_step() == first
+    # The pruner itself agrees: it never prunes before that step.
+    pruning = spec.make_pruner()
+    study = optuna.create_study(pruner=pruning, direction="maximize")
+    for _ in range(6):
+        trial = study.ask()
+        for step in range(10):
+            trial.report(1.0 if trial.number < 5 else 0.0, step)
+            if trial.should_prune():
+                assert step >= first, (pruner, step)
+                break
+        study.tell(trial, 1.0 if trial.number < 5 else 0.0)

@@ -11,7 +11,7 @@ import optuna
 import pytest
 from optuna.trial import TrialState
 
-from tests.helpers import NNSEARCH, ROOT, cli_env, run_cli, write_study
+from tests.helpers import NNSEARCH, cli_env, run_cli, write_study
 
 SLOW_STUDY = """
 [study]
@@ -232,12 +232,3 @@ def test_passwords_never_appear(tmp_path, pg_url):
                run_cli("export", str(study), "--storage", secret, cwd=tmp_path).stdout]
     assert all("hunter2" not in text for text in outputs)
     assert "***" in exported
-
-
-def test_trial_seed_depends_only_on_study_seed_and_number():
-    from nnsearch.search.objective import trial_seed
-
-    assert trial_seed(1, 5) == trial_seed(1, 5)
-    assert len({trial_seed(1, n) for n in range(100)}) == 100
-    assert trial_seed(1, 5) != trial_seed(2, 5)
-    assert ROOT.is_dir()

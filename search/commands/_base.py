@@ -1,0 +1,101 @@
+"""What every command shares: the base class, argument types, shared arguments, consoles."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+
+from ..storage import ENV_STORAGE, StorageURL
+from ..study import Target, target_from_args
+
+stdout = Console(soft_wrap=True)
+stderr = Console(stderr=True)
+
+
+# ----- argument types and shared arguments ---------------------------------------------------
+def number(kind: type, minimum: float, strict: bool) -> Callable[[str], Any]:
+    """An argparse type: a ``kind`` number above ``minimum`` (or equal, unless strict)."""
+    noun = "whole number" if kind is int else "number"
+    bound = f"> {minimum}" if strict else f">= {minimum}"
+
+    def parse(text: str) -> Any:
+        try:
+            value = kind(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"must be a {noun}, but got {text!r}") from None
+        if not math.isfinite(value) or value < minimum or (strict and value == minimum):
+            raise argparse.ArgumentTypeError(f"must be {bound}, but got {text}")
+        return value
+
+    return parse
+
+
+positive_int = number(int, 1, strict=False)
+nonnegative_int = number(int, 0, strict=False)
+positive_float = number(float, 0, strict=True)
+
+
+def study_args(p: argparse.ArgumentParser, file_required: bool = False) -> None:
+    if file_required:
+        p.add_argument("study_file", metavar="STUDY_FILE", help="the study's TOML file")
+    else:
+        p.add_argument("study_file", metavar="STUDY_FILE", nargs="?",
+                       help="the study's TOML file (or use --study with --storage)")
+        p.add_argument("--study", dest="study_name", metavar="NAME",
+                       help="the study's name, when addressing it without its file")
+    p.add_argument("--storage", metavar="URL",
+                   help=f"storage URL; default: ${ENV_STORAGE}, else SQLite beside the "
+                        "study file (sqlite:///PATH, postgresql+psycopg://USER@HOST/DB, "
+                        "journal:///PATH)")
+
+
+def budget_args(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--trials", type=positive_int, metavar="N",
+                   help="finished trials (complete + pruned) for the whole study, shared by "
+                        "all its workers; default: budget.trials")
+    p.add_argument("--timeout", type=positive_float, metavar="S",
+                   help="stop starting trials after S seconds; default: budget.timeout")
+
+
+def storage_args(p: argparse.ArgumentParser, verb: str) -> None:
+    """For commands that need only a storage: the study file's default, or --storage."""
+    p.add_argument("study_file", metavar="STUDY_FILE", nargs="?",
+                   help=f"{verb} the study file's default storage")
+    p.add_argument("--storage", metavar="URL", help=f"the storage to {verb}")
+
+
+def storage_url(args: argparse.Namespace) -> StorageURL:
+    return StorageURL.resolve(args.storage, Path(args.study_file) if args.study_file else None)
+
+
+def target(args: argparse.Namespace) -> Target:
+    return target_from_args(args.study_file, getattr(args, "study_name", None), args.storage)
+
+
+def write_json(data: dict[str, Any], output: str | None) -> None:
+    text = json.dumps(data, indent=2) + "\n"
+    if output:
+        Path(output).write_text(text, encoding="utf-8")
+    else:
+        sys.stdout.write(text)
+
+
+# ----- the commands --------------------------------------------------------------------------
+class Command:
+    """One subcommand: its help, its examples, its arguments and its action."""
+
+    help = ""
+    examples: tuple[str, ...] = ()
+
+    def add_arguments(self, parser: argparse.ArgumentParser) -> None:
+        pass
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        raise NotImplementedError

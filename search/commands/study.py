@@ -1,0 +1,185 @@
+"""Commands on one study: create, run, worker, status, export, report."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+from pathlib import Path
+
+from .. import record
+from ..errors import UsageError
+from ..export import export_trial, pick_trial
+from ..status import render_status, study_status
+from ..study import create, open_study
+from ._base import (
+    Command,
+    budget_args,
+    nonnegative_int,
+    positive_int,
+    stderr,
+    stdout,
+    study_args,
+    target,
+    write_json,
+)
+
+logger = logging.getLogger(__name__)
+
+
+class Create(Command):
+    help = "Create the study from its file (once; later calls find it)."
+    examples = ("nnsearch create studies/digits.toml",
+                "nnsearch create studies/digits.toml --storage postgresql+psycopg://u@db/optuna")
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        study_args(p, file_required=True)
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        t = target(args)
+        with create(t) as (opened, created):
+            name = opened.study.study_name
+            logger.info("%s study %r in %s", "created" if created else "found existing", name,
+                        t.url)
+            stdout.print(f"study {name} {'created' if created else 'exists'} in {t.url}")
+        return 0
+
+
+class Run(Command):
+    help = "Create the study if needed, run N workers to the budget, export the best trial."
+    examples = ("nnsearch run studies/digits.toml --workers 2",
+                "nnsearch run studies/article.toml --trials 50 --timeout 600")
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        study_args(p, file_required=True)
+        p.add_argument("--workers", type=positive_int, default=1, metavar="N",
+                       help="worker processes (default 1)")
+        budget_args(p)
+        p.add_argument("--export", metavar="FILE",
+                       help="where to write the best trial's config (default: "
+                            "NAME-best.json beside the study file)")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from ..supervisor import Supervisor, worker_args_for
+
+        t = target(args)
+        spec = t.spec
+        assert spec is not None and spec.path is not None
+        budget, timeout = args.trials or spec.trials, args.timeout or spec.timeout
+        if budget is None and timeout is None:
+            raise UsageError(f"{spec.path}: no budget: set budget.trials or budget.timeout in "
+                             "the study file, or pass --trials N or --timeout S.")
+        with create(t) as (opened, created):
+            logger.info("%s study %r in %s", "created" if created else "resuming", spec.name,
+                        t.url)
+            supervisor = Supervisor(opened, worker_args_for(spec.path, spec.name, budget,
+                                                            timeout), args.workers, budget, stderr)
+            supervisor.log_flags = ["-q"] if args.quiet else ["-v"] * args.verbose
+            counts = supervisor.run()
+            status = study_status(opened, counts)
+            render_status(status, stdout, stderr)
+            if supervisor.signum:
+                stderr.print(f"stopped by {supervisor.signal_name}; run the same command again "
+                             "to resume")
+                return 128 + supervisor.signum
+            if status.best is None:
+                logger.error("study %r has no completed trial to export", spec.name)
+                return 1
+            best = status.best
+            out = Path(args.export) if args.export else spec.path.with_name(
+                f"{spec.name}-best.json")
+            write_json(export_trial(opened.study, spec, best, t.url), str(out))
+        stdout.print(f"best trial {best.number}: {spec.metric}={best.value:.4f}")
+        stdout.print(f"exported config: {out}")
+        stdout.print(f"retrain it with: nnsearch train {out}")
+        if budget is not None and counts.finished < budget:
+            logger.warning("the study stopped at %d of %d finished trials", counts.finished,
+                           budget)
+            return 1 if supervisor.failed_workers else 0
+        return 0
+
+
+class Worker(Command):
+    help = "Run one worker on an existing study (for other machines and containers)."
+    examples = (
+        "nnsearch worker studies/digits.toml --storage postgresql+psycopg://u@db/optuna",
+        "NNSEARCH_STORAGE=postgresql+psycopg://u@db/optuna nnsearch worker --study digits")
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        study_args(p)
+        budget_args(p)
+        p.add_argument("--sampler-seed-offset", type=nonnegative_int, metavar="K",
+                       help=argparse.SUPPRESS)
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from ..worker import Worker as StudyWorker
+
+        t = target(args)
+        offset = args.sampler_seed_offset
+        if offset is None:  # a standalone worker: its own seed, from its host and pid
+            offset = record.standalone_offset()
+        with open_study(t, heartbeat=True, sampler_offset=offset) as opened:
+            spec = opened.spec
+            worker = StudyWorker(opened, args.trials or spec.trials,
+                                 args.timeout or spec.timeout)
+            worker.install_signal_handlers()
+            n = worker.run()
+        logger.info("worker %s ran %d trial(s)", worker.objective.worker, n)
+        return 130 if worker.stop.is_set() else 0
+
+
+class Status(Command):
+    help = "Trials by state, and the best value and params."
+    examples = ("nnsearch status studies/digits.toml",
+                "nnsearch status --study digits --storage sqlite:///studies/digits.db --json")
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        study_args(p)
+        p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        with open_study(target(args)) as opened:
+            render_status(study_status(opened), stdout, stderr, as_json=args.json)
+        return 0
+
+
+class Export(Command):
+    help = "The best trial (or trial N) as a JSON config to retrain from."
+    examples = ("nnsearch export studies/digits.toml -o best.json",
+                "nnsearch export studies/digits.toml --trial 12")
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        study_args(p)
+        p.add_argument("--trial", type=nonnegative_int, metavar="N", help="this trial number")
+        p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        t = target(args)
+        with open_study(t) as opened:
+            trial, skipped = pick_trial(opened.study, args.trial)
+            if skipped:
+                logger.warning("skipped completed trial(s) %s: their values were not written "
+                               "by a worker (e.g. set through the dashboard)", skipped)
+            export = export_trial(opened.study, opened.spec, trial, t.url)
+        write_json(export, args.output)
+        if args.output:
+            logger.info("wrote trial %d to %s", trial.number, args.output)
+        return 0
+
+
+class Report(Command):
+    help = ("Static PNGs: optimisation history, parameter importances, parallel coordinates, "
+            "learning curves of the top 5.")
+    examples = ("nnsearch report studies/digits.toml --out report/",)
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        study_args(p)
+        p.add_argument("--out", default="report", metavar="DIR",
+                       help="folder for the PNGs (default: report)")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from ..report import write_report
+
+        with open_study(target(args)) as opened:
+            for path in write_report(opened.study, Path(args.out)):
+                stdout.print(str(path))
+        return 0

@@ -1,0 +1,193 @@
+"""Commands around a study: train, predict, doctor, dashboard, proxy."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import sys
+from pathlib import Path
+
+from rich.table import Table
+
+from ..errors import UsageError
+from ._base import Command, nonnegative_int, positive_int, stdout, storage_args, storage_url
+
+logger = logging.getLogger(__name__)
+
+
+class Train(Command):
+    help = "Rebuild and retrain an exported config; print validation and test metrics."
+    examples = ("nnsearch train best.json", "nnsearch train best.json -o model.npz --json")
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("config", metavar="CONFIG.json", help="a file written by nnsearch export")
+        p.add_argument("-o", "--output", metavar="MODEL.npz",
+                       help="where to write the model (default: CONFIG with .npz); the "
+                            "learning curve goes beside it as .png")
+        p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from nnsearch.model import save
+
+        from ..export import check_reproduction, read_export, retrain
+        from ..plots import learning_curve_png
+
+        config = read_export(args.config)
+        net, history, data, metrics = retrain(config, str(args.config))
+        study, number = config["study"].get("name"), config["trial"].get("number")
+        out = Path(args.output) if args.output else Path(args.config).with_suffix(".npz")
+        metadata = {"preprocessing": data.preprocessing(), "trial": number, "study": study,
+                    "data_fingerprint": data.fingerprint}
+        path = save(net, out, metadata=metadata)
+        plot = learning_curve_png(history, path.with_suffix(".png"), f"{study} trial {number}")
+        check_reproduction(config, metrics)
+        logger.info("wrote the model to %s and its learning curve to %s", path, plot)
+        head = ["val_accuracy", "test_accuracy"] if data.task == "classification" \
+            else ["val_rmse", "test_rmse"]
+        if args.json:
+            shown = {k: metrics[k] for k in [*head, "val_loss", "test_loss"]}
+            sys.stdout.write(json.dumps(shown | {"model": str(path), "plot": str(plot)}) + "\n")
+        else:
+            sys.stdout.write(" ".join(f"{k}={metrics[k]:.4f}" for k in head) + "\n")
+        return 0
+
+
+class Predict(Command):
+    help = "Predict with a trained model; CSV to stdout."
+    examples = ("nnsearch predict best.npz new_rows.csv > predictions.csv",)
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("model", metavar="MODEL.npz", help="a model written by nnsearch train")
+        p.add_argument("data", metavar="DATA.csv",
+                       help="rows with the training's feature columns (a target column is "
+                            "ignored); or an .npz with X")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from nnsearch.model import load
+
+        from ..data import decode_predictions, scale_features
+        from ..readers import read_features
+
+        model_path = Path(args.model)
+        if not model_path.is_file():
+            raise UsageError(f"model file not found: {model_path}")
+        try:
+            net = load(model_path)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
+        prep = getattr(net, "metadata", {}).get("preprocessing")
+        if not prep:
+            raise UsageError(f"{model_path}: has no preprocessing record; it was not written "
+                             "by nnsearch train.")
+        X = read_features(Path(args.data), prep)
+        lines = ["prediction", *decode_predictions(net.predict(scale_features(X, prep)), prep)]
+        sys.stdout.write("\n".join(lines) + "\n")
+        return 0
+
+
+class Doctor(Command):
+    help = "Check a storage for N workers: reachable, schema, connections, file system."
+    examples = ("nnsearch doctor studies/digits.toml --workers 4",
+                "nnsearch doctor --storage postgresql+psycopg://u@db/optuna --workers 32")
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        storage_args(p, "check")
+        p.add_argument("--workers", type=positive_int, default=2, metavar="N",
+                       help="workers you plan to run (default 2)")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from ..doctor import diagnose
+
+        url = storage_url(args)
+        checks = diagnose(url, args.workers)
+        table = Table(title=f"nnsearch doctor: {url}, {args.workers} worker(s)")
+        for col in ("", "check", "detail"):
+            table.add_column(col)
+        marks = {"ok": "[green]ok[/]", "warn": "[yellow]warn[/]", "fail": "[red]FAIL[/]"}
+        for check in checks:
+            table.add_row(marks[check.status], check.name, check.detail)
+        stdout.print(table)
+        return 1 if any(c.status == "fail" for c in checks) else 0
+
+
+class Dashboard(Command):
+    help = ("Serve optuna-dashboard for the study's storage (loopback by default; read-only "
+            "off loopback).")
+    examples = ("nnsearch dashboard studies/digits.toml",
+                "nnsearch dashboard --storage postgresql+psycopg://u@db/optuna --host 0.0.0.0",
+                "NNSEARCH_DASHBOARD_USER=me NNSEARCH_DASHBOARD_PASSWORD=... nnsearch dashboard "
+                "studies/digits.toml")
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        storage_args(p, "serve")
+        p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+        p.add_argument("--port", type=nonnegative_int, default=8080,
+                       help="port (default 8080; 0 picks a free one)")
+        p.add_argument("--read-only", action="store_true",
+                       help="refuse every request but GET/HEAD with 403 (the default when "
+                            "--host is not loopback)")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from ..dashboard import credentials_from_env, is_loopback, make_dashboard, serve
+
+        url = storage_url(args)
+        read_only = args.read_only or not is_loopback(args.host)
+        if not args.read_only and read_only:
+            logger.info("%s is not a loopback address: serving read-only", args.host)
+        credentials = credentials_from_env()
+        app = make_dashboard(url, read_only, credentials)
+        try:
+            server = serve(app, args.host, args.port)
+        except OSError as exc:
+            raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}.") \
+                from None
+        host = f"[{args.host}]" if ":" in args.host else args.host
+        mode = ", read-only" if read_only else ""
+        auth = ", basic auth" if credentials else ""
+        stdout.print(f"optuna-dashboard for {url}{mode}{auth}: "
+                     f"http://{host}:{server.server_port}/dashboard/")
+        sys.stdout.flush()
+        try:
+            server.serve_forever()
+        except KeyboardInterrupt:
+            pass
+        finally:
+            server.server_close()
+        return 0
+
+
+class Proxy(Command):
+    help = ("Serve the storage to many workers through Optuna's gRPC proxy (needs the grpc "
+            "extra).")
+    examples = ("nnsearch proxy --storage postgresql+psycopg://u@db/optuna --host 0.0.0.0",
+                "nnsearch worker studies/digits.toml --storage grpc://proxy-host:13000")
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        storage_args(p, "put behind the proxy")
+        p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
+        p.add_argument("--port", type=positive_int, default=13000, help="port (default 13000)")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from ..storage import dispose, open_storage
+
+        url = storage_url(args)
+        if url.kind == "grpc":
+            raise UsageError("the proxy needs the real storage behind it, not another proxy.")
+        try:
+            import grpc  # noqa: F401
+            from optuna.storages import run_grpc_proxy_server
+        except ImportError:
+            raise UsageError("nnsearch proxy needs grpcio: pip install 'nnsearch[grpc]'.") \
+                from None
+        storage = open_storage(url)
+        stdout.print(f"storage proxy for {url} on grpc://{args.host}:{args.port} "
+                     "(workers: --storage grpc://HOST:PORT)")
+        sys.stdout.flush()
+        try:
+            run_grpc_proxy_server(storage, host=args.host, port=args.port)
+        except KeyboardInterrupt:
+            pass
+        finally:
+            dispose(storage)
+        return 0

@@ -1,0 +1,96 @@
+"""A trial's record: the attributes a worker writes, who wrote them, and the seeds.
+
+Every module that reads or writes a trial's user attributes takes the names from
+here, so renaming one cannot silently break ``export`` or the supervisor.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+import socket
+import zlib
+from typing import Any
+
+import numpy as np
+from optuna.trial import FrozenTrial
+
+from nnsearch.model import History, Network
+
+# Written by a worker when it takes a trial, before training: who runs it.
+WORKER = "nnsearch.worker"
+# Written with the trial's result.
+NETWORK = "network"  # Network(**...) arguments
+TRAINING = "training"  # TrainConfig(**...) arguments
+EPOCHS_RUN = "epochs_run"
+VAL_LOSS = "val_loss"
+VAL_ACCURACY = "val_accuracy"  # classification, whatever the study's metric
+PRUNED_REASON = "pruned_reason"
+# Why a trial failed: stopped by a signal, its worker died, or it was surplus.
+FAIL_REASON = "fail_reason"
+SURPLUS = "nnsearch.surplus"
+# A worker-written result carries all of these; a value set by hand (the dashboard) does not.
+RESULT_KEYS = (WORKER, EPOCHS_RUN, NETWORK, TRAINING)
+SHOWN_KEYS = (EPOCHS_RUN, "n_params", "train_seconds")  # beside the best trial's params
+
+_SEED_SPACE = 2**32  # numpy's and Optuna's samplers take seeds in [0, 2**32)
+
+
+def worker_id(pid: int | None = None) -> str:
+    """A worker process's identity in the trials it writes: ``host:pid``."""
+    return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+def written_by_worker(trial: FrozenTrial) -> bool:
+    """Whether a worker wrote this trial's result (not, say, the dashboard)."""
+    return all(key in trial.user_attrs for key in RESULT_KEYS)
+
+
+def trial_seed(study_seed: int, trial_number: int) -> int:
+    """A 31-bit seed for a trial's network and shuffling: the study seed and the trial
+    number alone decide it, so a trial's result does not depend on its worker."""
+    entropy = [study_seed % _SEED_SPACE, trial_number]
+    return int(np.random.SeedSequence(entropy).generate_state(1)[0] >> 1)
+
+
+def seed_offset(index: int, restarts: int) -> int:
+    """The sampler-seed offset of worker ``index`` of a run, after ``restarts`` restarts.
+
+    Distinct for every pair (the Cantor pairing), and >= 1 so that no worker samples
+    like the study's own sampler.
+    """
+    n = index + restarts
+    return n * (n + 1) // 2 + restarts + 1
+
+
+def standalone_offset(worker: str | None = None) -> int:
+    """The offset of a worker started by hand: from its host and pid, in the upper half
+    of the seed space, away from the small offsets of a run's workers."""
+    return _SEED_SPACE // 2 + zlib.crc32((worker or worker_id()).encode()) % (_SEED_SPACE // 2)
+
+
+def sampler_seed(study_seed: int, offset: int) -> int:
+    """A worker's sampler seed, always a valid seed whatever the study seed."""
+    return (study_seed + offset) % _SEED_SPACE
+
+
+def result_attrs(history: History, net: Network, seed: int, seconds: float) -> dict[str, Any]:
+    """The diagnostics a trial records with its result (JSON-friendly, finite)."""
+    def finite(x: float) -> float | None:
+        return float(x) if math.isfinite(x) else None
+
+    last_norms = history.grad_norms[-1] if history.grad_norms else []
+    return {
+        "seed": seed,
+        "n_params": net.n_params,
+        EPOCHS_RUN: history.epochs_run,
+        "best_epoch": history.best_epoch,
+        "train_seconds": round(seconds, 4),
+        "final_train_loss": finite(history.train_loss[-1]) if history.train_loss else None,
+        "final_val_loss": finite(history.val_loss[-1]) if history.val_loss else None,
+        "max_grad_norm": finite(history.max_grad_norm),
+        "grad_norms": [finite(x) for x in last_norms],
+        "clip_rate": float(np.mean(history.clip_fraction)) if history.clip_fraction else 0.0,
+        "diverged": history.diverged,
+        "stopped_early": history.stopped_early,
+    }

@@ -1,0 +1,52 @@
+"""The private Optuna names nnsearch uses still work (search/_optuna.py).
+
+If this fails after an Optuna upgrade, a private name moved: update it in
+search/_optuna.py, or drop the fast path for its public fallback.
+"""
+
+import optuna
+
+from nnsearch.search import _optuna
+
+
+def test_every_fast_path_is_taken_on_this_optuna():
+    paths = _optuna.fast_paths()
+    assert paths and all(paths.values()), (optuna.__version__, paths)
+
+
+def test_expected_failures_are_quiet_and_others_are_not(caplog):
+    _optuna.quiet_failed_trials(lambda message: "ExpectedInTest(" in message)
+
+    class ExpectedInTest(Exception):
+        pass
+
+    def objective(trial):
+        raise ExpectedInTest() if trial.number == 0 else RuntimeError("a real bug")
+
+    study = optuna.create_study()
+    with caplog.at_level("WARNING", logger="optuna"):
+        study.optimize(objective, n_trials=2, catch=(Exception,))
+    messages = [r.getMessage() for r in caplog.records]
+    assert not any("ExpectedInTest(" in m for m in messages)
+    assert any("a real bug" in m for m in messages)
+
+
+def test_no_other_module_names_a_private_optuna_module():
+    import ast
+    from pathlib import Path
+
+    root = Path(_optuna.__file__).parent
+    for path in root.rglob("*.py"):
+        if path.name == "_optuna.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("optuna"):
+                assert "._" not in node.module and not any(
+                    a.name.startswith("_") for a in node.names), (path, node.module)
+            if isinstance(node, ast.Attribute) and node.attr.startswith("_") \
+                    and not node.attr.startswith("__"):
+                owner = ast.unparse(node.value)
+                assert owner in ("self", "cls") or owner.startswith("self."), \
+                    f"{path.name}: {owner}.{node.attr}"
+            if isinstance(node, ast.Constant) and isinstance(node.value, str):
+                assert not node.value.startswith("optuna.") or "._" not in node.value, path

@@ -1,0 +1,126 @@
+"""The supervisor's restart and stop logic, with real (stand-in) worker processes."""
+
+import subprocess
+import sys
+import time
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+from rich.console import Console
+
+from nnsearch.search import record, supervisor
+from nnsearch.search.storage import StorageURL
+from nnsearch.search.study import OpenStudy
+from nnsearch.search.studyfile import parse_study
+from nnsearch.search.worker import Counts
+
+SLEEPER = "import time; time.sleep(60)"
+STUBBORN = "import signal, time; signal.signal(signal.SIGTERM, signal.SIG_IGN); time.sleep(60)"
+
+
+def process(code: str) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
+@pytest.fixture
+def sup(monkeypatch):
+    """A supervisor on an in-memory study whose workers are stand-in processes."""
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="s", storage=storage)
+    spec = parse_study({"study": {"name": "s"}}, "test")
+    opened = OpenStudy(study, spec, storage, StorageURL.parse("sqlite:///:memory:"))
+    s = supervisor.Supervisor(opened, [], workers=2, budget=10, console=Console(quiet=True))
+    s.spawned = []
+
+    def spawn(index, restarts=0):
+        s.spawned.append((index, restarts))
+        return process(SLEEPER)
+
+    monkeypatch.setattr(s, "_spawn", spawn)
+    yield s
+    for slot in s.slots:
+        slot.process.kill()
+        slot.process.wait()
+
+
+def running_trial(study, pid):
+    trial = study.ask()
+    trial.set_user_attr(record.WORKER, record.worker_id(pid))
+    return trial.number
+
+
+def die(slot, code):
+    slot.process.kill()
+    slot.process.wait()
+    slot.process.returncode = code  # as if the worker had exited with this code
+
+
+def test_a_crashed_worker_is_restarted_and_its_trial_failed_and_retried(sup):
+    sup.start()
+    assert sup.spawned == [(0, 0), (1, 0)]
+    dead = sup.slots[0].process.pid
+    mine, other = running_trial(sup.study, dead), running_trial(sup.study, 999_999)
+    die(sup.slots[0], 1)
+    sup._check_workers(Counts(complete=3))
+    assert sup.spawned[-1] == (0, 1) and sup.slots[0].restarts == 1
+    assert sup.slots[0].pids == [dead, sup.slots[0].process.pid]
+    trials = sup.study.get_trials()
+    assert trials[mine].state == TrialState.FAIL
+    assert "exited with code 1" in trials[mine].user_attrs[record.FAIL_REASON]
+    assert trials[other].state == TrialState.RUNNING  # another worker's trial is left alone
+    retries = [t for t in trials if t.state == TrialState.WAITING]
+    assert len(retries) == 1 and retries[0].system_attrs["failed_trial"] == mine
+
+
+@pytest.mark.parametrize(("code", "counts", "restarts_before"), [
+    (0, Counts(complete=3), 0),  # a clean exit: its budget or timeout is spent
+    (2, Counts(complete=3), 0),  # a bad input: restarting would not help
+    (1, Counts(complete=10), 0),  # the study's budget is done
+    (1, Counts(complete=3), supervisor.MAX_RESTARTS_PER_WORKER),  # restarted enough
+])
+def test_when_a_worker_is_not_restarted(sup, code, counts, restarts_before):
+    sup.start()
+    sup.slots[0].restarts = restarts_before
+    die(sup.slots[0], code)
+    sup._check_workers(counts)
+    assert sup.spawned == [(0, 0), (1, 0)]
+    assert sup.slots[0].restarts == restarts_before
+
+
+def test_restarts_get_their_own_sampler_seed(sup):
+    sup.start()
+    for _ in range(supervisor.MAX_RESTARTS_PER_WORKER + 1):
+        die(sup.slots[1], 1)
+        sup._check_workers(Counts())
+    offsets = {record.seed_offset(i, r) for i, r in sup.spawned}
+    assert len(offsets) == len(sup.spawned) == 2 + supervisor.MAX_RESTARTS_PER_WORKER
+
+
+def test_stop_ends_every_worker_and_fails_their_trials_without_retry(sup, monkeypatch):
+    monkeypatch.setattr(supervisor, "WORKER_STOP_SECONDS", 1.0)
+    sup.start()
+    stubborn = process(STUBBORN)  # ignores SIGTERM: killed once the grace time is over
+    sup.slots[1].process.kill()
+    sup.slots[1].process = stubborn
+    sup.slots[1].pids.append(stubborn.pid)
+    now = running_trial(sup.study, stubborn.pid)
+    old_pid = sup.slots[0].process.pid
+    before = running_trial(sup.study, old_pid)
+    die(sup.slots[0], 1)
+    sup._check_workers(Counts())  # fails and retries `before`; slot 0 has a new pid now
+    late = running_trial(sup.study, old_pid)  # takes the retry; held by a pid of the past
+    time.sleep(0.5)  # let the stubborn one install its handler
+    started = time.monotonic()
+    sup.stop(15)
+    assert time.monotonic() - started < 10
+    assert all(slot.process.poll() is not None for slot in sup.slots)
+    assert stubborn.returncode == -9
+    trials = sup.study.get_trials()
+    assert trials[now].state == TrialState.FAIL
+    assert trials[now].user_attrs[record.FAIL_REASON] == "run stopped by SIGTERM"
+    assert trials[late].state == TrialState.FAIL  # every pid the slot ever had counts
+    assert trials[before].state == TrialState.FAIL  # failed (and retried) at the restart
+    retries = [t.number for t in trials if "failed_trial" in t.system_attrs]
+    assert retries == [late]  # the restart's retry; stop retries nothing
+    assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
