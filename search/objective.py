@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+from functools import partial
 from typing import Any
 
 import optuna
@@ -24,7 +25,7 @@ from .data import Dataset
 from .errors import Stopped
 from .export import build_export
 from .space import build_configs, sample
-from .storage import StorageURL
+from .storage import StorageURL, with_retry
 from .studyfile import StudySpec
 from .training import metric_value, train_trial
 
@@ -87,7 +88,7 @@ class Objective:
         if reason is not None:
             attrs[record.PRUNED_REASON] = reason
         for key, attr in attrs.items():  # one write per key: see _optuna.py for why
-            trial.set_user_attr(key, attr)
+            with_retry(partial(trial.set_user_attr, key, attr), "record the trial")
         if reason is not None:
             logger.debug("trial %d %s", trial.number, reason)
             raise optuna.TrialPruned(reason)

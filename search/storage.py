@@ -169,8 +169,9 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
 
 def error_reason(exc: BaseException) -> str:
     """The first line of a database error: the driver's own message, without SQLAlchemy's
-    wrapping (statement, parameters, a link to its docs)."""
-    return (str(getattr(exc, "orig", None) or exc).strip().splitlines() or [""])[0]
+    or Optuna's wrapping (statement, parameters, a link to its docs)."""
+    cause = _transient_cause(exc) or exc
+    return (str(getattr(cause, "orig", None) or cause).strip().splitlines() or [""])[0]
 
 
 def _grpc_proxy(url: StorageURL) -> optuna.storages.BaseStorage:
@@ -209,8 +210,26 @@ def dispose(storage: optuna.storages.BaseStorage) -> None:
         storage.engine.dispose()
 
 
-RETRYABLE = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
-             sqlalchemy.exc.DisconnectionError)
+_TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
+              sqlalchemy.exc.DisconnectionError)
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether ``exc`` comes from a storage that is away for now (a restart, a dropped
+    connection): Optuna wraps such errors (StorageInternalError), and may raise another
+    error while handling one, so the whole chain of causes is searched."""
+    return _transient_cause(exc) is not None
+
+
+def _transient_cause(exc: BaseException) -> BaseException | None:
+    seen: set[int] = set()
+    current: BaseException | None = exc
+    while current is not None and id(current) not in seen:
+        if isinstance(current, _TRANSIENT):
+            return current
+        seen.add(id(current))
+        current = current.__cause__ or current.__context__
+    return None
 
 
 def with_retry(fn: Callable[[], T], what: str, attempts: int = 8, first_wait: float = 0.5) -> T:
@@ -219,8 +238,8 @@ def with_retry(fn: Callable[[], T], what: str, attempts: int = 8, first_wait: fl
     for attempt in range(1, attempts + 1):
         try:
             return fn()
-        except RETRYABLE as exc:
-            if attempt == attempts:
+        except Exception as exc:
+            if attempt == attempts or not is_transient(exc):
                 raise
             logger.warning("%s: storage error (%s); retrying in %.1fs", what, error_reason(exc),
                            wait)

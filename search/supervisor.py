@@ -34,10 +34,10 @@ from .errors import UsageError
 from .storage import (
     ENV_STORAGE,
     MAX_STALE_RETRIES,
-    RETRYABLE,
     StorageURL,
     error_reason,
     heartbeat_settings,
+    is_transient,
     with_retry,
 )
 from .study import OpenStudy
@@ -180,7 +180,9 @@ class Supervisor:
                     counts = with_retry(lambda: count_states(self.study), "count trials")
                     self._sweep()
                     self._check_workers(counts)
-                except RETRYABLE as exc:
+                except Exception as exc:
+                    if not is_transient(exc):
+                        raise
                     logger.warning("storage unreachable (%s); still watching", error_reason(exc))
                 progress.update(task, completed=counts.finished, info=self.describe(counts))
                 if not self.alive() or self.interrupted.wait(POLL_SECONDS):

@@ -29,7 +29,7 @@ from .artifacts import artifact_store
 from .data import load_data
 from .errors import Stopped
 from .objective import Objective
-from .storage import RETRYABLE, error_reason, with_retry
+from .storage import error_reason, is_transient, with_retry
 from .study import OpenStudy
 
 logger = logging.getLogger(__name__)
@@ -117,7 +117,8 @@ class Worker:
             trial.set_user_attr(record.FAIL_REASON, f"surplus: the budget of {self.budget} "
                                 "trials was already taken by other workers")
             raise Surplus()
-        trial.set_user_attr(record.WORKER, self.objective.worker)
+        with_retry(lambda: trial.set_user_attr(record.WORKER, self.objective.worker),
+                   "record the worker")
         try:
             return self.objective(trial)
         except Stopped as exc:
@@ -153,11 +154,15 @@ class Worker:
                     return self.trials_run
             except Stopped:
                 break
-            except RETRYABLE as exc:
-                logger.warning("storage error during a trial (%s); going on", error_reason(exc))
-                self.stop.wait(2.0)
             except UpdateFinishedTrialError as exc:
                 # The storage was away long enough for the sweeper to fail (and retry)
                 # this trial; its result is dropped and the worker goes on.
                 logger.warning("trial already ended by the sweeper (%s); going on", exc)
+            except Exception as exc:
+                if not is_transient(exc):
+                    raise
+                # The storage went away mid-trial (Optuna may even fail while recording
+                # that); the trial is left to the heartbeat sweeper, and the worker goes on.
+                logger.warning("storage error during a trial (%s); going on", error_reason(exc))
+                self.stop.wait(2.0)
         return self.trials_run

@@ -179,8 +179,13 @@ def test_export_skips_a_value_the_dashboard_wrote(tmp_path):
     assert status["best"]["number"] != owned.number
 
 
+BROWSERS = ("chromium", "chromium-browser", "google-chrome", "google-chrome-stable", "chrome")
+
+
 def _chromium() -> str:
-    exe = shutil.which("chromium") or shutil.which("chromium-browser")
+    """$NNSEARCH_CHROMIUM, else the first Chromium-family browser on PATH."""
+    given = os.environ.get("NNSEARCH_CHROMIUM")
+    exe = given or next((e for e in map(shutil.which, BROWSERS) if e), None)
     if exe is None:
         if os.environ.get("CI") == "true":
             pytest.fail("chromium is not installed (.ci/run installs Debian's chromium)")

@@ -65,3 +65,38 @@ def test_storage_resolution(monkeypatch, tmp_path):
     monkeypatch.delenv("NNSEARCH_STORAGE")
     with pytest.raises(UsageError, match="no storage given"):
         StorageURL.resolve(None, None)
+
+
+def test_transient_storage_errors_are_found_through_wrappers():
+    import sqlalchemy.exc
+    from optuna.exceptions import StorageInternalError
+
+    from nnsearch.search.storage import error_reason, is_transient, with_retry
+
+    down = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the conn"))
+
+    def wrapped():  # Optuna wraps a failed commit; then fails again while handling it
+        try:
+            try:
+                raise StorageInternalError("An exception is raised during the commit.") \
+                    from down
+            except StorageInternalError:
+                raise UnboundLocalError("cannot access local variable 'updated_state'")  # noqa: B904
+        except UnboundLocalError as exc:
+            return exc
+
+    assert is_transient(down) and is_transient(wrapped())
+    assert error_reason(wrapped()) == "server closed the conn"
+    assert not is_transient(ValueError("a bug")) and not is_transient(
+        StorageInternalError("exceeding max length"))
+    calls = []
+
+    def flaky():
+        calls.append(1)
+        if len(calls) < 3:
+            raise wrapped()
+        return "ok"
+
+    assert with_retry(flaky, "test", first_wait=0.01) == "ok" and len(calls) == 3
+    with pytest.raises(ValueError):
+        with_retry(lambda: (_ for _ in ()).throw(ValueError("a bug")), "test")
