@@ -1,4 +1,6 @@
-"""Each hyperparameter's valid values, declared once: the model checks, the search reads."""
+"""``Domain``: a hyperparameter's valid values. The model's config classes declare one per
+field (``TrainConfig``'s fields, ``NETWORK_DOMAINS``); the model checks them and the
+search space reads them."""
 
 from __future__ import annotations
 

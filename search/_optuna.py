@@ -1,4 +1,4 @@
-"""Every private Optuna name nnsearch uses, each behind a function with a public fallback.
+"""Every private Optuna name nnsearch uses, behind a function with a public fallback.
 
 A private path is kept only where ``bench/internals.py`` measured that it saves at
 least 1% of a default-study trial. Two did not, and were replaced by the public API:
@@ -8,9 +8,11 @@ per key; a private COUNT query saved 0.01% (SQLite) and -0.03% (PostgreSQL) over
 ``study.get_trials``, which Optuna serves from its cache of finished trials. The
 bench keeps both private versions, to measure again.
 
-What remains is one name: the logger Optuna reports a failed trial on.
-``fast_paths()`` checks each entry live; ``tests/search/test_optuna_contract.py``
-fails when one moves.
+What remains is one name: the logger Optuna reports a failed trial on, which lets
+``quiet_failed_trials`` drop expected failures wherever Optuna's records go. Its
+fallback filters the handlers of the public ``optuna`` logger (Optuna's own output).
+``private_names_in_use()`` checks each private name live, and
+``tests/search/test_optuna_contract.py`` fails when one moves.
 """
 
 from __future__ import annotations
@@ -21,8 +23,6 @@ from collections.abc import Callable
 import optuna
 
 # Where Optuna logs "Trial N failed ..." with the traceback (optuna/study/_optimize.py).
-# If it moves, the filter below sits on a logger nobody uses: expected failures are
-# logged with their traceback again (noisy, never wrong).
 _FAILED_TRIAL_LOGGER = "optuna.study._optimize"
 
 
@@ -38,10 +38,13 @@ class _Drop(logging.Filter):
 def quiet_failed_trials(expected: Callable[[str], bool]) -> None:
     """Drop Optuna's "Trial N failed" warnings (with traceback) whose message is
     ``expected``: a failure nnsearch caused on purpose and records on the trial."""
-    logging.getLogger(_FAILED_TRIAL_LOGGER).addFilter(_Drop(expected))
+    drop = _Drop(expected)
+    logging.getLogger(_FAILED_TRIAL_LOGGER).addFilter(drop)
+    for handler in logging.getLogger("optuna").handlers:  # the fallback, if the name moves
+        handler.addFilter(drop)
 
 
-def fast_paths() -> dict[str, bool]:
+def private_names_in_use() -> dict[str, bool]:
     """Each private name, and whether Optuna still uses it (a live check)."""
     seen: list[str] = []
 

@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 import textwrap
-from typing import Any, NoReturn
+from typing import NoReturn
 
 import optuna
 
@@ -32,11 +32,11 @@ def _examples(*lines: str) -> str:
     return "examples:\n" + "\n".join(f"  {line}" for line in lines)
 
 
-def _log_args(p: argparse.ArgumentParser, default: Any) -> None:
-    """-v/-q, accepted before the command and after it."""
-    p.add_argument("-v", "--verbose", action="count", default=default,
+def _log_args(p: argparse.ArgumentParser, suffix: str = "") -> None:
+    """-v/-q, accepted before the command and after it (counted together)."""
+    p.add_argument("-v", "--verbose", dest=f"verbose{suffix}", action="count", default=0,
                    help="more diagnostics on stderr (-vv: Optuna's too)")
-    p.add_argument("-q", "--quiet", action="store_true", default=default,
+    p.add_argument("-q", "--quiet", dest=f"quiet{suffix}", action="store_true",
                    help="only warnings and errors")
 
 
@@ -50,7 +50,7 @@ def build_parser() -> argparse.ArgumentParser:
                          "nnsearch export studies/digits.toml -o best.json",
                          "nnsearch train best.json"))
     parser.add_argument("--version", action="version", version=f"nnsearch {nnsearch.__version__}")
-    _log_args(parser, None)
+    _log_args(parser)
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
     for name, cls in COMMANDS.items():
         command = cls()
@@ -58,7 +58,7 @@ def build_parser() -> argparse.ArgumentParser:
                            formatter_class=argparse.RawDescriptionHelpFormatter,
                            epilog=_examples(*command.examples))
         command.add_arguments(p)
-        _log_args(p, argparse.SUPPRESS)
+        _log_args(p, "_after")
         p.set_defaults(action=command.take_action)
     return parser
 
@@ -76,7 +76,8 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    args.verbose, args.quiet = args.verbose or 0, bool(args.quiet)
+    args.verbose += args.verbose_after
+    args.quiet = args.quiet or args.quiet_after
     _configure_logging(args.verbose, args.quiet)
     try:
         return int(args.action(args))

@@ -1,4 +1,4 @@
-"""Datasets: scikit-learn's bundled sets, CSV and NPZ files; the split and the scaling.
+"""Datasets: the split, the scaling and the augmentation (``readers`` reads the files).
 
 A ``DataSpec`` says where the data comes from and how to split it; ``load_data``
 turns it into a ``Dataset`` whose train/validation/test parts are standardised

@@ -6,6 +6,7 @@ here, so renaming one cannot silently break ``export`` or the supervisor.
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import socket
@@ -13,6 +14,8 @@ import zlib
 from typing import Any
 
 import numpy as np
+import optuna
+from optuna.storages import RetryHeartbeatStaleTrialCallback
 from optuna.trial import FrozenTrial
 
 from nnsearch.model import History, Network
@@ -72,6 +75,17 @@ def standalone_offset(worker: str | None = None) -> int:
 def sampler_seed(study_seed: int, offset: int) -> int:
     """A worker's sampler seed, always a valid seed whatever the study seed."""
     return (study_seed + offset) % _SEED_SPACE
+
+
+class Retry(RetryHeartbeatStaleTrialCallback):
+    """Optuna's retry of a failed trial (same params, up to ``max_retry`` times), but the
+    retry starts with a clean record: none of the failed trial's user attributes (its
+    worker, its fail reason, partial results) is copied to it."""
+
+    def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        clean = copy.copy(trial)
+        clean.user_attrs = {}
+        super().__call__(study, clean)
 
 
 def result_attrs(history: History, net: Network, seed: int, seconds: float) -> dict[str, Any]:

@@ -19,11 +19,12 @@ from typing import Any, TypeVar
 import optuna
 import sqlalchemy.event
 import sqlalchemy.exc
-from optuna.storages import JournalStorage, RDBStorage, RetryHeartbeatStaleTrialCallback
+from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from sqlalchemy.engine import make_url
 
 from .errors import UsageError
+from .record import Retry
 
 logger = logging.getLogger(__name__)
 
@@ -49,10 +50,6 @@ class StorageURL:
     def __str__(self) -> str:
         return self.redacted
 
-    @property
-    def is_file(self) -> bool:
-        return self.path is not None
-
     @classmethod
     def parse(cls, text: str) -> StorageURL:
         if text.startswith(JOURNAL_PREFIX):
@@ -73,13 +70,14 @@ class StorageURL:
         except Exception:
             raise UsageError(f"not a storage URL: {_redact(text)!r}; use sqlite:///PATH, "
                              "postgresql+psycopg://USER@HOST/DB or journal:///PATH.") from None
+        shown = _redact(text)  # as the user wrote it
         if backend == "postgresql" and parsed.drivername != "postgresql+psycopg":
             parsed = parsed.set(drivername="postgresql+psycopg")
             text = parsed.render_as_string(hide_password=False)
         path = None
         if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
             path = Path(parsed.database)
-        return cls(backend, text, _redact(text), path=path)
+        return cls(backend, text, shown, path=path)
 
     @classmethod
     def resolve(cls, explicit: str | None, study_file: Path | None) -> StorageURL:
@@ -151,8 +149,7 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
     if heartbeat:
         interval, grace = heartbeat_settings()
         kwargs = {"heartbeat_interval": interval, "grace_period": grace,
-                  "heartbeat_stale_trial_callback": RetryHeartbeatStaleTrialCallback(
-                      max_retry=MAX_STALE_RETRIES)}
+                  "heartbeat_stale_trial_callback": Retry(max_retry=MAX_STALE_RETRIES)}
     try:
         storage = RDBStorage(url.secret, engine_kwargs=engine_kwargs, **kwargs)
         if url.kind == "sqlite":

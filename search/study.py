@@ -26,7 +26,6 @@ logger = logging.getLogger(__name__)
 
 SPEC_ATTR = "nnsearch.spec"  # the validated study file, as a dict
 BASE_ATTR = "nnsearch.base_dir"  # where relative data paths are resolved
-METRIC_ATTR = "nnsearch.metric"
 
 
 @dataclass

@@ -2,9 +2,10 @@
 
 The supervisor does no training. It starts worker processes (each with BLAS
 limited to one thread), restarts one that dies while budget remains, fails the
-trials of dead workers itself (``fail_stale_trials``, so a killed trial is
-retried even when no other worker is asking for trials), and draws one
-progress bar for the whole study. On Ctrl-C or SIGTERM it stops the workers,
+trials of dead workers itself and retries them (``record.Retry``), sweeps
+heartbeat-stale trials (``fail_stale_trials``, so a killed trial is retried even
+when no other worker is asking for trials), and draws one progress bar for the
+whole study. On Ctrl-C or SIGTERM, or an error of its own, it stops the workers,
 which end their running trials as FAIL with the reason recorded.
 """
 
@@ -24,10 +25,12 @@ from pathlib import Path
 from types import FrameType
 
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import RetryHeartbeatStaleTrialCallback, fail_stale_trials
+from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+import nnsearch
 
 from . import record
 from .errors import UsageError
@@ -61,6 +64,13 @@ class Slot:
 def worker_env(url: StorageURL) -> dict[str, str]:
     env = dict(os.environ)
     env[ENV_STORAGE] = url.secret  # not on the command line, where ps would show a password
+    # Workers start with -P, so the folder run from is not on their path. When that folder
+    # is where this nnsearch comes from (a checkout run as `python -m nnsearch`, not
+    # installed), the workers need it to find the same package.
+    home = Path(nnsearch.__file__).resolve().parent.parent
+    if home == Path.cwd().resolve():
+        env["PYTHONPATH"] = os.pathsep.join(filter(None, [str(home),
+                                                          env.get("PYTHONPATH")]))
     for var in ("OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS"):
         env[var] = "1"
     return env
@@ -71,7 +81,6 @@ class Supervisor:
                  budget: int | None, console: Console) -> None:
         self.opened = opened
         self.study = opened.study
-        self.url = opened.url
         self.worker_args = worker_args
         self.n_workers = workers
         self.budget = budget
@@ -82,7 +91,7 @@ class Supervisor:
         self.last_sweep = 0.0
         self.interrupted = threading.Event()
         self.log_flags: list[str] = []  # -q / -v, passed on to the workers
-        self.retry = RetryHeartbeatStaleTrialCallback(max_retry=MAX_STALE_RETRIES)
+        self.retry_trial = record.Retry(max_retry=MAX_STALE_RETRIES)
         self.signum = 0
 
     def _spawn(self, index: int, restarts: int = 0) -> subprocess.Popen[bytes]:
@@ -91,7 +100,7 @@ class Supervisor:
         cmd = [sys.executable, "-P", "-m", "nnsearch", *self.log_flags, "worker",
                *self.worker_args,
                "--sampler-seed-offset", str(offset)]
-        return subprocess.Popen(cmd, env=worker_env(self.url), start_new_session=True,
+        return subprocess.Popen(cmd, env=worker_env(self.opened.url), start_new_session=True,
                                 stdin=subprocess.DEVNULL)
 
     def start(self) -> None:
@@ -141,11 +150,11 @@ class Supervisor:
             trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
             try:
                 storage.set_trial_user_attr(trial_id, record.FAIL_REASON, reason)
+                failed = storage.set_trial_state_values(trial_id, TrialState.FAIL)
             except (UpdateFinishedTrialError, RuntimeError):
-                continue  # the worker recorded it after all
-            ended = self.study.tell(t.number, state=TrialState.FAIL, skip_if_finished=True)
-            if retry and ended.state == TrialState.FAIL:
-                self.retry(self.study, ended)
+                continue  # the worker, or a sweeper, ended it after all
+            if failed and retry:  # only the process that failed it retries it
+                self.retry_trial(self.study, storage.get_trial(trial_id))
 
     def alive(self) -> bool:
         return any(slot.process.poll() is None for slot in self.slots)
@@ -192,16 +201,24 @@ class Supervisor:
         return counts
 
     def run(self) -> Counts:
-        """Start the workers, watch them to the budget or a signal; the final counts."""
+        """Start the workers, watch them to the budget or a signal; the final counts.
+
+        Whatever ends the watch (a signal, an error of the supervisor's own), no worker
+        is left running.
+        """
         self.install_signal_handlers()
         if self._budget_done(count_states(self.study)):
             logger.info("the study already has its %d finished trials", self.budget)
-        else:
+            return count_states(self.study)
+        try:
             self.start()
             self.watch()
+        except BaseException:
+            self.stop(signal.SIGTERM, "an error in the supervisor")
+            raise
         if self.interrupted.is_set():
-            self.console.print(f"[yellow]stopping: {signal.Signals(self.signum).name}; "
-                               "ending running trials as FAIL[/]")
+            self.console.print(f"[yellow]stopping: {self.signal_name}; ending running trials "
+                               "as FAIL[/]")
             self.stop(self.signum)
         return count_states(self.study)
 
@@ -222,7 +239,7 @@ class Supervisor:
         signal.signal(signal.SIGINT, handler)
         signal.signal(signal.SIGTERM, handler)
 
-    def stop(self, signum: int) -> None:
+    def stop(self, signum: int, why: str = "") -> None:
         """Ask every worker to stop, wait for them, then fail what they left RUNNING."""
         for slot in self.slots:
             if slot.process.poll() is None:
@@ -235,7 +252,7 @@ class Supervisor:
             except subprocess.TimeoutExpired:
                 slot.process.kill()
                 slot.process.wait()
-        reason = f"run stopped by {signal.Signals(signum).name}"
+        reason = f"run stopped by {why or signal.Signals(signum).name}"
         pids = [pid for slot in self.slots for pid in slot.pids]
         with_retry(partial(self._fail_trials_of, pids, reason, retry=False), "fail trials")
 

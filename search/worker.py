@@ -86,14 +86,13 @@ def _collect(into: list[FrozenTrial], study: optuna.Study, trial: FrozenTrial) -
 
 class Worker:
     def __init__(self, opened: OpenStudy, budget: int | None,
-                 timeout: float | None = None, artifacts: bool = True) -> None:
-        self.opened = opened
+                 timeout: float | None = None) -> None:
         self.study = opened.study
         self.budget = budget
         self.deadline = time.monotonic() + timeout if timeout else None
         self.stop = threading.Event()
         spec = opened.spec
-        store = artifact_store(opened.url) if artifacts else None
+        store = artifact_store(opened.url)
         self.objective = Objective(spec, load_data(spec.data, spec.base_dir), opened.url, store,
                                    stop=self.stop)
         self.trials_run = 0

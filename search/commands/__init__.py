@@ -1,21 +1,28 @@
 """The command table: name -> command class (its arguments next to its action)."""
 
 from ._base import Command
-from .study import Create, Export, Report, Run, Status, Worker
-from .tools import Dashboard, Doctor, Predict, Proxy, Train
+from .studies import (
+    CreateCommand,
+    ExportCommand,
+    ReportCommand,
+    RunCommand,
+    StatusCommand,
+    WorkerCommand,
+)
+from .tools import DashboardCommand, DoctorCommand, PredictCommand, ProxyCommand, TrainCommand
 
 COMMANDS: dict[str, type[Command]] = {
-    "create": Create,
-    "run": Run,
-    "worker": Worker,
-    "status": Status,
-    "export": Export,
-    "train": Train,
-    "doctor": Doctor,
-    "dashboard": Dashboard,
-    "report": Report,
-    "proxy": Proxy,
-    "predict": Predict,
+    "create": CreateCommand,
+    "run": RunCommand,
+    "worker": WorkerCommand,
+    "status": StatusCommand,
+    "export": ExportCommand,
+    "train": TrainCommand,
+    "doctor": DoctorCommand,
+    "dashboard": DashboardCommand,
+    "report": ReportCommand,
+    "proxy": ProxyCommand,
+    "predict": PredictCommand,
 }
 
 __all__ = ["COMMANDS", "Command"]

@@ -8,12 +8,14 @@ import math
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
 from ..storage import ENV_STORAGE, StorageURL
-from ..study import Target, target_from_args
+
+if TYPE_CHECKING:
+    from ..study import Target
 
 stdout = Console(soft_wrap=True)
 stderr = Console(stderr=True)
@@ -76,6 +78,8 @@ def storage_url(args: argparse.Namespace) -> StorageURL:
 
 
 def target(args: argparse.Namespace) -> Target:
+    from ..study import target_from_args
+
     return target_from_args(args.study_file, getattr(args, "study_name", None), args.storage)
 
 

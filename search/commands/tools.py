@@ -16,7 +16,7 @@ from ._base import Command, nonnegative_int, positive_int, stdout, storage_args,
 logger = logging.getLogger(__name__)
 
 
-class Train(Command):
+class TrainCommand(Command):
     help = "Rebuild and retrain an exported config; print validation and test metrics."
     examples = ("nnsearch train best.json", "nnsearch train best.json -o model.npz --json")
 
@@ -53,7 +53,7 @@ class Train(Command):
         return 0
 
 
-class Predict(Command):
+class PredictCommand(Command):
     help = "Predict with a trained model; CSV to stdout."
     examples = ("nnsearch predict best.npz new_rows.csv > predictions.csv",)
 
@@ -86,7 +86,7 @@ class Predict(Command):
         return 0
 
 
-class Doctor(Command):
+class DoctorCommand(Command):
     help = "Check a storage for N workers: reachable, schema, connections, file system."
     examples = ("nnsearch doctor studies/digits.toml --workers 4",
                 "nnsearch doctor --storage postgresql+psycopg://u@db/optuna --workers 32")
@@ -111,7 +111,7 @@ class Doctor(Command):
         return 1 if any(c.status == "fail" for c in checks) else 0
 
 
-class Dashboard(Command):
+class DashboardCommand(Command):
     help = ("Serve optuna-dashboard for the study's storage (loopback by default; read-only "
             "off loopback).")
     examples = ("nnsearch dashboard studies/digits.toml",
@@ -157,7 +157,7 @@ class Dashboard(Command):
         return 0
 
 
-class Proxy(Command):
+class ProxyCommand(Command):
     help = ("Serve the storage to many workers through Optuna's gRPC proxy (needs the grpc "
             "extra).")
     examples = ("nnsearch proxy --storage postgresql+psycopg://u@db/optuna --host 0.0.0.0",

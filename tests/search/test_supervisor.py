@@ -1,8 +1,10 @@
 """The supervisor's restart and stop logic, with real (stand-in) worker processes."""
 
+import os
 import subprocess
 import sys
 import time
+from pathlib import Path
 
 import optuna
 import pytest
@@ -71,6 +73,43 @@ def test_a_crashed_worker_is_restarted_and_its_trial_failed_and_retried(sup):
     assert trials[other].state == TrialState.RUNNING  # another worker's trial is left alone
     retries = [t for t in trials if t.state == TrialState.WAITING]
     assert len(retries) == 1 and retries[0].system_attrs["failed_trial"] == mine
+    assert retries[0].params == trials[mine].params
+    assert retries[0].user_attrs == {}  # no inherited fail_reason or worker
+
+
+def test_a_trial_someone_else_already_failed_is_not_retried_twice(sup):
+    sup.start()
+    dead = sup.slots[0].process.pid
+    mine = running_trial(sup.study, dead)
+    sup.study.tell(mine, state=TrialState.FAIL)  # a heartbeat sweeper got there first
+    die(sup.slots[0], 1)
+    sup._check_workers(Counts())
+    assert not [t for t in sup.study.get_trials() if t.state == TrialState.WAITING]
+
+
+def test_an_error_in_the_supervisor_stops_its_workers(sup, monkeypatch):
+    monkeypatch.setattr(supervisor, "WORKER_STOP_SECONDS", 2.0)
+
+    def broken():
+        raise RuntimeError("a bug in the watch loop")
+
+    monkeypatch.setattr(sup, "watch", broken)
+    with pytest.raises(RuntimeError, match="a bug"):
+        sup.run()
+    assert sup.slots and all(slot.process.poll() is not None for slot in sup.slots)
+
+
+def test_workers_find_an_uninstalled_checkout_they_were_started_from(monkeypatch, tmp_path):
+    import nnsearch
+
+    home = Path(nnsearch.__file__).resolve().parent.parent
+    url = StorageURL.parse("sqlite:///x.db")
+    monkeypatch.setenv("PYTHONPATH", "/elsewhere")
+    monkeypatch.chdir(home)
+    assert supervisor.worker_env(url)["PYTHONPATH"] == f"{home}{os.pathsep}/elsewhere"
+    monkeypatch.chdir(tmp_path)  # a user's folder: never on the workers' path
+    assert supervisor.worker_env(url)["PYTHONPATH"] == "/elsewhere"
+    assert supervisor.worker_env(url)["NNSEARCH_STORAGE"] == "sqlite:///x.db"
 
 
 @pytest.mark.parametrize(("code", "counts", "restarts_before"), [

@@ -6,11 +6,7 @@ import argparse
 import logging
 from pathlib import Path
 
-from .. import record
 from ..errors import UsageError
-from ..export import export_trial, pick_trial
-from ..status import render_status, study_status
-from ..study import create, open_study
 from ._base import (
     Command,
     budget_args,
@@ -26,7 +22,7 @@ from ._base import (
 logger = logging.getLogger(__name__)
 
 
-class Create(Command):
+class CreateCommand(Command):
     help = "Create the study from its file (once; later calls find it)."
     examples = ("nnsearch create studies/digits.toml",
                 "nnsearch create studies/digits.toml --storage postgresql+psycopg://u@db/optuna")
@@ -35,6 +31,8 @@ class Create(Command):
         study_args(p, file_required=True)
 
     def take_action(self, args: argparse.Namespace) -> int:
+        from ..study import create
+
         t = target(args)
         with create(t) as (opened, created):
             name = opened.study.study_name
@@ -44,7 +42,7 @@ class Create(Command):
         return 0
 
 
-class Run(Command):
+class RunCommand(Command):
     help = "Create the study if needed, run N workers to the budget, export the best trial."
     examples = ("nnsearch run studies/digits.toml --workers 2",
                 "nnsearch run studies/article.toml --trials 50 --timeout 600")
@@ -59,6 +57,9 @@ class Run(Command):
                             "NAME-best.json beside the study file)")
 
     def take_action(self, args: argparse.Namespace) -> int:
+        from ..export import export_trial
+        from ..status import render_status, study_status
+        from ..study import create
         from ..supervisor import Supervisor, worker_args_for
 
         t = target(args)
@@ -98,7 +99,7 @@ class Run(Command):
         return 0
 
 
-class Worker(Command):
+class WorkerCommand(Command):
     help = "Run one worker on an existing study (for other machines and containers)."
     examples = (
         "nnsearch worker studies/digits.toml --storage postgresql+psycopg://u@db/optuna",
@@ -111,7 +112,9 @@ class Worker(Command):
                        help=argparse.SUPPRESS)
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from ..worker import Worker as StudyWorker
+        from .. import record
+        from ..study import open_study
+        from ..worker import Worker
 
         t = target(args)
         offset = args.sampler_seed_offset
@@ -119,7 +122,7 @@ class Worker(Command):
             offset = record.standalone_offset()
         with open_study(t, heartbeat=True, sampler_offset=offset) as opened:
             spec = opened.spec
-            worker = StudyWorker(opened, args.trials or spec.trials,
+            worker = Worker(opened, args.trials or spec.trials,
                                  args.timeout or spec.timeout)
             worker.install_signal_handlers()
             n = worker.run()
@@ -127,7 +130,7 @@ class Worker(Command):
         return 130 if worker.stop.is_set() else 0
 
 
-class Status(Command):
+class StatusCommand(Command):
     help = "Trials by state, and the best value and params."
     examples = ("nnsearch status studies/digits.toml",
                 "nnsearch status --study digits --storage sqlite:///studies/digits.db --json")
@@ -137,12 +140,15 @@ class Status(Command):
         p.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
     def take_action(self, args: argparse.Namespace) -> int:
+        from ..status import render_status, study_status
+        from ..study import open_study
+
         with open_study(target(args)) as opened:
             render_status(study_status(opened), stdout, stderr, as_json=args.json)
         return 0
 
 
-class Export(Command):
+class ExportCommand(Command):
     help = "The best trial (or trial N) as a JSON config to retrain from."
     examples = ("nnsearch export studies/digits.toml -o best.json",
                 "nnsearch export studies/digits.toml --trial 12")
@@ -153,6 +159,9 @@ class Export(Command):
         p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
 
     def take_action(self, args: argparse.Namespace) -> int:
+        from ..export import export_trial, pick_trial
+        from ..study import open_study
+
         t = target(args)
         with open_study(t) as opened:
             trial, skipped = pick_trial(opened.study, args.trial)
@@ -166,7 +175,7 @@ class Export(Command):
         return 0
 
 
-class Report(Command):
+class ReportCommand(Command):
     help = ("Static PNGs: optimisation history, parameter importances, parallel coordinates, "
             "learning curves of the top 5.")
     examples = ("nnsearch report studies/digits.toml --out report/",)
@@ -178,6 +187,7 @@ class Report(Command):
 
     def take_action(self, args: argparse.Namespace) -> int:
         from ..report import write_report
+        from ..study import open_study
 
         with open_study(target(args)) as opened:
             for path in write_report(opened.study, Path(args.out)):
