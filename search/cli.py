@@ -11,7 +11,7 @@ import argparse
 import logging
 import sys
 import textwrap
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import optuna
 
@@ -74,10 +74,41 @@ def _configure_logging(verbose: int, quiet: bool) -> None:
     optuna.logging.set_verbosity(logging.INFO if verbose >= 2 else logging.WARNING)
 
 
+class _SafeStream:
+    """A text stream whose reader may be gone (``| head``, a dead ssh, a closed tee):
+    writes after that are dropped, so that the process still cleans up (stops its
+    workers, records their trials) instead of dying on the first message."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream = stream
+        self.broken = False
+
+    def write(self, text: str) -> int:
+        if not self.broken:
+            try:
+                return int(self._stream.write(text))
+            except (BrokenPipeError, ConnectionError, OSError):
+                self.broken = True
+        return len(text)
+
+    def flush(self) -> None:
+        if not self.broken:
+            try:
+                self._stream.flush()
+            except (BrokenPipeError, ConnectionError, OSError):
+                self.broken = True
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
     args.verbose += args.verbose_after
     args.quiet = args.quiet or args.quiet_after
+    for name in ("stdout", "stderr"):
+        if not isinstance(getattr(sys, name), _SafeStream):
+            setattr(sys, name, _SafeStream(getattr(sys, name)))
     _configure_logging(args.verbose, args.quiet)
     try:
         return int(args.action(args))

@@ -23,6 +23,7 @@ from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .artifacts import artifact_store
+from .errors import UsageError
 from .storage import StorageURL, open_storage
 
 logger = logging.getLogger(__name__)
@@ -47,10 +48,26 @@ def is_loopback(host: str) -> bool:
 
 
 def credentials_from_env() -> tuple[str, str] | None:
-    user, password = os.environ.get(ENV_USER), os.environ.get(ENV_PASSWORD)
+    """Both variables set: basic auth; neither: none; one of them: a UsageError (a
+    dashboard that looks protected and is not would be worse than either)."""
+    user, password = os.environ.get(ENV_USER, ""), os.environ.get(ENV_PASSWORD, "")
     if user and password:
         return user, password
+    if user or password or ENV_USER in os.environ or ENV_PASSWORD in os.environ:
+        given, missing = (ENV_USER, ENV_PASSWORD) if user else (ENV_PASSWORD, ENV_USER)
+        raise UsageError(f"basic auth is half configured: {given} is set but {missing} is "
+                         "empty or unset; set both (non-empty), or unset both.")
     return None
+
+
+LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+
+
+def host_name(header: str) -> str:
+    """The host of a Host header, without its port (``[::1]:8080`` gives ``::1``)."""
+    if header.startswith("["):
+        return header[1:].partition("]")[0]
+    return header.rpartition(":")[0] if header.count(":") == 1 else header
 
 
 def _reply(start_response: Callable[..., Any], status: str, reason: str,
@@ -61,13 +78,19 @@ def _reply(start_response: Callable[..., Any], status: str, reason: str,
     return [body]
 
 
-def guard(app: WSGIApp, read_only: bool, credentials: tuple[str, str] | None) -> WSGIApp:
-    """Wrap a WSGI app with optional basic auth and a read-only switch."""
+def guard(app: WSGIApp, read_only: bool, credentials: tuple[str, str] | None,
+          loopback_only: bool = False) -> WSGIApp:
+    """Wrap a WSGI app with optional basic auth and a read-only switch. ``loopback_only``
+    refuses a Host header that does not name this machine: a web page the user visits
+    cannot reach a loopback dashboard through a rebound DNS name."""
     expected = None
     if credentials is not None:
         expected = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
 
     def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
+        if loopback_only and host_name(environ.get("HTTP_HOST", "")) not in LOOPBACK_NAMES:
+            return _reply(start_response, "403 Forbidden", "this dashboard answers only to "
+                          "localhost, 127.0.0.1 or [::1] in the Host header")
         if expected is not None:
             header = environ.get("HTTP_AUTHORIZATION", "")
             scheme, _, token = header.partition(" ")
@@ -99,13 +122,13 @@ class _QuietHandler(WSGIRequestHandler):
         logger.debug("dashboard: " + format, *args)
 
 
-def make_dashboard(url: StorageURL, read_only: bool,
-                   credentials: tuple[str, str] | None) -> WSGIApp:
+def make_dashboard(url: StorageURL, read_only: bool, credentials: tuple[str, str] | None,
+                   loopback_only: bool = False) -> WSGIApp:
     import optuna_dashboard
 
     storage = open_storage(url, heartbeat=False)
     app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store(url))
-    return guard(app, read_only, credentials)
+    return guard(app, read_only, credentials, loopback_only)
 
 
 def serve(app: WSGIApp, host: str, port: int) -> _ThreadingServer:

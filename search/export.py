@@ -135,6 +135,11 @@ def retrain(config: dict[str, Any], where: str) -> tuple[Network, History, Datas
     except TypeError as exc:
         raise UsageError(f"{where}: bad data section ({exc}).") from None
     data = load_data(spec)
+    known = config["trial"].get("user_attrs", {}).get(record.DATA_FINGERPRINT)
+    if known is not None and known != data.fingerprint:
+        raise UsageError(f"{where}: the data {spec.source} changed since trial "
+                         f"{config['trial'].get('number')} ran on it (fingerprint "
+                         f"{data.fingerprint}, was {known}); retrain on the same data.")
     metric = config["study"].get("metric", "val_accuracy")
     try:
         net, history, loss_va, score_va, _ = train_trial(config["network"],
@@ -152,16 +157,14 @@ def retrain(config: dict[str, Any], where: str) -> tuple[Network, History, Datas
     return net, history, data, metrics
 
 
-def check_reproduction(config: dict[str, Any], metrics: dict[str, float]) -> None:
-    """Log whether the retrained network scores exactly what its trial recorded."""
+def check_reproduction(config: dict[str, Any], metrics: dict[str, float]) -> str | None:
+    """None if the retrained network scores exactly what its trial recorded, else why not."""
     metric = config["study"].get("metric", "val_accuracy")
     number = config["trial"].get("number")
     expected = config["trial"].get("value")
     got = metrics[f"trial_{metric}"]
-    if expected is None:
-        return
-    if got == expected:
+    if expected is None or got == expected:
         logger.info("reproduced trial %s's %s=%s exactly", number, metric, expected)
-    else:
-        logger.warning("trial %s had %s=%s, the retrained network has %s", number, metric,
-                       expected, got)
+        return None
+    return (f"not reproduced: trial {number} had {metric}={expected}, the retrained network "
+            f"has {got} (another NumPy or BLAS build, or an edited export?)")

@@ -77,6 +77,7 @@ class Objective:
         if data.task == "classification":  # whatever the study optimises, show accuracy too
             attrs[record.VAL_ACCURACY] = val_score
         attrs[record.NETWORK] = network
+        attrs[record.DATA_FINGERPRINT] = data.fingerprint
         attrs[record.TRAINING] = training
         reason = None
         if history.diverged:

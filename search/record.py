@@ -29,6 +29,7 @@ EPOCHS_RUN = "epochs_run"
 VAL_LOSS = "val_loss"
 VAL_ACCURACY = "val_accuracy"  # classification, whatever the study's metric
 PRUNED_REASON = "pruned_reason"
+DATA_FINGERPRINT = "data_fingerprint"  # of the data the trial trained on
 # Why a trial failed: stopped by a signal, its worker died, or it was surplus.
 FAIL_REASON = "fail_reason"
 SURPLUS = "nnsearch.surplus"

@@ -136,6 +136,9 @@ def parse_param(name: str, raw: Any, where: str) -> Param:
                                  or step <= 0 or log):
             raise UsageError(f"{key}.step: must be a positive number without log, "
                              f"but got step={step!r}.")
+        if step is not None and info.kind == "int" and not isinstance(step, int):
+            raise UsageError(f"{key}.step: {name} takes integers, so its step must be a "
+                             f"whole number, but got step={step!r}.")
         return Param(name, low=low, high=high, log=log, step=step)
     if not info.valid(raw):
         raise UsageError(f"{key}: invalid value {raw!r}; valid: {info.describe()}.")

@@ -20,12 +20,13 @@ from .data import load_data
 from .errors import UsageError
 from .readers import BUILTIN
 from .storage import StorageURL, dispose, open_storage, with_retry
-from .studyfile import METRICS, StudySpec, load_study_file, parse_study
+from .studyfile import METRICS, StudySpec, definition_changes, load_study_file, parse_study
 
 logger = logging.getLogger(__name__)
 
 SPEC_ATTR = "nnsearch.spec"  # the validated study file, as a dict
 BASE_ATTR = "nnsearch.base_dir"  # where relative data paths are resolved
+DATA_ATTR = "nnsearch.data_fingerprint"  # of the data the study was created on
 
 
 @dataclass
@@ -85,11 +86,17 @@ def study_note(spec: StudySpec) -> str:
 
 @contextmanager
 def create(target: Target) -> Iterator[tuple[OpenStudy, bool]]:
-    """Create the study from its file (once); yields (the open study, created)."""
+    """The study from its file, created once; yields (the open study, created).
+
+    An existing study must have been created from the same definition and data:
+    the stored study is the truth. Without a file, the existing study by name.
+    """
     spec = target.spec
     if spec is None:
-        raise UsageError("creating a study needs its study file.")
-    check_data(spec)  # before anything is written: a bad dataset must not leave a study
+        with open_study(target, heartbeat=True) as opened:
+            yield opened, False
+        return
+    fingerprint = check_data(spec)  # before anything is written: bad data leaves no study
     storage = open_storage(target.url)
     try:
         existing = with_retry(lambda: _study_names(storage), "list studies")
@@ -101,30 +108,48 @@ def create(target: Target) -> Iterator[tuple[OpenStudy, bool]]:
                                         pruner=spec.make_pruner(), load_if_exists=True)
             study.set_metric_names([spec.metric])
             study.set_user_attr(SPEC_ATTR, spec.to_dict())
+            study.set_user_attr(DATA_ATTR, fingerprint)
             base = spec.base_dir
             if base is not None and spec.data.source not in BUILTIN:
                 study.set_user_attr(BASE_ATTR, str(base))
             _set_note(study, spec)
         else:
             study = optuna.load_study(study_name=spec.name, storage=storage)
-            stored = study.user_attrs.get(SPEC_ATTR)
-            if stored is not None and stored != spec.to_dict():
-                logger.warning("study %r already exists with a different study file; the "
-                               "stored definition is kept (create a new study name to change "
-                               "it)", spec.name)
+            check_same_study(study.user_attrs, spec, target.url, fingerprint)
         yield OpenStudy(study, spec, storage, target.url), created
     finally:
         dispose(storage)
 
 
-def check_data(spec: StudySpec) -> None:
-    """Load the study's data once and check that its metric fits the task."""
+def check_same_study(attrs: dict[str, Any], spec: StudySpec, url: StorageURL,
+                     fingerprint: str | None = None) -> None:
+    """The study file (and its data) is what the stored study was created from, or
+    UsageError naming what differs and the ways out."""
+    stored = attrs.get(SPEC_ATTR)
+    changes = definition_changes(stored, spec.to_dict()) if stored is not None else []
+    where = spec.path or spec.name
+    if changes:
+        shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more"
+                                          if len(changes) > 3 else "")
+        raise UsageError(f"{where}: study {spec.name!r} in {url} was created from another "
+                         f"definition ({shown}); give the edited file a new [study] name, or "
+                         f"run the stored one with --study {spec.name} instead of the file.")
+    known = attrs.get(DATA_ATTR)
+    if fingerprint is not None and known is not None and fingerprint != known:
+        raise UsageError(f"{where}: the data {spec.data.source} changed since study "
+                         f"{spec.name!r} was created (fingerprint {fingerprint}, was {known}); "
+                         "restore it, or start a new study (a new [study] name).")
+
+
+def check_data(spec: StudySpec) -> str:
+    """Load the study's data once, check that its metric fits the task; its fingerprint."""
     data = load_data(spec.data, spec.base_dir)
     if data.task not in METRICS[spec.metric][1]:
         valid = ", ".join(m for m, (_, tasks) in METRICS.items() if data.task in tasks)
         where = spec.path or spec.name
         raise UsageError(f"{where}: study.metric: {spec.metric!r} does not apply to the "
                          f"{data.task} target of {spec.data.source}; valid: {valid}.")
+    return data.fingerprint
 
 
 def _set_note(study: optuna.Study, spec: StudySpec) -> None:
@@ -155,7 +180,7 @@ def open_study(target: Target, heartbeat: bool = False,
             known = ", ".join(names) if names else "none"
             raise UsageError(f"no study named {target.name!r} in {target.url} (studies "
                              f"there: {known}).")
-        spec = target.spec or spec_from_storage(storage, target.name)
+        spec = _definition(storage, target, strict=sampler_offset is not None)
         kwargs: dict[str, Any] = {}
         if sampler_offset is not None:
             kwargs = {"sampler": spec.make_sampler(record.sampler_seed(spec.seed, sampler_offset)),
@@ -166,8 +191,28 @@ def open_study(target: Target, heartbeat: bool = False,
         dispose(storage)
 
 
-def spec_from_storage(storage: optuna.storages.BaseStorage, name: str) -> StudySpec:
-    attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(name))
+def _definition(storage: optuna.storages.BaseStorage, target: Target,
+                strict: bool) -> StudySpec:
+    """The stored definition, or the file's when it says the same. A worker (``strict``)
+    refuses a file that says otherwise; a reader goes on with the stored one."""
+    assert target.name is not None
+    attrs = storage.get_study_user_attrs(storage.get_study_id_from_name(target.name))
+    if target.spec is None:
+        return spec_from_attrs(attrs, target.name)
+    if SPEC_ATTR not in attrs:
+        return target.spec
+    try:
+        check_same_study(attrs, target.spec, target.url)
+    except UsageError as exc:
+        if strict:
+            raise
+        logger.warning("%s; using the stored one", str(exc).split("; give")[0])
+        return spec_from_attrs(attrs, target.name)
+    return target.spec
+
+
+def spec_from_attrs(attrs: dict[str, Any], name: str) -> StudySpec:
+    """The definition stored with study ``name`` (its user attributes)."""
     stored: dict[str, Any] | None = attrs.get(SPEC_ATTR)
     if stored is None:
         raise UsageError(f"study {name!r} was not created by nnsearch (it has no stored "

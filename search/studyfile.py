@@ -8,8 +8,11 @@ value and the valid values. A validated study is a frozen ``StudySpec``; its
 
 from __future__ import annotations
 
+import importlib.util
 import inspect
+import json
 import math
+import re
 import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -43,8 +46,21 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
     "none": optuna.pruners.NopPruner,
 }
 # Settings a study file may give each sampler/pruner: plain numbers, strings and booleans.
-_PLAIN = (bool, int, float, str)
+_PLAIN: dict[str, type | tuple[type, ...]] = {"bool": bool, "int": int, "float": (int, float),
+                                             "str": str}
 
+
+def _plain_kinds(annotation: Any) -> list[str]:
+    """The plain types an argument's annotation allows (``"int | None"`` gives int)."""
+    text = annotation if isinstance(annotation, str) else getattr(annotation, "__name__",
+                                                                  str(annotation))
+    return [kind for part in text.split("|") if (kind := part.strip()) in _PLAIN]
+
+
+def _is(value: Any, kind: str) -> bool:
+    return isinstance(value, _PLAIN[kind]) and (kind == "bool") == isinstance(value, bool)
+
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
 SECTIONS: dict[str, tuple[str, ...]] = {
     "study": ("name", "metric", "direction", "seed"),
     "sampler": ("name",),  # plus the sampler's own keyword arguments
@@ -80,12 +96,6 @@ class StudySpec:
         args = dict(self.sampler_args)
         if "seed" in inspect.signature(SAMPLERS[self.sampler].__init__).parameters:
             args["seed"] = self.seed if seed is None else seed
-        if self.sampler == "gp":
-            try:
-                import torch  # noqa: F401
-            except ImportError:
-                raise UsageError("sampler gp needs PyTorch (pip install torch); "
-                                 "or use tpe, random, cmaes or qmc.") from None
         return SAMPLERS[self.sampler](**args)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
@@ -118,6 +128,39 @@ class StudySpec:
         }
 
 
+def definition_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
+    """What differs between two definitions (``StudySpec.to_dict()``), as ``key: old -> new``.
+
+    The budget is left out: running a study longer does not change what its trials are.
+    """
+    changes = []
+    for section in dict.fromkeys([*stored, *current]):
+        if section == "budget":
+            continue
+        old, new = stored.get(section, {}), current.get(section, {})
+        for key in dict.fromkeys([*old, *new]):
+            if old.get(key, _UNSET) != new.get(key, _UNSET):
+                changes.append(f"{section}.{key}: {_show(old.get(key, _UNSET))} -> "
+                               f"{_show(new.get(key, _UNSET))}")
+    return changes
+
+
+_UNSET = object()
+
+
+def _show(value: Any) -> str:
+    return "(unset)" if value is _UNSET else json.dumps(value)
+
+
+def _quote_line(path: Path, exc: tomllib.TOMLDecodeError) -> str:
+    """The line a TOML error points at, e.g. the key written twice."""
+    match = re.search(r"at line (\d+)", str(exc))
+    lines = path.read_text(encoding="utf-8").splitlines()
+    if not match or not 0 < int(match.group(1)) <= len(lines):
+        return ""
+    return f": {lines[int(match.group(1)) - 1].strip()[:80]!r}"
+
+
 def load_study_file(path: str | Path) -> StudySpec:
     path = Path(path)
     if not path.is_file():
@@ -125,7 +168,8 @@ def load_study_file(path: str | Path) -> StudySpec:
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:
-        raise UsageError(f"{path}: TOML syntax error: {exc}.") from None
+        raise UsageError(f"{path}: TOML syntax error: {exc}{_quote_line(path, exc)}.") \
+            from None
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not a UTF-8 text file.") from None
     return parse_study(raw, str(path), path)  # relative data paths: from the study file
@@ -151,6 +195,9 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
     name = _get(study, "study.name", where, str, None)
     if not name:
         raise UsageError(f"{where}: study.name is required (a non-empty string).")
+    if not SAFE_NAME.fullmatch(name):
+        raise UsageError(f"{where}: study.name must be letters, digits, '.', '_' or '-' (it "
+                         f"names files such as NAME-best.json), but got {name!r}.")
     data = _parse_data(raw.get("data", {}), where)
     task = data.task or (BUILTIN.get(data.source, None))
     default_metric = "val_rmse" if task == "regression" else "val_accuracy"
@@ -167,7 +214,7 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
     if direction != direction_for_metric:
         raise UsageError(f"{where}: study.direction: {metric} is to {direction_for_metric}, "
                          f"but got direction={direction!r}.")
-    seed = _get(study, "study.seed", where, int, 0)
+    seed = _seed(study, "study.seed", where)
 
     sampler, sampler_args = _parse_plugin(raw.get("sampler", {}), "sampler", SAMPLERS, "tpe",
                                           where, reserved=("seed",))
@@ -192,6 +239,13 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
                      report_every=report_every, data=data, trials=trials,
                      timeout=float(timeout) if timeout is not None else None, space=space,
                      path=path.resolve() if path is not None else None)
+
+
+def _seed(table: dict[str, Any], key: str, where: str) -> int:
+    value: int = _get(table, key, where, int, 0)
+    if not 0 <= value < 2**32:
+        raise UsageError(f"{where}: {key} must be a seed in [0, 2**32 - 1], but got {value}.")
+    return value
 
 
 def _get(table: dict[str, Any], key: str, where: str, kind: Any, default: Any) -> Any:
@@ -243,7 +297,7 @@ def _parse_data(table: dict[str, Any], where: str) -> DataSpec:
                          f"but got {shift!r}.")
     spec = DataSpec(source=source, target=target, task=task,
                     validation=shares["validation"], test=shares["test"],
-                    seed=_get(table, "data.seed", where, int, 0),
+                    seed=_seed(table, "data.seed", where),
                     image_shape=tuple(shape) if shape else None, shift=shift)
     check_images(spec, where)
     return spec
@@ -256,17 +310,24 @@ def _parse_plugin(table: dict[str, Any], section: str, registry: dict[str, Any],
     if name not in registry:
         raise UsageError(f"{where}: {section}.name: unknown {section} {name!r}; valid: "
                          f"{', '.join(registry)}.")
-    accepted = [p for p, v in inspect.signature(registry[name].__init__).parameters.items()
+    accepted = {p: kinds for p, v in inspect.signature(registry[name].__init__).parameters.items()
                 if p != "self" and v.kind in (v.KEYWORD_ONLY, v.POSITIONAL_OR_KEYWORD)
-                and p not in reserved and (v.default is None or isinstance(v.default, _PLAIN))]
+                and p not in reserved and (kinds := _plain_kinds(v.annotation))}
     for key, value in args.items():
         if key not in accepted:
             hint = " (the sampler's seed comes from study.seed)" if key in reserved else ""
             raise UsageError(f"{where}: unknown key {section}.{key!r} for {section} {name!r}"
                              f"{hint}; valid keys: {', '.join(['name', *accepted])}.")
-        if not isinstance(value, _PLAIN):
-            raise UsageError(f"{where}: {section}.{key} must be a number, string or boolean, "
-                             f"but got {value!r}.")
+        kinds = accepted[key]
+        if not any(_is(value, kind) for kind in kinds):
+            raise UsageError(f"{where}: {section}.{key} must be {' or '.join(kinds)}, but got "
+                             f"{value!r}.")
+        if key == "reduction_factor" and value < 2:
+            raise UsageError(f"{where}: {section}.reduction_factor must be >= 2, but got "
+                             f"{value!r}.")
+    if name == "gp" and importlib.util.find_spec("torch") is None:
+        raise UsageError(f"{where}: sampler gp needs PyTorch (pip install torch); or use "
+                         "tpe, random, cmaes or qmc.")
     try:  # let the class check the values themselves (e.g. a negative warm-up)
         if name != "gp":
             registry[name](**args)

@@ -223,21 +223,22 @@ class Supervisor:
         return count_states(self.study)
 
     @property
+    def elapsed(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
     def signal_name(self) -> str:
         return signal.Signals(self.signum).name if self.signum else ""
 
-    @property
-    def failed_workers(self) -> list[Slot]:
-        return [s for s in self.slots if s.process.returncode not in (0, None)]
-
     def install_signal_handlers(self) -> None:
-        """Ctrl-C or SIGTERM: the watch loop ends at once and ``stop`` takes over."""
+        """Ctrl-C, SIGTERM or SIGHUP (a closed terminal): the watch loop ends at once and
+        ``stop`` takes over; ``run`` exits 128 + the signal's number."""
         def handler(signum: int, frame: FrameType | None) -> None:
             self.signum = signum
             self.interrupted.set()
 
-        signal.signal(signal.SIGINT, handler)
-        signal.signal(signal.SIGTERM, handler)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, handler)
 
     def stop(self, signum: int, why: str = "") -> None:
         """Ask every worker to stop, wait for them, then fail what they left RUNNING."""

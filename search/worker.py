@@ -30,7 +30,7 @@ from .data import load_data
 from .errors import Stopped
 from .objective import Objective
 from .storage import error_reason, is_transient, with_retry
-from .study import OpenStudy
+from .study import OpenStudy, check_same_study
 
 logger = logging.getLogger(__name__)
 
@@ -92,8 +92,9 @@ class Worker:
         self.deadline = time.monotonic() + timeout if timeout else None
         self.stop = threading.Event()
         spec = opened.spec
-        store = artifact_store(opened.url)
-        self.objective = Objective(spec, load_data(spec.data, spec.base_dir), opened.url, store,
+        data = load_data(spec.data, spec.base_dir)
+        check_same_study(self.study.user_attrs, spec, opened.url, data.fingerprint)
+        self.objective = Objective(spec, data, opened.url, artifact_store(opened.url),
                                    stop=self.stop)
         self.trials_run = 0
 
@@ -107,8 +108,8 @@ class Worker:
             self.objective.stop_reason = signal.Signals(signum).name
             self.stop.set()
 
-        signal.signal(signal.SIGTERM, handler)
-        signal.signal(signal.SIGINT, handler)
+        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+            signal.signal(signum, handler)
 
     def _guarded(self, trial: optuna.Trial) -> float:
         if self.budget is not None and trials_ahead(self.study, trial.number) >= self.budget:

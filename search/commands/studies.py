@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from ..errors import UsageError
 from ._base import (
@@ -18,6 +19,9 @@ from ._base import (
     target,
     write_json,
 )
+
+if TYPE_CHECKING:
+    from ..studyfile import StudySpec
 
 logger = logging.getLogger(__name__)
 
@@ -45,10 +49,11 @@ class CreateCommand(Command):
 class RunCommand(Command):
     help = "Create the study if needed, run N workers to the budget, export the best trial."
     examples = ("nnsearch run studies/digits.toml --workers 2",
-                "nnsearch run studies/article.toml --trials 50 --timeout 600")
+                "nnsearch run studies/article.toml --trials 50 --timeout 600",
+                "nnsearch run --study digits --storage sqlite:///studies/digits.db --trials 80")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
-        study_args(p, file_required=True)
+        study_args(p)
         p.add_argument("--workers", type=positive_int, default=1, metavar="N",
                        help="worker processes (default 1)")
         budget_args(p)
@@ -63,17 +68,16 @@ class RunCommand(Command):
         from ..supervisor import Supervisor, worker_args_for
 
         t = target(args)
-        spec = t.spec
-        assert spec is not None and spec.path is not None
-        budget, timeout = args.trials or spec.trials, args.timeout or spec.timeout
-        if budget is None and timeout is None:
-            raise UsageError(f"{spec.path}: no budget: set budget.trials or budget.timeout in "
-                             "the study file, or pass --trials N or --timeout S.")
+        if t.spec is not None:
+            _budget(t.spec, args)  # before anything is written
         with create(t) as (opened, created):
+            spec = opened.spec
+            budget, timeout = _budget(spec, args)
             logger.info("%s study %r in %s", "created" if created else "resuming", spec.name,
                         t.url)
-            supervisor = Supervisor(opened, worker_args_for(spec.path, spec.name, budget,
-                                                            timeout), args.workers, budget, stderr)
+            file = t.spec.path if t.spec else None
+            supervisor = Supervisor(opened, worker_args_for(file, spec.name, budget, timeout),
+                                    args.workers, budget, stderr)
             supervisor.log_flags = ["-q"] if args.quiet else ["-v"] * args.verbose
             counts = supervisor.run()
             status = study_status(opened, counts)
@@ -86,17 +90,32 @@ class RunCommand(Command):
                 logger.error("study %r has no completed trial to export", spec.name)
                 return 1
             best = status.best
-            out = Path(args.export) if args.export else spec.path.with_name(
-                f"{spec.name}-best.json")
+            default = f"{spec.name}-best.json"
+            out = Path(args.export) if args.export else \
+                t.spec.path.with_name(default) if t.spec and t.spec.path else Path(default)
             write_json(export_trial(opened.study, spec, best, t.url), str(out))
         stdout.print(f"best trial {best.number}: {spec.metric}={best.value:.4f}")
         stdout.print(f"exported config: {out}")
         stdout.print(f"retrain it with: nnsearch train {out}")
         if budget is not None and counts.finished < budget:
-            logger.warning("the study stopped at %d of %d finished trials", counts.finished,
-                           budget)
-            return 1 if supervisor.failed_workers else 0
+            if timeout is not None and supervisor.elapsed >= timeout:
+                logger.info("the timeout of %gs ended the study at %d of %d finished trials",
+                            timeout, counts.finished, budget)
+                return 0
+            logger.error("the study stopped at %d of %d finished trials: its workers gave up "
+                         "(see the failed trials' fail_reason: nnsearch status)",
+                         counts.finished, budget)
+            return 1
         return 0
+
+
+def _budget(spec: StudySpec, args: argparse.Namespace) -> tuple[int | None, float | None]:
+    budget, timeout = args.trials or spec.trials, args.timeout or spec.timeout
+    if budget is None and timeout is None:
+        raise UsageError(f"{spec.path or spec.name}: no budget: set budget.trials or "
+                         "budget.timeout in the study file, or pass --trials N or "
+                         "--timeout S.")
+    return budget, timeout
 
 
 class WorkerCommand(Command):

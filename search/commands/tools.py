@@ -41,7 +41,7 @@ class TrainCommand(Command):
                     "data_fingerprint": data.fingerprint}
         path = save(net, out, metadata=metadata)
         plot = learning_curve_png(history, path.with_suffix(".png"), f"{study} trial {number}")
-        check_reproduction(config, metrics)
+        mismatch = check_reproduction(config, metrics)
         logger.info("wrote the model to %s and its learning curve to %s", path, plot)
         head = ["val_accuracy", "test_accuracy"] if data.task == "classification" \
             else ["val_rmse", "test_rmse"]
@@ -50,6 +50,9 @@ class TrainCommand(Command):
             sys.stdout.write(json.dumps(shown | {"model": str(path), "plot": str(plot)}) + "\n")
         else:
             sys.stdout.write(" ".join(f"{k}={metrics[k]:.4f}" for k in head) + "\n")
+        if mismatch:
+            print(f"nnsearch train: error: {mismatch}", file=sys.stderr)
+            return 1
         return 0
 
 
@@ -132,11 +135,15 @@ class DashboardCommand(Command):
         from ..dashboard import credentials_from_env, is_loopback, make_dashboard, serve
 
         url = storage_url(args)
-        read_only = args.read_only or not is_loopback(args.host)
+        loopback = is_loopback(args.host)
+        read_only = args.read_only or not loopback
         if not args.read_only and read_only:
             logger.info("%s is not a loopback address: serving read-only", args.host)
         credentials = credentials_from_env()
-        app = make_dashboard(url, read_only, credentials)
+        if credentials and not loopback:
+            logger.warning("basic auth over plain HTTP on %s: the password crosses the network "
+                           "in clear; put the dashboard behind a TLS proxy", args.host)
+        app = make_dashboard(url, read_only, credentials, loopback_only=loopback)
         try:
             server = serve(app, args.host, args.port)
         except OSError as exc:

@@ -203,6 +203,11 @@ def _bad_cases(tmp: Path, study: Path):
         "image shape vs features": (["run", variant("img.toml", good.replace(
             'source = "iris"', 'source = "iris"\nimage_shape = [3, 3]\nshift = 1'))],
             "holds 9 pixels, but the data has 4 features"),
+        "edited split seed": (["run", "--storage", db, variant("seed.toml", good.replace(
+            'source = "iris"', 'source = "iris"\nseed = 1'))],
+            "was created from another definition (data.seed: 0 -> 1)"),
+        "edited range, worker": (["worker", "--storage", db, variant("range.toml", good.replace(
+            "high = 0.2", "high = 0.3"))], '"high": 0.2} -> {"low": 0.0, "high": 0.3}'),
     }
 
 
@@ -220,7 +225,7 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "NaN in data", "unknown study name", "trial does not exist", "no completed trial",
          "corrupt model", "unreachable storage", "negative trials", "not an export",
          "missing storage file", "metric for wrong task", "unknown dataset",
-         "image shape vs features"]
+         "image shape vs features", "edited split seed", "edited range, worker"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -43,10 +43,13 @@ class Dashboard:
         self.base = f"http://127.0.0.1:{match.group(1)}"
 
     def request(self, method: str, path: str, body: dict | None = None,
-                auth: tuple[str, str] | None = None) -> tuple[int, bytes]:
+                auth: tuple[str, str] | None = None,
+                host: str | None = None) -> tuple[int, bytes]:
         data = json.dumps(body).encode() if body is not None else None
         req = urllib.request.Request(self.base + path, data=data, method=method,
                                      headers={"Content-Type": "application/json"})
+        if host:
+            req.add_header("Host", host)
         if auth:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             req.add_header("Authorization", f"Basic {token}")
@@ -128,6 +131,29 @@ def test_basic_auth(dashboard):
     assert d.request("GET", "/api/studies", auth=("ada", "wrong"))[0] == 401
     assert d.request("GET", "/api/studies", auth=("ada", "s3cr3t"))[0] == 200
     assert "s3cr3t" not in d.banner
+
+
+def test_a_loopback_dashboard_refuses_foreign_host_headers(dashboard):
+    d = dashboard()  # writable: loopback
+    assert d.request("GET", "/api/studies")[0] == 200
+    assert d.request("GET", "/api/studies", host="localhost:8080")[0] == 200
+    for foreign in ("evil.example", "evil.example:8080", "127.0.0.1.evil.example"):
+        status, body = d.request("GET", "/api/studies", host=foreign)
+        assert status == 403 and b"Host header" in body, foreign
+
+
+@pytest.mark.parametrize("variables", [
+    {"NNSEARCH_DASHBOARD_PASSWORD": "secret"},
+    {"NNSEARCH_DASHBOARD_USER": "me", "NNSEARCH_DASHBOARD_PASSWORD": ""},
+    {"NNSEARCH_DASHBOARD_USER": "me"},
+])
+def test_half_configured_auth_refuses_to_start(study, variables):
+    tmp, path = study
+    env = {k: v for k, v in cli_env().items() if not k.startswith("NNSEARCH_DASHBOARD_")}
+    res = subprocess.run([*NNSEARCH, "dashboard", str(path), "--port", "0"], cwd=tmp,
+                         env=env | variables, capture_output=True, text=True, timeout=60)
+    assert res.returncode == 2 and "half configured" in res.stderr, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "secret" not in res.stderr
 
 
 def test_trials_show_curves_diagnostics_and_artifacts(dashboard):

@@ -178,6 +178,47 @@ def test_ctrl_c_fails_running_trials_and_run_resumes(tmp_path):
     assert count(ts, TrialState.RUNNING) == 0
 
 
+def worker_pids(marker: str) -> list[int]:
+    """Live worker processes whose command line names ``marker`` (a study file)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmd and " worker " in cmd:
+            pids.append(int(entry.name))
+    return pids
+
+
+@pytest.mark.parametrize(("signum", "close_pipes"), [(signal.SIGHUP, False),
+                                                     (signal.SIGTERM, True)])
+def test_a_signal_stops_the_run_and_leaves_no_orphan(tmp_path, signum, close_pipes):
+    # SIGHUP: the terminal closed. SIGTERM with closed pipes: `| head`, a dead ssh or tee.
+    study = slow_study(tmp_path / "slow.toml")
+    url = f"sqlite:///{tmp_path / 'slow.db'}"
+    proc = start_run(tmp_path, str(study), "--workers", "2", "--trials", "6")
+    try:
+        wait_for(lambda: running_with_worker(url, "slow", 0.3), what="a running trial")
+        assert len(worker_pids(str(study))) == 2
+        if close_pipes:
+            proc.stdout.close()
+            proc.stderr.close()
+        proc.send_signal(signum)
+        proc.wait(timeout=120)
+    finally:
+        proc.kill()
+    assert proc.returncode == 128 + signum
+    wait_for(lambda: not worker_pids(str(study)), timeout=30, what="the workers to exit")
+    ts = trials(url, "slow")
+    assert count(ts, TrialState.RUNNING) == 0
+    stopped = [t for t in ts if t.state == TrialState.FAIL]
+    assert stopped and all(signal.Signals(signum).name in t.user_attrs["fail_reason"]
+                           for t in stopped)
+
+
 # ----- a database restart -------------------------------------------------------------------
 def _restart_command() -> list[str] | None:
     tool = shutil.which("pg_ctlcluster")
