@@ -37,7 +37,7 @@ def test_an_old_trial_is_retrained_from_its_record_after_the_file_is_edited(tmp_
                   cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert (tmp_path / "small-best.json").is_file()
-    study.write_text(original.replace("trials = 2", "trials = 4"))  # the budget is no edit
+    study.write_text(original.replace("\ntrials = 2", "\ntrials = 4"))  # no edit: the budget
     assert run_cli("run", str(study), cwd=tmp_path).returncode == 0
 
 

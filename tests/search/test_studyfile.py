@@ -79,12 +79,49 @@ def _minimal(**space):
     ({"study": {"name": "t"}, "budget": {"trials": 0}}, r"budget\.trials must be >= 1"),
     ({"study": {"name": "t"}, "pruner": {"name": "median", "n_warmup_steps": -1}},
      r"\[pruner\] median"),
+    # accepted by validation once, then crashed or was taken wrongly at run time
+    (_minimal(width={"low": 8, "high": 32, "step": 0.5}), r"width\.step: width takes "
+     r"integers, so its step must be a whole number, but got step=0\.5"),
+    (_minimal(width={"low": 8, "high": 32, "step": 2.5}), r"whole number, but got step=2\.5"),
+    ({"study": {"name": "t", "seed": -1}}, r"study\.seed must be a seed in \[0, 2\*\*32 - 1\]"),
+    ({"study": {"name": "t", "seed": 2**32}}, r"study\.seed must be a seed"),
+    ({"study": {"name": "t"}, "data": {"seed": -1}}, r"data\.seed must be a seed"),
+    ({"study": {"name": "t"}, "sampler": {"name": "tpe", "n_startup_trials": "ten"}},
+     r"sampler\.n_startup_trials must be int, but got 'ten'"),
+    ({"study": {"name": "t"}, "pruner": {"name": "median", "n_startup_trials": 2.5}},
+     r"pruner\.n_startup_trials must be int, but got 2\.5"),
+    ({"study": {"name": "t"}, "sampler": {"name": "tpe", "multivariate": 1}},
+     r"sampler\.multivariate must be bool, but got 1"),
+    ({"study": {"name": "t"}, "pruner": {"name": "hyperband", "reduction_factor": 1}},
+     r"pruner\.reduction_factor must be >= 2"),
+    ({"study": {"name": "t"}, "sampler": {"name": "tpe", "gamma": 0.1}},
+     r"unknown key sampler\.'gamma'"),  # a function in Optuna, not a number
+    ({"study": {"name": "a/b"}}, r"study\.name must be letters, digits"),
+    ({"study": {"name": "../up"}}, r"study\.name must be letters, digits"),
 ])
 def test_invalid_study_files(raw, pattern):
     with pytest.raises(UsageError, match=pattern) as err:
         parse_study(raw, "bad.toml")
     assert str(err.value).startswith("bad.toml")
     assert "\n" not in str(err.value)
+
+
+def test_a_key_written_twice_is_quoted(tmp_path):
+    path = tmp_path / "twice.toml"
+    path.write_text('[study]\nname = "t"\nseed = 1\nseed = 2\n')
+    with pytest.raises(UsageError, match=r"line 4.*: 'seed = 2'"):
+        load_study_file(path)
+
+
+def test_gp_without_pytorch_is_refused_before_anything_is_written(tmp_path):
+    import importlib.util
+
+    raw = {"study": {"name": "t"}, "sampler": {"name": "gp"}}
+    if importlib.util.find_spec("torch") is not None:
+        assert parse_study(raw, "gp.toml").sampler == "gp"
+    else:
+        with pytest.raises(UsageError, match="sampler gp needs PyTorch"):
+            parse_study(raw, "gp.toml")
 
 
 def test_every_param_has_a_validator_and_describes_itself():
