@@ -4,7 +4,7 @@ from ._domains import Domain
 from ._functions import ACTIVATIONS, DERIVATIVES, HEADS, OUTPUT_ALIASES
 from ._init import EXPECTED_VARIANCE, INITIALIZERS
 from ._io import load, read_header, save
-from ._network import LAYER_WIDTH, MAX_WIDTH, NETWORK_DOMAINS, Network
+from ._network import LAYER_WIDTH, MAX_PARAMS, MAX_WIDTH, NETWORK_DOMAINS, Network
 from ._optimizers import OPTIMIZERS
 from ._schedules import SCHEDULES
 from ._train import CLIP_TYPES, TRAIN_DOMAINS, History, TrainConfig, evaluate, fit
@@ -17,6 +17,7 @@ __all__ = [
     "HEADS",
     "INITIALIZERS",
     "LAYER_WIDTH",
+    "MAX_PARAMS",
     "MAX_WIDTH",
     "NETWORK_DOMAINS",
     "OPTIMIZERS",

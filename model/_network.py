@@ -20,6 +20,7 @@ from ._functions import ACTIVATIONS, DERIVATIVES, HEADS, OUTPUT_ALIASES, Head
 from ._init import INITIALIZERS
 
 DTYPES = ("float32", "float64")
+MAX_PARAMS = 2**28  # weights and biases (1 GiB in float32; training needs about 4x that)
 MAX_WIDTH = 65536  # units in one layer, so that no config (e.g. a shared export) asks for more
 
 # The valid values of Network's arguments; LAYER_WIDTH is each entry of layer_sizes.
@@ -103,6 +104,9 @@ class Network:
         shapes = [(i + 1, o) for i, o in zip(self.layer_sizes[:-1], self.layer_sizes[1:],
                                              strict=True)]
         self.offsets = np.cumsum([0] + [r * c for r, c in shapes])
+        if self.offsets[-1] > MAX_PARAMS:  # checked before anything is allocated
+            raise ValueError(f"layer_sizes={self.layer_sizes} make {int(self.offsets[-1]):,} "
+                             f"parameters, but a network holds at most {MAX_PARAMS:,}.")
         self.flat = np.zeros(int(self.offsets[-1]), self.dtype)
         self.grad = np.zeros_like(self.flat)
         self.blocks = [self.flat[a:b].reshape(s) for a, b, s in

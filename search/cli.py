@@ -18,7 +18,8 @@ import optuna
 import nnsearch
 
 from .commands import COMMANDS
-from .errors import UsageError
+from .errors import STORAGE_UNREACHABLE, UsageError
+from .storage import error_reason, is_transient
 
 
 class _Parser(argparse.ArgumentParser):
@@ -119,6 +120,10 @@ def main(argv: list[str] | None = None) -> int:
         print(f"nnsearch {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug or an environment problem: one line, no traceback
+        if is_transient(exc) and not args.verbose:
+            print(f"nnsearch {args.command}: error: storage unreachable after retries: "
+                  f"{error_reason(exc)}", file=sys.stderr)
+            return STORAGE_UNREACHABLE
         if args.verbose:
             raise
         text = textwrap.shorten(str(exc), 300)

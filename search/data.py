@@ -86,6 +86,19 @@ class Dataset:
                 "y_scale": self.y_scale}
 
 
+def normalise_labels(y: np.ndarray) -> np.ndarray:
+    """Class labels as one kind of value: text that is all numbers becomes numbers, and
+    whole numbers become integers, so that "1", "1.0" and 1 are one class."""
+    if y.dtype.kind in "US" or y.dtype == object:
+        text = np.array([str(v).strip() for v in y])
+        if not all(is_float(v) for v in text):
+            return text
+        y = text.astype(np.float64)
+    if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(np.mod(y, 1) == 0):
+        return y.astype(np.int64)
+    return y
+
+
 def scale_features(X: np.ndarray, prep: dict[str, Any]) -> np.ndarray:
     """Raw rows as the network saw them in training (``Dataset.preprocessing()``)."""
     return (X - np.asarray(prep["x_mean"])) / np.asarray(prep["x_scale"])
@@ -165,7 +178,7 @@ def load_data(spec: DataSpec, base: Path | None = None) -> Dataset:
                          f"{names[col]!r}); clean or impute them first.")
     classes: list[Any] = []
     if task == "classification":
-        labels = np.array([str(v) for v in y]) if y.dtype.kind in "US" else y
+        labels = normalise_labels(y)
         if labels.dtype.kind == "f" and not np.all(np.isfinite(labels)):
             raise UsageError(f"{where}: the target holds NaN or infinite values.")
         uniq, y_idx = np.unique(labels, return_inverse=True)

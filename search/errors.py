@@ -11,6 +11,9 @@ class Stopped(KeyboardInterrupt):
     """
 
 
+STORAGE_UNREACHABLE = 3  # exit code: the storage stayed away through every retry
+
+
 class UsageError(Exception):
     """A problem with what the user gave us: a file, a value, a name, a URL."""
 

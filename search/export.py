@@ -116,6 +116,8 @@ def read_export(path: str | Path) -> dict[str, Any]:
         config = json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid JSON ({exc}).") from None
+    except RecursionError:
+        raise UsageError(f"{path}: not an nnsearch trial export (nested too deeply).") from None
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise UsageError(f"{path}: not an nnsearch trial export (format {found!r}, "
@@ -140,12 +142,18 @@ def retrain(config: dict[str, Any], where: str) -> tuple[Network, History, Datas
         raise UsageError(f"{where}: the data {spec.source} changed since trial "
                          f"{config['trial'].get('number')} ran on it (fingerprint "
                          f"{data.fingerprint}, was {known}); retrain on the same data.")
+    sizes = config["network"].get("layer_sizes")
+    if isinstance(sizes, list) and len(sizes) >= 2 and (sizes[0], sizes[-1]) != (
+            data.n_features, data.n_outputs):
+        raise UsageError(f"{where}: network.layer_sizes {sizes} runs from {sizes[0]} inputs to "
+                         f"{sizes[-1]} outputs, but the data has {data.n_features} features "
+                         f"and {data.n_outputs} output(s).")
     metric = config["study"].get("metric", "val_accuracy")
     try:
         net, history, loss_va, score_va, _ = train_trial(config["network"],
                                                          config["training"], data)
-    except ValueError as exc:
-        raise UsageError(f"{where}: {exc}") from None
+    except (ValueError, TypeError) as exc:  # TypeError: a missing or unknown key
+        raise UsageError(f"{where}: bad network or training section: {exc}") from None
     loss_te, score_te = evaluate_test(net, data)
     if data.task == "classification":
         metrics = {"val_accuracy": score_va, "test_accuracy": score_te}

@@ -8,6 +8,7 @@ rows ``predict`` gets, by the feature names the model was trained on.
 from __future__ import annotations
 
 import csv
+import logging
 import math
 from pathlib import Path
 from typing import Any
@@ -15,6 +16,8 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
+
+logger = logging.getLogger(__name__)
 
 # Bundled scikit-learn datasets (sklearn.datasets.load_<name>) and their task.
 # scikit-learn is imported only when data is loaded: it costs most of a second.
@@ -54,9 +57,14 @@ def is_float(text: str) -> bool:
     return True
 
 
-def read_csv(path: Path, target: str | None,
-             require_target: bool = True) -> tuple[np.ndarray, np.ndarray | None, list[str]]:
-    """Features as floats, the target column as given (strings), and feature names."""
+def read_csv(path: Path, target: str | None, require_target: bool = True,
+             features: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None,
+                                                         list[str]]:
+    """Features as floats, the target column as given (strings), and feature names.
+
+    ``features``: read only these columns, in this order (``predict``); the others, of
+    any type, are ignored.
+    """
     try:
         with path.open(newline="", encoding="utf-8-sig") as fh:
             rows = list(csv.reader(fh))
@@ -68,6 +76,10 @@ def read_csv(path: Path, target: str | None,
     header, body = [h.strip() for h in rows[0]], rows[1:]
     if not body:
         raise UsageError(f"{path}: the CSV file has a header but no data rows.")
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise UsageError(f"{path}: the header names column(s) {twice} more than once; "
+                         "every column needs its own name.")
     if target is not None and target not in header:
         if require_target:
             raise UsageError(f"{path}: target column {target!r} is not in the header "
@@ -77,23 +89,42 @@ def read_csv(path: Path, target: str | None,
         if len(row) != len(header):
             raise UsageError(f"{path}: line {i} has {len(row)} fields, the header has "
                              f"{len(header)}.")
-    columns = list(zip(*body, strict=True))
-    features, names, y = [], [], None
-    for name, col in zip(header, columns, strict=True):
-        if name == target:
-            y = np.array([c.strip() for c in col])
-            continue
+    columns = dict(zip(header, zip(*body, strict=True), strict=True))
+    if target is not None:
+        y = np.array([c.strip() for c in columns[target]])
+        empty = np.flatnonzero(y == "")
+        if empty.size:
+            raise UsageError(f"{path}: {empty.size} row(s) have an empty target {target!r} "
+                             f"(first at line {int(empty[0]) + 2}); fill or drop them.")
+    else:
+        y = None
+    wanted = features if features is not None else [h for h in header if h != target]
+    feature_values, names = [], []
+    for name in wanted:
+        col = columns[name]
         try:
             values = np.array([float(c) if c.strip() else math.nan for c in col])
         except ValueError:
             bad = next(c for c in col if not is_float(c))
             raise UsageError(f"{path}: column {name!r} is not numeric (e.g. {bad!r}); "
                              "encode it as numbers or drop it.") from None
-        features.append(values)
+        feature_values.append(values)
         names.append(name)
-    if not features:
+    if not feature_values:
         raise UsageError(f"{path}: no feature columns besides the target {target!r}.")
-    return np.column_stack(features), y, names
+    return np.column_stack(feature_values), y, names
+
+
+def csv_header(path: Path) -> list[str]:
+    """The column names of a CSV file (its first non-empty row)."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            for row in csv.reader(fh):
+                if any(cell.strip() for cell in row):
+                    return [h.strip() for h in row]
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a UTF-8 text CSV file.") from None
+    raise UsageError(f"{path}: the CSV file is empty (it needs a header row and data).")
 
 
 def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -152,12 +183,16 @@ def read_features(path: Path, prep: dict[str, Any]) -> np.ndarray:
     if path.suffix.lower() == ".npz":
         X = read_npz(path, ("X",))["X"].astype(np.float64)
     else:
-        Xraw, _, header = read_csv(path, prep.get("target"), require_target=False)
+        header = csv_header(path)
         missing = [n for n in names if n not in header]
         if missing:
             raise UsageError(f"{path}: missing feature column(s) {missing[:5]}; the "
                              f"model needs {len(names)} columns named as in training.")
-        X = Xraw[:, [header.index(n) for n in names]]
+        unused = [h for h in header if h not in names and h != prep.get("target")]
+        if unused:
+            logger.info("ignoring column(s) the model does not use: %s",
+                        ", ".join(unused[:10]) + (" ..." if len(unused) > 10 else ""))
+        X, _, _ = read_csv(path, None, require_target=False, features=names)
     if X.shape[1] != len(names):
         raise UsageError(f"{path}: needs {len(names)} feature columns, got {X.shape[1]}.")
     if not np.isfinite(X).all():

@@ -11,6 +11,7 @@ import math
 import os
 import socket
 import zlib
+from pathlib import Path
 from typing import Any
 
 import numpy as np
@@ -43,6 +44,24 @@ _SEED_SPACE = 2**32  # numpy's and Optuna's samplers take seeds in [0, 2**32)
 def worker_id(pid: int | None = None) -> str:
     """A worker process's identity in the trials it writes: ``host:pid``."""
     return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
+
+
+def owner_gone(owner: str) -> bool:
+    """Whether the worker ``host:pid`` is known to be gone: it ran on this host, and its
+    pid is free or now another program's. A worker of another host is never known gone."""
+    host, _, pid = owner.rpartition(":")
+    if host != socket.gethostname() or not pid.isdigit():
+        return False
+    try:
+        os.kill(int(pid), 0)
+    except ProcessLookupError:
+        return True
+    except PermissionError:
+        return False  # alive, someone else's
+    try:  # the pid may have been reused since
+        return b"nnsearch" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        return False  # no /proc: alive as far as we can tell
 
 
 def written_by_worker(trial: FrozenTrial) -> bool:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -99,6 +100,8 @@ def _redact(url: str) -> str:
     try:
         parsed = make_url(url)
         hidden = {k: "***" for k in parsed.query if k.lower() == "password"}
+        if parsed.password is None and not hidden:
+            return url  # nothing to hide: show it as written
         return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
     except Exception:  # not a URL SQLAlchemy understands: show no more than the scheme
         if "@" not in url and "password" not in url.lower():
@@ -136,6 +139,9 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
     if url.kind == "journal":
         assert url.path is not None
         return JournalStorage(JournalFileBackend(str(url.path)))
+    if url.kind == "sqlite" and url.path is not None and must_exist and not heartbeat \
+            and not _writable(url.path):
+        return _read_only_sqlite(url)
     if url.kind == "grpc":
         return _grpc_proxy(url)
     engine_kwargs: dict[str, Any] = {}
@@ -156,12 +162,38 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
             _use_wal(storage)
         return storage
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        if url.path is not None and _disk_full(url.path):
+            raise UsageError(f"storage {url}: the disk holding {url.path.parent} is full "
+                             f"({error_reason(exc)}); free some space and run again.") from None
         raise UsageError(f"cannot reach storage {url}: {error_reason(exc)}") from None
     except ModuleNotFoundError as exc:
         raise UsageError(f"storage {url} needs the Python package {exc.name!r}.") from None
     except Exception as exc:  # e.g. ArgumentError for a malformed URL
         raise UsageError(f"cannot open storage {url}: {type(exc).__name__}: "
                          f"{error_reason(exc)}") from None
+
+
+def _writable(path: Path) -> bool:
+    return os.access(path, os.W_OK) and os.access(path.parent, os.W_OK)
+
+
+def _disk_full(path: Path, margin: int = 16 << 20) -> bool:
+    try:
+        return shutil.disk_usage(path.parent).free < margin
+    except OSError:
+        return False
+
+
+def _read_only_sqlite(url: StorageURL) -> RDBStorage:
+    """A SQLite study in a folder this process may not write: read as an immutable file
+    (no lock files, no write-ahead log to create), for status, export and report."""
+    assert url.path is not None
+    uri = f"sqlite:///file:{url.path.resolve()}?mode=ro&immutable=1&uri=true"
+    try:
+        return RDBStorage(uri)
+    except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        raise UsageError(f"cannot read storage {url} (read-only): {error_reason(exc)}") \
+            from None
 
 
 def error_reason(exc: BaseException) -> str:

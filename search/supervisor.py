@@ -14,6 +14,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import random
 import signal
 import subprocess
 import sys
@@ -24,7 +25,6 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 
-from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 from rich.console import Console
@@ -33,7 +33,7 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import nnsearch
 
 from . import record
-from .errors import UsageError
+from .errors import STORAGE_UNREACHABLE, UsageError
 from .storage import (
     ENV_STORAGE,
     MAX_STALE_RETRIES,
@@ -44,7 +44,7 @@ from .storage import (
     with_retry,
 )
 from .study import OpenStudy
-from .worker import Counts, count_states
+from .worker import Counts, count_states, fail_orphans, fail_trials
 
 logger = logging.getLogger(__name__)
 
@@ -59,6 +59,7 @@ class Slot:
     process: subprocess.Popen[bytes]
     restarts: int = 0
     pids: list[int] = field(default_factory=list)
+    restart_at: float | None = None  # a restart waiting out its backoff (monotonic time)
 
 
 def worker_env(url: StorageURL) -> dict[str, str]:
@@ -113,10 +114,12 @@ class Supervisor:
         return self.budget is not None and counts.finished >= self.budget
 
     def _sweep(self) -> None:
-        """Fail trials whose heartbeat went stale (and retry them), once per interval."""
+        """Fail (and retry) the trials no live worker owns, once per heartbeat interval:
+        a stale heartbeat, a worker of this host that is gone, or no worker at all."""
         now = time.monotonic()
         if now - self.last_sweep >= heartbeat_settings()[0]:
             with_retry(lambda: fail_stale_trials(self.study), "sweep stale trials")
+            with_retry(lambda: fail_orphans(self.opened, self.retry_trial), "sweep orphans")
             self.last_sweep = now
 
     def _check_workers(self, counts: Counts) -> None:
@@ -130,6 +133,15 @@ class Supervisor:
                 continue
             if slot.restarts >= MAX_RESTARTS_PER_WORKER:
                 continue
+            if code == STORAGE_UNREACHABLE and slot.restart_at is None:
+                # It gave up on the storage: the others likely did too. Jittered backoff,
+                # so that they do not all come back at the same moment.
+                slot.restart_at = time.monotonic() + random.uniform(1, 2) * 2 ** slot.restarts
+                logger.warning("worker %d lost the storage; restarting it in %.0fs", slot.index,
+                               slot.restart_at - time.monotonic())
+            if slot.restart_at is not None and time.monotonic() < slot.restart_at:
+                continue
+            slot.restart_at = None
             slot.restarts += 1
             logger.warning("worker %d (pid %d) exited with code %d; restarting it (%d/%d)",
                            slot.index, slot.process.pid, code, slot.restarts,
@@ -142,22 +154,13 @@ class Supervisor:
     def _fail_trials_of(self, pids: list[int], reason: str, retry: bool) -> None:
         """Fail the RUNNING trials that workers of ours (``pids``) held; retry them if asked."""
         owners = {record.worker_id(pid) for pid in pids}
-        storage = self.opened.storage
-        study_id = storage.get_study_id_from_name(self.study.study_name)
-        for t in self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-            if t.user_attrs.get(record.WORKER) not in owners:
-                continue
-            trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-            try:
-                storage.set_trial_user_attr(trial_id, record.FAIL_REASON, reason)
-                failed = storage.set_trial_state_values(trial_id, TrialState.FAIL)
-            except (UpdateFinishedTrialError, RuntimeError):
-                continue  # the worker, or a sweeper, ended it after all
-            if failed and retry:  # only the process that failed it retries it
-                self.retry_trial(self.study, storage.get_trial(trial_id))
+        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+        fail_trials(self.opened, [t for t in running if t.user_attrs.get(record.WORKER) in owners],
+                    reason, self.retry_trial if retry else None)
 
     def alive(self) -> bool:
-        return any(slot.process.poll() is None for slot in self.slots)
+        return any(slot.process.poll() is None or slot.restart_at is not None
+                   for slot in self.slots)
 
     def describe(self, counts: Counts) -> str:
         best = "-"

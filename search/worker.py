@@ -11,10 +11,12 @@ not count, so its retry takes its place.
 from __future__ import annotations
 
 import logging
+import re
 import signal
 import threading
 import time
 from dataclasses import dataclass
+from datetime import datetime
 from functools import partial
 from types import FrameType
 
@@ -29,7 +31,7 @@ from .artifacts import artifact_store
 from .data import load_data
 from .errors import Stopped
 from .objective import Objective
-from .storage import error_reason, is_transient, with_retry
+from .storage import MAX_STALE_RETRIES, error_reason, heartbeat_settings, is_transient, with_retry
 from .study import OpenStudy, check_same_study
 
 logger = logging.getLogger(__name__)
@@ -42,9 +44,11 @@ class Surplus(Exception):
     """This trial is beyond the study's budget: it ends as FAIL without training."""
 
 
-# Optuna logs every failed trial with a traceback; a surplus trial or a trial stopped
-# by a signal is no error, and its reason is recorded on the trial.
-quiet_failed_trials(lambda message: "Surplus()" in message or "Stopped(" in message)
+# Optuna logs every failed trial twice: the error with its traceback, then "failed with
+# value None". A surplus trial or a trial stopped by a signal is no error, and its reason
+# is recorded on the trial; the second line never says more than the first.
+_EXPECTED = re.compile(r"Surplus\(\)|Stopped\(|^Trial \d+ failed with value None\.$")
+quiet_failed_trials(lambda message: _EXPECTED.search(message) is not None)
 
 
 @dataclass
@@ -80,6 +84,43 @@ def trials_ahead(study: optuna.Study, number: int) -> int:
     return sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number < number)
 
 
+def fail_trials(opened: OpenStudy, trials: list[FrozenTrial], reason: str,
+                retry: record.Retry | None) -> None:
+    """Fail these RUNNING trials with ``reason``, and retry each one this process failed."""
+    storage = opened.storage
+    study_id = storage.get_study_id_from_name(opened.study.study_name)
+    for t in trials:
+        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
+        try:
+            storage.set_trial_user_attr(trial_id, record.FAIL_REASON, reason)
+            failed = storage.set_trial_state_values(trial_id, TrialState.FAIL)
+        except (UpdateFinishedTrialError, RuntimeError):
+            continue  # its worker, or another sweeper, ended it after all
+        if failed and retry is not None:  # only the process that failed it retries it
+            retry(opened.study, storage.get_trial(trial_id))
+
+
+def fail_orphans(opened: OpenStudy, retry: record.Retry) -> int:
+    """Fail and retry the RUNNING trials that no live worker owns: a worker of this host
+    that is gone (killed, a power cut), or no worker at all a grace period after the
+    trial started (its worker died before recording itself). Heartbeats catch the
+    rest on SQLite and PostgreSQL. Returns how many it failed."""
+    grace = heartbeat_settings()[1]
+    now = datetime.now()
+    orphans: dict[str, list[FrozenTrial]] = {}
+    for t in opened.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
+        owner = t.user_attrs.get(record.WORKER)
+        if owner is None:
+            age = (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0
+            if age > grace:
+                orphans.setdefault("no worker took it up (its worker died first)", []).append(t)
+        elif record.owner_gone(owner):
+            orphans.setdefault(f"its worker {owner} is gone", []).append(t)
+    for reason, trials in orphans.items():
+        fail_trials(opened, trials, reason, retry)
+    return sum(map(len, orphans.values()))
+
+
 def _collect(into: list[FrozenTrial], study: optuna.Study, trial: FrozenTrial) -> None:
     into.append(trial)
 
@@ -87,7 +128,9 @@ def _collect(into: list[FrozenTrial], study: optuna.Study, trial: FrozenTrial) -
 class Worker:
     def __init__(self, opened: OpenStudy, budget: int | None,
                  timeout: float | None = None) -> None:
+        self.opened = opened
         self.study = opened.study
+        self.retry = record.Retry(max_retry=MAX_STALE_RETRIES)
         self.budget = budget
         self.deadline = time.monotonic() + timeout if timeout else None
         self.stop = threading.Event()
@@ -140,6 +183,7 @@ class Worker:
                             and not counts.waiting:
                         # Every slot is taken; one may free up if a trial fails.
                         with_retry(lambda: fail_stale_trials(self.study), "sweep")
+                        with_retry(lambda: fail_orphans(self.opened, self.retry), "sweep")
                         self.stop.wait(POLL_SECONDS)
                         continue
                 ended: list[FrozenTrial] = []

@@ -85,7 +85,7 @@ def target(args: argparse.Namespace) -> Target:
 
 def write_json(data: dict[str, Any], output: str | None) -> None:
     text = json.dumps(data, indent=2) + "\n"
-    if output:
+    if output and output != "-":
         Path(output).write_text(text, encoding="utf-8")
     else:
         sys.stdout.write(text)

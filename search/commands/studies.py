@@ -189,7 +189,7 @@ class ExportCommand(Command):
                                "by a worker (e.g. set through the dashboard)", skipped)
             export = export_trial(opened.study, opened.spec, trial, t.url)
         write_json(export, args.output)
-        if args.output:
+        if args.output and args.output != "-":
             logger.info("wrote trial %d to %s", trial.number, args.output)
         return 0
 

@@ -118,6 +118,15 @@ def test_csv_study_train_and_predict(tmp_path):
     assert set(rows[1:]) <= {"red", "green", "blue"}
     truth = [line.split(",")[-1] for line in lines[1:]]
     assert np.mean([a == b for a, b in zip(rows[1:], truth, strict=True)]) > 0.7
+    # Columns are found by name: another order and an unused text column change nothing.
+    shuffled = ["id,x3,label,x1,x2"] + [
+        f"row{i},{x3},{label},{x1},{x2}" for i, (x1, x2, x3, label) in
+        enumerate(line.split(",") for line in lines[1:])]
+    (tmp_path / "shuffled.csv").write_text("\n".join(shuffled) + "\n")
+    again = run_cli("predict", "csv-best.npz", "shuffled.csv", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert again.stdout == pred.stdout and "ignoring column(s) the model does not use: id" \
+        in again.stderr
 
 
 def test_npz_study(tmp_path):
@@ -159,6 +168,13 @@ def _bad_cases(tmp: Path, study: Path):
         (tmp / f"{name}.csv").write_text(csv_text)
         return variant(f"{name}.toml", good.replace('source = "iris"',
                                                     f'source = "{name}.csv"\ntarget = "{target}"'))
+
+    exported = json.loads((tmp / "small-best.json").read_text())
+
+    def export_variant(name, change):
+        config = json.loads(json.dumps(exported))
+        change(config)
+        return variant(f"{name}.json", json.dumps(config))
 
     base_rows = "a,b,label\n" + "".join(f"{i % 5}.5,{i % 7},{'xy'[i % 2]}\n" for i in range(30))
     (tmp / "garbage.npz").write_bytes(b"this is not a model")
@@ -203,6 +219,22 @@ def _bad_cases(tmp: Path, study: Path):
         "image shape vs features": (["run", variant("img.toml", good.replace(
             'source = "iris"', 'source = "iris"\nimage_shape = [3, 3]\nshift = 1'))],
             "holds 9 pixels, but the data has 4 features"),
+        "duplicated header": (["run", csv_study("dup", base_rows.replace("a,b,", "a,a,", 1))],
+                              "names column(s) ['a'] more than once"),
+        "empty target cell": (["run", csv_study("notlabel", base_rows + "1.5,2,\n")],
+                              "1 row(s) have an empty target 'label' (first at line 32)"),
+        "export: outputs vs classes": (["train", export_variant(
+            "outputs", lambda c: c["network"]["layer_sizes"].__setitem__(-1, 7))],
+            "to 7 outputs, but the data has 4 features and 3 output(s)"),
+        "export: no layer_sizes": (["train", export_variant(
+            "nolayers", lambda c: c["network"].pop("layer_sizes"))], "bad network"),
+        "export: unknown key": (["train", export_variant(
+            "unknown", lambda c: c["training"].__setitem__("warmup", 3))], "'warmup'"),
+        "export: huge layer": (["train", export_variant(
+            "huge", lambda c: c["network"]["layer_sizes"].insert(1, 300_000_000))],
+            "layer_sizes must be an integer in [1, 65536]"),
+        "export: nested too deeply": (["train", variant("deep.json", "[" * 100_000)],
+                                      "nested too deeply"),
         "edited split seed": (["run", "--storage", db, variant("seed.toml", good.replace(
             'source = "iris"', 'source = "iris"\nseed = 1'))],
             "was created from another definition (data.seed: 0 -> 1)"),
@@ -225,7 +257,10 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "NaN in data", "unknown study name", "trial does not exist", "no completed trial",
          "corrupt model", "unreachable storage", "negative trials", "not an export",
          "missing storage file", "metric for wrong task", "unknown dataset",
-         "image shape vs features", "edited split seed", "edited range, worker"]
+         "image shape vs features", "duplicated header", "empty target cell",
+         "export: outputs vs classes", "export: no layer_sizes", "export: unknown key",
+         "export: huge layer", "export: nested too deeply", "edited split seed",
+         "edited range, worker"]
 
 
 @pytest.mark.parametrize("case", CASES)

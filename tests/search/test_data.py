@@ -147,3 +147,14 @@ def test_bad_npz(tmp_path):
         load_data(DataSpec(str(tmp_path / "bad.npz")))
     with pytest.raises(UsageError, match="data file not found"):
         load_data(DataSpec(str(tmp_path / "missing.csv"), target="y"))
+
+
+def test_numeric_looking_labels_are_one_class_however_written(tmp_path):
+    rows = ["x,label"] + [f"{i},{['1', '1.0', ' 1', '2', '2.00'][i % 5]}" for i in range(40)]
+    (tmp_path / "labels.csv").write_text("\n".join(rows) + "\n")
+    data = load_data(DataSpec("labels.csv", target="label"), base=tmp_path)
+    assert data.classes == [1, 2]
+    rows = ["x,label"] + [f"{i},{['a', 'b', '10'][i % 3]}" for i in range(30)]
+    (tmp_path / "text.csv").write_text("\n".join(rows) + "\n")
+    assert load_data(DataSpec("text.csv", target="label"), base=tmp_path).classes == \
+        ["10", "a", "b"]  # not all numbers: text, as written

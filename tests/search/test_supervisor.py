@@ -163,3 +163,31 @@ def test_stop_ends_every_worker_and_fails_their_trials_without_retry(sup, monkey
     retries = [t.number for t in trials if "failed_trial" in t.system_attrs]
     assert retries == [late]  # the restart's retry; stop retries nothing
     assert not [t for t in trials if t.state in (TrialState.RUNNING, TrialState.WAITING)]
+
+
+def test_orphaned_trials_are_failed_and_retried(sup, monkeypatch):
+    from nnsearch.search import worker
+
+    monkeypatch.setattr(worker, "heartbeat_settings", lambda: (1, 0))  # no grace
+    gone = process("pass")
+    gone.wait()  # a worker of this host that is gone (killed, a power cut)
+    dead = running_trial(sup.study, gone.pid)
+    elsewhere = sup.study.ask()  # a live worker on another machine
+    elsewhere.set_user_attr(record.WORKER, "another-host:1")
+    alive = subprocess.Popen([sys.executable, "-c", SLEEPER, "nnsearch", "worker"])
+    while b"nnsearch" not in Path(f"/proc/{alive.pid}/cmdline").read_bytes():
+        time.sleep(0.01)  # until it has exec'd
+    mine = running_trial(sup.study, alive.pid)  # a live worker of this host
+    silent = sup.study.ask().number  # its worker died before recording itself
+    assert worker.fail_orphans(sup.opened, sup.retry_trial) == 2
+    trials = sup.study.get_trials()
+    assert trials[dead].state == trials[silent].state == TrialState.FAIL
+    assert "is gone" in trials[dead].user_attrs[record.FAIL_REASON]
+    assert "no worker took it up" in trials[silent].user_attrs[record.FAIL_REASON]
+    assert trials[elsewhere.number].state == trials[mine].state == TrialState.RUNNING
+    alive.kill()
+    alive.wait()
+    assert worker.fail_orphans(sup.opened, sup.retry_trial) == 1  # now it is gone too
+    retried = sorted(t.system_attrs["failed_trial"] for t in trials
+                     if t.state == TrialState.WAITING)
+    assert retried == sorted([dead, silent])

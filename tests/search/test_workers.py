@@ -218,6 +218,30 @@ def test_a_signal_stops_the_run_and_leaves_no_orphan(tmp_path, signum, close_pip
     assert stopped and all("stopped by" in t.user_attrs["fail_reason"] for t in stopped)
 
 
+def test_a_power_cut_on_the_journal_then_a_rerun_finishes(tmp_path):
+    # The supervisor and its workers die at once: no one fails their RUNNING trials,
+    # and the journal file has no heartbeat. The re-run finds them orphaned.
+    study = slow_study(tmp_path / "slow.toml", epochs=60)
+    url = f"journal:///{tmp_path / 'slow.log'}"
+    proc = start_run(tmp_path, str(study), "--workers", "2", "--trials", "4", "--storage", url)
+    try:
+        wait_for(lambda: running_with_worker(url, "slow", 0.3), what="a running trial")
+        for pid in [proc.pid, *worker_pids(str(study))]:
+            os.kill(pid, signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        proc.kill()
+    wait_for(lambda: not worker_pids(str(study)), timeout=30, what="the workers to die")
+    assert count(trials(url, "slow"), TrialState.RUNNING) >= 1
+    res = run_cli("run", str(study), "--workers", "2", "--trials", "4", "--storage", url,
+                  cwd=tmp_path, timeout=300)
+    assert res.returncode == 0, res.stderr
+    ts = trials(url, "slow")
+    assert count(ts, TrialState.COMPLETE, TrialState.PRUNED) == 4
+    assert count(ts, TrialState.RUNNING, TrialState.WAITING) == 0
+    assert any("is gone" in t.user_attrs.get("fail_reason", "") for t in ts)
+
+
 # ----- a database restart -------------------------------------------------------------------
 def _restart_command() -> list[str] | None:
     tool = shutil.which("pg_ctlcluster")
