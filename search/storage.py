@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import os
+import random
 import shutil
 import time
 from collections.abc import Callable
@@ -157,7 +158,8 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
         kwargs = {"heartbeat_interval": interval, "grace_period": grace,
                   "heartbeat_stale_trial_callback": Retry(max_retry=MAX_STALE_RETRIES)}
     try:
-        storage = RDBStorage(url.secret, engine_kwargs=engine_kwargs, **kwargs)
+        storage = _create_schema_once(lambda: RDBStorage(url.secret, engine_kwargs=engine_kwargs,
+                                                         **kwargs))
         if url.kind == "sqlite":
             _use_wal(storage)
         return storage
@@ -171,6 +173,22 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
     except Exception as exc:  # e.g. ArgumentError for a malformed URL
         raise UsageError(f"cannot open storage {url}: {type(exc).__name__}: "
                          f"{error_reason(exc)}") from None
+
+
+def _create_schema_once(make: Callable[[], RDBStorage], attempts: int = 6) -> RDBStorage:
+    """``make()``, again after a short random wait if another process was creating the
+    same tables at the same moment (PostgreSQL then refuses the second with a duplicate
+    key on its catalogue; SQLite may find the file locked)."""
+    for attempt in range(1, attempts + 1):
+        try:
+            return make()
+        except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
+                sqlalchemy.exc.OperationalError) as exc:
+            racing = not isinstance(exc, sqlalchemy.exc.OperationalError) or "locked" in str(exc)
+            if attempt == attempts or not racing:
+                raise
+            time.sleep(random.uniform(0.1, 0.5) * attempt)
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _writable(path: Path) -> bool:

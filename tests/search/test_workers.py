@@ -242,6 +242,20 @@ def test_a_power_cut_on_the_journal_then_a_rerun_finishes(tmp_path):
     assert any("is gone" in t.user_attrs.get("fail_reason", "") for t in ts)
 
 
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_three_runs_started_at_once_on_a_fresh_storage(tmp_path, backend, request):
+    # They race to create the schema and the study; all three must take part.
+    study = write_study(tmp_path / "small.toml", trials=9, epochs=10)
+    url = f"sqlite:///{tmp_path / 'small.db'}" if backend == "sqlite" \
+        else request.getfixturevalue("pg_url")
+    procs = [start_run(tmp_path, str(study), "--storage", url) for _ in range(3)]
+    results = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
+    for code, err in results:
+        assert code == 0, err
+        assert "Traceback" not in err
+    assert_finished_exactly(trials(url, "small"), 9)
+
+
 # ----- a database restart -------------------------------------------------------------------
 def _restart_command() -> list[str] | None:
     tool = shutil.which("pg_ctlcluster")
