@@ -17,6 +17,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, TypeVar
+from urllib.parse import quote
 
 import optuna
 import sqlalchemy.event
@@ -66,6 +67,7 @@ class StorageURL:
             if not host or not port.isdigit():
                 raise UsageError(f"a proxy URL is grpc://HOST:PORT, but got {_redact(text)!r}.")
             return cls("grpc", text, text, host=host, port=int(port))
+        text = _encode_at_signs(text)
         try:
             parsed = make_url(text)
             backend = parsed.get_backend_name()
@@ -94,6 +96,18 @@ class StorageURL:
         return cls.parse(f"sqlite:///{study_file.resolve().with_suffix('.db')}")
 
 
+def _encode_at_signs(url: str) -> str:
+    """``user:p@ss@host`` means the password ``p@ss`` (libpq reads it so); percent-encode
+    it, or SQLAlchemy takes ``ss@host`` for the host and shows part of the password."""
+    scheme, sep, rest = url.partition("://")
+    netloc, slash, path = rest.partition("/")
+    if not sep or netloc.count("@") < 2:
+        return url
+    userinfo, _, host = netloc.rpartition("@")
+    user, colon, password = userinfo.partition(":")
+    return f"{scheme}://{user}{colon}{quote(password, safe='')}@{host}{slash}{path}"
+
+
 def _redact(url: str) -> str:
     """The URL with any password (in the user info or as a query parameter) as ***."""
     if url.startswith((JOURNAL_PREFIX, GRPC_PREFIX)):
@@ -103,7 +117,8 @@ def _redact(url: str) -> str:
         hidden = {k: "***" for k in parsed.query if k.lower() == "password"}
         if parsed.password is None and not hidden:
             return url  # nothing to hide: show it as written
-        return parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+        shown = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
+        return shown.replace("%2A%2A%2A", "***")
     except Exception:  # not a URL SQLAlchemy understands: show no more than the scheme
         if "@" not in url and "password" not in url.lower():
             return url  # nothing that could be a password
