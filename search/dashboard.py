@@ -53,7 +53,7 @@ def credentials_from_env() -> tuple[str, str] | None:
     user, password = os.environ.get(ENV_USER, ""), os.environ.get(ENV_PASSWORD, "")
     if user and password:
         return user, password
-    if user or password or ENV_USER in os.environ or ENV_PASSWORD in os.environ:
+    if user or password:  # one of them: both empty (as compose passes them) means off
         given, missing = (ENV_USER, ENV_PASSWORD) if user else (ENV_PASSWORD, ENV_USER)
         raise UsageError(f"basic auth is half configured: {given} is set but {missing} is "
                          "empty or unset; set both (non-empty), or unset both.")

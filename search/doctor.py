@@ -70,8 +70,8 @@ def diagnose(url: StorageURL, workers: int) -> list[Check]:
             path = url.path
             checks.append(Check("warn" if workers > 1 else "ok", "heartbeat",
                                 "the journal file has no heartbeat: a killed worker's trial "
-                                "stays RUNNING; fine for one host, prefer SQLite or "
-                                "PostgreSQL for long studies"))
+                                "is retried only by a run or worker on its own host; fine "
+                                "for one host, prefer SQLite or PostgreSQL for long studies"))
             fs = filesystem_of(path.parent)
             if fs in NETWORK_FILESYSTEMS:
                 checks.append(Check("warn", "file system", f"{path} is on {fs}: file locks "

@@ -199,7 +199,8 @@ def _create_schema_once(make: Callable[[], RDBStorage], attempts: int = 6) -> RD
             return make()
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
                 sqlalchemy.exc.OperationalError) as exc:
-            racing = not isinstance(exc, sqlalchemy.exc.OperationalError) or "locked" in str(exc)
+            racing = not isinstance(exc, sqlalchemy.exc.OperationalError) or any(
+                words in str(exc) for words in ("locked", "already exists"))
             if attempt == attempts or not racing:
                 raise
             time.sleep(random.uniform(0.1, 0.5) * attempt)
