@@ -79,3 +79,18 @@ def postgres_reachable() -> str | None:
     except Exception as exc:
         return str(exc).splitlines()[0]
     return None
+
+
+def worker_pids(marker: str) -> list[int]:
+    """Live worker processes whose command line names ``marker`` (a study file)."""
+    pids = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            cmd = (entry / "cmdline").read_bytes().replace(b"\0", b" ").decode()
+        except OSError:
+            continue
+        if marker in cmd and " worker " in cmd:
+            pids.append(int(entry.name))
+    return pids
