@@ -21,6 +21,8 @@ from .commands import COMMANDS
 from .errors import STORAGE_UNREACHABLE, UsageError
 from .storage import error_reason, is_transient
 
+logger = logging.getLogger(__name__)
+
 
 class _Parser(argparse.ArgumentParser):
     """argparse, but a usage error is one line (and exit 2), not the whole usage block."""
@@ -88,7 +90,7 @@ class _SafeStream:
         if not self.broken:
             try:
                 return int(self._stream.write(text))
-            except (BrokenPipeError, ConnectionError, OSError):
+            except OSError:  # BrokenPipeError, EIO from a dead terminal, ...
                 self.broken = True
         return len(text)
 
@@ -96,7 +98,7 @@ class _SafeStream:
         if not self.broken:
             try:
                 self._stream.flush()
-            except (BrokenPipeError, ConnectionError, OSError):
+            except OSError:
                 self.broken = True
 
     def __getattr__(self, name: str) -> Any:
@@ -115,13 +117,15 @@ def main(argv: list[str] | None = None) -> int:
         return int(args.action(args))
     except UsageError as exc:
         print(f"nnsearch {args.command}: error: {exc}", file=sys.stderr)
-        return UsageError.exit_code
+        return exc.exit_code
     except KeyboardInterrupt:
         print(f"nnsearch {args.command}: interrupted", file=sys.stderr)
         return 130
     except Exception as exc:  # a bug or an environment problem: one line, no traceback
-        if is_transient(exc) and not args.verbose:
-            print(f"nnsearch {args.command}: error: storage unreachable after retries: "
+        if is_transient(exc):
+            if args.verbose:
+                logger.exception("the storage stayed unreachable")
+            print(f"nnsearch {args.command}: error: storage unreachable: "
                   f"{error_reason(exc)}", file=sys.stderr)
             return STORAGE_UNREACHABLE
         if args.verbose:

@@ -60,7 +60,15 @@ def credentials_from_env() -> tuple[str, str] | None:
     return None
 
 
-LOOPBACK_NAMES = ("localhost", "127.0.0.1", "::1")
+def local_name(name: str, bound: str) -> bool:
+    """Whether a Host header's name is this machine as the dashboard is bound to it:
+    localhost, any loopback address, or the very name it listens on."""
+    if name in ("localhost", bound):
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
 
 
 def host_name(header: str) -> str:
@@ -79,18 +87,20 @@ def _reply(start_response: Callable[..., Any], status: str, reason: str,
 
 
 def guard(app: WSGIApp, read_only: bool, credentials: tuple[str, str] | None,
-          loopback_only: bool = False) -> WSGIApp:
-    """Wrap a WSGI app with optional basic auth and a read-only switch. ``loopback_only``
-    refuses a Host header that does not name this machine: a web page the user visits
-    cannot reach a loopback dashboard through a rebound DNS name."""
+          loopback_host: str | None = None) -> WSGIApp:
+    """Wrap a WSGI app with optional basic auth and a read-only switch. With
+    ``loopback_host`` (the loopback address it is bound to), a Host header that does
+    not name this machine is refused: a web page the user visits cannot reach a loopback
+    dashboard through a rebound DNS name."""
     expected = None
     if credentials is not None:
         expected = base64.b64encode(f"{credentials[0]}:{credentials[1]}".encode()).decode()
 
     def guarded(environ: dict[str, Any], start_response: Callable[..., Any]) -> Iterable[bytes]:
-        if loopback_only and host_name(environ.get("HTTP_HOST", "")) not in LOOPBACK_NAMES:
+        if loopback_host is not None and not local_name(host_name(environ.get("HTTP_HOST", "")),
+                                                        loopback_host):
             return _reply(start_response, "403 Forbidden", "this dashboard answers only to "
-                          "localhost, 127.0.0.1 or [::1] in the Host header")
+                          "localhost or a loopback address in the Host header")
         if expected is not None:
             header = environ.get("HTTP_AUTHORIZATION", "")
             scheme, _, token = header.partition(" ")
@@ -123,12 +133,12 @@ class _QuietHandler(WSGIRequestHandler):
 
 
 def make_dashboard(url: StorageURL, read_only: bool, credentials: tuple[str, str] | None,
-                   loopback_only: bool = False) -> WSGIApp:
+                   loopback_host: str | None = None) -> WSGIApp:
     import optuna_dashboard
 
     storage = open_storage(url, heartbeat=False)
     app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store(url))
-    return guard(app, read_only, credentials, loopback_only)
+    return guard(app, read_only, credentials, loopback_host)
 
 
 def serve(app: WSGIApp, host: str, port: int) -> _ThreadingServer:

@@ -18,3 +18,10 @@ class UsageError(Exception):
     """A problem with what the user gave us: a file, a value, a name, a URL."""
 
     exit_code = 2
+
+
+class StorageUnreachable(UsageError):
+    """A database server that does not answer (down, restarting): exit 3, and the
+    supervisor restarts such a worker after a backoff."""
+
+    exit_code = STORAGE_UNREACHABLE

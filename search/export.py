@@ -171,7 +171,9 @@ def check_reproduction(config: dict[str, Any], metrics: dict[str, float]) -> str
     number = config["trial"].get("number")
     expected = config["trial"].get("value")
     got = metrics[f"trial_{metric}"]
-    if expected is None or got == expected:
+    if expected is None:
+        return None  # nothing recorded to compare with
+    if got == expected:
         logger.info("reproduced trial %s's %s=%s exactly", number, metric, expected)
         return None
     return (f"not reproduced: trial {number} had {metric}={expected}, the retrained network "

@@ -22,7 +22,8 @@ from optuna.trial import FrozenTrial
 from nnsearch.model import History, Network
 
 # Written by a worker when it takes a trial, before training: who runs it.
-WORKER = "nnsearch.worker"
+WORKER = "nnsearch.worker"  # host:pid
+WORKER_PROCESS = "nnsearch.worker_process"  # its pid namespace and start time (Linux)
 # Written with the trial's result.
 NETWORK = "network"  # Network(**...) arguments
 TRAINING = "training"  # TrainConfig(**...) arguments
@@ -46,22 +47,40 @@ def worker_id(pid: int | None = None) -> str:
     return f"{socket.gethostname()}:{os.getpid() if pid is None else pid}"
 
 
-def owner_gone(owner: str) -> bool:
-    """Whether the worker ``host:pid`` is known to be gone: it ran on this host, and its
-    pid is free or now another program's. A worker of another host is never known gone."""
-    host, _, pid = owner.rpartition(":")
-    if host != socket.gethostname() or not pid.isdigit():
-        return False
+def process_tag(pid: int | None = None) -> str:
+    """A process's identity beyond its pid: its pid namespace and start time ('' where
+    there is no /proc). Two processes with one pid, one after the other, differ here."""
+    pid = os.getpid() if pid is None else pid
     try:
-        os.kill(int(pid), 0)
+        namespace = os.readlink(f"/proc/{pid}/ns/pid")
+        start = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[19]
+    except (OSError, IndexError):
+        return ""
+    return f"{namespace}|{start}"
+
+
+def owner_gone(owner: str, tag: str | None = None) -> bool:
+    """Whether the worker ``host:pid`` (with its ``process_tag``) is known to be gone: it
+    ran on this host, in this pid namespace, and its pid is free or now another
+    process's. A worker elsewhere (another host, another container) is never judged."""
+    host, _, pid_text = owner.rpartition(":")
+    if host != socket.gethostname() or not pid_text.isdigit():
+        return False
+    here = process_tag().partition("|")[0]
+    if tag and here and tag.partition("|")[0] != here:
+        return False  # same host name, another pid namespace: cannot tell
+    try:
+        os.kill(int(pid_text), 0)
     except ProcessLookupError:
         return True
-    except PermissionError:
-        return False  # alive, someone else's
-    try:  # the pid may have been reused since
-        return b"nnsearch" not in Path(f"/proc/{pid}/cmdline").read_bytes()
+    except (PermissionError, OverflowError, ValueError):
+        return False  # alive (someone else's), or no pid at all
+    if tag:
+        return process_tag(int(pid_text)) != tag  # the pid was reused since
+    try:  # a trial recorded without a tag: judge by the command line
+        return b"nnsearch" not in Path(f"/proc/{pid_text}/cmdline").read_bytes()
     except OSError:
-        return False  # no /proc: alive as far as we can tell
+        return False
 
 
 def written_by_worker(trial: FrozenTrial) -> bool:

@@ -26,7 +26,7 @@ from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
 from sqlalchemy.engine import make_url
 
-from .errors import UsageError
+from .errors import StorageUnreachable, UsageError
 from .record import Retry
 
 logger = logging.getLogger(__name__)
@@ -74,7 +74,7 @@ class StorageURL:
         except Exception:
             raise UsageError(f"not a storage URL: {_redact(text)!r}; use sqlite:///PATH, "
                              "postgresql+psycopg://USER@HOST/DB or journal:///PATH.") from None
-        shown = _redact(text)  # as the user wrote it
+        shown = _redact(text)  # before the driver is rewritten: as the user wrote it
         if backend == "postgresql" and parsed.drivername != "postgresql+psycopg":
             parsed = parsed.set(drivername="postgresql+psycopg")
             text = parsed.render_as_string(hide_password=False)
@@ -97,15 +97,17 @@ class StorageURL:
 
 
 def _encode_at_signs(url: str) -> str:
-    """``user:p@ss@host`` means the password ``p@ss`` (libpq reads it so); percent-encode
-    it, or SQLAlchemy takes ``ss@host`` for the host and shows part of the password."""
+    """``user:p@ss@host``: the last ``@`` ends the user info, so the password is ``p@ss``.
+    Percent-encode it, or SQLAlchemy takes ``ss@host`` for the host and shows part of
+    the password."""
     scheme, sep, rest = url.partition("://")
-    netloc, slash, path = rest.partition("/")
+    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
+    netloc, path = rest[:end], rest[end:]
     if not sep or netloc.count("@") < 2:
         return url
     userinfo, _, host = netloc.rpartition("@")
     user, colon, password = userinfo.partition(":")
-    return f"{scheme}://{user}{colon}{quote(password, safe='')}@{host}{slash}{path}"
+    return f"{scheme}://{user}{colon}{quote(password, safe='')}@{host}{path}"
 
 
 def _redact(url: str) -> str:
@@ -182,12 +184,21 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
         if url.path is not None and _disk_full(url.path):
             raise UsageError(f"storage {url}: the disk holding {url.path.parent} is full "
                              f"({error_reason(exc)}); free some space and run again.") from None
+        if url.path is not None and not _writable(url.path):
+            raise UsageError(f"storage {url} is read-only here ({error_reason(exc)}); only "
+                             "status, export and report can read it.") from None
+        if url.kind != "sqlite" and is_transient(exc):
+            raise StorageUnreachable(f"cannot reach storage {url}: {error_reason(exc)}") \
+                from None
         raise UsageError(f"cannot reach storage {url}: {error_reason(exc)}") from None
     except ModuleNotFoundError as exc:
         raise UsageError(f"storage {url} needs the Python package {exc.name!r}.") from None
     except Exception as exc:  # e.g. ArgumentError for a malformed URL
         raise UsageError(f"cannot open storage {url}: {type(exc).__name__}: "
                          f"{error_reason(exc)}") from None
+
+
+_RACING = ("already exists", "duplicate key", "locked")  # two processes creating tables
 
 
 def _create_schema_once(make: Callable[[], RDBStorage], attempts: int = 6) -> RDBStorage:
@@ -199,9 +210,7 @@ def _create_schema_once(make: Callable[[], RDBStorage], attempts: int = 6) -> RD
             return make()
         except (sqlalchemy.exc.IntegrityError, sqlalchemy.exc.ProgrammingError,
                 sqlalchemy.exc.OperationalError) as exc:
-            racing = not isinstance(exc, sqlalchemy.exc.OperationalError) or any(
-                words in str(exc) for words in ("locked", "already exists"))
-            if attempt == attempts or not racing:
+            if attempt == attempts or not any(words in str(exc) for words in _RACING):
                 raise
             time.sleep(random.uniform(0.1, 0.5) * attempt)
     raise AssertionError("unreachable")  # pragma: no cover
@@ -219,14 +228,23 @@ def _disk_full(path: Path, margin: int = 16 << 20) -> bool:
 
 
 def _read_only_sqlite(url: StorageURL) -> RDBStorage:
-    """A SQLite study in a folder this process may not write: read as an immutable file
-    (no lock files, no write-ahead log to create), for status, export and report."""
+    """A SQLite study in a folder this process may not write, for status, export and
+    report: opened read-only; as an immutable file only when it has no write-ahead log
+    to read (SQLite cannot create its lock files here, and immutable ignores the log)."""
     assert url.path is not None
-    uri = f"sqlite:///file:{url.path.resolve()}?mode=ro&immutable=1&uri=true"
+    base = f"sqlite:///file:{quote(str(url.path.resolve()))}?mode=ro&uri=true"
+    wal = url.path.with_name(url.path.name + "-wal")
     try:
-        return RDBStorage(uri)
+        return RDBStorage(base)
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
-        raise UsageError(f"cannot read storage {url} (read-only): {error_reason(exc)}") \
+        if wal.exists() and wal.stat().st_size:
+            raise UsageError(f"cannot read storage {url} read-only: its write-ahead log holds "
+                             f"trials not yet in the file ({error_reason(exc)}); read it "
+                             "where it can be written, or after its last run ended.") from None
+    try:
+        return RDBStorage(base + "&immutable=1")
+    except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
+        raise UsageError(f"cannot read storage {url} read-only: {error_reason(exc)}") \
             from None
 
 
@@ -284,12 +302,15 @@ def is_transient(exc: BaseException) -> bool:
     return _transient_cause(exc) is not None
 
 
+_LASTING = ("disk is full", "readonly database")  # operational errors no wait will cure
+
+
 def _transient_cause(exc: BaseException) -> BaseException | None:
     seen: set[int] = set()
     current: BaseException | None = exc
     while current is not None and id(current) not in seen:
         if isinstance(current, _TRANSIENT):
-            return current
+            return None if any(words in str(current) for words in _LASTING) else current
         seen.add(id(current))
         current = current.__cause__ or current.__context__
     return None

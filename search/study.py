@@ -94,6 +94,8 @@ def create(target: Target) -> Iterator[tuple[OpenStudy, bool]]:
     spec = target.spec
     if spec is None:
         with open_study(target, heartbeat=True) as opened:
+            check_same_study(opened.study.user_attrs, opened.spec, target.url,
+                             check_data(opened.spec))  # the data must not have changed
             yield opened, False
         return
     fingerprint = check_data(spec)  # before anything is written: bad data leaves no study

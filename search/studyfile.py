@@ -45,7 +45,7 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
     "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
     "none": optuna.pruners.NopPruner,
 }
-# Settings a study file may give each sampler/pruner: plain numbers, strings and booleans.
+# Settings a study file may give each sampler/pruner: the plain types its annotations name.
 _PLAIN: dict[str, type | tuple[type, ...]] = {"bool": bool, "int": int, "float": (int, float),
                                              "str": str}
 
@@ -60,7 +60,8 @@ def _plain_kinds(annotation: Any) -> list[str]:
 def _is(value: Any, kind: str) -> bool:
     return isinstance(value, _PLAIN[kind]) and (kind == "bool") == isinstance(value, bool)
 
-SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # it names files (NAME-best.json)
+
 SECTIONS: dict[str, tuple[str, ...]] = {
     "study": ("name", "metric", "direction", "seed"),
     "sampler": ("name",),  # plus the sampler's own keyword arguments

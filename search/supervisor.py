@@ -44,7 +44,7 @@ from .storage import (
     with_retry,
 )
 from .study import OpenStudy
-from .worker import Counts, count_states, fail_orphans, fail_trials
+from .worker import Counts, catchable_signals, count_states, fail_orphans, fail_trials
 
 logger = logging.getLogger(__name__)
 
@@ -93,6 +93,7 @@ class Supervisor:
         self.interrupted = threading.Event()
         self.log_flags: list[str] = []  # -q / -v, passed on to the workers
         self.retry_trial = record.Retry(max_retry=MAX_STALE_RETRIES)
+        self.orphans_seen: dict[int, float] = {}  # for fail_orphans
         self.signum = 0
 
     def _spawn(self, index: int, restarts: int = 0) -> subprocess.Popen[bytes]:
@@ -119,7 +120,8 @@ class Supervisor:
         now = time.monotonic()
         if now - self.last_sweep >= heartbeat_settings()[0]:
             with_retry(lambda: fail_stale_trials(self.study), "sweep stale trials")
-            with_retry(lambda: fail_orphans(self.opened, self.retry_trial), "sweep orphans")
+            with_retry(lambda: fail_orphans(self.opened, self.retry_trial, self.orphans_seen),
+                       "sweep orphans")
             self.last_sweep = now
 
     def _check_workers(self, counts: Counts) -> None:
@@ -127,11 +129,11 @@ class Supervisor:
             code = slot.process.poll()
             if code is None or code == 0:
                 continue
-            if code == UsageError.exit_code:  # a bad input: restarting would not help
-                continue
-            if self._budget_done(counts):
-                continue
-            if slot.restarts >= MAX_RESTARTS_PER_WORKER:
+            if code == UsageError.exit_code or self._budget_done(counts) \
+                    or slot.restarts >= MAX_RESTARTS_PER_WORKER:
+                # A bad input (restarting would not help), the budget is done, or it was
+                # restarted enough: it stays down, and no restart is pending any more.
+                slot.restart_at = None
                 continue
             if code == STORAGE_UNREACHABLE and slot.restart_at is None:
                 # It gave up on the storage: the others likely did too. Jittered backoff,
@@ -141,14 +143,14 @@ class Supervisor:
                                slot.restart_at - time.monotonic())
             if slot.restart_at is not None and time.monotonic() < slot.restart_at:
                 continue
-            slot.restart_at = None
-            slot.restarts += 1
             logger.warning("worker %d (pid %d) exited with code %d; restarting it (%d/%d)",
-                           slot.index, slot.process.pid, code, slot.restarts,
+                           slot.index, slot.process.pid, code, slot.restarts + 1,
                            MAX_RESTARTS_PER_WORKER)
             self._fail_trials_of([slot.process.pid], f"worker exited with code {code} during "
                                  "the trial", retry=True)
-            slot.process = self._spawn(slot.index, slot.restarts)
+            slot.process = self._spawn(slot.index, slot.restarts + 1)
+            slot.restarts += 1  # counted once the new worker is started
+            slot.restart_at = None
             slot.pids.append(slot.process.pid)
 
     def _fail_trials_of(self, pids: list[int], reason: str, retry: bool) -> None:
@@ -240,7 +242,7 @@ class Supervisor:
             self.signum = signum
             self.interrupted.set()
 
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for signum in catchable_signals():
             signal.signal(signum, handler)
 
     def stop(self, signum: int, why: str = "") -> None:

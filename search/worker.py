@@ -16,7 +16,6 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from datetime import datetime
 from functools import partial
 from types import FrameType
 
@@ -31,7 +30,7 @@ from .artifacts import artifact_store
 from .data import load_data
 from .errors import Stopped
 from .objective import Objective
-from .storage import MAX_STALE_RETRIES, error_reason, heartbeat_settings, is_transient, with_retry
+from .storage import MAX_STALE_RETRIES, error_reason, is_transient, with_retry
 from .study import OpenStudy, check_same_study
 
 logger = logging.getLogger(__name__)
@@ -100,25 +99,37 @@ def fail_trials(opened: OpenStudy, trials: list[FrozenTrial], reason: str,
             retry(opened.study, storage.get_trial(trial_id))
 
 
-def fail_orphans(opened: OpenStudy, retry: record.Retry) -> int:
+UNCLAIMED_GRACE = 60.0  # seconds a RUNNING trial may go without a worker recording itself
+
+
+def fail_orphans(opened: OpenStudy, retry: record.Retry, seen: dict[int, float]) -> int:
     """Fail and retry the RUNNING trials that no live worker owns: a worker of this host
-    that is gone (killed, a power cut), or no worker at all a grace period after the
-    trial started (its worker died before recording itself). Heartbeats catch the
-    rest on SQLite and PostgreSQL. Returns how many it failed."""
-    grace = heartbeat_settings()[1]
-    now = datetime.now()
+    that is gone (killed, a power cut), or none at all for ``UNCLAIMED_GRACE`` seconds
+    of this process's clock (its worker died between taking the trial and recording
+    itself). ``seen`` keeps when each unclaimed trial was first seen, across calls.
+    Heartbeats catch the rest on SQLite and PostgreSQL. Returns how many it failed."""
+    now = time.monotonic()
     orphans: dict[str, list[FrozenTrial]] = {}
+    unclaimed = set()
     for t in opened.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
         owner = t.user_attrs.get(record.WORKER)
         if owner is None:
-            age = (now - t.datetime_start).total_seconds() if t.datetime_start else 0.0
-            if age > grace:
+            unclaimed.add(t.number)
+            if now - seen.setdefault(t.number, now) > UNCLAIMED_GRACE:
                 orphans.setdefault("no worker took it up (its worker died first)", []).append(t)
-        elif record.owner_gone(owner):
+        elif record.owner_gone(owner, t.user_attrs.get(record.WORKER_PROCESS)):
             orphans.setdefault(f"its worker {owner} is gone", []).append(t)
+    for number in set(seen) - unclaimed:
+        del seen[number]
     for reason, trials in orphans.items():
         fail_trials(opened, trials, reason, retry)
     return sum(map(len, orphans.values()))
+
+
+def catchable_signals() -> list[signal.Signals]:
+    """SIGINT, SIGTERM and SIGHUP, but not SIGHUP under ``nohup`` (ignored: keep it so)."""
+    hup = [] if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else [signal.SIGHUP]
+    return [signal.SIGINT, signal.SIGTERM, *hup]
 
 
 def _collect(into: list[FrozenTrial], study: optuna.Study, trial: FrozenTrial) -> None:
@@ -131,6 +142,9 @@ class Worker:
         self.opened = opened
         self.study = opened.study
         self.retry = record.Retry(max_retry=MAX_STALE_RETRIES)
+        self.signum = 0  # the signal that stopped it, if one did
+        self.process_tag = record.process_tag()
+        self.orphans_seen: dict[int, float] = {}  # for fail_orphans
         self.budget = budget
         self.deadline = time.monotonic() + timeout if timeout else None
         self.stop = threading.Event()
@@ -149,9 +163,10 @@ class Worker:
         """
         def handler(signum: int, frame: FrameType | None) -> None:
             self.objective.stop_reason = signal.Signals(signum).name
+            self.signum = signum
             self.stop.set()
 
-        for signum in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+        for signum in catchable_signals():
             signal.signal(signum, handler)
 
     def _guarded(self, trial: optuna.Trial) -> float:
@@ -160,8 +175,9 @@ class Worker:
             trial.set_user_attr(record.FAIL_REASON, f"surplus: the budget of {self.budget} "
                                 "trials was already taken by other workers")
             raise Surplus()
-        with_retry(lambda: trial.set_user_attr(record.WORKER, self.objective.worker),
-                   "record the worker")
+        for key, value in ((record.WORKER, self.objective.worker),
+                           (record.WORKER_PROCESS, self.process_tag)):
+            with_retry(partial(trial.set_user_attr, key, value), "record the worker")
         try:
             return self.objective(trial)
         except Stopped as exc:
@@ -183,7 +199,8 @@ class Worker:
                             and not counts.waiting:
                         # Every slot is taken; one may free up if a trial fails.
                         with_retry(lambda: fail_stale_trials(self.study), "sweep")
-                        with_retry(lambda: fail_orphans(self.opened, self.retry), "sweep")
+                        with_retry(lambda: fail_orphans(self.opened, self.retry,
+                                                        self.orphans_seen), "sweep")
                         self.stop.wait(POLL_SECONDS)
                         continue
                 ended: list[FrozenTrial] = []

@@ -59,7 +59,7 @@ class RunCommand(Command):
         budget_args(p)
         p.add_argument("--export", metavar="FILE",
                        help="where to write the best trial's config (default: "
-                            "NAME-best.json beside the study file)")
+                            "NAME-best.json beside the study file, or here with --study)")
 
     def take_action(self, args: argparse.Namespace) -> int:
         from ..export import export_trial
@@ -146,7 +146,7 @@ class WorkerCommand(Command):
             worker.install_signal_handlers()
             n = worker.run()
         logger.info("worker %s ran %d trial(s)", worker.objective.worker, n)
-        return 130 if worker.stop.is_set() else 0
+        return 128 + worker.signum if worker.signum else 0
 
 
 class StatusCommand(Command):

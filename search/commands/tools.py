@@ -143,7 +143,7 @@ class DashboardCommand(Command):
         if credentials and not loopback:
             logger.warning("basic auth over plain HTTP on %s: the password crosses the network "
                            "in clear; put the dashboard behind a TLS proxy", args.host)
-        app = make_dashboard(url, read_only, credentials, loopback_only=loopback)
+        app = make_dashboard(url, read_only, credentials, args.host if loopback else None)
         try:
             server = serve(app, args.host, args.port)
         except OSError as exc:

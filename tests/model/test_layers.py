@@ -162,3 +162,16 @@ def test_input_width_must_match():
 def test_class_index_out_of_range():
     with pytest.raises(ValueError, match="class indices"):
         Network([4, 3]).loss_and_gradients(np.zeros((2, 4)), np.array([0, 3]))
+
+
+def test_a_network_too_big_is_refused_before_anything_is_allocated():
+    import tracemalloc
+
+    from nnsearch.model import MAX_PARAMS
+
+    tracemalloc.start()
+    with pytest.raises(ValueError, match=r"parameters, but a network holds at most"):
+        Network([64, 65536, 65536, 10])  # 4.3e9 parameters: 17 GB in float32
+    peak = tracemalloc.get_traced_memory()[1]
+    tracemalloc.stop()
+    assert peak < 10 << 20 and MAX_PARAMS == 2**28

@@ -205,9 +205,6 @@ def _bad_cases(tmp: Path, study: Path):
                                "no completed trial"),
         "corrupt model": (["predict", str(tmp / "garbage.npz"), str(tmp / "nan.csv")],
                           "not an nnsearch model file"),
-        "unreachable storage": (["status", "--study", "small", "--storage",
-                                 "postgresql+psycopg://nobody@127.0.0.1:1/none"],
-                                "cannot reach storage"),
         "negative trials": (["run", str(study), "--trials", "-3"], "must be >= 1"),
         "not an export": (["train", str(study)], "not valid JSON"),
         "missing storage file": (["status", "--study", "small", "--storage",
@@ -255,7 +252,7 @@ def with_empty_study(finished):
 CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknown choice",
          "empty CSV", "missing target column", "non-numeric column", "single class",
          "NaN in data", "unknown study name", "trial does not exist", "no completed trial",
-         "corrupt model", "unreachable storage", "negative trials", "not an export",
+         "corrupt model", "negative trials", "not an export",
          "missing storage file", "metric for wrong task", "unknown dataset",
          "image shape vs features", "duplicated header", "empty target cell",
          "export: outputs vs classes", "export: no layer_sizes", "export: unknown key",
@@ -298,3 +295,12 @@ def test_diverged_trials_are_pruned_with_a_reason(tmp_path):
     for t in s.trials:
         assert t.user_attrs["diverged"] is True
         assert t.user_attrs["pruned_reason"].startswith("diverged at epoch")
+
+
+def test_an_unreachable_server_has_its_own_exit_code(tmp_path):
+    before = sorted(tmp_path.iterdir())
+    res = run_cli("status", "--study", "small", "--storage",
+                  "postgresql+psycopg://nobody:hunter2@127.0.0.1:1/none", cwd=tmp_path)
+    assert res.returncode == 3, res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1 and "cannot reach storage" in res.stderr
+    assert "hunter2" not in res.stderr and sorted(tmp_path.iterdir()) == before

@@ -33,6 +33,7 @@ def test_an_old_trial_is_retrained_from_its_record_after_the_file_is_edited(tmp_
     assert res.returncode == 0, res.stderr
     assert json.loads(res.stdout)["val_accuracy"] == config["trial"]["value"]
     # The stored definition runs by name, without the file; the budget may grow.
+    (tmp_path / "small-best.json").unlink()
     res = run_cli("run", "--study", "small", "--storage", f"sqlite:///{db}", "--trials", "3",
                   cwd=tmp_path)
     assert res.returncode == 0, res.stderr

@@ -100,3 +100,45 @@ def test_transient_storage_errors_are_found_through_wrappers():
     assert with_retry(flaky, "test", first_wait=0.01) == "ok" and len(calls) == 3
     with pytest.raises(ValueError):
         with_retry(lambda: (_ for _ in ()).throw(ValueError("a bug")), "test")
+
+
+def test_passwords_survive_parsing_in_every_form():
+    from urllib.parse import unquote
+
+    from sqlalchemy.engine import make_url
+
+    for text, password in [("postgresql://u:p@ss@h:5432/db", "p@ss"),
+                           ("postgresql://u:p@ss@h?application_name=a@b", "p@ss"),
+                           ("postgresql://u:hunter2@[::1]:5432/db", "hunter2"),
+                           ("postgresql://u:p%40ss@h/db", "p@ss")]:
+        url = StorageURL.parse(text)
+        assert make_url(url.secret).password == password, text
+        assert password not in url.redacted and unquote(password) not in url.redacted
+    query = StorageURL.parse("postgresql://u@h/db?password=hunter2")
+    assert make_url(query.secret).query["password"] == "hunter2"
+    assert query.redacted == "postgresql://u@h/db?password=***"
+
+
+def test_only_a_schema_race_is_retried():
+    import sqlalchemy.exc
+
+    from nnsearch.search import storage
+
+    attempts = []
+
+    def racing():
+        attempts.append(1)
+        if len(attempts) < 3:
+            raise sqlalchemy.exc.OperationalError("CREATE TABLE", {},
+                                                  Exception("table trials already exists"))
+        return "storage"
+
+    assert storage._create_schema_once(racing) == "storage" and len(attempts) == 3
+
+    def denied():
+        raise sqlalchemy.exc.ProgrammingError("CREATE TABLE", {}, Exception("permission denied"))
+
+    with pytest.raises(sqlalchemy.exc.ProgrammingError):
+        storage._create_schema_once(denied)
+    full = sqlalchemy.exc.OperationalError("INSERT", {}, Exception("database or disk is full"))
+    assert not storage.is_transient(full)  # no wait cures a full disk

@@ -168,7 +168,7 @@ def test_stop_ends_every_worker_and_fails_their_trials_without_retry(sup, monkey
 def test_orphaned_trials_are_failed_and_retried(sup, monkeypatch):
     from nnsearch.search import worker
 
-    monkeypatch.setattr(worker, "heartbeat_settings", lambda: (1, 0))  # no grace
+    monkeypatch.setattr(worker, "UNCLAIMED_GRACE", 0.05)
     gone = process("pass")
     gone.wait()  # a worker of this host that is gone (killed, a power cut)
     dead = running_trial(sup.study, gone.pid)
@@ -179,15 +179,56 @@ def test_orphaned_trials_are_failed_and_retried(sup, monkeypatch):
         time.sleep(0.01)  # until it has exec'd
     mine = running_trial(sup.study, alive.pid)  # a live worker of this host
     silent = sup.study.ask().number  # its worker died before recording itself
-    assert worker.fail_orphans(sup.opened, sup.retry_trial) == 2
+    seen = {}
+    assert worker.fail_orphans(sup.opened, sup.retry_trial, seen) == 1  # the gone one
+    time.sleep(0.1)  # unclaimed for longer than the grace, by this process's clock
+    assert worker.fail_orphans(sup.opened, sup.retry_trial, seen) == 1
     trials = sup.study.get_trials()
     assert trials[dead].state == trials[silent].state == TrialState.FAIL
     assert "is gone" in trials[dead].user_attrs[record.FAIL_REASON]
     assert "no worker took it up" in trials[silent].user_attrs[record.FAIL_REASON]
     assert trials[elsewhere.number].state == trials[mine].state == TrialState.RUNNING
-    alive.kill()
-    alive.wait()
-    assert worker.fail_orphans(sup.opened, sup.retry_trial) == 1  # now it is gone too
     retried = sorted(t.system_attrs["failed_trial"] for t in trials
                      if t.state == TrialState.WAITING)
     assert retried == sorted([dead, silent])
+    alive.kill()
+    alive.wait()
+    assert worker.fail_orphans(sup.opened, sup.retry_trial, seen) == 1  # now it is gone too
+    assert seen == {}  # no unclaimed trial left to remember
+
+
+def test_a_reused_pid_is_not_its_old_worker(sup):
+    live = process(SLEEPER)
+    try:
+        tag = record.process_tag(live.pid)
+        assert tag and record.process_tag(live.pid) == tag
+        owner = record.worker_id(live.pid)
+        assert not record.owner_gone(owner, tag)
+        other_start = tag.rpartition("|")[0] + "|1"  # same pid, another process's start time
+        assert record.owner_gone(owner, other_start)
+        assert not record.owner_gone(owner, "pid:[1]|1")  # another pid namespace: no verdict
+        assert not record.owner_gone("another-host:1", None)
+        assert not record.owner_gone(f"{owner.rpartition(':')[0]}:99999999999999999999", None)
+    finally:
+        live.kill()
+        live.wait()
+
+
+def test_a_worker_that_lost_the_storage_is_restarted_after_a_backoff(sup, monkeypatch):
+    sup.start()
+    die(sup.slots[0], 3)
+    sup._check_workers(Counts())
+    assert sup.spawned == [(0, 0), (1, 0)] and sup.slots[0].restart_at is not None
+    assert sup.alive()
+    sup.slots[0].restart_at = time.monotonic() - 1  # the backoff is over
+    sup._check_workers(Counts())
+    assert sup.spawned[-1] == (0, 1) and sup.slots[0].restart_at is None
+    # The budget is done while a restart waits: it is dropped, and the watch can end.
+    die(sup.slots[0], 3)
+    sup._check_workers(Counts())
+    assert sup.slots[0].restart_at is not None
+    sup._check_workers(Counts(complete=10))
+    assert sup.slots[0].restart_at is None
+    sup.slots[1].process.kill()
+    sup.slots[1].process.wait()
+    assert not sup.alive()

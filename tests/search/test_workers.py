@@ -234,8 +234,8 @@ def test_three_runs_started_at_once_on_a_fresh_storage(tmp_path, backend, reques
     url = f"sqlite:///{tmp_path / 'small.db'}" if backend == "sqlite" \
         else request.getfixturevalue("pg_url")
     procs = [start_run(tmp_path, str(study), "--storage", url) for _ in range(3)]
-    results = [(p.wait(timeout=300), p.communicate()[1]) for p in procs]
-    for code, err in results:
+    results = [(p.communicate(timeout=300)[1], p.returncode) for p in procs]
+    for err, code in results:
         assert code == 0, err
         assert "Traceback" not in err
     assert_finished_exactly(trials(url, "small"), 9)
