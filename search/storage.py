@@ -198,7 +198,7 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
                          f"{error_reason(exc)}") from None
 
 
-_RACING = ("already exists", "duplicate key", "locked")  # two processes creating tables
+_RACING = ("already exists", "duplicate key", "UNIQUE constraint", "locked")  # two creators
 
 
 def _create_schema_once(make: Callable[[], RDBStorage], attempts: int = 6) -> RDBStorage:
