@@ -127,6 +127,10 @@ class Retry(RetryHeartbeatStaleTrialCallback):
         super().__call__(study, clean)
 
 
+MAX_RETRIES = 3  # a trial whose worker died is retried this often
+RETRY = Retry(max_retry=MAX_RETRIES)  # stateless: one for every storage and sweeper
+
+
 def result_attrs(history: History, net: Network, seed: int, seconds: float) -> dict[str, Any]:
     """The diagnostics a trial records with its result (JSON-friendly, finite)."""
     def finite(x: float) -> float | None:

@@ -27,7 +27,7 @@ from optuna.storages.journal import JournalFileBackend
 from sqlalchemy.engine import make_url
 
 from .errors import StorageUnreachable, UsageError
-from .record import Retry
+from .record import RETRY
 
 logger = logging.getLogger(__name__)
 
@@ -35,7 +35,6 @@ ENV_STORAGE = "NNSEARCH_STORAGE"
 SQLITE_TIMEOUT = 30  # seconds a writer waits for SQLite's lock (Optuna's default 5 s loses trials)
 JOURNAL_PREFIX = "journal://"  # journal:///abs/path.log, or journal://relative/path.log
 GRPC_PREFIX = "grpc://"  # a `nnsearch proxy` in front of the real storage
-MAX_STALE_RETRIES = 3  # a trial whose worker died is retried this often
 T = TypeVar("T")
 
 
@@ -173,7 +172,7 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
     if heartbeat:
         interval, grace = heartbeat_settings()
         kwargs = {"heartbeat_interval": interval, "grace_period": grace,
-                  "heartbeat_stale_trial_callback": Retry(max_retry=MAX_STALE_RETRIES)}
+                  "heartbeat_stale_trial_callback": RETRY}
     try:
         storage = _create_schema_once(lambda: RDBStorage(url.secret, engine_kwargs=engine_kwargs,
                                                          **kwargs))

@@ -127,20 +127,28 @@ def check_same_study(attrs: dict[str, Any], spec: StudySpec, url: StorageURL,
                      fingerprint: str | None = None) -> None:
     """The study file (and its data) is what the stored study was created from, or
     UsageError naming what differs and the ways out."""
-    stored = attrs.get(SPEC_ATTR)
-    changes = definition_changes(stored, spec.to_dict()) if stored is not None else []
     where = spec.path or spec.name
-    if changes:
-        shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more"
-                                          if len(changes) > 3 else "")
-        raise UsageError(f"{where}: study {spec.name!r} in {url} was created from another "
-                         f"definition ({shown}); give the edited file a new [study] name, or "
-                         f"run the stored one with --study {spec.name} instead of the file.")
+    differs = _differs(attrs, spec, url)
+    if differs:
+        raise UsageError(f"{differs}; give the edited file a new [study] name, or run the "
+                         f"stored one with --study {spec.name} instead of the file.")
     known = attrs.get(DATA_ATTR)
     if fingerprint is not None and known is not None and fingerprint != known:
         raise UsageError(f"{where}: the data {spec.data.source} changed since study "
                          f"{spec.name!r} was created (fingerprint {fingerprint}, was {known}); "
                          "restore it, or start a new study (a new [study] name).")
+
+
+def _differs(attrs: dict[str, Any], spec: StudySpec, url: StorageURL) -> str:
+    """'' if the stored definition is the file's, else a sentence naming what differs."""
+    stored = attrs.get(SPEC_ATTR)
+    changes = definition_changes(stored, spec.to_dict()) if stored is not None else []
+    if not changes:
+        return ""
+    shown = "; ".join(changes[:3]) + (f"; and {len(changes) - 3} more"
+                                      if len(changes) > 3 else "")
+    return (f"{spec.path or spec.name}: study {spec.name!r} in {url} was created from "
+            f"another definition ({shown})")
 
 
 def check_data(spec: StudySpec) -> str:
@@ -203,12 +211,10 @@ def _definition(storage: optuna.storages.BaseStorage, target: Target,
         return spec_from_attrs(attrs, target.name)
     if SPEC_ATTR not in attrs:
         return target.spec
-    try:
+    if strict:
         check_same_study(attrs, target.spec, target.url)
-    except UsageError as exc:
-        if strict:
-            raise
-        logger.warning("%s; using the stored one", str(exc).split("; give")[0])
+    elif differs := _differs(attrs, target.spec, target.url):
+        logger.warning("%s; using the stored one", differs)
         return spec_from_attrs(attrs, target.name)
     return target.spec
 

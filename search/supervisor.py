@@ -36,7 +36,6 @@ from . import record
 from .errors import STORAGE_UNREACHABLE, UsageError
 from .storage import (
     ENV_STORAGE,
-    MAX_STALE_RETRIES,
     StorageURL,
     error_reason,
     heartbeat_settings,
@@ -92,7 +91,7 @@ class Supervisor:
         self.last_sweep = 0.0
         self.interrupted = threading.Event()
         self.log_flags: list[str] = []  # -q / -v, passed on to the workers
-        self.retry_trial = record.Retry(max_retry=MAX_STALE_RETRIES)
+        self.retry_trial = record.RETRY
         self.orphans_seen: dict[int, float] = {}  # for fail_orphans
         self.signum = 0
 

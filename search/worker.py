@@ -30,7 +30,7 @@ from .artifacts import artifact_store
 from .data import load_data
 from .errors import Stopped
 from .objective import Objective
-from .storage import MAX_STALE_RETRIES, error_reason, is_transient, with_retry
+from .storage import error_reason, is_transient, with_retry
 from .study import OpenStudy, check_same_study
 
 logger = logging.getLogger(__name__)
@@ -141,7 +141,7 @@ class Worker:
                  timeout: float | None = None) -> None:
         self.opened = opened
         self.study = opened.study
-        self.retry = record.Retry(max_retry=MAX_STALE_RETRIES)
+        self.retry = record.RETRY
         self.signum = 0  # the signal that stopped it, if one did
         self.process_tag = record.process_tag()
         self.orphans_seen: dict[int, float] = {}  # for fail_orphans
