@@ -17,6 +17,7 @@ import json
 import logging
 import os
 import socket
+import ssl
 from collections.abc import Callable, Iterable
 from socketserver import ThreadingMixIn
 from typing import Any
@@ -126,6 +127,14 @@ class _ThreadingServer(ThreadingMixIn, WSGIServer):
     daemon_threads = True
     allow_reuse_address = True
 
+    def handle_error(self, request: Any, client_address: Any) -> None:
+        # A client that hangs up, or speaks plain HTTP to the TLS port: one debug line,
+        # not socketserver's traceback on stderr.
+        import sys
+
+        logger.debug("dashboard: request from %s failed: %s", client_address,
+                     sys.exc_info()[1])
+
 
 class _QuietHandler(WSGIRequestHandler):
     def log_message(self, format: str, *args: Any) -> None:
@@ -141,6 +150,29 @@ def make_dashboard(url: StorageURL, read_only: bool, credentials: tuple[str, str
     return guard(app, read_only, credentials, loopback_host)
 
 
-def serve(app: WSGIApp, host: str, port: int) -> _ThreadingServer:
-    return make_server(host, port, app, server_class=_ThreadingServer,
-                       handler_class=_QuietHandler)
+def tls_context(certfile: str, keyfile: str | None) -> ssl.SSLContext:
+    """A server-side TLS context from a PEM certificate (chain) and its key, or a
+    UsageError naming the file that is wrong."""
+    context = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+    for name, path in (("--certfile", certfile), ("--keyfile", keyfile)):
+        if path is not None and not os.path.isfile(path):
+            raise UsageError(f"{name}: no such file: {path}")
+    try:
+        context.load_cert_chain(certfile, keyfile)
+    except ssl.SSLError as exc:
+        raise UsageError(f"cannot use --certfile {certfile}"
+                         f"{f' and --keyfile {keyfile}' if keyfile else ''}: {exc.reason or exc} "
+                         "(both must be PEM, and the key must match the certificate).") from None
+    return context
+
+
+def serve(app: WSGIApp, host: str, port: int,
+          tls: ssl.SSLContext | None = None) -> _ThreadingServer:
+    server = make_server(host, port, app, server_class=_ThreadingServer,
+                         handler_class=_QuietHandler)
+    if tls is not None:
+        # The handshake runs on the first read, in the request's own thread: a client
+        # that never completes it cannot hold up the others.
+        server.socket = tls.wrap_socket(server.socket, server_side=True,
+                                        do_handshake_on_connect=False)
+    return server

@@ -174,8 +174,8 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
         kwargs = {"heartbeat_interval": interval, "grace_period": grace,
                   "heartbeat_stale_trial_callback": RETRY}
     try:
-        storage = _create_schema_once(lambda: RDBStorage(url.secret, engine_kwargs=engine_kwargs,
-                                                         **kwargs))
+        storage = _create_schema_once(lambda: _Storage(url.secret, engine_kwargs=engine_kwargs,
+                                                       **kwargs))
         if url.kind == "sqlite":
             _use_wal(storage)
         return storage
@@ -198,6 +198,23 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
 
 
 _RACING = ("already exists", "duplicate key", "UNIQUE constraint", "locked")  # two creators
+
+
+class _Storage(RDBStorage):
+    """An RDBStorage whose heartbeat survives a database restart.
+
+    Optuna records heartbeats from a thread of its own: an error there killed the
+    thread with a traceback on stderr, and the trial, still training, stopped
+    beating and was failed by the other workers as stale. A beat that cannot be
+    written is logged in one line; the next one, an interval later, tries again.
+    """
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        try:
+            super().record_heartbeat(trial_id)
+        except Exception as exc:
+            logger.warning("heartbeat of trial id %d not recorded (%s); trying again in %ds",
+                           trial_id, error_reason(exc), self.get_heartbeat_interval() or 0)
 
 
 def _create_schema_once(make: Callable[[], RDBStorage], attempts: int = 6) -> RDBStorage:

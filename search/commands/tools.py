@@ -120,7 +120,7 @@ class DashboardCommand(Command):
     examples = ("nnsearch dashboard studies/digits.toml",
                 "nnsearch dashboard --storage postgresql+psycopg://u@db/optuna --host 0.0.0.0",
                 "NNSEARCH_DASHBOARD_USER=me NNSEARCH_DASHBOARD_PASSWORD=... nnsearch dashboard "
-                "studies/digits.toml")
+                "studies/digits.toml --host 0.0.0.0 --certfile cert.pem --keyfile key.pem")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         storage_args(p, "serve")
@@ -130,9 +130,19 @@ class DashboardCommand(Command):
         p.add_argument("--read-only", action="store_true",
                        help="refuse every request but GET/HEAD with 403 (the default when "
                             "--host is not loopback)")
+        p.add_argument("--certfile", metavar="PEM",
+                       help="serve HTTPS with this certificate (chain); its key too, unless "
+                            "--keyfile is given")
+        p.add_argument("--keyfile", metavar="PEM", help="the certificate's private key")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from ..dashboard import credentials_from_env, is_loopback, make_dashboard, serve
+        from ..dashboard import (
+            credentials_from_env,
+            is_loopback,
+            make_dashboard,
+            serve,
+            tls_context,
+        )
 
         url = storage_url(args)
         loopback = is_loopback(args.host)
@@ -140,20 +150,24 @@ class DashboardCommand(Command):
         if not args.read_only and read_only:
             logger.info("%s is not a loopback address: serving read-only", args.host)
         credentials = credentials_from_env()
-        if credentials and not loopback:
+        if args.keyfile and not args.certfile:
+            raise UsageError("--keyfile needs --certfile (the certificate it belongs to).")
+        tls = tls_context(args.certfile, args.keyfile) if args.certfile else None
+        if credentials and not loopback and tls is None:
             logger.warning("basic auth over plain HTTP on %s: the password crosses the network "
-                           "in clear; put the dashboard behind a TLS proxy", args.host)
+                           "in clear; add --certfile/--keyfile or a TLS proxy", args.host)
         app = make_dashboard(url, read_only, credentials, args.host if loopback else None)
         try:
-            server = serve(app, args.host, args.port)
+            server = serve(app, args.host, args.port, tls)
         except OSError as exc:
             raise UsageError(f"cannot listen on {args.host}:{args.port}: {exc.strerror}.") \
                 from None
         host = f"[{args.host}]" if ":" in args.host else args.host
         mode = ", read-only" if read_only else ""
         auth = ", basic auth" if credentials else ""
+        scheme = "https" if tls else "http"
         stdout.print(f"optuna-dashboard for {url}{mode}{auth}: "
-                     f"http://{host}:{server.server_port}/dashboard/")
+                     f"{scheme}://{host}:{server.server_port}/dashboard/")
         sys.stdout.flush()
         try:
             server.serve_forever()

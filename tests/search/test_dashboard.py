@@ -5,6 +5,7 @@ import json
 import os
 import re
 import shutil
+import ssl
 import subprocess
 import tempfile
 import urllib.error
@@ -37,10 +38,13 @@ class Dashboard:
                                       "--port", "0"], cwd=cwd, env=env or cli_env(),
                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
         line = self.proc.stdout.readline() if self.proc.stdout else ""
-        match = re.search(r"http://[^ ]+:(\d+)/dashboard/", line)
+        match = re.search(r"(https?)://[^ ]+:(\d+)/dashboard/", line)
         assert match, (line, self.proc.stderr.read() if self.proc.stderr else "")
         self.banner = line
-        self.base = f"http://127.0.0.1:{match.group(1)}"
+        self.base = f"{match.group(1)}://127.0.0.1:{match.group(2)}"
+        self.tls = ssl.create_default_context()  # a self-signed test certificate
+        self.tls.check_hostname = False
+        self.tls.verify_mode = ssl.CERT_NONE
 
     def request(self, method: str, path: str, body: dict | None = None,
                 auth: tuple[str, str] | None = None,
@@ -54,7 +58,7 @@ class Dashboard:
             token = base64.b64encode(f"{auth[0]}:{auth[1]}".encode()).decode()
             req.add_header("Authorization", f"Basic {token}")
         try:
-            with urllib.request.urlopen(req, timeout=30) as resp:
+            with urllib.request.urlopen(req, timeout=30, context=self.tls) as resp:
                 return resp.status, resp.read()
         except urllib.error.HTTPError as err:
             return err.code, err.read()
@@ -154,6 +158,35 @@ def test_half_configured_auth_refuses_to_start(study, variables):
                          env=env | variables, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2 and "half configured" in res.stderr, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "secret" not in res.stderr
+
+
+def test_tls_with_a_certificate_and_its_key(study, dashboard, tmp_path):
+    tmp, path = study
+    cert, key = tmp_path / "cert.pem", tmp_path / "key.pem"
+    subprocess.run(["openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "2",
+                    "-subj", "/CN=localhost", "-keyout", str(key), "-out", str(cert)],
+                   check=True, capture_output=True, timeout=60)
+    env = cli_env() | {"NNSEARCH_DASHBOARD_USER": "ada", "NNSEARCH_DASHBOARD_PASSWORD": "s3cr3t"}
+    d = dashboard("--host", "0.0.0.0", env=env)
+    d.close()
+    warning = [line for line in d.proc.stderr.read().splitlines() if "WARNING" in line]
+    assert len(warning) == 1 and "basic auth over plain HTTP" in warning[0], warning
+    d = dashboard("--host", "0.0.0.0", "--certfile", str(cert), "--keyfile", str(key), env=env)
+    assert d.base.startswith("https://")
+    assert d.request("GET", "/api/studies", auth=("ada", "s3cr3t"))[0] == 200
+    plain = d.base.replace("https://", "http://") + "/api/studies"
+    with pytest.raises((urllib.error.URLError, ConnectionError)):
+        urllib.request.urlopen(plain, timeout=10)  # plain HTTP gets no answer
+    assert d.request("GET", "/api/studies", auth=("ada", "s3cr3t"))[0] == 200  # still serving
+    d.close()
+    assert "plain HTTP" not in d.proc.stderr.read()  # TLS: no warning about the password
+    for args, message in [(["--certfile", str(key)], "cannot use --certfile"),
+                          (["--certfile", str(cert), "--keyfile", str(cert)], "cannot use"),
+                          (["--certfile", str(tmp_path / "none.pem")], "no such file"),
+                          (["--keyfile", str(key)], "--keyfile needs --certfile")]:
+        res = run_cli("dashboard", str(path), "--port", "0", *args, cwd=tmp, timeout=60)
+        assert res.returncode == 2 and message in res.stderr, (args, res.stderr)
+        assert len(res.stderr.strip().splitlines()) == 1
 
 
 def test_trials_show_curves_diagnostics_and_artifacts(dashboard):

@@ -142,3 +142,20 @@ def test_only_a_schema_race_is_retried():
         storage._create_schema_once(denied)
     full = sqlalchemy.exc.OperationalError("INSERT", {}, Exception("database or disk is full"))
     assert not storage.is_transient(full)  # no wait cures a full disk
+
+
+def test_a_heartbeat_that_cannot_be_written_is_one_log_line(tmp_path, monkeypatch, caplog):
+    # Optuna's heartbeat thread died with a traceback when the database restarted.
+    import optuna
+    import sqlalchemy.exc
+
+    from nnsearch.search.storage import open_storage
+
+    storage = open_storage(StorageURL.parse(f"sqlite:///{tmp_path / 'h.db'}"))
+
+    def lost(self, trial_id):
+        raise sqlalchemy.exc.OperationalError("UPDATE", {}, Exception("server closed"))
+
+    monkeypatch.setattr(optuna.storages.RDBStorage, "record_heartbeat", lost)
+    storage.record_heartbeat(1)  # does not raise
+    assert "heartbeat of trial id" in caplog.text and "server closed" in caplog.text
