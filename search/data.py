@@ -1,16 +1,18 @@
-"""Datasets: the split, the scaling and the augmentation (``readers`` reads the files).
+"""Datasets: the split, the preprocessing and the augmentation (``readers`` reads files).
 
 A ``DataSpec`` says where the data comes from and how to split it; ``load_data``
-turns it into a ``Dataset`` whose train/validation/test parts are standardised
-with statistics fitted on train only. Image data may have its training part
+turns it into a ``Dataset``: split (stratified for classification), then
+preprocessed by ``tabular`` (missing values, text columns, standardisation) with
+everything fitted on the training split only. Image data may have its training part
 augmented with shifted copies (``shift``); validation and test never are. The
-objective only ever reads ``train`` and ``val``; ``test`` is for ``nnsearch
-train`` after the search.
+objective only ever reads ``train`` and ``val``; ``test`` is for ``nnsearch train``
+after the search. ``cache`` keeps a processed file dataset for the next worker.
 """
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -18,11 +20,17 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
-from .readers import BUILTIN, is_float, raw_builtin, raw_file
+from .readers import BUILTIN, is_float, numeric_table, raw_builtin, raw_file, resolve_path
+from .tabular import Preprocessor, describe, fit_preprocessor
+
+logger = logging.getLogger(__name__)
 
 TASKS = ("classification", "regression")
 # Bundled datasets whose rows are images: (height, width), row-major.
 IMAGE_SHAPES: dict[str, tuple[int, int]] = {"digits": (8, 8)}
+# An integer target with more distinct values than both of these is a quantity.
+REGRESSION_DISTINCT = 20
+REGRESSION_SHARE = 0.05
 
 
 @dataclass(frozen=True)
@@ -35,10 +43,14 @@ class DataSpec:
     seed: int = 0  # the split's seed
     image_shape: tuple[int, int] | None = None  # rows are images; None: IMAGE_SHAPES or none
     shift: int = 0  # augment train with copies shifted by 1..shift pixels, 4 ways
+    drop: tuple[str, ...] = ()  # CSV columns not to use
+    categorical: tuple[str, ...] = ()  # numeric CSV columns that are codes of categories
 
     def __post_init__(self) -> None:
-        if self.image_shape is not None:  # JSON gives a list
-            object.__setattr__(self, "image_shape", tuple(self.image_shape))
+        for name in ("image_shape", "drop", "categorical"):  # JSON gives lists
+            value = getattr(self, name)
+            if value is not None:
+                object.__setattr__(self, name, tuple(value))
 
     @property
     def shape(self) -> tuple[int, int] | None:
@@ -46,10 +58,15 @@ class DataSpec:
         return self.image_shape or IMAGE_SHAPES.get(self.source)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"source": self.source, "target": self.target, "task": self.task,
+        data: dict[str, Any] = {"source": self.source, "target": self.target, "task": self.task,
                 "validation": self.validation, "test": self.test, "seed": self.seed,
                 "image_shape": list(self.image_shape) if self.image_shape else None,
                 "shift": self.shift}
+        if self.drop:  # only when set: definitions stored before 0.3 stay the same
+            data["drop"] = list(self.drop)
+        if self.categorical:
+            data["categorical"] = list(self.categorical)
+        return data
 
 
 @dataclass
@@ -61,14 +78,13 @@ class Dataset:
     y_val: np.ndarray
     X_test: np.ndarray
     y_test: np.ndarray
-    feature_names: list[str]
+    prep: Preprocessor
     classes: list[Any] = field(default_factory=list)  # original labels, by class index
-    x_mean: np.ndarray = field(default_factory=lambda: np.zeros(0))
-    x_scale: np.ndarray = field(default_factory=lambda: np.ones(0))
     y_mean: float = 0.0  # regression targets are standardised too
     y_scale: float = 1.0
-    fingerprint: str = ""  # sha256 of the raw arrays, to notice changed data
+    fingerprint: str = ""  # of the data file (of the arrays, for a bundled set)
     target: str | None = None  # the CSV target column's name
+    notes: list[str] = field(default_factory=list)  # what was inferred, for the user
 
     @property
     def n_features(self) -> int:
@@ -78,12 +94,18 @@ class Dataset:
     def n_outputs(self) -> int:
         return len(self.classes) if self.task == "classification" else 1
 
+    @property
+    def feature_names(self) -> list[str]:
+        return self.prep.feature_names
+
+    def summary(self) -> str:
+        """One line on the preprocessing, for the study note and ``status``."""
+        return describe(self.prep.summary)
+
     def preprocessing(self) -> dict[str, Any]:
         """What ``predict`` needs to go from a raw row to a prediction."""
-        return {"task": self.task, "target": self.target, "feature_names": self.feature_names,
-                "classes": self.classes, "x_mean": self.x_mean.tolist(),
-                "x_scale": self.x_scale.tolist(), "y_mean": self.y_mean,
-                "y_scale": self.y_scale}
+        return {"task": self.task, "target": self.target, "classes": self.classes,
+                "y_mean": self.y_mean, "y_scale": self.y_scale, **self.prep.to_dict()}
 
 
 def normalise_labels(y: np.ndarray) -> np.ndarray:
@@ -91,17 +113,13 @@ def normalise_labels(y: np.ndarray) -> np.ndarray:
     whole numbers become integers, so that "1", "1.0" and 1 are one class."""
     if y.dtype.kind in "US" or y.dtype == object:
         text = np.array([str(v).strip() for v in y])
-        if not all(is_float(v) for v in text):
+        uniq, inverse = np.unique(text, return_inverse=True)
+        if not all(is_float(v) for v in uniq):
             return text
-        y = text.astype(np.float64)
+        y = uniq.astype(np.float64)[inverse]
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(np.mod(y, 1) == 0):
         return y.astype(np.int64)
     return y
-
-
-def scale_features(X: np.ndarray, prep: dict[str, Any]) -> np.ndarray:
-    """Raw rows as the network saw them in training (``Dataset.preprocessing()``)."""
-    return (X - np.asarray(prep["x_mean"])) / np.asarray(prep["x_scale"])
 
 
 def decode_predictions(pred: np.ndarray, prep: dict[str, Any]) -> list[str]:
@@ -148,34 +166,61 @@ def shifted_copies(X: np.ndarray, shape: tuple[int, int], shift: int) -> np.ndar
     return np.concatenate(out)
 
 
-def _infer_task(y: np.ndarray) -> str:
-    if not np.issubdtype(y.dtype, np.number):
-        numeric = np.array([is_float(v) for v in y])
-        if not numeric.all():
-            return "classification"
-        y = y.astype(np.float64)
-    return "classification" if np.all(np.mod(y, 1) == 0) else "regression"
+def infer_task(y: np.ndarray) -> tuple[str, str | None]:
+    """The task a target asks for, and a note when a number of classes was taken for a
+    quantity: an integer target with many distinct values is one."""
+    labels = normalise_labels(y)
+    if labels.dtype.kind not in "iuf":
+        return "classification", None
+    if labels.dtype.kind == "f":
+        return "regression", None
+    distinct = len(np.unique(labels))
+    if distinct > REGRESSION_DISTINCT and distinct > REGRESSION_SHARE * len(labels):
+        return "regression", (f"data.task: taken as regression (the target has {distinct} "
+                              "distinct integer values); set data.task = \"classification\" "
+                              "if they are classes.")
+    return "classification", None
 
 
-def load_data(spec: DataSpec, base: Path | None = None) -> Dataset:
-    """Read, check, split (stratified for classification) and standardise."""
+def file_fingerprint(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as fh:
+        while chunk := fh.read(1 << 22):
+            digest.update(chunk)
+    return digest.hexdigest()[:16]
+
+
+def load_data(spec: DataSpec, base: Path | None = None,
+              fingerprint: str | None = None) -> Dataset:
+    """Read, check, split and preprocess (``cache.cached_data`` keeps the result)."""
     if spec.source in BUILTIN:
+        return _build(spec, spec.source, None)
+    path = resolve_path(spec.source, base)
+    if not path.is_file():
+        raise UsageError(f"data file not found: {path}")
+    return _build(spec, str(path), fingerprint or file_fingerprint(path))
+
+
+def _build(spec: DataSpec, where: str, fingerprint: str | None) -> Dataset:
+    notes: list[str] = []
+    task: str | None
+    if fingerprint is None:  # a bundled set
         X, y, names = raw_builtin(spec.source)
+        table = numeric_table(X, names)
         task = spec.task or BUILTIN[spec.source]
     else:
-        X, y, names = raw_file(spec.source, spec.target, base)
-        task = spec.task or _infer_task(y)
-    where = spec.source
-    check_images(spec, where, X.shape[1])
-    if len(X) < 10:
-        raise UsageError(f"{where}: {len(X)} samples are too few to split into "
+        table, y = raw_file(Path(where), spec.target, spec.drop, spec.categorical)
+        task = spec.task
+        if task is None:
+            task, note = infer_task(y)
+            if note:
+                notes.append(note)
+    check_images(spec, where, len(table.columns))
+    if spec.shape is not None and any(c.is_text for c in table.columns):
+        raise UsageError(f"{where}: data.image_shape needs numeric columns only.")
+    if len(table) < 10:
+        raise UsageError(f"{where}: {len(table)} samples are too few to split into "
                          "train, validation and test.")
-    bad_rows = ~np.isfinite(X).all(axis=1)
-    if bad_rows.any():
-        col = int(np.flatnonzero(~np.isfinite(X[bad_rows][0]))[0])
-        raise UsageError(f"{where}: {int(bad_rows.sum())} row(s) hold NaN, empty or infinite "
-                         f"values (first at row {int(np.flatnonzero(bad_rows)[0])}, column "
-                         f"{names[col]!r}); clean or impute them first.")
     classes: list[Any] = []
     if task == "classification":
         labels = normalise_labels(y)
@@ -192,21 +237,23 @@ def load_data(spec: DataSpec, base: Path | None = None) -> Dataset:
         if counts.min() < 3:
             raise UsageError(f"{where}: class {classes[int(counts.argmin())]!r} has only "
                              f"{counts.min()} sample(s); a stratified split needs at least 3 "
-                             "per class.")
+                             "per class (if the target is a quantity, set data.task = "
+                             "\"regression\").")
     else:
         try:
-            y_out = y.astype(np.float64)
+            y_out = np.asarray(y).astype(np.float64)
         except ValueError:
             raise UsageError(f"{where}: a regression target must be numeric.") from None
         if not np.all(np.isfinite(y_out)):
             raise UsageError(f"{where}: the target holds NaN or infinite values.")
         stratify = None
+    if fingerprint is None:  # as 0.2.0 computed it, so its studies on bundled sets still open
+        fingerprint = hashlib.sha256(np.ascontiguousarray(X).tobytes() +
+                                     np.ascontiguousarray(y_out).tobytes()).hexdigest()[:16]
 
     from sklearn.model_selection import train_test_split
 
-    fingerprint = hashlib.sha256(np.ascontiguousarray(X).tobytes() +
-                                 np.ascontiguousarray(y_out).tobytes()).hexdigest()[:16]
-    idx = np.arange(len(X))
+    idx = np.arange(len(table))
     holdout = spec.validation + spec.test
     try:
         idx_train, idx_rest = train_test_split(idx, test_size=holdout, random_state=spec.seed,
@@ -215,30 +262,31 @@ def load_data(spec: DataSpec, base: Path | None = None) -> Dataset:
         idx_val, idx_test = train_test_split(idx_rest, test_size=spec.test / holdout,
                                              random_state=spec.seed, stratify=rest_strat)
     except ValueError as exc:
-        raise UsageError(f"{where}: cannot split {len(X)} samples with validation="
+        raise UsageError(f"{where}: cannot split {len(table)} samples with validation="
                          f"{spec.validation} and test={spec.test} ({exc}).") from None
 
-    X_train, y_train = X[idx_train], y_out[idx_train]
-    mean = X_train.mean(axis=0)
-    scale = X_train.std(axis=0)
-    scale[scale == 0] = 1.0  # constant features stay constant (zero) after scaling
+    prep = fit_preprocessor(table, idx_train)
+    if spec.drop:
+        prep.summary["dropped"] = list(spec.drop)
+    y_train = y_out[idx_train]
     y_mean, y_scale = 0.0, 1.0
     if task == "regression":
         y_mean = float(y_train.mean())
         y_scale = float(y_train.std()) or 1.0
 
-    def scaled(Xr: np.ndarray, yr: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        Xs = ((Xr - mean) / scale).astype(np.float32)
-        return Xs, (yr if task == "classification" else (yr - y_mean) / y_scale)
+    def target(yr: np.ndarray) -> np.ndarray:
+        return yr if task == "classification" else (yr - y_mean) / y_scale
 
     if spec.shift:  # shifted in raw pixels (0 is the background), then scaled like the rest
         assert spec.shape is not None
-        X_train = shifted_copies(X_train, spec.shape, spec.shift)
+        raw = shifted_copies(prep.transform(table, idx_train, standardise=False), spec.shape,
+                             spec.shift)
+        X_tr = ((raw - prep.mean) / prep.scale).astype(np.float32)
         y_train = np.tile(y_train, 4 * spec.shift + 1)
-    X_tr, y_tr = scaled(X_train, y_train)
-    X_va, y_va = scaled(X[idx_val], y_out[idx_val])
-    X_te, y_te = scaled(X[idx_test], y_out[idx_test])
-    return Dataset(task=task, X_train=X_tr, y_train=y_tr, X_val=X_va, y_val=y_va,
-                   X_test=X_te, y_test=y_te, feature_names=names, classes=classes,
-                   x_mean=mean, x_scale=scale, y_mean=y_mean, y_scale=y_scale,
-                   fingerprint=fingerprint, target=spec.target)
+    else:
+        X_tr = prep.transform(table, idx_train)
+    return Dataset(task=task, X_train=X_tr, y_train=target(y_train),
+                   X_val=prep.transform(table, idx_val), y_val=target(y_out[idx_val]),
+                   X_test=prep.transform(table, idx_test), y_test=target(y_out[idx_test]),
+                   prep=prep, classes=classes, y_mean=y_mean, y_scale=y_scale,
+                   fingerprint=fingerprint, target=spec.target, notes=notes)

@@ -1,21 +1,28 @@
-"""Reading raw data: scikit-learn's bundled sets, CSV and NPZ files.
+"""Reading raw data: scikit-learn's bundled sets, CSV and NPZ files, into a ``Table``.
 
-Everything here returns raw arrays (features as float64, the target as given);
-splitting, scaling and augmenting are ``data``'s job. ``read_features`` reads the
-rows ``predict`` gets, by the feature names the model was trained on.
+Everything here returns raw columns (numeric ones as float64 with NaN for a missing
+cell, text ones as category codes) and the target as given; imputing, encoding and
+scaling are ``tabular``'s job, splitting ``data``'s. CSV files are parsed by pandas'
+C parser. ``read_rows`` reads the rows ``predict`` gets, by column name.
+
+A cell or a column name from a file is quoted in an error only once the file has
+shown itself to be the user's table: a header of two or more columns that holds
+the target. A ``data.source`` that points at some other file (a symlink to a system
+file, say) gets errors that name lines and counts, never its content.
 """
 
 from __future__ import annotations
 
 import csv
 import logging
-import math
+import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from .errors import UsageError
+from .tabular import MISSING, Column, Table
 
 logger = logging.getLogger(__name__)
 
@@ -28,10 +35,18 @@ BUILTIN: dict[str, str] = {
     "breast_cancer": "classification",
     "diabetes": "regression",
 }
-Raw = tuple[np.ndarray, np.ndarray, list[str]]  # X, y, feature names
+KINDS = (".csv", ".npz")
+IDENTIFIER_SHARE = 0.9  # a text column with this share of distinct values is an id
+TYPO_SHARE = 0.05  # a column numeric but for at most this share of cells has typos
+Raw = tuple[Table, np.ndarray]  # the features, the target as given
 
 
-def raw_builtin(name: str) -> Raw:
+def numeric_table(X: np.ndarray, names: list[str]) -> Table:
+    X = np.asarray(X, dtype=np.float64)
+    return Table([Column(n, np.ascontiguousarray(X[:, i])) for i, n in enumerate(names)])
+
+
+def raw_builtin(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     from sklearn import datasets
 
     bunch = getattr(datasets, f"load_{name}")()
@@ -43,10 +58,21 @@ def raw_builtin(name: str) -> Raw:
 
 
 def resolve_path(source: str, base: Path | None) -> Path:
+    """An absolute path, symlinks kept: a DVC or git-annex link named ``x.csv`` points to
+    a cache file without an extension, and the link's own name says what it holds."""
     path = Path(source).expanduser()
     if not path.is_absolute() and base is not None:
         path = base / path
-    return path.resolve()
+    return Path(os.path.abspath(path))
+
+
+def file_kind(path: Path) -> str:
+    """``.csv`` or ``.npz``: by the name given, else by the file a symlink points to."""
+    for name in (path, path.resolve()):
+        if name.suffix.lower() in KINDS:
+            return name.suffix.lower()
+    raise UsageError(f"{path}: unknown data file type {path.suffix!r}; use .csv or .npz, "
+                     f"or a bundled dataset ({', '.join(BUILTIN)}).")
 
 
 def is_float(text: str) -> bool:
@@ -55,64 +81,6 @@ def is_float(text: str) -> bool:
     except ValueError:
         return False
     return True
-
-
-def read_csv(path: Path, target: str | None, require_target: bool = True,
-             features: list[str] | None = None) -> tuple[np.ndarray, np.ndarray | None,
-                                                         list[str]]:
-    """Features as floats, the target column as given (strings), and feature names.
-
-    ``features``: read only these columns, in this order (``predict``); the others, of
-    any type, are ignored.
-    """
-    try:
-        with path.open(newline="", encoding="utf-8-sig") as fh:
-            rows = list(csv.reader(fh))
-    except UnicodeDecodeError:
-        raise UsageError(f"{path}: not a UTF-8 text CSV file.") from None
-    rows = [r for r in rows if any(cell.strip() for cell in r)]
-    if not rows:
-        raise UsageError(f"{path}: the CSV file is empty (it needs a header row and data).")
-    header, body = [h.strip() for h in rows[0]], rows[1:]
-    if not body:
-        raise UsageError(f"{path}: the CSV file has a header but no data rows.")
-    twice = sorted({h for h in header if header.count(h) > 1})
-    if twice:
-        raise UsageError(f"{path}: the header names column(s) {twice} more than once; "
-                         "every column needs its own name.")
-    if target is not None and target not in header:
-        if require_target:
-            raise UsageError(f"{path}: target column {target!r} is not in the header "
-                             f"(columns: {', '.join(header)}).")
-        target = None
-    for i, row in enumerate(body, start=2):
-        if len(row) != len(header):
-            raise UsageError(f"{path}: line {i} has {len(row)} fields, the header has "
-                             f"{len(header)}.")
-    columns = dict(zip(header, zip(*body, strict=True), strict=True))
-    if target is not None:
-        y = np.array([c.strip() for c in columns[target]])
-        empty = np.flatnonzero(y == "")
-        if empty.size:
-            raise UsageError(f"{path}: {empty.size} row(s) have an empty target {target!r} "
-                             f"(first at line {int(empty[0]) + 2}); fill or drop them.")
-    else:
-        y = None
-    wanted = features if features is not None else [h for h in header if h != target]
-    feature_values, names = [], []
-    for name in wanted:
-        col = columns[name]
-        try:
-            values = np.array([float(c) if c.strip() else math.nan for c in col])
-        except ValueError:
-            bad = next(c for c in col if not is_float(c))
-            raise UsageError(f"{path}: column {name!r} is not numeric (e.g. {bad!r}); "
-                             "encode it as numbers or drop it.") from None
-        feature_values.append(values)
-        names.append(name)
-    if not feature_values:
-        raise UsageError(f"{path}: no feature columns besides the target {target!r}.")
-    return np.column_stack(feature_values), y, names
 
 
 def csv_header(path: Path) -> list[str]:
@@ -124,7 +92,147 @@ def csv_header(path: Path) -> list[str]:
                     return [h.strip() for h in row]
     except UnicodeDecodeError:
         raise UsageError(f"{path}: not a UTF-8 text CSV file.") from None
+    except csv.Error as exc:
+        raise UsageError(f"{path}: not a CSV file ({exc}).") from None
     raise UsageError(f"{path}: the CSV file is empty (it needs a header row and data).")
+
+
+def _columns(header: list[str]) -> str:
+    """The header for an error message, if the file looks like a table at all."""
+    if len(header) < 2:
+        return "its first line is not a header of comma-separated names"
+    shown = ", ".join(header[:20]) + (" ..." if len(header) > 20 else "")
+    return f"columns: {shown}"
+
+
+def _read_frame(path: Path, header: list[str], keep: list[str], dtype: dict[int, Any]) -> Any:
+    """The columns ``keep`` of a CSV file. Every column is parsed (pandas checks a row's
+    field count only then); a row with fewer fields than the header has its last
+    cells missing, as in pandas."""
+    import pandas as pd
+
+    try:
+        frame = pd.read_csv(path, header=0, dtype=dtype, encoding="utf-8-sig",
+                            skipinitialspace=True, low_memory=False)
+    except pd.errors.ParserError as exc:
+        import re
+
+        found = re.search(r"Expected (\d+) fields in line (\d+), saw (\d+)", str(exc))
+        if found:
+            raise UsageError(f"{path}: line {found.group(2)} has {found.group(3)} fields, the "
+                             f"header has {found.group(1)}.") from None
+        raise UsageError(f"{path}: not a readable CSV file ({str(exc).splitlines()[0]}).") \
+            from None
+    except UnicodeDecodeError:
+        raise UsageError(f"{path}: not a UTF-8 text CSV file.") from None
+    except pd.errors.EmptyDataError:
+        raise UsageError(f"{path}: the CSV file is empty (it needs a header row and "
+                         "data).") from None
+    frame.columns = header
+    return frame[keep]
+
+
+def _text_column(name: str, series: Any) -> Column:
+    """Category codes of a text column; a missing cell is the category <missing>."""
+    import pandas as pd
+
+    codes, uniques = pd.factorize(series, use_na_sentinel=True)
+    labels = [str(u).strip() for u in uniques]
+    categories = sorted(set(labels) | ({MISSING} if (codes < 0).any() else set()))
+    index = {v: i for i, v in enumerate(categories)}
+    lookup = np.array([index[v] for v in labels] + [index.get(MISSING, 0)], dtype=np.int32)
+    return Column(name, lookup[codes], categories)  # codes -1 take the last entry
+
+
+def _numeric_column(path: Path, name: str, series: Any, categorical: bool) -> Column:
+    """A numeric column as float64, or a UsageError naming the first bad cell."""
+    import pandas as pd
+
+    if categorical:
+        column = _text_column(name, series.astype(object).where(series.notna(), None).map(
+            lambda v: v if v is None else _label(v)))
+        column.codes = True
+        return column
+    values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
+    bad = np.flatnonzero(np.isnan(values) & series.notna().to_numpy())
+    if bad.size:
+        raise UsageError(f"{path}: column {name!r} is numeric except {bad.size} cell(s) (e.g. "
+                         f"{str(series.iloc[bad[0]])!r} at line {int(bad[0]) + 2}); fix them, "
+                         "or list the column in data.categorical.")
+    if np.isinf(values).any():
+        row = int(np.flatnonzero(np.isinf(values))[0])
+        raise UsageError(f"{path}: column {name!r} holds infinite values (first at line "
+                         f"{row + 2}).")
+    return Column(name, values)
+
+
+def _label(value: Any) -> str:
+    """A numeric code as a category name: 1, 1.0 and "1" are one category."""
+    text = str(value).strip()
+    if is_float(text) and float(text).is_integer():
+        return str(int(float(text)))
+    return text
+
+
+def read_csv(path: Path, target: str | None, drop: tuple[str, ...] = (),
+             categorical: tuple[str, ...] = ()) -> Raw:
+    """The table's feature columns and its target column (as given, stripped text)."""
+    import pandas as pd
+
+    header = csv_header(path)
+    if target is not None and target not in header:
+        raise UsageError(f"{path}: target column {target!r} is not in the header "
+                         f"({_columns(header)}).")
+    twice = sorted({h for h in header if header.count(h) > 1})
+    if twice:
+        raise UsageError(f"{path}: the header names column(s) {twice} more than once; "
+                         "every column needs its own name.")
+    for key, names in (("drop", drop), ("categorical", categorical)):
+        unknown = [n for n in names if n not in header]
+        if unknown:
+            raise UsageError(f"{path}: data.{key} names column(s) {unknown} that the header "
+                             f"does not have ({_columns(header)}).")
+    if target in drop or target in categorical:
+        raise UsageError(f"{path}: the target {target!r} cannot be in data.drop or "
+                         "data.categorical.")
+    dtype = {i: str for i, h in enumerate(header) if h == target or h in categorical}
+    frame = _read_frame(path, header, [h for h in header if h not in drop], dtype)
+    if frame.empty:
+        raise UsageError(f"{path}: the CSV file has a header but no data rows.")
+    y = frame.pop(target).to_numpy(dtype=object) if target is not None else np.zeros(0)
+    if target is not None:
+        empty = np.flatnonzero(pd.isna(y) | (y == ""))
+        if empty.size:
+            raise UsageError(f"{path}: {empty.size} row(s) have an empty target {target!r} "
+                             f"(first at line {int(empty[0]) + 2}); fill or drop them.")
+        y = np.array([str(v).strip() for v in y])
+    columns = []
+    for name in frame.columns:
+        series = frame[name]
+        present = int(series.notna().sum())
+        if present == 0:
+            raise UsageError(f"{path}: column {name!r} is empty (no value in any row); drop it "
+                             f"with data.drop = [{name!r}].")
+        if pd.api.types.is_numeric_dtype(series) or name in categorical:
+            columns.append(_numeric_column(path, name, series, name in categorical))
+            continue
+        numbers = pd.to_numeric(series, errors="coerce")
+        typos = present - int(numbers.notna().sum())
+        if typos <= TYPO_SHARE * present:  # a numeric column with a few bad cells
+            columns.append(_numeric_column(path, name, series, False))
+            continue
+        column = _text_column(name, series)
+        assert column.categories is not None
+        distinct = len(column.categories) - (MISSING in column.categories)
+        if present >= 20 and distinct >= IDENTIFIER_SHARE * present:
+            raise UsageError(f"{path}: column {name!r} looks like an identifier ({distinct} "
+                             f"distinct values in {present} rows); drop it with data.drop = "
+                             f"[{name!r}], or list it in data.categorical if it is a "
+                             "category.")
+        columns.append(column)
+    if not columns:
+        raise UsageError(f"{path}: no feature columns besides the target {target!r}.")
+    return Table(columns), y
 
 
 def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
@@ -140,61 +248,72 @@ def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
     except UsageError:
         raise
     except Exception as exc:  # a corrupt archive, pickled objects, ...
-        raise UsageError(f"{path}: cannot read as .npz ({exc}).") from None
+        raise UsageError(f"{path}: cannot read as .npz ({type(exc).__name__}).") from None
     X = arrays["X"]
     if X.ndim != 2 or not np.issubdtype(X.dtype, np.number):
         raise UsageError(f"{path}: X must be a 2-d numeric array, but got shape {X.shape} "
                          f"and dtype {X.dtype}.")
+    if np.isinf(X).any():
+        raise UsageError(f"{path}: X holds infinite values.")
     return arrays
 
 
-def raw_file(source: str, target: str | None, base: Path | None) -> Raw:
-    path = resolve_path(source, base)
+def raw_file(path: Path, target: str | None, drop: tuple[str, ...] = (),
+             categorical: tuple[str, ...] = ()) -> Raw:
     if not path.is_file():
         raise UsageError(f"data file not found: {path}")
-    suffix = path.suffix.lower()
-    if suffix == ".csv":
+    if file_kind(path) == ".csv":
         if not target:
             raise UsageError(f"{path}: a CSV source needs data.target, the name of the "
                              "target column.")
-        X, y, names = read_csv(path, target)
-        assert y is not None
-        return X, y, names
-    if suffix == ".npz":
-        arrays = read_npz(path, ("X", "y"))
-        X, y = arrays["X"], arrays["y"]
-        if y.ndim != 1 or len(X) != len(y):
-            raise UsageError(f"{path}: X must be 2-d and y 1-d with as many rows, but got "
-                             f"X.shape={X.shape}, y.shape={y.shape}.")
-        return X.astype(np.float64), y, [f"x{i}" for i in range(X.shape[1])]
-    raise UsageError(f"{path}: unknown data file type {path.suffix!r}; use .csv or .npz, "
-                     f"or a bundled dataset ({', '.join(BUILTIN)}).")
+        return read_csv(path, target, drop, categorical)
+    arrays = read_npz(path, ("X", "y"))
+    X, y = arrays["X"], arrays["y"]
+    if y.ndim != 1 or len(X) != len(y):
+        raise UsageError(f"{path}: X must be 2-d and y 1-d with as many rows, but got "
+                         f"X.shape={X.shape}, y.shape={y.shape}.")
+    return numeric_table(X, [f"x{i}" for i in range(X.shape[1])]), y
 
 
-def read_features(path: Path, prep: dict[str, Any]) -> np.ndarray:
-    """The rows to predict on, as raw floats in the training's feature order.
+def read_rows(path: Path, columns: list[dict[str, Any]]) -> Table:
+    """The rows to predict on, by the training's raw columns (``Preprocessor.columns``).
 
-    A CSV's columns are found by their header names (any order, a target column
-    ignored); an .npz gives them as ``X``, in the training's order.
+    A CSV's columns are found by header name (any order; a target column and other
+    columns the model does not use are ignored, with a note); an .npz gives them as
+    ``X``, in the training's order.
     """
     if not path.is_file():
         raise UsageError(f"data file not found: {path}")
-    names: list[str] = prep["feature_names"]
-    if path.suffix.lower() == ".npz":
-        X = read_npz(path, ("X",))["X"].astype(np.float64)
+    names = [c["name"] for c in columns]
+    if file_kind(path) == ".npz":
+        if any(c["kind"] == "text" for c in columns):
+            raise UsageError(f"{path}: the model takes text columns; give it a CSV file.")
+        X = read_npz(path, ("X",))["X"]
+        if X.shape[1] != len(names):
+            raise UsageError(f"{path}: needs {len(names)} feature columns, got {X.shape[1]}.")
+        table = numeric_table(X, names)
     else:
         header = csv_header(path)
         missing = [n for n in names if n not in header]
         if missing:
-            raise UsageError(f"{path}: missing feature column(s) {missing[:5]}; the "
-                             f"model needs {len(names)} columns named as in training.")
-        unused = [h for h in header if h not in names and h != prep.get("target")]
+            raise UsageError(f"{path}: missing column(s) {missing[:5]}; the model needs "
+                             f"{len(names)} columns named as in training.")
+        twice = sorted({h for h in names if header.count(h) > 1})
+        if twice:
+            raise UsageError(f"{path}: the header names column(s) {twice} more than once.")
+        unused = [h for h in header if h not in names]
         if unused:
             logger.info("ignoring column(s) the model does not use: %s",
                         ", ".join(unused[:10]) + (" ..." if len(unused) > 10 else ""))
-        X, _, _ = read_csv(path, None, require_target=False, features=names)
-    if X.shape[1] != len(names):
-        raise UsageError(f"{path}: needs {len(names)} feature columns, got {X.shape[1]}.")
-    if not np.isfinite(X).all():
-        raise UsageError(f"{path}: holds NaN, empty or infinite values.")
-    return X
+        kinds = {c["name"]: c["kind"] for c in columns}
+        codes = {c["name"] for c in columns if c.get("codes")}
+        dtype = {i: str for i, h in enumerate(header) if kinds.get(h) == "text"}
+        frame = _read_frame(path, header, names, dtype)
+        table = Table([_text_column(n, frame[n]) if kinds[n] == "text" and n not in codes
+                       else _numeric_column(path, n, frame[n], n in codes) for n in names])
+    for spec, col in zip(columns, table.columns, strict=True):
+        if spec["kind"] == "numeric" and spec.get("median") is None and \
+                np.isnan(col.values).any():
+            raise UsageError(f"{path}: column {spec['name']!r} has empty or NaN cells, and "
+                             "this model (from nnsearch 0.2) cannot impute them.")
+    return table

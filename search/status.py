@@ -13,7 +13,7 @@ from rich.table import Table
 from . import record
 from .errors import UsageError
 from .export import pick_trial
-from .study import OpenStudy
+from .study import SUMMARY_ATTR, OpenStudy
 from .worker import Counts, count_states
 
 
@@ -24,12 +24,14 @@ class Status:
     counts: Counts
     best: FrozenTrial | None = None
     skipped: list[int] = field(default_factory=list)  # complete, but not written by a worker
+    data: str = ""  # the preprocessing, in one line
 
 
 def study_status(opened: OpenStudy, counts: Counts | None = None) -> Status:
     study = opened.study
     status = Status(study.study_name, (study.metric_names or ["value"])[0],
-                    counts or count_states(opened.study))
+                    counts or count_states(opened.study),
+                    data=study.user_attrs.get(SUMMARY_ATTR, ""))
     with contextlib.suppress(UsageError):  # no completed trial yet
         status.best, status.skipped = pick_trial(study, None)
     return status
@@ -43,7 +45,8 @@ def render_status(status: Status, out: Console, err: Console, as_json: bool = Fa
     """Print the status: two tables (counts, best trial's params) or one JSON object."""
     best = status.best
     if as_json:
-        data: dict[str, Any] = {"study": status.study, **asdict(status.counts)}
+        data: dict[str, Any] = {"study": status.study, **asdict(status.counts),
+                                "data": status.data}
         data["best"] = None if best is None else {
             "number": best.number, "value": best.value, "params": best.params}
         out.print_json(data=data)
@@ -54,6 +57,8 @@ def render_status(status: Status, out: Console, err: Console, as_json: bool = Fa
         table.add_column(col, justify="right")
     table.add_row(*(str(getattr(status.counts, c)) for c in states))
     out.print(table)
+    if status.data:
+        out.print(f"data: {status.data}", highlight=False)
     if best is None:
         out.print("no completed trial yet")
         return

@@ -16,7 +16,8 @@ from typing import Any
 import optuna
 
 from . import record
-from .data import load_data
+from .cache import cache_dir, cached_data
+from .data import Dataset
 from .errors import UsageError
 from .readers import BUILTIN
 from .storage import StorageURL, dispose, open_storage, with_retry
@@ -27,6 +28,7 @@ logger = logging.getLogger(__name__)
 SPEC_ATTR = "nnsearch.spec"  # the validated study file, as a dict
 BASE_ATTR = "nnsearch.base_dir"  # where relative data paths are resolved
 DATA_ATTR = "nnsearch.data_fingerprint"  # of the data the study was created on
+SUMMARY_ATTR = "nnsearch.data_summary"  # one line on the preprocessing
 
 
 @dataclass
@@ -58,7 +60,7 @@ def target_from_args(study_file: str | None, study_name: str | None,
     return Target(url=url, name=name, spec=spec)
 
 
-def study_note(spec: StudySpec) -> str:
+def study_note(spec: StudySpec, summary: str = "") -> str:
     """A markdown summary of the dataset, split and search space (for the dashboard)."""
     data = spec.data
     lines = [f"# {spec.name}", "",
@@ -70,6 +72,7 @@ def study_note(spec: StudySpec) -> str:
              + (f", with shifted copies of each training image (up to {data.shift} pixel(s) "
                 "up, down, left and right)" if data.shift else "")
              + ". The test split is never used by the search.", "",
+             *([f"**Preprocessing** (fitted on train): {summary}.", ""] if summary else []),
              f"**Sampler:** {spec.sampler} (seed {spec.seed}); **pruner:** {spec.pruner}, "
              f"reporting every {spec.report_every} epoch(s).", "",
              "| hyperparameter | search |", "|---|---|"]
@@ -95,10 +98,11 @@ def create(target: Target) -> Iterator[tuple[OpenStudy, bool]]:
     if spec is None:
         with open_study(target, heartbeat=True) as opened:
             check_same_study(opened.study.user_attrs, opened.spec, target.url,
-                             check_data(opened.spec))  # the data must not have changed
+                             check_data(opened.spec, target.url).fingerprint)  # unchanged?
             yield opened, False
         return
-    fingerprint = check_data(spec)  # before anything is written: bad data leaves no study
+    data = check_data(spec, target.url)  # before anything is written: bad data leaves no study
+    fingerprint = data.fingerprint
     storage = open_storage(target.url)
     try:
         existing = with_retry(lambda: _study_names(storage), "list studies")
@@ -111,10 +115,11 @@ def create(target: Target) -> Iterator[tuple[OpenStudy, bool]]:
             study.set_metric_names([spec.metric])
             study.set_user_attr(SPEC_ATTR, spec.to_dict())
             study.set_user_attr(DATA_ATTR, fingerprint)
+            study.set_user_attr(SUMMARY_ATTR, data.summary())
             base = spec.base_dir
             if base is not None and spec.data.source not in BUILTIN:
                 study.set_user_attr(BASE_ATTR, str(base))
-            _set_note(study, spec)
+            _set_note(study, spec, data.summary())
         else:
             study = optuna.load_study(study_name=spec.name, storage=storage)
             check_same_study(study.user_attrs, spec, target.url, fingerprint)
@@ -151,21 +156,24 @@ def _differs(attrs: dict[str, Any], spec: StudySpec, url: StorageURL) -> str:
             f"another definition ({shown})")
 
 
-def check_data(spec: StudySpec) -> str:
-    """Load the study's data once, check that its metric fits the task; its fingerprint."""
-    data = load_data(spec.data, spec.base_dir)
+def check_data(spec: StudySpec, url: StorageURL) -> Dataset:
+    """Load the study's data once (and cache it for the workers), check that its metric
+    fits the task, and say what was inferred."""
+    data = cached_data(spec.data, spec.base_dir, cache_dir(url))
     if data.task not in METRICS[spec.metric][1]:
         valid = ", ".join(m for m, (_, tasks) in METRICS.items() if data.task in tasks)
         where = spec.path or spec.name
         raise UsageError(f"{where}: study.metric: {spec.metric!r} does not apply to the "
                          f"{data.task} target of {spec.data.source}; valid: {valid}.")
-    return data.fingerprint
+    for note in data.notes:
+        logger.info("%s", note)
+    return data
 
 
-def _set_note(study: optuna.Study, spec: StudySpec) -> None:
+def _set_note(study: optuna.Study, spec: StudySpec, summary: str) -> None:
     try:
         from optuna_dashboard import save_note
-        save_note(study, study_note(spec))
+        save_note(study, study_note(spec, summary))
     except Exception as exc:  # the note is a nicety; never fail a create over it
         logger.debug("could not save the study note: %s", exc)
 

@@ -66,7 +66,8 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "study": ("name", "metric", "direction", "seed"),
     "sampler": ("name",),  # plus the sampler's own keyword arguments
     "pruner": ("name", "report_every"),  # plus the pruner's own keyword arguments
-    "data": ("source", "target", "task", "validation", "test", "seed", "image_shape", "shift"),
+    "data": ("source", "target", "task", "validation", "test", "seed", "image_shape", "shift",
+             "drop", "categorical"),
     "budget": ("trials", "timeout"),
     "space": (),  # checked by space.parse_param
 }
@@ -299,9 +300,26 @@ def _parse_data(table: dict[str, Any], where: str) -> DataSpec:
     spec = DataSpec(source=source, target=target, task=task,
                     validation=shares["validation"], test=shares["test"],
                     seed=_seed(table, "data.seed", where),
-                    image_shape=tuple(shape) if shape else None, shift=shift)
+                    image_shape=tuple(shape) if shape else None, shift=shift,
+                    drop=_names(table, "drop", where),
+                    categorical=_names(table, "categorical", where))
+    if (spec.drop or spec.categorical) and not source.lower().endswith(".csv"):
+        raise UsageError(f"{where}: data.drop and data.categorical name columns of a CSV "
+                         f"source, but the source is {source!r}.")
+    both = sorted(set(spec.drop) & set(spec.categorical))
+    if both:
+        raise UsageError(f"{where}: column(s) {both} are in both data.drop and "
+                         "data.categorical.")
     check_images(spec, where)
     return spec
+
+
+def _names(table: dict[str, Any], key: str, where: str) -> tuple[str, ...]:
+    value = _get(table, f"data.{key}", where, list, [])
+    if not all(isinstance(v, str) and v for v in value) or len(set(value)) != len(value):
+        raise UsageError(f"{where}: data.{key} must be a list of distinct column names, but "
+                         f"got {value!r}.")
+    return tuple(value)
 
 
 def _parse_plugin(table: dict[str, Any], section: str, registry: dict[str, Any], default: str,

@@ -27,7 +27,7 @@ from optuna.trial import FrozenTrial, TrialState
 from . import record
 from ._optuna import quiet_failed_trials
 from .artifacts import artifact_store
-from .data import load_data
+from .cache import cache_dir, cached_data
 from .errors import Stopped
 from .objective import Objective
 from .storage import error_reason, is_transient, with_retry
@@ -149,7 +149,7 @@ class Worker:
         self.deadline = time.monotonic() + timeout if timeout else None
         self.stop = threading.Event()
         spec = opened.spec
-        data = load_data(spec.data, spec.base_dir)
+        data = cached_data(spec.data, spec.base_dir, cache_dir(opened.url))
         check_same_study(self.study.user_attrs, spec, opened.url, data.fingerprint)
         self.objective = Objective(spec, data, opened.url, artifact_store(opened.url),
                                    stop=self.stop)

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import argparse
+import csv
+import io
 import json
 import logging
 import sys
@@ -58,19 +60,23 @@ class TrainCommand(Command):
 
 class PredictCommand(Command):
     help = "Predict with a trained model; CSV to stdout."
-    examples = ("nnsearch predict best.npz new_rows.csv > predictions.csv",)
+    examples = ("nnsearch predict best.npz new_rows.csv > predictions.csv",
+                "nnsearch predict best.npz new_rows.csv --proba")
 
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         p.add_argument("model", metavar="MODEL.npz", help="a model written by nnsearch train")
         p.add_argument("data", metavar="DATA.csv",
-                       help="rows with the training's feature columns (a target column is "
-                            "ignored); or an .npz with X")
+                       help="rows with the training's columns, found by name in any order "
+                            "(others, and a target column, are ignored); or an .npz with X")
+        p.add_argument("--proba", action="store_true",
+                       help="add one column per class with its probability (classification)")
 
     def take_action(self, args: argparse.Namespace) -> int:
         from nnsearch.model import load
 
-        from ..data import decode_predictions, scale_features
-        from ..readers import read_features
+        from ..data import decode_predictions
+        from ..readers import read_rows
+        from ..tabular import OTHER, Preprocessor
 
         model_path = Path(args.model)
         if not model_path.is_file():
@@ -79,13 +85,32 @@ class PredictCommand(Command):
             net = load(model_path)
         except ValueError as exc:
             raise UsageError(str(exc)) from None
-        prep = getattr(net, "metadata", {}).get("preprocessing")
-        if not prep:
+        record = getattr(net, "metadata", {}).get("preprocessing")
+        if not record:
             raise UsageError(f"{model_path}: has no preprocessing record; it was not written "
                              "by nnsearch train.")
-        X = read_features(Path(args.data), prep)
-        lines = ["prediction", *decode_predictions(net.predict(scale_features(X, prep)), prep)]
-        sys.stdout.write("\n".join(lines) + "\n")
+        if args.proba and record["task"] != "classification":
+            raise UsageError("--proba needs a classification model; this one is regression.")
+        prep = Preprocessor.from_dict(record)
+        table = read_rows(Path(args.data), prep.columns)
+        unseen = prep.unseen(table)
+        if unseen:
+            counts = ", ".join(f"{name}: {n}" for name, n in unseen.items())
+            logger.warning("rows with a category not seen in training, taken as %s: %s",
+                           OTHER, counts)
+        X = prep.transform(table)
+        if X.shape[1] != net.config()["layer_sizes"][0]:
+            raise UsageError(f"{model_path}: its preprocessing gives {X.shape[1]} inputs, but "
+                             f"the network takes {net.config()['layer_sizes'][0]}.")
+        header = ["prediction"]
+        rows = [[p] for p in decode_predictions(net.predict(X), record)]
+        if args.proba:
+            header += [f"p({c})" for c in record["classes"]]
+            for row, probs in zip(rows, net.predict_proba(X), strict=True):
+                row.extend(f"{v:.6g}" for v in probs)
+        out = io.StringIO()
+        csv.writer(out, lineterminator="\n").writerows([header, *rows])
+        sys.stdout.write(out.getvalue())
         return 0
 
 

@@ -1,6 +1,7 @@
 """Every CLI command end to end, as a subprocess, on a temporary SQLite storage."""
 
 import hashlib
+import importlib.util
 import json
 import shutil
 from pathlib import Path
@@ -178,6 +179,10 @@ def _bad_cases(tmp: Path, study: Path):
 
     base_rows = "a,b,label\n" + "".join(f"{i % 5}.5,{i % 7},{'xy'[i % 2]}\n" for i in range(30))
     (tmp / "garbage.npz").write_bytes(b"this is not a model")
+    secret = tmp / "not-a-table"
+    secret.write_text("root:$6$hunter2:19000:0:99999:7:::\n")
+    if not (tmp / "linked.csv").is_symlink():
+        (tmp / "linked.csv").symlink_to(secret)
     return {
         "missing file": (["run", str(tmp / "nope.toml")], "study file not found"),
         "TOML syntax": (["run", variant("syntax.toml", good + "\n[space\n")],
@@ -192,11 +197,36 @@ def _bad_cases(tmp: Path, study: Path):
         "empty CSV": (["run", csv_study("empty", "")], "empty"),
         "missing target column": (["run", csv_study("notarget", base_rows, target="kind")],
                                   "target column 'kind' is not in the header"),
-        "non-numeric column": (["run", csv_study("text", base_rows.replace("0.5", "zero", 1))],
-                               "column 'a' is not numeric"),
+        "numeric column with a typo": (["run", csv_study("text", base_rows.replace("0.5", "zero",
+                                                                                    1))],
+                                       "column 'a' is numeric except 1 cell(s)"),
         "single class": (["run", csv_study("oneclass", base_rows.replace(",y\n", ",x\n"))],
                          "single class"),
-        "NaN in data": (["run", csv_study("nan", base_rows + "nan,1,x\n")], "NaN"),
+        "infinite value": (["run", csv_study("nan", base_rows + "inf,1,x\n")],
+                           "column 'a' holds infinite values"),
+        "identifier column": (["run", csv_study("ident", "name," + "".join(
+            f"person{i}," * (i > 0) + line + "\n"
+            for i, line in enumerate(base_rows.splitlines())))], "looks like an identifier"),
+        "empty text column": (["run", csv_study("emptycol", "c," + base_rows.rstrip("\n").replace(
+            "\n", "\n,") + "\n")], "column 'c' is empty"),
+        "drop names no column": (["run", variant("drop.toml", good.replace(
+            'source = "iris"', 'source = "nan.csv"\ntarget = "label"\ndrop = ["nope"]'))],
+            "data.drop names column(s) ['nope']"),
+        "symlink to a file that is not a table": (["run", variant("link.toml", good.replace(
+            'source = "iris"', 'source = "linked.csv"\ntarget = "label"'))],
+            "not in the header"),
+        "study name with a slash": (["run", variant("slash.toml", good.replace(
+            'name = "small"', 'name = "a/b"'))], "study.name must be letters, digits"),
+        "a key written twice": (["run", variant("twice.toml", good.replace(
+            "seed = 3", "seed = 3\nseed = 4"))], "'seed = 4'"),
+        "negative split seed": (["run", variant("dseed.toml", good.replace(
+            'source = "iris"', 'source = "iris"\nseed = -1'))], "data.seed must be a seed"),
+        "sampler argument of the wrong type": (["run", variant("sarg.toml", good.replace(
+            'name = "tpe"', 'name = "tpe"\nn_startup_trials = "ten"'))],
+            "sampler.n_startup_trials must be int"),
+        "gp without PyTorch": (["run", variant("gp.toml", good.replace('name = "tpe"',
+                                                                       'name = "gp"'))],
+                               "sampler gp needs PyTorch"),
         "unknown study name": (["status", "--study", "nosuch", "--storage", db],
                                "no study named 'nosuch'"),
         "trial does not exist": (["export", str(study), "--trial", "999"],
@@ -250,8 +280,12 @@ def with_empty_study(finished):
 
 
 CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknown choice",
-         "empty CSV", "missing target column", "non-numeric column", "single class",
-         "NaN in data", "unknown study name", "trial does not exist", "no completed trial",
+         "empty CSV", "missing target column", "numeric column with a typo", "single class",
+         "infinite value", "identifier column", "empty text column", "drop names no column",
+         "symlink to a file that is not a table", "study name with a slash",
+         "a key written twice", "negative split seed", "sampler argument of the wrong type",
+         *(["gp without PyTorch"] if importlib.util.find_spec("torch") is None else []),
+         "unknown study name", "trial does not exist", "no completed trial",
          "corrupt model", "negative trials", "not an export",
          "missing storage file", "metric for wrong task", "unknown dataset",
          "image shape vs features", "duplicated header", "empty target cell",
@@ -274,6 +308,8 @@ def test_bad_input_gives_one_line_and_exit_2(with_empty_study, case):
     assert "Traceback" not in res.stderr
     assert _digest(db) == before, "the storage changed"
     assert not (tmp / "absent.db").exists()
+    assert "hunter2" not in res.stderr
+    assert sorted(p.name for p in tmp.glob("*.db")) == ["small.db"]  # no new storage
 
 
 def test_diverged_trials_are_pruned_with_a_reason(tmp_path):

@@ -58,10 +58,10 @@ def test_shift_augments_train_only_with_the_same_scaling():
     np.testing.assert_array_equal(np.tile(plain.y_train, 5), shifted.y_train)
     for part in ("X_val", "y_val", "X_test", "y_test"):
         np.testing.assert_array_equal(getattr(shifted, part), getattr(plain, part))
-    np.testing.assert_array_equal(shifted.x_mean, plain.x_mean)
+    np.testing.assert_array_equal(shifted.prep.mean, plain.prep.mean)
     # The first copy is every image moved one row down, in raw pixels: row 0 is background.
-    raw = (shifted.X_train[n:2 * n] * plain.x_scale + plain.x_mean).reshape(n, 8, 8)
-    raw_plain = (plain.X_train * plain.x_scale + plain.x_mean).reshape(n, 8, 8)
+    raw = (shifted.X_train[n:2 * n] * plain.prep.scale + plain.prep.mean).reshape(n, 8, 8)
+    raw_plain = (plain.X_train * plain.prep.scale + plain.prep.mean).reshape(n, 8, 8)
     np.testing.assert_allclose(raw[:, 0, :], 0, atol=1e-4)
     np.testing.assert_allclose(raw[:, 1:, :], raw_plain[:, :-1, :], atol=1e-4)
 
@@ -102,7 +102,7 @@ def test_csv_with_string_labels(tmp_path):
     assert data.classes == ["cat", "dog", "eel"]
     assert data.feature_names == ["a", "b"]
     # Training statistics only: the validation part is not exactly standardised.
-    assert data.x_mean.shape == (2,)
+    assert data.prep.mean.shape == (2,)
 
 
 def test_csv_regression_is_inferred(tmp_path):
@@ -125,11 +125,17 @@ def test_npz_source(tmp_path):
     ("", r"the CSV file is empty"),
     ("a,b,kind\n", r"header but no data rows"),
     (_rows().replace("kind", "label"), r"target column 'kind' is not in the header"),
-    (_rows().replace("0.", "x.", 1), r"column 'a' is not numeric \(e\.g\. 'x\."),
+    (_rows().replace("0.", "x.", 1), r"column 'a' is numeric except 1 cell\(s\) \(e\.g\. 'x\."
+     r".*' at line 2\); fix them, or list the column in data\.categorical"),
     (_rows(label=lambda i: "cat"), r"single class \('cat'\)"),
-    (_rows() + "nan,1,cat\n", r"NaN, empty or infinite"),
-    (_rows() + "1.0,,cat\n", r"NaN, empty or infinite"),
-    (_rows() + "1.0,2.0\n", r"has 2 fields, the header has 3"),
+    (_rows() + "inf,1,cat\n", r"column 'a' holds infinite values \(first at line 32\)"),
+    (_rows() + "1.0,2.0,cat,9\n", r"line 32 has 4 fields, the header has 3"),
+    (_rows() + "1.0,2.0,\n", r"1 row\(s\) have an empty target 'kind' \(first at line 32\)"),
+    ("a,a,kind\n" + _rows().split("\n", 1)[1], r"names column\(s\) \['a'\] more than once"),
+    (_rows().replace("a,b,", "a,b,c,", 1).replace(",cat", ",,cat").replace(",dog", ",,dog")
+     .replace(",eel", ",,eel"), r"column 'c' is empty \(no value in any row\); drop it"),
+    (_rows(label=lambda i: "x" if i < 29 else "y"), r"class 'y' has only 1 sample\(s\).*"
+     r"data\.task = \"regression\""),
 ])
 def test_bad_csv(tmp_path, text, pattern):
     path = _csv(tmp_path, text)

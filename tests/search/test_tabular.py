@@ -1,0 +1,152 @@
+"""Tables as users have them: text columns, missing cells, identifiers, rare categories."""
+
+import os
+
+import numpy as np
+import pytest
+
+from nnsearch.search.data import DataSpec, infer_task, load_data
+from nnsearch.search.errors import UsageError
+from nnsearch.search.readers import read_csv, read_rows
+from nnsearch.search.tabular import MAX_CATEGORIES, MISSING, OTHER, Preprocessor, fit_preprocessor
+
+
+def _table(tmp_path, rows, name="t.csv"):
+    path = tmp_path / name
+    path.write_text("\n".join(rows) + "\n")
+    return path
+
+
+def _mixed(n=200, seed=0):
+    rng = np.random.default_rng(seed)
+    rows = ["num,color,label"]
+    for i in range(n):
+        num = "" if i % 10 == 0 else f"{rng.normal() + 5:.3f}"
+        color = "" if i % 25 == 0 else ["red", "blue", "green"][i % 3]
+        rows.append(f"{num},{color},{['yes', 'no'][i % 2]}")
+    return rows
+
+
+def test_missing_numbers_get_the_training_median_and_an_indicator(tmp_path):
+    table, _ = read_csv(_table(tmp_path, _mixed()), "label")
+    train = np.arange(0, 200, 2)  # rows 0, 2, 4, ...: every 10th is missing
+    prep = fit_preprocessor(table, train)
+    assert prep.feature_names[:2] == ["num", "num?missing"]
+    values = table.columns[0].values
+    assert prep.columns[0]["median"] == pytest.approx(np.nanmedian(values[train]))
+    raw = prep.transform(table, standardise=False)
+    assert raw[0, 0] == pytest.approx(prep.columns[0]["median"]) and raw[0, 1] == 1.0
+    assert raw[1, 0] == pytest.approx(values[1]) and raw[1, 1] == 0.0
+    scaled = prep.transform(table, train)
+    np.testing.assert_allclose(scaled.mean(axis=0), 0, atol=1e-6)  # standardised on train
+
+
+def test_text_columns_are_one_hot_with_a_missing_category_and_other(tmp_path):
+    table, _ = read_csv(_table(tmp_path, _mixed()), "label")
+    color = table.columns[1]
+    assert color.categories == sorted(["blue", "green", "red", MISSING])
+    prep = fit_preprocessor(table, np.arange(200))
+    names = [n for n in prep.feature_names if n.startswith("color=")]
+    assert names == [f"color={c}" for c in ("<missing>", "blue", "green", "red")] + \
+        [f"color={OTHER}"]
+    raw = prep.transform(table, standardise=False)
+    onehot = raw[:, 2:]
+    assert (onehot.sum(axis=1) == 1).all()
+    assert onehot[0, 0] == 1 and onehot[1, names.index("color=blue")] == 1
+
+
+def test_rare_and_unseen_categories_go_to_other(tmp_path):
+    rows = ["c,label"] + [f"{'common' if i % 2 else 'also'},{i % 2}" for i in range(60)]
+    rows += ["rare,0", "rare,1"]  # seen twice: below MIN_COUNT
+    table, _ = read_csv(_table(tmp_path, rows), "label")
+    prep = fit_preprocessor(table, np.arange(len(table)))
+    assert prep.columns[0]["categories"] == ["also", "common"]
+    new = _table(tmp_path, ["c", "common", "rare", "never seen"], "new.csv")
+    rows_ = read_rows(new, prep.columns)
+    assert prep.unseen(rows_) == {"c": 1}  # "rare" was seen in training: not new
+    raw = prep.transform(rows_, standardise=False)
+    np.testing.assert_array_equal(raw, [[0, 1, 0], [0, 0, 1], [0, 0, 1]])
+
+
+def test_a_category_explosion_keeps_the_most_frequent(tmp_path):
+    rows = ["code,label"] + [f"k{i % 100},{i % 2}" for i in range(2000)]  # 100 codes x 20
+    table, _ = read_csv(_table(tmp_path, rows), "label")
+    prep = fit_preprocessor(table, np.arange(len(table)))
+    assert len(prep.columns[0]["categories"]) == MAX_CATEGORIES
+    assert prep.n_inputs == MAX_CATEGORIES + 1
+
+
+def test_an_identifier_column_is_refused_with_a_hint(tmp_path):
+    rows = ["name,x,label"] + [f"person{i},{i},{i % 2}" for i in range(50)]
+    path = _table(tmp_path, rows)
+    with pytest.raises(UsageError, match=r"column 'name' looks like an identifier \(50 distinct "
+                       r"values in 50 rows\); drop it with data\.drop = \['name'\]"):
+        read_csv(path, "label")
+    table, _ = read_csv(path, "label", drop=("name",))
+    assert table.names == ["x"]
+
+
+def test_categorical_codes_are_one_category_however_written(tmp_path):
+    rows = ["zip,label"] + [f"{['10', '10.0', '20', '30'][i % 4]},{i % 2}" for i in range(40)]
+    table, _ = read_csv(_table(tmp_path, rows), "label", categorical=("zip",))
+    assert table.columns[0].categories == ["10", "20", "30"]
+    prep = fit_preprocessor(table, np.arange(len(table)))
+    # predict reads the codes the same way: 20.0 is the category 20, not a new one
+    new = read_rows(_table(tmp_path, ["zip", "20.0", "10"], "new.csv"), prep.columns)
+    assert prep.unseen(new) == {}
+    X = prep.transform(new, standardise=False)
+    at = prep.feature_names.index("zip=20")
+    assert X[0, at] == 1.0 and X[1, prep.feature_names.index("zip=10")] == 1.0
+
+
+def test_a_numeric_column_with_a_typo_names_the_cell(tmp_path):
+    rows = ["x,label"] + [f"{i}.5,{i % 2}" for i in range(40)]
+    rows[7] = "6.5.1,0"
+    with pytest.raises(UsageError, match=r"column 'x' is numeric except 1 cell\(s\) \(e\.g\. "
+                       r"'6\.5\.1' at line 8\)"):  # rows[7] is the file's line 8
+        read_csv(_table(tmp_path, rows), "label")
+
+
+@pytest.mark.parametrize(("values", "task"), [
+    ([str(i % 3) for i in range(100)], "classification"),
+    ([str(i) for i in range(100)], "regression"),  # 100 distinct integers: a quantity
+    ([f"{i / 3:.2f}" for i in range(100)], "regression"),
+    (["a", "b"] * 50, "classification"),
+])
+def test_task_inference(values, task):
+    got, note = infer_task(np.array(values))
+    assert got == task
+    if task == "regression" and values[1] == "1":
+        assert "data.task" in note and "100 distinct integer values" in note
+
+
+def test_a_symlink_named_csv_into_a_cache_without_extension(tmp_path):
+    # DVC and git-annex keep the file under its hash; the link has the name.
+    store = tmp_path / ".dvc" / "cache" / "ab"
+    store.mkdir(parents=True)
+    (store / "cdef0123").write_text("\n".join(_mixed()) + "\n")
+    os.symlink(store / "cdef0123", tmp_path / "data.csv")
+    data = load_data(DataSpec("data.csv", target="label"), base=tmp_path)
+    assert data.classes == ["no", "yes"]
+
+
+def test_a_file_that_is_not_a_table_is_never_quoted(tmp_path):
+    secret = tmp_path / "secret"
+    secret.write_text("root:$6$hunter2hash:19000:0:99999:7:::\ndaemon:*:19000:0:99999:7:::\n")
+    os.symlink(secret, tmp_path / "data.csv")
+    with pytest.raises(UsageError) as err:
+        load_data(DataSpec("data.csv", target="label"), base=tmp_path)
+    assert "hunter2" not in str(err.value) and "daemon" not in str(err.value)
+    assert "not in the header" in str(err.value)
+
+
+def test_the_record_survives_json_and_a_020_record_still_predicts():
+    from nnsearch.search.readers import numeric_table
+
+    table = numeric_table(np.array([[1.0, 2.0], [3.0, 6.0]]), ["a", "b"])
+    prep = fit_preprocessor(table, np.arange(2))
+    again = Preprocessor.from_dict(prep.to_dict())
+    np.testing.assert_array_equal(again.transform(table), prep.transform(table))
+    old = Preprocessor.from_dict({"feature_names": ["a", "b"], "x_mean": [2.0, 4.0],
+                                  "x_scale": [1.0, 2.0]})
+    np.testing.assert_array_equal(old.transform(table), [[-1, -1], [1, 1]])
