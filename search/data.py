@@ -190,6 +190,24 @@ def file_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def split_rows(spec: DataSpec, n: int, stratify: np.ndarray | None,
+               where: str = "data") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Row indices of the train, validation and test splits (stratified by class)."""
+    from sklearn.model_selection import train_test_split
+
+    holdout = spec.validation + spec.test
+    try:
+        idx_train, idx_rest = train_test_split(np.arange(n), test_size=holdout,
+                                               random_state=spec.seed, stratify=stratify)
+        rest_strat = stratify[idx_rest] if stratify is not None else None
+        idx_val, idx_test = train_test_split(idx_rest, test_size=spec.test / holdout,
+                                             random_state=spec.seed, stratify=rest_strat)
+    except ValueError as exc:
+        raise UsageError(f"{where}: cannot split {n} samples with validation="
+                         f"{spec.validation} and test={spec.test} ({exc}).") from None
+    return idx_train, idx_val, idx_test
+
+
 def load_data(spec: DataSpec, base: Path | None = None,
               fingerprint: str | None = None) -> Dataset:
     """Read, check, split and preprocess (``cache.cached_data`` keeps the result)."""
@@ -251,20 +269,7 @@ def _build(spec: DataSpec, where: str, fingerprint: str | None) -> Dataset:
         fingerprint = hashlib.sha256(np.ascontiguousarray(X).tobytes() +
                                      np.ascontiguousarray(y_out).tobytes()).hexdigest()[:16]
 
-    from sklearn.model_selection import train_test_split
-
-    idx = np.arange(len(table))
-    holdout = spec.validation + spec.test
-    try:
-        idx_train, idx_rest = train_test_split(idx, test_size=holdout, random_state=spec.seed,
-                                               stratify=stratify)
-        rest_strat = stratify[idx_rest] if stratify is not None else None
-        idx_val, idx_test = train_test_split(idx_rest, test_size=spec.test / holdout,
-                                             random_state=spec.seed, stratify=rest_strat)
-    except ValueError as exc:
-        raise UsageError(f"{where}: cannot split {len(table)} samples with validation="
-                         f"{spec.validation} and test={spec.test} ({exc}).") from None
-
+    idx_train, idx_val, idx_test = split_rows(spec, len(table), stratify, where)
     prep = fit_preprocessor(table, idx_train)
     if spec.drop:
         prep.summary["dropped"] = list(spec.drop)

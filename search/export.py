@@ -81,14 +81,18 @@ def pick_trial(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, li
 
 def export_trial(study: optuna.Study, spec: StudySpec, trial: FrozenTrial,
                  url: StorageURL) -> dict[str, Any]:
+    from .study import PREP_ATTR
+
     assert trial.value is not None
     return build_export(spec, study.study_name, url, trial.number, trial.value,
-                        trial.params, trial.user_attrs)
+                        trial.params, trial.user_attrs, study.user_attrs.get(PREP_ATTR))
 
 
 def build_export(spec: StudySpec, study_name: str, url: StorageURL, number: int, value: float,
-                 params: dict[str, Any], user_attrs: dict[str, Any]) -> dict[str, Any]:
-    """The ``nnsearch.trial/1`` document: enough to rebuild and retrain without storage."""
+                 params: dict[str, Any], user_attrs: dict[str, Any],
+                 preprocessing: dict[str, Any] | None) -> dict[str, Any]:
+    """The ``nnsearch.trial/1`` document: enough to rebuild and retrain without storage,
+    and the fitted preprocessing (None for a study created before 0.3)."""
     attrs = dict(user_attrs)
     network = attrs.pop(record.NETWORK)
     training = attrs.pop(record.TRAINING)
@@ -104,6 +108,7 @@ def build_export(spec: StudySpec, study_name: str, url: StorageURL, number: int,
         "network": network,
         "training": training,
         "seed": training["seed"],
+        **({"preprocessing": preprocessing} if preprocessing is not None else {}),
         "versions": versions(),
     }
 

@@ -101,7 +101,7 @@ class Objective:
                           history: History) -> None:
         try:
             export = build_export(self.spec, trial.study.study_name, self.url, trial.number,
-                                  value, trial.params, attrs)
+                                  value, trial.params, attrs, self.data.preprocessing())
             assert self.store is not None
             upload_trial_artifacts(trial, self.store, history, export)
         except OSError as exc:  # a full or unwritable artifact folder must not fail the trial

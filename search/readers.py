@@ -175,8 +175,11 @@ def _label(value: Any) -> str:
 
 
 def read_csv(path: Path, target: str | None, drop: tuple[str, ...] = (),
-             categorical: tuple[str, ...] = ()) -> Raw:
-    """The table's feature columns and its target column (as given, stripped text)."""
+             categorical: tuple[str, ...] = (), identifiers: list[str] | None = None) -> Raw:
+    """The table's feature columns and its target column (as given, stripped text).
+
+    An identifier column is refused, or, when ``identifiers`` is a list, left out and
+    named there (``nnsearch init`` writes them into data.drop)."""
     import pandas as pd
 
     header = csv_header(path)
@@ -225,13 +228,17 @@ def read_csv(path: Path, target: str | None, drop: tuple[str, ...] = (),
         assert column.categories is not None
         distinct = len(column.categories) - (MISSING in column.categories)
         if present >= 20 and distinct >= IDENTIFIER_SHARE * present:
+            if identifiers is not None:
+                identifiers.append(name)
+                continue
             raise UsageError(f"{path}: column {name!r} looks like an identifier ({distinct} "
                              f"distinct values in {present} rows); drop it with data.drop = "
                              f"[{name!r}], or list it in data.categorical if it is a "
                              "category.")
         columns.append(column)
     if not columns:
-        raise UsageError(f"{path}: no feature columns besides the target {target!r}.")
+        raise UsageError(f"{path}: no feature columns besides the target {target!r}"
+                         f"{' and identifiers' if identifiers else ''}.")
     return Table(columns), y
 
 

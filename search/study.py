@@ -29,6 +29,7 @@ SPEC_ATTR = "nnsearch.spec"  # the validated study file, as a dict
 BASE_ATTR = "nnsearch.base_dir"  # where relative data paths are resolved
 DATA_ATTR = "nnsearch.data_fingerprint"  # of the data the study was created on
 SUMMARY_ATTR = "nnsearch.data_summary"  # one line on the preprocessing
+PREP_ATTR = "nnsearch.preprocessing"  # the fitted preprocessing, for exports
 
 
 @dataclass
@@ -116,6 +117,7 @@ def create(target: Target) -> Iterator[tuple[OpenStudy, bool]]:
             study.set_user_attr(SPEC_ATTR, spec.to_dict())
             study.set_user_attr(DATA_ATTR, fingerprint)
             study.set_user_attr(SUMMARY_ATTR, data.summary())
+            study.set_user_attr(PREP_ATTR, data.preprocessing())
             base = spec.base_dir
             if base is not None and spec.data.source not in BUILTIN:
                 study.set_user_attr(BASE_ATTR, str(base))

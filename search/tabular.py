@@ -30,7 +30,7 @@ MISSING = "<missing>"  # the category of a missing text cell
 OTHER = "<other>"  # rare categories, and those first seen at predict
 MIN_COUNT = 5  # a category seen fewer times in training is pooled into <other>
 MAX_CATEGORIES = 30  # per text column; the most frequent are kept
-MAX_SEEN = 10_000  # categories remembered to tell "first seen at predict" from "rare"
+MAX_SEEN = 1_000  # categories remembered to tell "first seen at predict" from "rare"
 CHUNK = 16384  # rows transformed at a time: float64 work stays small
 
 

@@ -94,3 +94,26 @@ def worker_pids(marker: str) -> list[int]:
         if marker in cmd and " worker " in cmd:
             pids.append(int(entry.name))
     return pids
+
+
+def messy_table(path: Path, rows: int = 600, seed: int = 0) -> Path:
+    """A table as users have them: numbers with empty cells, a text column that carries
+    the signal, a rare category, an identifier column and string labels."""
+    import numpy as np
+
+    rng = np.random.default_rng(seed)
+    lines = ["id,age,income,city,plan,label"]
+    cities = ["paris", "lyon", "nice", "lille"]
+    for i in range(rows):
+        age = rng.integers(18, 80)
+        income = rng.normal(50, 15)
+        city = cities[rng.integers(0, 4)] if rng.random() > 0.004 else "brest"  # rare
+        plan = ["basic", "pro"][rng.integers(0, 2)]
+        signal = (city in ("paris", "nice")) ^ (plan == "pro")
+        label = ["churned", "stayed"][int(signal if rng.random() > 0.1 else not signal)]
+        cells = [f"u{i:05d}", str(age) if rng.random() > 0.03 else "",
+                 f"{income:.2f}" if rng.random() > 0.05 else "",
+                 city if rng.random() > 0.02 else "", plan, label]
+        lines.append(",".join(cells))
+    path.write_text("\n".join(lines) + "\n")
+    return path

@@ -23,6 +23,8 @@ def test_the_wheel_installs_exactly_one_top_level_name(tmp_path):
     top = {n.split("/")[0] for n in names if ".dist-info/" not in n}
     assert top == {"nnsearch"}
     assert "nnsearch/model/_network.py" in names and "nnsearch/search/cli.py" in names
+    # the bundled studies travel with the package (nnsearch init --example)
+    assert {"nnsearch/studies/digits.toml", "nnsearch/studies/article.toml"} <= set(names)
 
 
 def modules() -> dict[str, Path]:

@@ -9,9 +9,17 @@ from .studies import (
     StatusCommand,
     WorkerCommand,
 )
-from .tools import DashboardCommand, DoctorCommand, PredictCommand, ProxyCommand, TrainCommand
+from .tools import (
+    DashboardCommand,
+    DoctorCommand,
+    InitCommand,
+    PredictCommand,
+    ProxyCommand,
+    TrainCommand,
+)
 
 COMMANDS: dict[str, type[Command]] = {
+    "init": InitCommand,
     "create": CreateCommand,
     "run": RunCommand,
     "worker": WorkerCommand,

@@ -1,4 +1,4 @@
-"""Commands around a study: train, predict, doctor, dashboard, proxy."""
+"""Commands around a study: init, train, predict, doctor, dashboard, proxy."""
 
 from __future__ import annotations
 
@@ -13,9 +13,50 @@ from pathlib import Path
 from rich.table import Table
 
 from ..errors import UsageError
+from ..starter import EXAMPLES
 from ._base import Command, nonnegative_int, positive_int, stdout, storage_args, storage_url
 
 logger = logging.getLogger(__name__)
+
+
+class InitCommand(Command):
+    help = "Write a study file for your table (or a bundled example) to start from."
+    examples = ("nnsearch init churn.csv --target churned",
+                "nnsearch init data/houses.csv --target price -o houses.toml",
+                "nnsearch init --example digits")
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        p.add_argument("data", metavar="DATA.csv", nargs="?", help="your table (a CSV file "
+                       "with a header row)")
+        p.add_argument("--target", metavar="COL", help="the column to predict")
+        p.add_argument("--example", choices=EXAMPLES, help="write a bundled study instead")
+        p.add_argument("-o", "--output", metavar="FILE",
+                       help="where to write it ('-': stdout; default: DATA's name with "
+                            ".toml in this folder, or EXAMPLE.toml); never overwrites")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from ..starter import example_text, study_for_table, write_new
+
+        if (args.data is None) == (args.example is None):
+            raise UsageError("give a DATA.csv file or --example NAME (one of them).")
+        if args.output not in (None, "-") and Path(args.output).exists():
+            raise UsageError(f"{args.output} exists; choose another -o FILE, or remove it "
+                             "first.")
+        if args.example:
+            if args.target:
+                raise UsageError("--target goes with a DATA.csv file, not with --example.")
+            output = args.output or f"{args.example}.toml"
+            text = example_text(args.example)
+        else:
+            output = args.output or f"{Path(args.data).stem}.toml"
+            text, info = study_for_table(args.data, args.target,
+                                         None if output == "-" else Path(output))
+            for line in info.lines:
+                logger.info("%s", line)
+        written = write_new(text, output)
+        if written is not None:
+            logger.info("wrote %s; next: nnsearch run %s --workers 2", written, written)
+        return 0
 
 
 class TrainCommand(Command):

@@ -178,6 +178,7 @@ def _bad_cases(tmp: Path, study: Path):
         return variant(f"{name}.json", json.dumps(config))
 
     base_rows = "a,b,label\n" + "".join(f"{i % 5}.5,{i % 7},{'xy'[i % 2]}\n" for i in range(30))
+    (tmp / "base.csv").write_text(base_rows)
     (tmp / "garbage.npz").write_bytes(b"this is not a model")
     secret = tmp / "not-a-table"
     secret.write_text("root:$6$hunter2:19000:0:99999:7:::\n")
@@ -207,8 +208,9 @@ def _bad_cases(tmp: Path, study: Path):
         "identifier column": (["run", csv_study("ident", "name," + "".join(
             f"person{i}," * (i > 0) + line + "\n"
             for i, line in enumerate(base_rows.splitlines())))], "looks like an identifier"),
-        "empty text column": (["run", csv_study("emptycol", "c," + base_rows.rstrip("\n").replace(
-            "\n", "\n,") + "\n")], "column 'c' is empty"),
+        "a column with every value missing": (["run", csv_study(
+            "emptycol", "c," + base_rows.rstrip("\n").replace("\n", "\n,") + "\n")],
+            "column 'c' is empty"),
         "drop names no column": (["run", variant("drop.toml", good.replace(
             'source = "iris"', 'source = "nan.csv"\ntarget = "label"\ndrop = ["nope"]'))],
             "data.drop names column(s) ['nope']"),
@@ -265,6 +267,16 @@ def _bad_cases(tmp: Path, study: Path):
         "edited split seed": (["run", "--storage", db, variant("seed.toml", good.replace(
             'source = "iris"', 'source = "iris"\nseed = 1'))],
             "was created from another definition (data.seed: 0 -> 1)"),
+        "categorical names no column": (["run", variant("cat.toml", good.replace(
+            'source = "iris"', 'source = "base.csv"\ntarget = "label"\ncategorical = ["zip"]'))],
+            "data.categorical names column(s) ['zip']"),
+        "init: nothing to start from": (["init"], "give a DATA.csv file or --example NAME"),
+        "init: no target": (["init", str(tmp / "base.csv")], "--target COL is required"),
+        "init: target not in the table": (["init", str(tmp / "base.csv"), "--target", "kind"],
+                                          "target column 'kind' is not in the header"),
+        "init: would overwrite": (["init", "--example", "digits", "-o", str(study)],
+                                  "exists; choose another -o FILE"),
+        "init: unknown example": (["init", "--example", "mnist"], "invalid choice: 'mnist'"),
         "edited range, worker": (["worker", "--storage", db, variant("range.toml", good.replace(
             "high = 0.2", "high = 0.3"))], '"high": 0.2} -> {"low": 0.0, "high": 0.3}'),
     }
@@ -281,7 +293,8 @@ def with_empty_study(finished):
 
 CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknown choice",
          "empty CSV", "missing target column", "numeric column with a typo", "single class",
-         "infinite value", "identifier column", "empty text column", "drop names no column",
+         "infinite value", "identifier column", "a column with every value missing",
+         "drop names no column", "categorical names no column",
          "symlink to a file that is not a table", "study name with a slash",
          "a key written twice", "negative split seed", "sampler argument of the wrong type",
          *(["gp without PyTorch"] if importlib.util.find_spec("torch") is None else []),
@@ -291,7 +304,8 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "image shape vs features", "duplicated header", "empty target cell",
          "export: outputs vs classes", "export: no layer_sizes", "export: unknown key",
          "export: huge layer", "export: nested too deeply", "edited split seed",
-         "edited range, worker"]
+         "edited range, worker", "init: nothing to start from", "init: no target",
+         "init: target not in the table", "init: would overwrite", "init: unknown example"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -310,6 +324,7 @@ def test_bad_input_gives_one_line_and_exit_2(with_empty_study, case):
     assert not (tmp / "absent.db").exists()
     assert "hunter2" not in res.stderr
     assert sorted(p.name for p in tmp.glob("*.db")) == ["small.db"]  # no new storage
+    assert not (tmp / "base.toml").exists() and not list(tmp.glob(".*.tmp*"))  # init wrote none
 
 
 def test_diverged_trials_are_pruned_with_a_reason(tmp_path):

@@ -12,7 +12,8 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_digits_study_export_and_retrain(tmp_path):
     study = tmp_path / "digits.toml"
     shutil.copy(ROOT / "studies" / "digits.toml", study)
-    res = run_cli("run", str(study), cwd=tmp_path, timeout=600)
+    # the README's main job
+    res = run_cli("run", str(study), "--workers", "2", cwd=tmp_path, timeout=600)
     assert res.returncode == 0, res.stderr
     assert "best trial" in res.stdout and "exported config:" in res.stdout
 

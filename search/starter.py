@@ -1,0 +1,210 @@
+"""Study files to start from (``nnsearch init``): the bundled examples, and one written
+for a user's own table.
+
+The bundled studies live in the package (``nnsearch/studies``, the repository's
+``studies/`` folder), so a pip-installed user has them. ``study_for_table`` reads the
+table once, as a study would, and writes what it found as comments: the task (with
+the reason), the columns and what becomes of them, identifier columns it put in
+``data.drop``, the metric and a general search space. The text is parsed back by the
+study-file validator before anyone sees it, so what ``init`` writes always runs.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+
+import numpy as np
+
+from .data import infer_task, normalise_labels
+from .errors import UsageError
+from .readers import csv_header, file_kind, read_csv, resolve_path
+from .studyfile import parse_study
+from .tabular import MISSING
+
+EXAMPLES = ("digits", "article")
+IMBALANCED = 0.1  # a smallest class below this share: accuracy misleads, so val_loss
+
+
+def example_text(name: str) -> str:
+    """A bundled study file, as shipped."""
+    if name not in EXAMPLES:
+        raise UsageError(f"unknown example {name!r}; choose one of {', '.join(EXAMPLES)}.")
+    return (resources.files("nnsearch") / "studies" / f"{name}.toml").read_text("utf-8")
+
+
+@dataclass
+class Inferred:
+    """What ``init`` found in a table, one line each for the terminal."""
+
+    lines: list[str] = field(default_factory=list)
+
+    def add(self, line: str) -> None:
+        self.lines.append(line)
+
+
+def study_name(path: Path) -> str:
+    """The data file's stem as a safe study name."""
+    name = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-._")[:100]
+    return name if name and name[0].isalnum() else f"study-{name}"[:100]
+
+
+def _q(text: str) -> str:
+    return json.dumps(text, ensure_ascii=False)  # a TOML basic string
+
+
+def study_for_table(data: str, target: str | None, output: Path | None) -> tuple[str, Inferred]:
+    """The study file's text for ``data`` (a CSV path) and what was inferred."""
+    path = resolve_path(data, Path.cwd())
+    if not path.is_file():
+        raise UsageError(f"data file not found: {path}")
+    if file_kind(path) != ".csv":
+        raise UsageError(f"{path}: init reads a .csv table; for an .npz, write the study "
+                         "file from an example (nnsearch init --example digits).")
+    if not target:
+        header = csv_header(path)
+        shown = ", ".join(header[:20]) if len(header) >= 2 else ""
+        raise UsageError("--target COL is required: the column to predict"
+                         + (f" (columns: {shown})." if shown else "."))
+    identifiers: list[str] = []
+    table, y = read_csv(path, target, identifiers=identifiers)
+    task, note = infer_task(y)
+    info = Inferred()
+    info.add(f"{path.name}: {len(table)} rows, {len(table.columns)} feature column(s)")
+    numeric = [c for c in table.columns if not c.is_text]
+    text = [c for c in table.columns if c.is_text]
+    missing = sum(int(np.isnan(c.values).sum()) for c in numeric) + sum(
+        int((c.values == c.categories.index(MISSING)).sum())
+        for c in text if c.categories and MISSING in c.categories)
+    info.add(f"{len(numeric)} numeric, {len(text)} text column(s)"
+             + (f" ({', '.join(c.name for c in text[:8])}{' ...' if len(text) > 8 else ''})"
+                if text else "") + f"; {missing} missing cell(s), imputed in training")
+    if identifiers:
+        info.add(f"dropped as identifiers (almost every value distinct): "
+                 f"{', '.join(identifiers)}")
+    metric, why = _metric(task, y)
+    distinct = len(np.unique(normalise_labels(y)))
+    info.add(f"task: {task} of {target!r} ({distinct} distinct value(s)"
+             + (", integers taken as a quantity" if note else "") + f"); metric: {metric}")
+    source = _source(path, output)
+    text_out = _render(study_name(path), source, target, task, metric, why, identifiers,
+                       info, len(table))
+    import tomllib
+
+    parse_study(tomllib.loads(text_out), "the generated study file", output.parent
+                if output else Path.cwd())  # what init writes always validates
+    return text_out, info
+
+
+def _metric(task: str, y: np.ndarray) -> tuple[str, str]:
+    if task == "regression":
+        return "val_rmse", "root mean squared error, in the target's units"
+    _, counts = np.unique(normalise_labels(y), return_counts=True)
+    share = counts.min() / counts.sum()
+    if share < IMBALANCED:
+        return "val_loss", (f"the smallest class is {share:.1%} of the rows, so accuracy "
+                            "would reward ignoring it")
+    return "val_accuracy", f"{len(counts)} classes, the smallest {share:.1%} of the rows"
+
+
+def _source(path: Path, output: Path | None) -> str:
+    """The data path as the study file gives it: relative to the study file's folder."""
+    where = (output.parent if output else Path.cwd()).resolve()
+    try:
+        return os.path.relpath(path, where)
+    except ValueError:  # another drive
+        return str(path)
+
+
+def _render(name: str, source: str, target: str, task: str, metric: str, why: str,
+            identifiers: list[str], info: Inferred, rows: int) -> str:
+    found = "\n".join(f"#   {line}" for line in info.lines)
+    drop = f"drop = [{', '.join(map(_q, identifiers))}]  # identifiers: no signal, only " \
+           "noise\n" if identifiers else ""
+    task_line = f"task = {_q(task)}  # inferred; classification | regression"
+    batches = "[128, 256, 512]" if rows > 50_000 else "[32, 64, 128, 256]"
+    return f"""\
+# A study for {source}, written by `nnsearch init`. What it found:
+{found}
+# Edit freely; `nnsearch run THIS_FILE --workers 2` checks it before it starts.
+
+[study]
+name = {_q(name)}
+metric = {_q(metric)}  # {why}
+seed = 42
+
+[sampler]
+name = "tpe"
+n_startup_trials = 10
+
+[pruner]
+name = "median"
+n_startup_trials = 5
+n_warmup_steps = 10
+report_every = 5
+
+[data]
+source = {_q(source)}
+target = {_q(target)}
+{task_line}
+{drop}# categorical = ["zip"]  # numeric codes that are categories, one-hot like text
+validation = 0.2
+test = 0.2                   # held out: never seen by the search
+seed = 0
+
+[budget]
+trials = 50
+
+[space]
+# A general space: depth, widths per layer, activation, initialisation, dropout,
+# learning rate, L2, gradient clipping and batch size.
+n_layers = {{ low = 1, high = 3 }}
+width = {{ low = 16, high = 512, log = true }}
+activation = ["relu", "leaky_relu", "tanh"]
+init = ["he_normal", "he_uniform", "glorot_normal", "glorot_uniform"]
+dropout = {{ low = 0.0, high = 0.5 }}
+learning_rate = {{ low = 1e-4, high = 1e-2, log = true }}
+optimizer = "adam"
+l2 = {{ low = 1e-6, high = 1e-2, log = true }}
+clip_type = ["none", "norm"]
+clip_value = {{ low = 0.1, high = 10.0, log = true }}   # when clipping
+batch_size = {batches}
+epochs = 200
+patience = 15
+"""
+
+
+def write_new(text: str, output: str) -> Path | None:
+    """``text`` to ``output`` (``-``: stdout), never over an existing file; atomically,
+    so a failed write leaves nothing behind. The path written, or None for stdout."""
+    import sys
+
+    if output == "-":
+        sys.stdout.write(text)
+        return None
+    path = Path(output)
+    if path.exists():
+        raise UsageError(f"{path} exists; choose another -o FILE, or remove it first.")
+    if not path.parent.is_dir():
+        raise UsageError(f"{path.parent}: no such folder.")
+    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
+    try:
+        tmp.write_text(text, encoding="utf-8")
+        try:
+            os.link(tmp, path)  # fails if another process created path meanwhile
+        except FileExistsError:
+            raise
+        except OSError:  # a file system without hard links
+            os.replace(tmp, path)
+    except FileExistsError:
+        raise UsageError(f"{path} exists; choose another -o FILE, or remove it first.") \
+            from None
+    except OSError as exc:
+        raise UsageError(f"cannot write {path}: {exc.strerror}.") from None
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
