@@ -20,7 +20,14 @@ from typing import Any
 import numpy as np
 
 from .errors import UsageError
-from .readers import BUILTIN, is_float, numeric_table, raw_builtin, raw_file, resolve_path
+from .readers import (
+    BUILTIN,
+    is_float,
+    numeric_table,
+    raw_builtin,
+    raw_file,
+    resolve_path,
+)
 from .tabular import Preprocessor, describe, fit_preprocessor
 
 logger = logging.getLogger(__name__)
@@ -112,11 +119,13 @@ def normalise_labels(y: np.ndarray) -> np.ndarray:
     """Class labels as one kind of value: text that is all numbers becomes numbers, and
     whole numbers become integers, so that "1", "1.0" and 1 are one class."""
     if y.dtype.kind in "US" or y.dtype == object:
-        text = np.array([str(v).strip() for v in y])
-        uniq, inverse = np.unique(text, return_inverse=True)
-        if not all(is_float(v) for v in uniq):
-            return text
-        y = uniq.astype(np.float64)[inverse]
+        import pandas as pd
+
+        codes, uniques = pd.factorize(np.asarray(y, dtype=object), use_na_sentinel=False)
+        labels = np.array([str(v).strip() for v in uniques])  # each distinct value once
+        if not all(is_float(v) for v in labels):
+            return labels[codes]
+        y = labels.astype(np.float64)[codes]
     if y.dtype.kind == "f" and np.all(np.isfinite(y)) and np.all(np.mod(y, 1) == 0):
         return y.astype(np.int64)
     return y

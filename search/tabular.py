@@ -100,30 +100,37 @@ class Preprocessor:
 
     def transform(self, table: Table, rows: np.ndarray | None = None,
                   standardise: bool = True) -> np.ndarray:
-        """float32 inputs for ``rows`` of ``table`` (all rows if None), in chunks so
-        that no float64 copy of the whole matrix is ever made."""
+        """float32 inputs for ``rows`` of ``table`` (all rows if None).
+
+        Each input is computed in float64 as ``(value - mean) / scale`` and stored as
+        float32, column by column and in chunks of rows, so no float64 copy of the
+        whole matrix is ever made. A one-hot block is filled with its standardised 0,
+        then its standardised 1 where the row's category is."""
         n = len(table) if rows is None else len(rows)
         out = np.empty((n, self.n_inputs), dtype=np.float32)
+        mean = self.mean if standardise else np.zeros(self.n_inputs)
+        scale = self.scale if standardise else np.ones(self.n_inputs)
         plan = self._plan(table)
         for start in range(0, n, CHUNK):
             stop = min(n, start + CHUNK)
-            idx = np.arange(start, stop) if rows is None else rows[start:stop]
-            block = np.zeros((stop - start, self.n_inputs), dtype=np.float64)
+            idx = slice(start, stop) if rows is None else rows[start:stop]
+            block = out[start:stop]
             for col, spec, at, lookup in plan:
                 values = col.values[idx]
                 if spec["kind"] == "numeric":
                     missing = np.isnan(values)
                     if spec["median"] is not None:
                         values = np.where(missing, spec["median"], values)
-                    block[:, at] = values
+                    block[:, at] = (values - mean[at]) / scale[at]
                     if spec["indicator"]:
-                        block[:, at + 1] = missing
+                        block[:, at + 1] = (missing - mean[at + 1]) / scale[at + 1]
                 else:
-                    block[np.arange(len(idx)), at + lookup[values]] = 1.0
-            if standardise:
-                block -= self.mean
-                block /= self.scale
-            out[start:stop] = block
+                    width = len(spec["categories"]) + 1
+                    zero = -mean[at:at + width] / scale[at:at + width]
+                    one = (1.0 - mean[at:at + width]) / scale[at:at + width]
+                    block[:, at:at + width] = zero
+                    hot = lookup[values]
+                    block[np.arange(stop - start), at + hot] = one[hot]
         return out
 
     def _plan(self, table: Table) -> list[tuple[Column, dict[str, Any], int, np.ndarray]]:
