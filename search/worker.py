@@ -78,8 +78,12 @@ def count_states(study: optuna.Study) -> Counts:
 
 
 def trials_ahead(study: optuna.Study, number: int) -> int:
-    """Finished or running trials numbered below ``number``: who came first."""
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING)
+    """Finished, running or waiting trials numbered below ``number``: who came first.
+
+    A waiting trial (the retry of a failed one) holds its place: it will run, and when
+    it does it counts only those below it, so a trial created after it that did not
+    count it would overshoot the budget by one."""
+    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
     return sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number < number)
 
 

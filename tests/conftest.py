@@ -1,10 +1,28 @@
 """Fixtures shared by every test folder."""
 
+import contextlib
+import fcntl
 import os
+import tempfile
+from pathlib import Path
 
 import pytest
 
 from tests.helpers import PG_DSN, postgres_reachable
+
+# The suite runs in several processes (pytest-xdist). A test that restarts the server
+# holds this lock exclusively; every other test that uses the server holds it shared.
+_PG_LOCK = Path(tempfile.gettempdir()) / "nnsearch-tests-postgresql.lock"
+
+
+@contextlib.contextmanager
+def _server(mode: int):
+    with _PG_LOCK.open("a") as fh:
+        fcntl.flock(fh, mode)
+        try:
+            yield
+        finally:
+            fcntl.flock(fh, fcntl.LOCK_UN)
 
 
 @pytest.fixture
@@ -13,6 +31,18 @@ def pg_url():
 
     Unreachable server: the test fails in CI (CI=true) and is skipped elsewhere.
     """
+    with _server(fcntl.LOCK_SH):
+        yield from _database()
+
+
+@pytest.fixture
+def pg_url_restartable():
+    """``pg_url`` for a test that restarts the server: no other test uses it meanwhile."""
+    with _server(fcntl.LOCK_EX):
+        yield from _database()
+
+
+def _database():
     import uuid
 
     import psycopg

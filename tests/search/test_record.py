@@ -42,3 +42,18 @@ def test_worker_identity_and_worker_written_trials():
         partial = {k: v for k, v in written.items() if k != key}
         trial = create_trial(value=1.0, user_attrs=partial, state=TrialState.COMPLETE)
         assert not record.written_by_worker(trial)
+
+
+def test_a_waiting_retry_holds_its_place_in_the_budget():
+    # Trial 0 failed and its retry, trial 1, waits; trial 2 is created meanwhile. When the
+    # retry runs it counts only the trials below it, so trial 2 must count the retry.
+    import optuna
+
+    from nnsearch.search.worker import trials_ahead
+
+    study = optuna.create_study()
+    study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)
+    study.enqueue_trial({})
+    assert [t.state.name for t in study.get_trials()] == ["FAIL", "WAITING"]
+    assert trials_ahead(study, 2) == 1
+    assert trials_ahead(study, 1) == 0  # the failed trial holds no place

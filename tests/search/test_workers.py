@@ -250,9 +250,10 @@ def _restart_command() -> list[str] | None:
     return [tool, "--skip-systemctl-redirect", clusters[-1], "main", "restart"]
 
 
-def test_postgres_restarted_mid_run_five_times(tmp_path, pg_url):
+def test_postgres_restarted_mid_run_five_times(tmp_path, pg_url_restartable):
     # Once hung 2 runs in 4: a worker died between its trial's row and its first heartbeat,
     # and no one failed that trial. Each round restarts the server at another moment.
+    pg_url = pg_url_restartable
     command = _restart_command()
     if command is None:
         pytest.skip("cannot restart PostgreSQL here: it needs root and pg_ctlcluster")
