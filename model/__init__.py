@@ -7,7 +7,15 @@ from ._io import load, read_header, save
 from ._network import LAYER_WIDTH, MAX_PARAMS, MAX_WIDTH, NETWORK_DOMAINS, Network
 from ._optimizers import OPTIMIZERS
 from ._schedules import SCHEDULES
-from ._train import CLIP_TYPES, TRAIN_DOMAINS, History, TrainConfig, evaluate, fit
+from ._train import (
+    CLIP_TYPES,
+    TRAIN_CONDITIONS,
+    TRAIN_DOMAINS,
+    History,
+    TrainConfig,
+    evaluate,
+    fit,
+)
 
 __all__ = [
     "ACTIVATIONS",
@@ -23,6 +31,7 @@ __all__ = [
     "OPTIMIZERS",
     "OUTPUT_ALIASES",
     "SCHEDULES",
+    "TRAIN_CONDITIONS",
     "TRAIN_DOMAINS",
     "Domain",
     "History",

@@ -24,9 +24,14 @@ _NONNEGATIVE = Domain("float", 0.0)
 _FRACTION = Domain("float", 0.0, 1.0, high_open=True)  # [0, 1)
 
 
-def _field(default: Any, domain: Domain) -> Any:
-    """A TrainConfig field whose valid values are ``domain``."""
-    return field(default=default, metadata={"domain": domain})
+def _field(default: Any, domain: Domain,
+           when: tuple[str, tuple[str, ...]] | None = None) -> Any:
+    """A TrainConfig field whose valid values are ``domain``; ``when = (field, values)``:
+    it is used only when that other field takes one of those values."""
+    return field(default=default, metadata={"domain": domain, "when": when})
+
+
+_DECAYING = ("exponential", "step")
 
 
 @dataclass(frozen=True)
@@ -45,22 +50,25 @@ class TrainConfig:
     l2: float = _field(0.0, _NONNEGATIVE)  # adds 0.5*l2*||W||^2 to the loss (weights, not biases)
     # norm clips each tensor on its own (the article's); global_norm all at once
     clip_type: str = _field("none", Domain("name", choices=CLIP_TYPES))
-    clip_value: float = _field(1.0, _POSITIVE)  # threshold for value / norm clipping
+    clip_value: float = _field(1.0, _POSITIVE,  # threshold for value / norm clipping
+                               when=("clip_type", tuple(c for c in CLIP_TYPES if c != "none")))
     # the learning rate's schedule, stepped once per epoch
     schedule: str = _field("constant", Domain("name", choices=tuple(sorted(SCHEDULES))))
     # epochs without val-loss improvement; None: no early stopping
     patience: int | None = _field(10, Domain("int", 1, optional=True))
     min_delta: float = _field(0.0, _NONNEGATIVE)  # smallest val-loss drop that counts
     seed: int = _field(0, Domain("int"))  # shuffling and dropout
-    momentum: float = _field(0.9, _FRACTION)  # momentum optimizer only
-    nesterov: bool = _field(False, Domain("bool"))  # momentum optimizer only
-    beta1: float = _field(0.9, _FRACTION)  # adam
-    beta2: float = _field(0.999, _FRACTION)  # adam
-    epsilon: float = _field(1e-8, _POSITIVE)  # adam
+    momentum: float = _field(0.9, _FRACTION, when=("optimizer", ("momentum",)))
+    nesterov: bool = _field(False, Domain("bool"), when=("optimizer", ("momentum",)))
+    beta1: float = _field(0.9, _FRACTION, when=("optimizer", ("adam",)))
+    beta2: float = _field(0.999, _FRACTION, when=("optimizer", ("adam",)))
+    epsilon: float = _field(1e-8, _POSITIVE, when=("optimizer", ("adam",)))
     # exponential: lr*decay^epoch; step: lr*decay^(epoch//lr_step)
-    lr_decay: float = _field(0.95, _POSITIVE)
-    lr_step: int = _field(10, Domain("int", 1))  # step schedule: epochs between decays
-    min_lr: float = _field(0.0, _NONNEGATIVE)  # floor of the decaying schedules; cosine's end
+    lr_decay: float = _field(0.95, _POSITIVE, when=("schedule", _DECAYING))
+    # step schedule: epochs between decays
+    lr_step: int = _field(10, Domain("int", 1), when=("schedule", ("step",)))
+    # floor of the decaying schedules; cosine's end
+    min_lr: float = _field(0.0, _NONNEGATIVE, when=("schedule", (*_DECAYING, "cosine")))
     log_every: int = _field(50, Domain("int", 0))  # a logging line every N epochs (0: never)
 
     def __post_init__(self) -> None:
@@ -72,6 +80,9 @@ class TrainConfig:
 
 
 TRAIN_DOMAINS: dict[str, Domain] = {f.name: f.metadata["domain"] for f in fields(TrainConfig)}
+# A field that only matters for some values of another: name -> (that field, its values).
+TRAIN_CONDITIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    f.name: f.metadata["when"] for f in fields(TrainConfig) if f.metadata["when"]}
 
 
 @dataclass

@@ -15,7 +15,15 @@ from typing import Any
 
 import optuna
 
-from nnsearch.model import LAYER_WIDTH, NETWORK_DOMAINS, TRAIN_DOMAINS, Domain, Network, TrainConfig
+from nnsearch.model import (
+    LAYER_WIDTH,
+    NETWORK_DOMAINS,
+    TRAIN_CONDITIONS,
+    TRAIN_DOMAINS,
+    Domain,
+    Network,
+    TrainConfig,
+)
 
 from .errors import UsageError
 
@@ -38,6 +46,25 @@ PARAMS: dict[str, Domain] = {
     **{name: NETWORK_DOMAINS[name] for name in NETWORK_PARAMS},
     **{name: _as_in_toml(TRAIN_DOMAINS[name]) for name in TRAIN_PARAMS},
 }
+
+# A parameter that applies only for some values of another (declared by the model's
+# TrainConfig): name -> (that parameter, its values). One that does not apply is neither
+# sampled nor stored, nor exported.
+CONDITIONS: dict[str, tuple[str, tuple[str, ...]]] = {
+    name: when for name, when in TRAIN_CONDITIONS.items() if name in PARAMS}
+
+
+def applies(name: str, values: dict[str, Any]) -> bool:
+    """Whether ``name`` matters, given the values of the parameters it depends on."""
+    when = CONDITIONS.get(name)
+    return when is None or values.get(when[0], DEFAULTS.get(when[0])) in when[1]
+
+
+def describe_condition(name: str) -> str:
+    """E.g. "when optimizer is momentum", "" for a parameter that always applies."""
+    when = CONDITIONS.get(name)
+    return "" if when is None else f"when {when[0]} is {' or '.join(when[1])}"
+
 
 # What a trial uses when the study file leaves a parameter out.
 _NETWORK_ARGS = inspect.signature(Network).parameters
@@ -149,8 +176,10 @@ def sample(space: dict[str, Param], trial: optuna.Trial) -> dict[str, Any]:
     """Every hyperparameter's value for this trial, fixed ones included.
 
     Widths are sampled per hidden layer, conditionally on the depth (as the
-    article does), under the names ``width_l0``, ``width_l1``, ...; the clip
-    threshold is only sampled when clipping is on.
+    article does), under the names ``width_l0``, ``width_l1``, ...; a parameter with a
+    condition (``CONDITIONS``) only when it applies: the clip threshold when clipping is
+    on, momentum with the momentum optimizer, and so on. One that does not apply takes
+    its default, which the network ignores.
     """
     def value(name: str, label: str | None = None) -> Any:
         param = space.get(name)
@@ -158,12 +187,9 @@ def sample(space: dict[str, Param], trial: optuna.Trial) -> dict[str, Any]:
 
     values: dict[str, Any] = {"n_layers": value("n_layers")}
     values["widths"] = [value("width", f"width_l{i}") for i in range(values["n_layers"])]
-    for name in PARAMS:
-        if name in ("n_layers", "width", "clip_value"):
-            continue
-        values[name] = value(name)
-    values["clip_value"] = value("clip_value") if values["clip_type"] != "none" \
-        else DEFAULTS["clip_value"]
+    for name in PARAMS:  # in order: a parameter comes after those it depends on
+        if name not in ("n_layers", "width"):
+            values[name] = value(name) if applies(name, values) else DEFAULTS[name]
     return values
 
 
@@ -180,7 +206,8 @@ def build_configs(values: dict[str, Any], n_inputs: int, n_outputs: int, task: s
         "dtype": "float32",
     }
     training = {name: None if TRAIN_DOMAINS[name].optional and values[name] == "none"
-                else values[name] for name in TRAIN_PARAMS}
+                else values[name] for name in TRAIN_PARAMS
+                if applies(name, values)}  # the rest: TrainConfig's defaults, unused
     training["seed"] = seed
     training["log_every"] = 0
     return network, training

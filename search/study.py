@@ -20,6 +20,7 @@ from .cache import cache_dir, cached_data
 from .data import Dataset
 from .errors import UsageError
 from .readers import BUILTIN
+from .space import describe_condition
 from .storage import StorageURL, dispose, open_storage, with_retry
 from .studyfile import METRICS, StudySpec, definition_changes, load_study_file, parse_study
 
@@ -84,7 +85,8 @@ def study_note(spec: StudySpec, summary: str = "") -> str:
             text = f"{p.low} – {p.high}" + (" (log)" if p.log else "")
         else:
             text = f"fixed: {p.fixed}"
-        lines.append(f"| {name} | {text} |")
+        condition = describe_condition(name)
+        lines.append(f"| {name} | {text}{f' ({condition})' if condition else ''} |")
     return "\n".join(lines) + "\n"
 
 

@@ -23,7 +23,7 @@ import optuna
 from .data import TASKS, DataSpec, check_images
 from .errors import UsageError
 from .readers import BUILTIN
-from .space import Param, parse_param
+from .space import CONDITIONS, DEFAULTS, Param, parse_param
 
 # metric -> (direction, tasks it applies to)
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -177,6 +177,22 @@ def load_study_file(path: str | Path) -> StudySpec:
     return parse_study(raw, str(path), path)  # relative data paths: from the study file
 
 
+def check_conditions(space: dict[str, Param], where: str) -> None:
+    """A parameter given in [space] must apply for some value its condition's parameter
+    can take (momentum needs an optimizer that can be "momentum")."""
+    for name, (parent, values) in CONDITIONS.items():
+        if name not in space:
+            continue
+        given = space.get(parent)
+        possible = (given.choices if given is not None and given.choices is not None else
+                    (given.fixed,) if given is not None else (DEFAULTS[parent],))
+        if not set(possible) & set(values):
+            shown = " or ".join(map(repr, possible))
+            raise UsageError(f"{where}: space.{name} never applies: it is used when {parent} "
+                             f"is {' or '.join(values)}, and {parent} is {shown}; remove "
+                             f"space.{name} or let {parent} take one of those.")
+
+
 def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> StudySpec:
     for section in raw:
         if section not in SECTIONS:
@@ -236,6 +252,7 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
         raise UsageError(f"{where}: budget.timeout must be > 0 seconds, but got {timeout}.")
 
     space = {key: parse_param(key, value, where) for key, value in raw.get("space", {}).items()}
+    check_conditions(space, where)
     return StudySpec(name=name, metric=metric, direction=direction, seed=seed, sampler=sampler,
                      sampler_args=sampler_args, pruner=pruner, pruner_args=pruner_args,
                      report_every=report_every, data=data, trials=trials,

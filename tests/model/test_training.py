@@ -174,3 +174,27 @@ def test_a_logging_line_every_n_epochs(digits_split, caplog):
     lines = [r.getMessage() for r in caplog.records if r.name.startswith("nnsearch.model")]
     assert [line.split(":")[0] for line in lines] == ["epoch 2", "epoch 4", "epoch 6"]
     assert all("val_accuracy=" in line and "lr=" in line for line in lines)
+
+
+@pytest.mark.parametrize(("name", "other"), [
+    ("clip_value", 0.01), ("momentum", 0.3), ("nesterov", True), ("beta1", 0.5),
+    ("beta2", 0.9), ("epsilon", 1e-3), ("lr_decay", 0.5), ("lr_step", 2), ("min_lr", 0.1),
+])
+def test_a_field_is_unused_wherever_its_condition_says_so(digits_split, name, other):
+    # TRAIN_CONDITIONS is what the search reads to skip a parameter: it must be true.
+    # Under every value of its condition's field that is not listed, changing the field
+    # changes nothing, bit for bit.
+    from nnsearch.model import CLIP_TYPES, OPTIMIZERS, TRAIN_CONDITIONS
+
+    X_tr, y_tr, X_va, y_va, _, _ = digits_split
+    parent, used_for = TRAIN_CONDITIONS[name]
+    choices = {"clip_type": CLIP_TYPES, "optimizer": tuple(OPTIMIZERS),
+               "schedule": tuple(SCHEDULES)}[parent]
+    for value in (c for c in choices if c not in used_for):
+        runs = []
+        for setting in ({}, {name: other}):
+            net = Network([64, 16, 10], seed=0)
+            fit(net, X_tr[:300], y_tr[:300], X_va, y_va,
+                TrainConfig(epochs=3, seed=0, log_every=0, **{parent: value}, **setting))
+            runs.append(net.flat.copy())
+        assert np.array_equal(*runs), (name, parent, value)

@@ -9,7 +9,15 @@ import pytest
 
 from nnsearch.model import LAYER_WIDTH, NETWORK_DOMAINS, TRAIN_DOMAINS, Network, TrainConfig
 from nnsearch.search.errors import UsageError
-from nnsearch.search.space import DEFAULTS, PARAMS, TRAIN_PARAMS, build_configs, parse_param, sample
+from nnsearch.search.space import (
+    CONDITIONS,
+    DEFAULTS,
+    PARAMS,
+    TRAIN_PARAMS,
+    build_configs,
+    parse_param,
+    sample,
+)
 from nnsearch.search.studyfile import load_study_file, parse_study
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -163,6 +171,9 @@ def test_search_and_model_accept_the_same_values(name, value):
     except UsageError:
         search_ok = False
     values = {**DEFAULTS, "widths": [DEFAULTS["width"]], name: value}
+    if name in CONDITIONS:  # where it applies, so that the model sees it
+        parent, applies_for = CONDITIONS[name]
+        values[parent] = applies_for[0]
     if name == "width":
         values["widths"] = [value]
     network, training = build_configs(values, 4, 3, "classification", seed=0)
@@ -195,6 +206,46 @@ def test_sampling_is_conditional_on_depth_and_clip_type():
         assert training["seed"] == network["seed"] == 5
         study.tell(trial, 0.0)
     assert seen_depths == {1, 2, 3} and seen_clip == {"none", "norm"}
+
+
+def test_a_parameter_that_does_not_apply_is_neither_sampled_nor_stored():
+    spec = parse_study(_minimal(
+        optimizer=["sgd", "momentum", "adam"], schedule=["constant", "step", "cosine"],
+        momentum={"low": 0.5, "high": 0.99}, nesterov=[True, False],
+        beta1={"low": 0.8, "high": 0.95}, beta2={"low": 0.9, "high": 0.9999},
+        lr_decay={"low": 0.5, "high": 0.99}, lr_step={"low": 2, "high": 20},
+        min_lr={"low": 1e-6, "high": 1e-4, "log": True}), "t.toml")
+    study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=1))
+    seen = set()
+    for _ in range(40):
+        trial = study.ask()
+        values = sample(spec.space, trial)
+        _, training = build_configs(values, 4, 3, "classification", seed=0)
+        optimizer, schedule = values["optimizer"], values["schedule"]
+        seen.add((optimizer, schedule))
+        expected = {"momentum": optimizer == "momentum", "nesterov": optimizer == "momentum",
+                    "beta1": optimizer == "adam", "beta2": optimizer == "adam",
+                    "lr_decay": schedule == "step", "lr_step": schedule == "step",
+                    "min_lr": schedule in ("step", "cosine")}
+        for name, used in expected.items():
+            assert (name in trial.params) == used, (name, optimizer, schedule)
+            assert (name in training) == used, (name, optimizer, schedule)
+        study.tell(trial, 0.0)
+    assert len(seen) == 9  # every optimizer with every schedule
+
+
+@pytest.mark.parametrize(("space", "message"), [
+    ({"optimizer": "adam", "momentum": 0.8}, "space.momentum never applies: it is used when "
+     "optimizer is momentum, and optimizer is 'adam'"),
+    ({"beta1": {"low": 0.8, "high": 0.9}, "optimizer": ["sgd", "momentum"]},
+     "space.beta1 never applies"),
+    ({"lr_step": 5}, "schedule is 'constant'"),  # the default schedule
+    ({"clip_value": 0.5, "clip_type": "none"}, "space.clip_value never applies"),
+])
+def test_a_parameter_that_can_never_apply_is_refused(space, message):
+    with pytest.raises(UsageError) as err:
+        parse_study(_minimal(**space), "t.toml")
+    assert message in str(err.value)
 
 
 @pytest.mark.parametrize(("pruner", "first"), [
