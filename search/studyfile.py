@@ -60,6 +60,7 @@ def _plain_kinds(annotation: Any) -> list[str]:
 def _is(value: Any, kind: str) -> bool:
     return isinstance(value, _PLAIN[kind]) and (kind == "bool") == isinstance(value, bool)
 
+MAX_RECHECK = 20  # trials re-checked, and extra seeds each
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # it names files (NAME-best.json)
 
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -69,6 +70,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "data": ("source", "target", "task", "validation", "test", "seed", "image_shape", "shift",
              "drop", "categorical"),
     "budget": ("trials", "timeout"),
+    "selection": ("recheck", "seeds"),
     "space": (),  # checked by space.parse_param
 }
 
@@ -88,6 +90,8 @@ class StudySpec:
     trials: int | None
     timeout: float | None
     space: dict[str, Param]
+    recheck: int = 0  # the top trials retrained with more seeds before the export picks
+    recheck_seeds: int = 2  # extra seeds per re-checked trial
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -127,17 +131,21 @@ class StudySpec:
             "budget": {k: v for k, v in (("trials", self.trials), ("timeout", self.timeout))
                        if v is not None},
             "space": {name: p.to_toml_value() for name, p in self.space.items()},
+            # only when set: definitions stored before it stay the same
+            **({"selection": {"recheck": self.recheck, "seeds": self.recheck_seeds}}
+               if self.recheck else {}),
         }
 
 
 def definition_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """What differs between two definitions (``StudySpec.to_dict()``), as ``key: old -> new``.
 
-    The budget is left out: running a study longer does not change what its trials are.
+    The budget and the selection are left out: running a study longer, or re-checking
+    its best trials, does not change what its trials are.
     """
     changes = []
     for section in dict.fromkeys([*stored, *current]):
-        if section == "budget":
+        if section in ("budget", "selection"):
             continue
         old, new = stored.get(section, {}), current.get(section, {})
         for key in dict.fromkeys([*old, *new]):
@@ -251,12 +259,23 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
     if timeout is not None and timeout <= 0:
         raise UsageError(f"{where}: budget.timeout must be > 0 seconds, but got {timeout}.")
 
+    selection = raw.get("selection", {})
+    recheck = _get(selection, "selection.recheck", where, int, 0)
+    seeds = _get(selection, "selection.seeds", where, int, 2)
+    if not 0 <= recheck <= MAX_RECHECK:
+        raise UsageError(f"{where}: selection.recheck must be a number of trials in [0, "
+                         f"{MAX_RECHECK}] (0: off), but got {recheck}.")
+    if not 1 <= seeds <= MAX_RECHECK:
+        raise UsageError(f"{where}: selection.seeds must be in [1, {MAX_RECHECK}], but got "
+                         f"{seeds}.")
+
     space = {key: parse_param(key, value, where) for key, value in raw.get("space", {}).items()}
     check_conditions(space, where)
     return StudySpec(name=name, metric=metric, direction=direction, seed=seed, sampler=sampler,
                      sampler_args=sampler_args, pruner=pruner, pruner_args=pruner_args,
                      report_every=report_every, data=data, trials=trials,
                      timeout=float(timeout) if timeout is not None else None, space=space,
+                     recheck=recheck, recheck_seeds=seeds,
                      path=path.resolve() if path is not None else None)
 
 

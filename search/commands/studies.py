@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ..errors import UsageError
 from ._base import (
@@ -80,8 +80,15 @@ class RunCommand(Command):
                                     args.workers, budget, stderr)
             supervisor.log_flags = ["-q"] if args.quiet else ["-v"] * args.verbose
             counts = supervisor.run()
+            rechecked = []
+            if spec.recheck and not supervisor.signum and counts.complete:
+                from ..recheck import recheck
+
+                rechecked = recheck(opened)
             status = study_status(opened, counts)
             render_status(status, stdout, stderr)
+            if rechecked:
+                _render_recheck(rechecked, spec.metric, stdout)
             if supervisor.signum:
                 stderr.print(f"stopped by {supervisor.signal_name}; run the same command again "
                              "to resume")
@@ -94,7 +101,10 @@ class RunCommand(Command):
             out = Path(args.export) if args.export else \
                 t.spec.path.with_name(default) if t.spec and t.spec.path else Path(default)
             write_json(export_trial(opened.study, spec, best, t.url), str(out))
-        stdout.print(f"best trial {best.number}: {spec.metric}={best.value:.4f}")
+        mean = next((r.mean for r in rechecked if r.number == best.number), None)
+        stdout.print(f"best trial {best.number}: {spec.metric}={best.value:.4f}"
+                     + (f", re-checked mean {mean:.4f} over {spec.recheck_seeds + 1} seeds"
+                        if mean is not None else ""))
         stdout.print(f"exported config: {out}")
         stdout.print(f"retrain it with: nnsearch train {out}")
         if budget is not None and counts.finished < budget:
@@ -107,6 +117,19 @@ class RunCommand(Command):
                          counts.finished, budget)
             return 1
         return 0
+
+
+def _render_recheck(rechecked: list[Any], metric: str, out: Any) -> None:
+    from rich.table import Table
+
+    table = Table(title=f"re-check of the top {len(rechecked)} trial(s)",
+                  caption="the export picks by the mean")
+    for column in ("trial", f"{metric}", "with more seeds", "mean"):
+        table.add_column(column, justify="right")
+    for r in rechecked:
+        table.add_row(str(r.number), f"{r.values[0]:.4f}",
+                      ", ".join(f"{v:.4f}" for v in r.values[1:]), f"{r.mean:.4f}")
+    out.print(table)
 
 
 def _budget(spec: StudySpec, args: argparse.Namespace) -> tuple[int | None, float | None]:

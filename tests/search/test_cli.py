@@ -270,6 +270,11 @@ def _bad_cases(tmp: Path, study: Path):
         "categorical names no column": (["run", variant("cat.toml", good.replace(
             'source = "iris"', 'source = "base.csv"\ntarget = "label"\ncategorical = ["zip"]'))],
             "data.categorical names column(s) ['zip']"),
+        "negative recheck": (["run", variant("recheck.toml", good + "\n[selection]\n"
+                                             "recheck = -1\n")], "selection.recheck must be"),
+        "recheck with no seed": (["run", variant("seeds.toml", good + "\n[selection]\n"
+                                                 "recheck = 2\nseeds = 0\n")],
+                                 "selection.seeds must be in [1, 20]"),
         "init: nothing to start from": (["init"], "give a DATA.csv file or --example NAME"),
         "init: no target": (["init", str(tmp / "base.csv")], "--target COL is required"),
         "init: target not in the table": (["init", str(tmp / "base.csv"), "--target", "kind"],
@@ -304,7 +309,8 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "image shape vs features", "duplicated header", "empty target cell",
          "export: outputs vs classes", "export: no layer_sizes", "export: unknown key",
          "export: huge layer", "export: nested too deeply", "edited split seed",
-         "edited range, worker", "init: nothing to start from", "init: no target",
+         "edited range, worker", "negative recheck", "recheck with no seed",
+         "init: nothing to start from", "init: no target",
          "init: target not in the table", "init: would overwrite", "init: unknown example"]
 
 

@@ -59,3 +59,18 @@ def test_nothing_to_export_says_why():
         pick_trial(study_with("maximize", (0.9, 0.3, False, C), (None, None, True, F)), None)
     with pytest.raises(UsageError, match=r"0 trial\(s\), none complete"):
         pick_trial(optuna.create_study(), None)
+
+
+@pytest.mark.parametrize(("rechecked", "best"), [
+    ({}, 1),  # by the trials' own values
+    ({"1": [0.97, 0.90, 0.91], "2": [0.96, 0.96, 0.95], "0": [0.95, 0.95, 0.95]}, 2),
+    ({"1": [0.97, 0.97, 0.96], "2": [0.96, 0.96, 0.95]}, 1),  # the re-check agrees
+    ({"0": [0.95, 0.99, 0.99]}, 1),  # a stale re-check (trial 1 came later) is not used
+])
+def test_the_recheck_changes_the_pick_when_its_mean_says_so(rechecked, best):
+    from nnsearch.search.export import RECHECK_ATTR
+
+    study = study_with("maximize", (0.95, 0.3, True, C), (0.97, 0.3, True, C),
+                       (0.96, 0.3, True, C))
+    study.set_user_attr(RECHECK_ATTR, rechecked)
+    assert pick_trial(study, None)[0].number == best

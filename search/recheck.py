@@ -1,0 +1,67 @@
+"""A second look before the export: the top trials retrained with more seeds.
+
+Picking the best of many trials by one validation score picks, in part, the luckiest
+seed (the winner's curse). ``[selection] recheck = k`` retrains the k best trials
+with ``seeds`` more seeds each (the same split, network and training config; only
+the initialisation, dropout and shuffling seed changes), and the export then picks
+by the mean of the trial's own value and the re-check's. The values are stored with
+the study (``export.RECHECK_ATTR``), so ``nnsearch export`` picks the same way, and
+the export still carries the trial's own seed: ``train`` reproduces the trial.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+from optuna.trial import FrozenTrial, TrialState
+from threadpoolctl import threadpool_limits
+
+from . import record
+from .export import RECHECK_ATTR, export_trial, rank_trials, retrain
+from .study import OpenStudy
+
+logger = logging.getLogger(__name__)
+
+
+@dataclass
+class Rechecked:
+    number: int
+    values: list[float]  # the trial's own value first
+
+    @property
+    def mean(self) -> float:
+        return float(np.mean(self.values))
+
+
+def recheck_seed(seed: int, k: int) -> int:
+    """The k-th extra seed of a trial whose seed is ``seed`` (31 bits, never the seed)."""
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0] >> 1)
+
+
+def recheck(opened: OpenStudy) -> list[Rechecked]:
+    """Retrain the study's top ``spec.recheck`` trials with ``spec.recheck_seeds`` more
+    seeds each, store the values with the study and return them (best trial first)."""
+    spec, study = opened.spec, opened.study
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if record.written_by_worker(t)]
+    top: list[FrozenTrial] = rank_trials(study, done)[:spec.recheck]
+    results = []
+    for trial in top:
+        config = export_trial(study, spec, trial, opened.url)
+        assert trial.value is not None
+        values = [float(trial.value)]
+        for k in range(1, spec.recheck_seeds + 1):
+            again = copy.deepcopy(config)
+            seed = recheck_seed(int(config["seed"]), k)
+            again["network"]["seed"] = again["training"]["seed"] = again["seed"] = seed
+            with threadpool_limits(limits=1, user_api="blas"):
+                *_, metrics = retrain(again, f"trial {trial.number}")
+            values.append(float(metrics[f"trial_{spec.metric}"]))
+        results.append(Rechecked(trial.number, values))
+        logger.info("re-checked trial %d: %s=%s", trial.number, spec.metric,
+                    ", ".join(f"{v:.4f}" for v in values))
+    study.set_user_attr(RECHECK_ATTR, {str(r.number): r.values for r in results})
+    return results
