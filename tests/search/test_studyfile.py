@@ -269,3 +269,12 @@ def test_first_prunable_step_from_the_pruner_arguments(pruner, first):
                 assert step >= first, (pruner, step)
                 break
         study.tell(trial, 1.0 if trial.number < 5 else 0.0)
+
+
+def test_the_study_note_says_when_a_parameter_applies():
+    from nnsearch.search.study import study_note
+
+    note = study_note(parse_study(_minimal(optimizer=["sgd", "momentum"],
+                                           momentum={"low": 0.5, "high": 0.9}), "t.toml"))
+    assert "| momentum | 0.5 – 0.9 (when optimizer is momentum) |" in note
+    assert "| optimizer | sgd, momentum |" in note
