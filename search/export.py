@@ -151,15 +151,17 @@ def read_export(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def retrain(config: dict[str, Any], where: str) -> tuple[Network, History, Dataset,
-                                                         dict[str, float]]:
-    """Rebuild and retrain an exported trial; metrics on validation and test."""
+def retrain(config: dict[str, Any], where: str, data: Dataset | None = None
+            ) -> tuple[Network, History, Dataset, dict[str, float]]:
+    """Rebuild and retrain an exported trial (on ``data`` if given, already loaded from
+    the export's data section); metrics on validation and test."""
     raw = config["data"]
     try:
         spec = DataSpec(**raw)
     except TypeError as exc:
         raise UsageError(f"{where}: bad data section ({exc}).") from None
-    data = load_data(spec)
+    if data is None:
+        data = load_data(spec)
     known = config["trial"].get("user_attrs", {}).get(record.DATA_FINGERPRINT)
     if known is not None and known != data.fingerprint:
         raise UsageError(f"{where}: the data {spec.source} changed since trial "

@@ -20,6 +20,7 @@ from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
 from . import record
+from .cache import cache_dir, cached_data
 from .export import RECHECK_ATTR, export_trial, rank_trials, retrain
 from .study import OpenStudy
 
@@ -48,6 +49,7 @@ def recheck(opened: OpenStudy) -> list[Rechecked]:
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if record.written_by_worker(t)]
     top: list[FrozenTrial] = rank_trials(study, done)[:spec.recheck]
+    data = cached_data(spec.data, spec.base_dir, cache_dir(opened.url))  # once for all
     results = []
     for trial in top:
         config = export_trial(study, spec, trial, opened.url)
@@ -58,7 +60,7 @@ def recheck(opened: OpenStudy) -> list[Rechecked]:
             seed = recheck_seed(int(config["seed"]), k)
             again["network"]["seed"] = again["training"]["seed"] = again["seed"] = seed
             with threadpool_limits(limits=1, user_api="blas"):
-                *_, metrics = retrain(again, f"trial {trial.number}")
+                *_, metrics = retrain(again, f"trial {trial.number}", data)
             values.append(float(metrics[f"trial_{spec.metric}"]))
         results.append(Rechecked(trial.number, values))
         logger.info("re-checked trial %d: %s=%s", trial.number, spec.metric,
