@@ -47,8 +47,10 @@ def cache_dir(url: StorageURL) -> Path:
     return Path(base) / "nnsearch"
 
 
-def cached_data(spec: DataSpec, base: Path | None, folder: Path | None) -> Dataset:
-    """``load_data``, through the cache in ``folder`` for a data file."""
+def cached_data(spec: DataSpec, base: Path | None, folder: Path | None,
+                store: bool = True) -> Dataset:
+    """``load_data``, through the cache in ``folder`` for a data file (a miss is stored
+    there unless ``store`` is false: ``create`` stores it once the study accepted it)."""
     if folder is None or spec.source in BUILTIN:
         return load_data(spec, base)
     path = resolve_path(spec.source, base)
@@ -59,7 +61,8 @@ def cached_data(spec: DataSpec, base: Path | None, folder: Path | None) -> Datas
     if found is not None:
         return found
     data = load_data(spec, base, fingerprint)
-    store_cached(folder, spec, data)
+    if store:
+        store_cached(folder, spec, data)
     return data
 
 

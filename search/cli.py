@@ -8,6 +8,7 @@ input ends with a one-line error and exit 2.
 from __future__ import annotations
 
 import argparse
+import errno
 import logging
 import sys
 import textwrap
@@ -85,21 +86,27 @@ class _SafeStream:
     def __init__(self, stream: Any) -> None:
         self._stream = stream
         self.broken = False
+        self.lost: OSError | None = None  # output that had a reader but no room: an error
+
+    def _failed(self, exc: OSError) -> None:
+        self.broken = True
+        if exc.errno in (errno.ENOSPC, errno.EDQUOT, errno.EFBIG):
+            self.lost = exc
 
     def write(self, text: str) -> int:
         if not self.broken:
             try:
                 return int(self._stream.write(text))
-            except OSError:  # BrokenPipeError, EIO from a dead terminal, ...
-                self.broken = True
+            except OSError as exc:  # BrokenPipeError, EIO from a dead terminal, ENOSPC, ...
+                self._failed(exc)
         return len(text)
 
     def flush(self) -> None:
         if not self.broken:
             try:
                 self._stream.flush()
-            except OSError:
-                self.broken = True
+            except OSError as exc:
+                self._failed(exc)
 
     def __getattr__(self, name: str) -> Any:
         return getattr(self._stream, name)
@@ -114,7 +121,14 @@ def main(argv: list[str] | None = None) -> int:
             setattr(sys, name, _SafeStream(getattr(sys, name)))
     _configure_logging(args.verbose, args.quiet)
     try:
-        return int(args.action(args))
+        code = int(args.action(args))
+        sys.stdout.flush()
+        lost = getattr(sys.stdout, "lost", None)
+        if lost is not None and code == 0:  # a full disk took the results: not a success
+            print(f"nnsearch {args.command}: error: the output could not be written "
+                  f"({lost.strerror}).", file=sys.stderr)
+            return 1
+        return code
     except UsageError as exc:
         print(f"nnsearch {args.command}: error: {exc}", file=sys.stderr)
         return exc.exit_code

@@ -121,8 +121,11 @@ def _read_frame(path: Path, header: list[str], keep: list[str], dtype: dict[int,
     import pandas as pd
 
     try:
+        # index_col=False: rows that all end with a comma (one field more than the
+        # header) would otherwise turn their first column into the index and shift the
+        # rest one place left.
         frame = pd.read_csv(path, header=0, dtype=dtype, encoding="utf-8-sig",
-                            skipinitialspace=True, low_memory=False)
+                            skipinitialspace=True, low_memory=False, index_col=False)
     except pd.errors.ParserError as exc:
         import re
 
@@ -153,7 +156,8 @@ def _text_column(name: str, series: Any) -> Column:
     return Column(name, lookup[codes], categories)  # codes -1 take the last entry
 
 
-def _numeric_column(path: Path, name: str, series: Any, categorical: bool) -> Column:
+def _numeric_column(path: Path, name: str, series: Any, categorical: bool,
+                    at_predict: bool = False) -> Column:
     """A numeric column as float64, or a UsageError naming the first bad cell."""
     import pandas as pd
 
@@ -166,8 +170,8 @@ def _numeric_column(path: Path, name: str, series: Any, categorical: bool) -> Co
     bad = np.flatnonzero(np.isnan(values) & series.notna().to_numpy())
     if bad.size:
         raise UsageError(f"{path}: column {name!r} is numeric except {bad.size} cell(s) (e.g. "
-                         f"{str(series.iloc[bad[0]])!r} at line {int(bad[0]) + 2}); fix them, "
-                         "or list the column in data.categorical.")
+                         f"{str(series.iloc[bad[0]])!r} at line {int(bad[0]) + 2}); fix them"
+                         + ("." if at_predict else ", or list the column in data.categorical."))
     if np.isinf(values).any():
         row = int(np.flatnonzero(np.isinf(values))[0])
         raise UsageError(f"{path}: column {name!r} holds infinite values (first at line "
@@ -227,13 +231,23 @@ def read_csv(path: Path, target: str | None, drop: tuple[str, ...] = (),
     if target is not None:
         empty = np.flatnonzero(pd.isna(y) | (y == ""))
         if empty.size:
-            raise UsageError(f"{path}: {empty.size} row(s) have an empty target {target!r} "
-                             f"(first at line {int(empty[0]) + 2}); fill or drop them.")
+            raise UsageError(f"{path}: {empty.size} row(s) have an empty or missing target "
+                             f"{target!r} (first at line {int(empty[0]) + 2}; NA, N/A, null "
+                             "and NaN count as missing); fill or drop them.")
+        labels = pd.Series(y)
+        typos = np.flatnonzero(pd.to_numeric(labels, errors="coerce").isna().to_numpy()) \
+            if _mostly_numeric(labels) else np.zeros(0, dtype=int)
+        if typos.size:  # a quantity with a typo, not thousands of classes
+            raise UsageError(f"{path}: the target {target!r} is numeric except {typos.size} "
+                             f"cell(s) (e.g. {str(y[typos[0]]).strip()!r} at line "
+                             f"{int(typos[0]) + 2}); fix them.")
         y = stripped_text(y)
     columns = []
     for name in frame.columns:
         series = frame[name]
         present = int(series.notna().sum())
+        if present == 0 and name == "":
+            continue  # a trailing comma on every line, the header's too
         if present == 0:
             raise UsageError(f"{path}: column {name!r} is empty (no value in any row); drop it "
                              f"with data.drop = [{name!r}].")
@@ -327,16 +341,19 @@ def read_rows(path: Path, columns: list[dict[str, Any]]) -> Table:
         twice = sorted({h for h in names if header.count(h) > 1})
         if twice:
             raise UsageError(f"{path}: the header names column(s) {twice} more than once.")
-        unused = [h for h in header if h not in names]
-        if unused:
-            logger.info("ignoring column(s) the model does not use: %s",
-                        ", ".join(unused[:10]) + (" ..." if len(unused) > 10 else ""))
         kinds = {c["name"]: c["kind"] for c in columns}
         codes = {c["name"] for c in columns if c.get("codes")}
         dtype = {i: str for i, h in enumerate(header) if kinds.get(h) == "text"}
         frame = _read_frame(path, header, names, dtype)
+        if frame.empty:
+            raise UsageError(f"{path}: the CSV file has a header but no data rows.")
         table = Table([_text_column(n, frame[n]) if kinds[n] == "text" and n not in codes
-                       else _numeric_column(path, n, frame[n], n in codes) for n in names])
+                       else _numeric_column(path, n, frame[n], n in codes, at_predict=True)
+                       for n in names])
+        unused = [h for h in header if h not in names]
+        if unused:  # said once the rows are read, so that an error stays one line
+            logger.info("ignoring column(s) the model does not use: %s",
+                        ", ".join(unused[:10]) + (" ..." if len(unused) > 10 else ""))
     for spec, col in zip(columns, table.columns, strict=True):
         if spec["kind"] == "numeric" and spec.get("median") is None and \
                 np.isnan(col.values).any():

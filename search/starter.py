@@ -20,7 +20,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import infer_task, normalise_labels
+from .data import infer_task, load_data, normalise_labels
 from .errors import UsageError
 from .readers import csv_header, file_kind, read_csv, resolve_path
 from .studyfile import parse_study
@@ -51,6 +51,11 @@ def study_name(path: Path) -> str:
     """The data file's stem as a safe study name."""
     name = re.sub(r"[^A-Za-z0-9._-]+", "-", path.stem).strip("-._")[:100]
     return name if name and name[0].isalnum() else f"study-{name}"[:100]
+
+
+def _one_line(text: str) -> str:
+    """A comment line: a column name may hold a line break (a quoted CSV header)."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
 def _q(text: str) -> str:
@@ -95,8 +100,10 @@ def study_for_table(data: str, target: str | None, output: Path | None) -> tuple
                        info, len(table))
     import tomllib
 
-    parse_study(tomllib.loads(text_out), "the generated study file", output.parent
-                if output else Path.cwd())  # what init writes always validates
+    folder = output.parent if output else Path.cwd()
+    spec = parse_study(tomllib.loads(text_out), "the generated study file",
+                       folder / "study.toml")  # what init writes always validates...
+    load_data(spec.data, spec.base_dir)  # ...and its data splits as run will split it
     return text_out, info
 
 
@@ -122,7 +129,7 @@ def _source(path: Path, output: Path | None) -> str:
 
 def _render(name: str, source: str, target: str, task: str, metric: str, why: str,
             identifiers: list[str], info: Inferred, rows: int) -> str:
-    found = "\n".join(f"#   {line}" for line in info.lines)
+    found = "\n".join(f"#   {_one_line(line)}" for line in info.lines)
     drop = f"drop = [{', '.join(map(_q, identifiers))}]  # identifiers: no signal, only " \
            "noise\n" if identifiers else ""
     task_line = f"task = {_q(task)}  # inferred; classification | regression"

@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 
 from . import record
-from .cache import cache_dir, cached_data
+from .cache import cache_dir, cached_data, store_cached
 from .data import Dataset
 from .errors import UsageError
 from .readers import BUILTIN
@@ -100,11 +100,15 @@ def create(target: Target) -> Iterator[tuple[OpenStudy, bool]]:
     spec = target.spec
     if spec is None:
         with open_study(target, heartbeat=True) as opened:
+            data = check_data(opened.spec, target.url, store=False)
             check_same_study(opened.study.user_attrs, opened.spec, target.url,
-                             check_data(opened.spec, target.url).fingerprint)  # unchanged?
+                             data.fingerprint)  # unchanged?
+            if opened.spec.data.source not in BUILTIN:
+                store_cached(cache_dir(target.url), opened.spec.data, data)
             yield opened, False
         return
-    data = check_data(spec, target.url)  # before anything is written: bad data leaves no study
+    # Before anything is written: bad data leaves no study, and a refused study no cache.
+    data = check_data(spec, target.url, store=False)
     fingerprint = data.fingerprint
     storage = open_storage(target.url)
     try:
@@ -127,6 +131,8 @@ def create(target: Target) -> Iterator[tuple[OpenStudy, bool]]:
         else:
             study = optuna.load_study(study_name=spec.name, storage=storage)
             check_same_study(study.user_attrs, spec, target.url, fingerprint)
+        if spec.data.source not in BUILTIN:
+            store_cached(cache_dir(target.url), spec.data, data)  # for the workers
         yield OpenStudy(study, spec, storage, target.url), created
     finally:
         dispose(storage)
@@ -160,10 +166,10 @@ def _differs(attrs: dict[str, Any], spec: StudySpec, url: StorageURL) -> str:
             f"another definition ({shown})")
 
 
-def check_data(spec: StudySpec, url: StorageURL) -> Dataset:
-    """Load the study's data once (and cache it for the workers), check that its metric
-    fits the task, and say what was inferred."""
-    data = cached_data(spec.data, spec.base_dir, cache_dir(url))
+def check_data(spec: StudySpec, url: StorageURL, store: bool = True) -> Dataset:
+    """Load the study's data once (and cache it for the workers, if ``store``), check
+    that its metric fits the task, and say what was inferred."""
+    data = cached_data(spec.data, spec.base_dir, cache_dir(url), store=store)
     if data.task not in METRICS[spec.metric][1]:
         valid = ", ".join(m for m, (_, tasks) in METRICS.items() if data.task in tasks)
         where = spec.path or spec.name

@@ -12,6 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 from rich.console import Console
 
+from ..errors import UsageError
 from ..storage import ENV_STORAGE, StorageURL
 
 if TYPE_CHECKING:
@@ -81,6 +82,35 @@ def target(args: argparse.Namespace) -> Target:
     from ..study import target_from_args
 
     return target_from_args(args.study_file, getattr(args, "study_name", None), args.storage)
+
+
+def check_output(output: str, overwrite: bool = True, export: bool = False) -> Path:
+    """Where a command will write, checked before any work: its folder exists, it is
+    not a folder, and an existing file is only replaced when ``overwrite`` says so (and,
+    for an ``export``, only when it is an earlier nnsearch export, never a study file,
+    a table or a database)."""
+    path = Path(output)
+    if not path.parent.is_dir():
+        raise UsageError(f"{path.parent}: no such folder.")
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; give a file name.")
+    if path.exists():
+        if not overwrite:
+            raise UsageError(f"{path} exists; choose another -o FILE, or remove it first.")
+        if export and not _is_export(path):
+            raise UsageError(f"{path} exists and is not an nnsearch export; choose another "
+                             "file, or remove it first.")
+    return path
+
+
+def _is_export(path: Path) -> bool:
+    try:
+        if path.stat().st_size > 50_000_000:
+            return False
+        return bool(json.loads(path.read_text(encoding="utf-8")).get("format", "")
+                    .startswith("nnsearch.trial/"))
+    except (OSError, ValueError, AttributeError):
+        return False
 
 
 def write_json(data: dict[str, Any], output: str | None) -> None:

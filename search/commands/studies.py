@@ -11,6 +11,7 @@ from ..errors import UsageError
 from ._base import (
     Command,
     budget_args,
+    check_output,
     nonnegative_int,
     positive_int,
     stderr,
@@ -70,6 +71,8 @@ class RunCommand(Command):
         t = target(args)
         if t.spec is not None:
             _budget(t.spec, args)  # before anything is written
+        if args.export:
+            check_output(args.export, export=True)
         with create(t) as (opened, created):
             spec = opened.spec
             budget, timeout = _budget(spec, args)
@@ -205,6 +208,8 @@ class ExportCommand(Command):
         from ..study import open_study
 
         t = target(args)
+        if args.output and args.output != "-":
+            check_output(args.output, export=True)  # never over a study file or a table
         with open_study(t) as opened:
             trial, skipped = pick_trial(opened.study, args.trial)
             if skipped:

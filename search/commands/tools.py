@@ -14,7 +14,15 @@ from rich.table import Table
 
 from ..errors import UsageError
 from ..starter import EXAMPLES
-from ._base import Command, nonnegative_int, positive_int, stdout, storage_args, storage_url
+from ._base import (
+    Command,
+    check_output,
+    nonnegative_int,
+    positive_int,
+    stdout,
+    storage_args,
+    storage_url,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -39,16 +47,14 @@ class InitCommand(Command):
 
         if (args.data is None) == (args.example is None):
             raise UsageError("give a DATA.csv file or --example NAME (one of them).")
-        if args.output not in (None, "-") and Path(args.output).exists():
-            raise UsageError(f"{args.output} exists; choose another -o FILE, or remove it "
-                             "first.")
+        if args.example and args.target:
+            raise UsageError("--target goes with a DATA.csv file, not with --example.")
+        output = args.output or f"{args.example or Path(args.data).stem}.toml"
+        if output != "-":
+            check_output(output, overwrite=False)  # before the data is read
         if args.example:
-            if args.target:
-                raise UsageError("--target goes with a DATA.csv file, not with --example.")
-            output = args.output or f"{args.example}.toml"
             text = example_text(args.example)
         else:
-            output = args.output or f"{Path(args.data).stem}.toml"
             text, info = study_for_table(args.data, args.target,
                                          None if output == "-" else Path(output))
             for line in info.lines:
@@ -77,9 +83,9 @@ class TrainCommand(Command):
         from ..plots import learning_curve_png
 
         config = read_export(args.config)
+        out = check_output(args.output) if args.output else Path(args.config).with_suffix(".npz")
         net, history, data, metrics = retrain(config, str(args.config))
         study, number = config["study"].get("name"), config["trial"].get("number")
-        out = Path(args.output) if args.output else Path(args.config).with_suffix(".npz")
         metadata = {"preprocessing": data.preprocessing(), "trial": number, "study": study,
                     "data_fingerprint": data.fingerprint}
         path = save(net, out, metadata=metadata)

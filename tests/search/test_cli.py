@@ -4,12 +4,13 @@ import hashlib
 import importlib.util
 import json
 import shutil
+import subprocess
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from tests.helpers import run_cli, write_study
+from tests.helpers import NNSEARCH, cli_env, run_cli, write_study
 
 COMMANDS = ["create", "run", "worker", "status", "export", "train", "predict"]
 
@@ -251,7 +252,8 @@ def _bad_cases(tmp: Path, study: Path):
         "duplicated header": (["run", csv_study("dup", base_rows.replace("a,b,", "a,a,", 1))],
                               "names column(s) ['a'] more than once"),
         "empty target cell": (["run", csv_study("notlabel", base_rows + "1.5,2,\n")],
-                              "1 row(s) have an empty target 'label' (first at line 32)"),
+                              "1 row(s) have an empty or missing target 'label' "
+                              "(first at line 32;"),
         "export: outputs vs classes": (["train", export_variant(
             "outputs", lambda c: c["network"]["layer_sizes"].__setitem__(-1, 7))],
             "to 7 outputs, but the data has 4 features and 3 output(s)"),
@@ -275,6 +277,15 @@ def _bad_cases(tmp: Path, study: Path):
         "recheck with no seed": (["run", variant("seeds.toml", good + "\n[selection]\n"
                                                  "recheck = 2\nseeds = 0\n")],
                                  "selection.seeds must be in [1, 20]"),
+        "export over the study file": (["export", str(study), "-o", str(study)],
+                                       "exists and is not an nnsearch export"),
+        "train into a missing folder": (["train", str(tmp / "small-best.json"), "-o",
+                                         str(tmp / "nodir" / "m.npz")], "no such folder"),
+        "init into a missing folder": (["init", str(tmp / "base.csv"), "--target", "label",
+                                        "-o", str(tmp / "nodir" / "x.toml")], "no such folder"),
+        "a numeric target with a typo": (["run", csv_study("ytypo", "a,b,y\n" + "".join(
+            f"{i % 5}.5,{i % 7},{'oops' if i == 9 else i * 1.5}\n" for i in range(40)),
+            target="y")], "the target 'y' is numeric except 1 cell(s) (e.g. 'oops' at line 11)"),
         "init: nothing to start from": (["init"], "give a DATA.csv file or --example NAME"),
         "init: no target": (["init", str(tmp / "base.csv")], "--target COL is required"),
         "init: target not in the table": (["init", str(tmp / "base.csv"), "--target", "kind"],
@@ -310,6 +321,8 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "export: outputs vs classes", "export: no layer_sizes", "export: unknown key",
          "export: huge layer", "export: nested too deeply", "edited split seed",
          "edited range, worker", "negative recheck", "recheck with no seed",
+         "export over the study file", "train into a missing folder",
+         "init into a missing folder", "a numeric target with a typo",
          "init: nothing to start from", "init: no target",
          "init: target not in the table", "init: would overwrite", "init: unknown example"]
 
@@ -331,6 +344,7 @@ def test_bad_input_gives_one_line_and_exit_2(with_empty_study, case):
     assert "hunter2" not in res.stderr
     assert sorted(p.name for p in tmp.glob("*.db")) == ["small.db"]  # no new storage
     assert not (tmp / "base.toml").exists() and not list(tmp.glob(".*.tmp*"))  # init wrote none
+    assert study.read_text().startswith("\n[study]")  # the study file is still one
 
 
 def test_diverged_trials_are_pruned_with_a_reason(tmp_path):
@@ -361,3 +375,12 @@ def test_an_unreachable_server_has_its_own_exit_code(tmp_path):
     assert res.returncode == 3, res.stderr
     assert len(res.stderr.strip().splitlines()) == 1 and "cannot reach storage" in res.stderr
     assert "hunter2" not in res.stderr and sorted(tmp_path.iterdir()) == before
+
+
+def test_output_lost_to_a_full_disk_is_an_error(with_empty_study):
+    tmp, study = with_empty_study
+    with open("/dev/full", "w") as full:
+        res = subprocess.run([*NNSEARCH, "export", str(study)], cwd=tmp, text=True,
+                             stdout=full, stderr=subprocess.PIPE, env=cli_env(), timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert "the output could not be written (No space left on device)" in res.stderr

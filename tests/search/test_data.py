@@ -130,7 +130,8 @@ def test_npz_source(tmp_path):
     (_rows(label=lambda i: "cat"), r"single class \('cat'\)"),
     (_rows() + "inf,1,cat\n", r"column 'a' holds infinite values \(first at line 32\)"),
     (_rows() + "1.0,2.0,cat,9\n", r"line 32 has 4 fields, the header has 3"),
-    (_rows() + "1.0,2.0,\n", r"1 row\(s\) have an empty target 'kind' \(first at line 32\)"),
+    (_rows() + "1.0,2.0,\n",
+     r"1 row\(s\) have an empty or missing target 'kind' \(first at line 32;"),
     ("a,a,kind\n" + _rows().split("\n", 1)[1], r"names column\(s\) \['a'\] more than once"),
     (_rows().replace("a,b,", "a,b,c,", 1).replace(",cat", ",,cat").replace(",dog", ",,dog")
      .replace(",eel", ",,eel"), r"column 'c' is empty \(no value in any row\); drop it"),

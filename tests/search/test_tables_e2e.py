@@ -82,6 +82,17 @@ def test_a_messy_table_from_init_to_predict(tmp_path):
     warnings = [line for line in res.stderr.splitlines() if "WARNING" in line]
     assert len(warnings) == 1 and "city: 1" in warnings[0] and "<other>" in warnings[0]
 
+    # a header without rows, and rows that all end with a comma (a field more than the
+    # header): one line and exit 2, or the same predictions, never shifted columns
+    _write(tmp_path / "header.csv", [rows[0]])
+    res = run_cli("predict", "best.npz", "header.csv", cwd=tmp_path)
+    assert res.returncode == 2 and "a header but no data rows" in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    (tmp_path / "trailing.csv").write_text("\n".join(
+        ",".join(r) + ("," if i else "") for i, r in enumerate(rows)) + "\n")
+    trailing = _ok(run_cli("predict", "best.npz", "trailing.csv", "--proba", cwd=tmp_path))
+    assert trailing.stdout == first.stdout
+
     # a missing column: one line, exit 2, nothing stored changed
     before = _sha(tmp_path / "customers.db")
     _write(tmp_path / "nocity.csv", [[r[i] for i in (0, 1, 2, 4)] for r in rows[:5]])
