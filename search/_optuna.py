@@ -44,6 +44,30 @@ def quiet_failed_trials(expected: Callable[[str], bool]) -> None:
         handler.addFilter(drop)
 
 
+class _OneLine(logging.Filter):
+    def __init__(self, short: Callable[[BaseException], bool]) -> None:
+        super().__init__()
+        self.short = short
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        exc = record.exc_info[1] if record.exc_info else None
+        if exc is not None and self.short(exc):
+            lines = record.getMessage().splitlines()
+            record.msg, record.args = (lines[0] if lines else "") + " ...", ()
+            record.exc_info, record.exc_text = None, None
+        return True
+
+
+def one_line_failures(short: Callable[[BaseException], bool]) -> None:
+    """Optuna's "Trial N failed" warning in one line, without its traceback, when its
+    exception is ``short`` (a storage that went away: the trial is failed and retried,
+    and the traceback says nothing the line does not)."""
+    one_line = _OneLine(short)
+    logging.getLogger(_FAILED_TRIAL_LOGGER).addFilter(one_line)
+    for handler in logging.getLogger("optuna").handlers:  # the fallback, if the name moves
+        handler.addFilter(one_line)
+
+
 def private_names_in_use() -> dict[str, bool]:
     """Each private name, and whether Optuna still uses it (a live check)."""
     seen: list[str] = []

@@ -25,7 +25,7 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from . import record
-from ._optuna import quiet_failed_trials
+from ._optuna import one_line_failures, quiet_failed_trials
 from .artifacts import artifact_store
 from .cache import cache_dir, cached_data
 from .errors import Stopped
@@ -48,6 +48,7 @@ class Surplus(Exception):
 # is recorded on the trial; the second line never says more than the first.
 _EXPECTED = re.compile(r"Surplus\(\)|Stopped\(|^Trial \d+ failed with value None\.$")
 quiet_failed_trials(lambda message: _EXPECTED.search(message) is not None)
+one_line_failures(lambda exc: is_transient(exc))  # a database restart: no traceback
 
 
 @dataclass

@@ -31,6 +31,28 @@ def test_expected_failures_are_quiet_and_others_are_not(caplog):
     assert any("a real bug" in m for m in messages)
 
 
+def test_a_trial_failed_by_a_storage_error_is_one_line_without_traceback(caplog):
+    import sqlalchemy
+
+    from nnsearch.search.storage import is_transient
+
+    _optuna.one_line_failures(is_transient)
+
+    def objective(trial):
+        if trial.number == 0:
+            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception(
+                "server closed the connection unexpectedly\n\tThis probably means ..."))
+        raise RuntimeError("a real bug")
+
+    study = optuna.create_study()
+    with caplog.at_level("WARNING", logger="optuna"):
+        study.optimize(objective, n_trials=2, catch=(Exception,))
+    storage, bug = [r for r in caplog.records if "failed with parameters" in r.getMessage()]
+    assert "server closed the connection" in storage.getMessage()
+    assert storage.exc_info is None and "\n" not in storage.getMessage()
+    assert bug.exc_info is not None  # any other failure keeps its traceback
+
+
 def test_no_other_module_names_a_private_optuna_module():
     import ast
     from pathlib import Path
