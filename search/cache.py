@@ -90,6 +90,9 @@ def load_cached(folder: Path, spec: DataSpec, fingerprint: str) -> Dataset | Non
 
 
 def store_cached(folder: Path, spec: DataSpec, data: Dataset) -> None:
+    """Keep ``data`` for the next process (a bundled set loads faster than it caches)."""
+    if spec.source in BUILTIN:
+        return
     entry = folder / _key(spec, data.fingerprint)
     if entry.exists():
         return

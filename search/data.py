@@ -22,6 +22,7 @@ import numpy as np
 from .errors import UsageError
 from .readers import (
     BUILTIN,
+    Raw,
     is_float,
     numeric_table,
     raw_builtin,
@@ -217,18 +218,20 @@ def split_rows(spec: DataSpec, n: int, stratify: np.ndarray | None,
     return idx_train, idx_val, idx_test
 
 
-def load_data(spec: DataSpec, base: Path | None = None,
-              fingerprint: str | None = None) -> Dataset:
-    """Read, check, split and preprocess (``cache.cached_data`` keeps the result)."""
+def load_data(spec: DataSpec, base: Path | None = None, fingerprint: str | None = None,
+              raw: Raw | None = None) -> Dataset:
+    """Read (unless ``raw`` is the file's table, already read as ``spec`` says), check,
+    split and preprocess (``cache.cached_data`` keeps the result)."""
     if spec.source in BUILTIN:
         return _build(spec, spec.source, None)
     path = resolve_path(spec.source, base)
     if not path.is_file():
         raise UsageError(f"data file not found: {path}")
-    return _build(spec, str(path), fingerprint or file_fingerprint(path))
+    return _build(spec, str(path), fingerprint or file_fingerprint(path), raw)
 
 
-def _build(spec: DataSpec, where: str, fingerprint: str | None) -> Dataset:
+def _build(spec: DataSpec, where: str, fingerprint: str | None,
+           raw: Raw | None = None) -> Dataset:
     notes: list[str] = []
     task: str | None
     if fingerprint is None:  # a bundled set
@@ -236,7 +239,7 @@ def _build(spec: DataSpec, where: str, fingerprint: str | None) -> Dataset:
         table = numeric_table(X, names)
         task = spec.task or BUILTIN[spec.source]
     else:
-        table, y = raw_file(Path(where), spec.target, spec.drop, spec.categorical)
+        table, y = raw or raw_file(Path(where), spec.target, spec.drop, spec.categorical)
         task = spec.task
         if task is None:
             task, note = infer_task(y)
@@ -293,9 +296,9 @@ def _build(spec: DataSpec, where: str, fingerprint: str | None) -> Dataset:
 
     if spec.shift:  # shifted in raw pixels (0 is the background), then scaled like the rest
         assert spec.shape is not None
-        raw = shifted_copies(prep.transform(table, idx_train, standardise=False), spec.shape,
-                             spec.shift)
-        X_tr = ((raw - prep.mean) / prep.scale).astype(np.float32)
+        pixels = shifted_copies(prep.transform(table, idx_train, standardise=False),
+                                spec.shape, spec.shift)
+        X_tr = ((pixels - prep.mean) / prep.scale).astype(np.float32)
         y_train = np.tile(y_train, 4 * spec.shift + 1)
     else:
         X_tr = prep.transform(table, idx_train)

@@ -44,6 +44,7 @@ class Objective:
         self.stop_reason = "a signal"
         self.spec = spec
         self.data = data
+        self.preprocessing = data.preprocessing()  # for every trial's export artifact
         self.url = url
         self.store = store
         self.worker = record.worker_id()
@@ -101,7 +102,7 @@ class Objective:
                           history: History) -> None:
         try:
             export = build_export(self.spec, trial.study.study_name, self.url, trial.number,
-                                  value, trial.params, attrs, self.data.preprocessing())
+                                  value, trial.params, attrs, self.preprocessing)
             assert self.store is not None
             upload_trial_artifacts(trial, self.store, history, export)
         except OSError as exc:  # a full or unwritable artifact folder must not fail the trial

@@ -103,7 +103,7 @@ def study_for_table(data: str, target: str | None, output: Path | None) -> tuple
     folder = output.parent if output else Path.cwd()
     spec = parse_study(tomllib.loads(text_out), "the generated study file",
                        folder / "study.toml")  # what init writes always validates...
-    load_data(spec.data, spec.base_dir)  # ...and its data splits as run will split it
+    load_data(spec.data, spec.base_dir, raw=(table, y))  # ...and splits as run will split it
     return text_out, info
 
 

@@ -100,15 +100,11 @@ def create(target: Target) -> Iterator[tuple[OpenStudy, bool]]:
     spec = target.spec
     if spec is None:
         with open_study(target, heartbeat=True) as opened:
-            data = check_data(opened.spec, target.url, store=False)
-            check_same_study(opened.study.user_attrs, opened.spec, target.url,
-                             data.fingerprint)  # unchanged?
-            if opened.spec.data.source not in BUILTIN:
-                store_cached(cache_dir(target.url), opened.spec.data, data)
+            accepted_data(opened)  # the data must not have changed
             yield opened, False
         return
     # Before anything is written: bad data leaves no study, and a refused study no cache.
-    data = check_data(spec, target.url, store=False)
+    data = check_data(spec, target.url)
     fingerprint = data.fingerprint
     storage = open_storage(target.url)
     try:
@@ -131,8 +127,7 @@ def create(target: Target) -> Iterator[tuple[OpenStudy, bool]]:
         else:
             study = optuna.load_study(study_name=spec.name, storage=storage)
             check_same_study(study.user_attrs, spec, target.url, fingerprint)
-        if spec.data.source not in BUILTIN:
-            store_cached(cache_dir(target.url), spec.data, data)  # for the workers
+        store_cached(cache_dir(target.url), spec.data, data)  # accepted: for the workers
         yield OpenStudy(study, spec, storage, target.url), created
     finally:
         dispose(storage)
@@ -166,16 +161,25 @@ def _differs(attrs: dict[str, Any], spec: StudySpec, url: StorageURL) -> str:
             f"another definition ({shown})")
 
 
-def check_data(spec: StudySpec, url: StorageURL, store: bool = True) -> Dataset:
-    """Load the study's data once (and cache it for the workers, if ``store``), check
-    that its metric fits the task, and say what was inferred."""
-    data = cached_data(spec.data, spec.base_dir, cache_dir(url), store=store)
+def accepted_data(opened: OpenStudy, notes: bool = True) -> Dataset:
+    """The study's data, once the stored study accepts it (same definition, same data);
+    only then are the processed arrays cached for the workers."""
+    data = check_data(opened.spec, opened.url, notes)
+    check_same_study(opened.study.user_attrs, opened.spec, opened.url, data.fingerprint)
+    store_cached(cache_dir(opened.url), opened.spec.data, data)
+    return data
+
+
+def check_data(spec: StudySpec, url: StorageURL, notes: bool = True) -> Dataset:
+    """Load the study's data (from the cache if it is there, never storing it: a refused
+    study leaves none), check that its metric fits the task, and say what was inferred."""
+    data = cached_data(spec.data, spec.base_dir, cache_dir(url), store=False)
     if data.task not in METRICS[spec.metric][1]:
         valid = ", ".join(m for m, (_, tasks) in METRICS.items() if data.task in tasks)
         where = spec.path or spec.name
         raise UsageError(f"{where}: study.metric: {spec.metric!r} does not apply to the "
                          f"{data.task} target of {spec.data.source}; valid: {valid}.")
-    for note in data.notes:
+    for note in data.notes if notes else ():
         logger.info("%s", note)
     return data
 

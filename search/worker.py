@@ -27,11 +27,10 @@ from optuna.trial import FrozenTrial, TrialState
 from . import record
 from ._optuna import one_line_failures, quiet_failed_trials
 from .artifacts import artifact_store
-from .cache import cache_dir, cached_data
 from .errors import Stopped
 from .objective import Objective
 from .storage import error_reason, is_transient, with_retry
-from .study import OpenStudy, check_same_study
+from .study import OpenStudy, accepted_data
 
 logger = logging.getLogger(__name__)
 
@@ -154,8 +153,7 @@ class Worker:
         self.deadline = time.monotonic() + timeout if timeout else None
         self.stop = threading.Event()
         spec = opened.spec
-        data = cached_data(spec.data, spec.base_dir, cache_dir(opened.url))
-        check_same_study(self.study.user_attrs, spec, opened.url, data.fingerprint)
+        data = accepted_data(opened, notes=False)
         self.objective = Objective(spec, data, opened.url, artifact_store(opened.url),
                                    stop=self.stop)
         self.trials_run = 0

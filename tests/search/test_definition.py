@@ -54,12 +54,15 @@ def test_changed_data_is_refused_by_run_worker_and_train(tmp_path):
     data.write_text("\n".join([*rows[:-1], "9.9,9.9,1"]) + "\n")
     db = tmp_path / "d.db"
     before = digest(db)
+    cached = sorted((tmp_path / "d-cache").iterdir())  # the data the study was created on
+    assert len(cached) == 1
     for command in ("run", "worker"):
         res = run_cli(command, str(study), cwd=tmp_path)
         assert res.returncode == 2, (command, res.stderr)
         assert "changed since study 'd' was created" in res.stderr
         assert len(res.stderr.strip().splitlines()) == 1, res.stderr
     assert digest(db) == before
+    assert sorted((tmp_path / "d-cache").iterdir()) == cached  # nothing cached for refusals
     res = run_cli("train", "d-best.json", cwd=tmp_path)
     assert res.returncode == 2 and "changed since trial" in res.stderr, res.stderr
 
