@@ -28,6 +28,7 @@ from .readers import (
     raw_builtin,
     raw_file,
     resolve_path,
+    stripped_distinct,
 )
 from .tabular import Preprocessor, describe, fit_preprocessor
 
@@ -120,10 +121,7 @@ def normalise_labels(y: np.ndarray) -> np.ndarray:
     """Class labels as one kind of value: text that is all numbers becomes numbers, and
     whole numbers become integers, so that "1", "1.0" and 1 are one class."""
     if y.dtype.kind in "US" or y.dtype == object:
-        import pandas as pd
-
-        codes, uniques = pd.factorize(np.asarray(y, dtype=object), use_na_sentinel=False)
-        labels = np.array([str(v).strip() for v in uniques])  # each distinct value once
+        codes, labels = stripped_distinct(y)
         if not all(is_float(v) for v in labels):
             return labels[codes]
         y = labels.astype(np.float64)[codes]

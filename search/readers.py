@@ -83,13 +83,13 @@ def is_float(text: str) -> bool:
     return True
 
 
-def stripped_text(values: np.ndarray) -> np.ndarray:
-    """Values as stripped text. Each distinct value is converted once (hashing, not a
-    Python loop over a million cells)."""
+def stripped_distinct(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, labels): ``labels[codes]`` is ``values`` as stripped text. Each distinct
+    value is converted once (hashing, not a Python loop over a million cells)."""
     import pandas as pd
 
     codes, uniques = pd.factorize(np.asarray(values, dtype=object), use_na_sentinel=False)
-    return np.array([str(v).strip() for v in uniques])[codes]
+    return codes, np.array([str(v).strip() for v in uniques])
 
 
 def csv_header(path: Path) -> list[str]:
@@ -241,7 +241,8 @@ def read_csv(path: Path, target: str | None, drop: tuple[str, ...] = (),
             raise UsageError(f"{path}: the target {target!r} is numeric except {typos.size} "
                              f"cell(s) (e.g. {str(y[typos[0]]).strip()!r} at line "
                              f"{int(typos[0]) + 2}); fix them.")
-        y = stripped_text(y)
+        codes, labels = stripped_distinct(y)
+        y = labels[codes]
     columns = []
     for name in frame.columns:
         series = frame[name]
