@@ -91,8 +91,9 @@ def study_for_table(data: str, target: str | None, output: Path | None) -> tuple
     if identifiers:
         info.add(f"dropped as identifiers (almost every value distinct): "
                  f"{', '.join(identifiers)}")
-    metric, why = _metric(task, y)
-    distinct = len(np.unique(normalise_labels(y)))
+    _, counts = np.unique(normalise_labels(y), return_counts=True)  # per distinct value
+    metric, why = _metric(task, counts)
+    distinct = len(counts)
     info.add(f"task: {task} of {target!r} ({distinct} distinct value(s)"
              + (", integers taken as a quantity" if note else "") + f"); metric: {metric}")
     source = _source(path, output)
@@ -107,10 +108,9 @@ def study_for_table(data: str, target: str | None, output: Path | None) -> tuple
     return text_out, info
 
 
-def _metric(task: str, y: np.ndarray) -> tuple[str, str]:
+def _metric(task: str, counts: np.ndarray) -> tuple[str, str]:
     if task == "regression":
         return "val_rmse", "root mean squared error, in the target's units"
-    _, counts = np.unique(normalise_labels(y), return_counts=True)
     share = counts.min() / counts.sum()
     if share < IMBALANCED:
         return "val_loss", (f"the smallest class is {share:.1%} of the rows, so accuracy "
