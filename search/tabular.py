@@ -91,13 +91,6 @@ class Preprocessor:
                    scale=np.asarray(prep["x_scale"], dtype=np.float64),
                    summary=prep.get("summary", {}))
 
-    @property
-    def raw_names(self) -> list[str]:
-        return [c["name"] for c in self.columns]
-
-    def text_columns(self) -> list[str]:
-        return [c["name"] for c in self.columns if c["kind"] == "text"]
-
     def transform(self, table: Table, rows: np.ndarray | None = None,
                   standardise: bool = True) -> np.ndarray:
         """float32 inputs for ``rows`` of ``table`` (all rows if None).
