@@ -179,16 +179,18 @@ def _numeric_column(path: Path, name: str, series: Any, categorical: bool,
     return Column(name, values)
 
 
-def _mostly_numeric(cells: Any) -> bool:
-    """At most ``TYPO_SHARE`` of the cells are not numbers. Judged on 2,000 cells spread
-    over the column first: parsing a whole text column as numbers costs a second per
-    million rows, and a sample 4x over the share rules a text column out."""
+def _mostly_numeric(cells: Any) -> Any:
+    """The cells as numbers (NaN where one is not) if at most ``TYPO_SHARE`` of them are
+    not numbers, else None. Judged on 2,000 cells spread over the column first: parsing a
+    whole text column as numbers costs a second per million rows, and a sample 4x over
+    the share rules a text column out."""
     import pandas as pd
 
     sample = cells.iloc[np.linspace(0, len(cells) - 1, min(len(cells), 2000)).astype(int)]
     if pd.to_numeric(sample, errors="coerce").isna().mean() > 4 * TYPO_SHARE:
-        return False
-    return bool(pd.to_numeric(cells, errors="coerce").isna().mean() <= TYPO_SHARE)
+        return None
+    numbers = pd.to_numeric(cells, errors="coerce")
+    return numbers if numbers.isna().mean() <= TYPO_SHARE else None
 
 
 def _label(value: Any) -> str:
@@ -234,9 +236,9 @@ def read_csv(path: Path, target: str | None, drop: tuple[str, ...] = (),
             raise UsageError(f"{path}: {empty.size} row(s) have an empty or missing target "
                              f"{target!r} (first at line {int(empty[0]) + 2}; NA, N/A, null "
                              "and NaN count as missing); fill or drop them.")
-        labels = pd.Series(y)
-        typos = np.flatnonzero(pd.to_numeric(labels, errors="coerce").isna().to_numpy()) \
-            if _mostly_numeric(labels) else np.zeros(0, dtype=int)
+        numbers = _mostly_numeric(pd.Series(y))
+        typos = np.zeros(0, dtype=int) if numbers is None else \
+            np.flatnonzero(numbers.isna().to_numpy())
         if typos.size:  # a quantity with a typo, not thousands of classes
             raise UsageError(f"{path}: the target {target!r} is numeric except {typos.size} "
                              f"cell(s) (e.g. {str(y[typos[0]]).strip()!r} at line "
@@ -255,7 +257,7 @@ def read_csv(path: Path, target: str | None, drop: tuple[str, ...] = (),
         if pd.api.types.is_numeric_dtype(series) or name in categorical:
             columns.append(_numeric_column(path, name, series, name in categorical))
             continue
-        if _mostly_numeric(series.dropna()):  # a numeric column with a few bad cells
+        if _mostly_numeric(series.dropna()) is not None:  # numeric but for a few bad cells
             columns.append(_numeric_column(path, name, series, False))
             continue
         column = _text_column(name, series)
