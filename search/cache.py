@@ -77,7 +77,7 @@ def load_cached(folder: Path, spec: DataSpec, fingerprint: str) -> Dataset | Non
     try:
         meta: dict[str, Any] = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
         arrays = {name: np.load(entry / f"{name}.npy", mmap_mode="r", allow_pickle=False)
-                  for name in ARRAYS}
+                  for name in (*ARRAYS, "fold_ids") if name in ARRAYS or spec.folds}
     except (OSError, ValueError):
         return None
     if meta.get("format") != FORMAT or meta.get("fingerprint") != fingerprint:
@@ -103,8 +103,9 @@ def store_cached(folder: Path, spec: DataSpec, data: Dataset) -> None:
     try:
         folder.mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=".tmp-", dir=folder))
-        for name in ARRAYS:
-            np.save(tmp / f"{name}.npy", getattr(data, name), allow_pickle=False)
+        for name in (*ARRAYS, "fold_ids"):
+            if getattr(data, name) is not None:
+                np.save(tmp / f"{name}.npy", getattr(data, name), allow_pickle=False)
         (tmp / "meta.json").write_text(json.dumps(meta), encoding="utf-8")
         os.rename(tmp, entry)  # atomic; fails if another process got there first
         tmp = None

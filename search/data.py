@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -54,6 +54,7 @@ class DataSpec:
     shift: int = 0  # augment train with copies shifted by 1..shift pixels, 4 ways
     drop: tuple[str, ...] = ()  # CSV columns not to use
     categorical: tuple[str, ...] = ()  # numeric CSV columns that are codes of categories
+    folds: int = 0  # k-fold cross-validation over train + validation (0: one validation split)
 
     def __post_init__(self) -> None:
         for name in ("image_shape", "drop", "categorical"):  # JSON gives lists
@@ -75,6 +76,9 @@ class DataSpec:
             data["drop"] = list(self.drop)
         if self.categorical:
             data["categorical"] = list(self.categorical)
+        if self.folds:  # only when set, likewise; the folds replace the validation share
+            data["folds"] = self.folds
+            del data["validation"]
         return data
 
 
@@ -94,6 +98,31 @@ class Dataset:
     fingerprint: str = ""  # of the data file (of the arrays, for a bundled set)
     target: str | None = None  # the CSV target column's name
     notes: list[str] = field(default_factory=list)  # what was inferred, for the user
+    # With folds: X_train is train + validation (X_val is empty) and fold_ids gives each of
+    # its original (not shifted) rows the fold that validates on it.
+    fold_ids: np.ndarray | None = None
+
+    @property
+    def n_folds(self) -> int:
+        return 0 if self.fold_ids is None else int(self.fold_ids.max()) + 1
+
+    def split_folds(self) -> list[Dataset]:
+        return [self.fold(i) for i in range(self.n_folds)]
+
+    def fold(self, i: int) -> Dataset:
+        """Fold ``i`` as a dataset of its own: trained on the other folds (with their
+        shifted copies), validated on fold ``i``, no test rows."""
+        assert self.fold_ids is not None
+        n = len(self.fold_ids)
+        held = self.fold_ids == i
+        rows = np.flatnonzero(~held)
+        copies = len(self.X_train) // n  # shifted copies follow the rows in blocks of n
+        rows = (rows[None, :] + n * np.arange(copies)[:, None]).ravel()
+        val = np.flatnonzero(held)
+        empty = slice(0, 0)
+        return replace(self, X_train=self.X_train[rows], y_train=self.y_train[rows],
+                       X_val=self.X_train[val], y_val=self.y_train[val],
+                       X_test=self.X_test[empty], y_test=self.y_test[empty], fold_ids=None)
 
     @property
     def n_features(self) -> int:
@@ -198,11 +227,43 @@ def file_fingerprint(path: Path) -> str:
     return digest.hexdigest()[:16]
 
 
+def fold_rows(spec: DataSpec, n: int, stratify: np.ndarray | None,
+              where: str = "data") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """With ``spec.folds``: the row indices of train + validation and of test, and the
+    fold (0..k-1) of each train + validation row (stratified k-fold by class)."""
+    from sklearn.model_selection import KFold, StratifiedKFold, train_test_split
+
+    try:
+        idx_pool, idx_test = train_test_split(np.arange(n), test_size=spec.test,
+                                              random_state=spec.seed, stratify=stratify)
+    except ValueError as exc:
+        raise UsageError(f"{where}: cannot split {n} samples with test={spec.test} "
+                         f"({exc}).") from None
+    pool_strat = stratify[idx_pool] if stratify is not None else None
+    if pool_strat is not None and np.bincount(pool_strat).min() < spec.folds:
+        raise UsageError(f"{where}: data.folds = {spec.folds} needs at least {spec.folds} "
+                         "samples of each class outside the test split, but one class has "
+                         f"{np.bincount(pool_strat).min()}; use fewer folds.")
+    if len(idx_pool) < 2 * spec.folds:
+        raise UsageError(f"{where}: {len(idx_pool)} samples are too few for "
+                         f"data.folds = {spec.folds}.")
+    kfold = (StratifiedKFold if pool_strat is not None else KFold)(
+        spec.folds, shuffle=True, random_state=spec.seed)
+    fold_ids = np.empty(len(idx_pool), np.intp)
+    for i, (_, held) in enumerate(kfold.split(idx_pool, pool_strat)):
+        fold_ids[held] = i
+    return idx_pool, fold_ids, idx_test
+
+
 def split_rows(spec: DataSpec, n: int, stratify: np.ndarray | None,
                where: str = "data") -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Row indices of the train, validation and test splits (stratified by class)."""
+    """Row indices of the train, validation and test splits (stratified by class); with
+    ``spec.folds``, train is train + validation and validation is empty (``fold_rows``)."""
     from sklearn.model_selection import train_test_split
 
+    if spec.folds:
+        idx_pool, _, idx_test = fold_rows(spec, n, stratify, where)
+        return idx_pool, idx_pool[:0], idx_test
     holdout = spec.validation + spec.test
     try:
         idx_train, idx_rest = train_test_split(np.arange(n), test_size=holdout,
@@ -279,7 +340,12 @@ def _build(spec: DataSpec, where: str, fingerprint: str | None,
         fingerprint = hashlib.sha256(np.ascontiguousarray(X).tobytes() +
                                      np.ascontiguousarray(y_out).tobytes()).hexdigest()[:16]
 
-    idx_train, idx_val, idx_test = split_rows(spec, len(table), stratify, where)
+    fold_ids = None
+    if spec.folds:
+        idx_train, fold_ids, idx_test = fold_rows(spec, len(table), stratify, where)
+        idx_val = idx_train[:0]
+    else:
+        idx_train, idx_val, idx_test = split_rows(spec, len(table), stratify, where)
     prep = fit_preprocessor(table, idx_train)
     if spec.drop:
         prep.summary["dropped"] = list(spec.drop)
@@ -304,4 +370,5 @@ def _build(spec: DataSpec, where: str, fingerprint: str | None,
                    X_val=prep.transform(table, idx_val), y_val=target(y_out[idx_val]),
                    X_test=prep.transform(table, idx_test), y_test=target(y_out[idx_test]),
                    prep=prep, classes=classes, y_mean=y_mean, y_scale=y_scale,
-                   fingerprint=fingerprint, target=spec.target, notes=notes)
+                   fingerprint=fingerprint, target=spec.target, notes=notes,
+                   fold_ids=fold_ids)

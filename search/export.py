@@ -27,7 +27,7 @@ from .errors import UsageError
 from .readers import resolve_path
 from .storage import StorageURL
 from .studyfile import StudySpec
-from .training import evaluate_test, metric_value, train_trial
+from .training import cross_validate, evaluate_test, metric_value, refit, train_trial
 
 logger = logging.getLogger(__name__)
 
@@ -151,10 +151,13 @@ def read_export(path: str | Path) -> dict[str, Any]:
     return config
 
 
-def retrain(config: dict[str, Any], where: str, data: Dataset | None = None
-            ) -> tuple[Network, History, Dataset, dict[str, float]]:
+def retrain(config: dict[str, Any], where: str, data: Dataset | None = None,
+            test: bool = True) -> tuple[Network, History, Dataset, dict[str, float]]:
     """Rebuild and retrain an exported trial (on ``data`` if given, already loaded from
-    the export's data section); metrics on validation and test."""
+    the export's data section); metrics on validation and test (unless not ``test``).
+
+    With folds, validation means the folds' mean, and the network returned is refitted
+    on train + validation (with ``test``; else the first fold's)."""
     raw = config["data"]
     try:
         spec = DataSpec(**raw)
@@ -174,19 +177,35 @@ def retrain(config: dict[str, Any], where: str, data: Dataset | None = None
                          f"{sizes[-1]} outputs, but the data has {data.n_features} features "
                          f"and {data.n_outputs} output(s).")
     metric = config["study"].get("metric", "val_accuracy")
+    network, training = config["network"], config["training"]
     try:
-        net, history, loss_va, score_va, _ = train_trial(config["network"],
-                                                         config["training"], data)
+        if data.n_folds:
+            # The trial's value is its cross-validation mean (reproduced here); the network
+            # kept is refitted on train + validation for the folds' mean epochs.
+            folds = cross_validate(network, training, data.split_folds(), metric)
+            if folds.stopped is not None:
+                raise UsageError(f"{where}: the cross-validation {folds.stopped}.")
+            loss_va, score_va = float(np.mean(folds.losses)), float(np.mean(folds.scores))
+            trial_value = folds.value
+            net, history = refit(network, training, data, folds.refit_epochs) if test \
+                else (folds.net, folds.history)
+            assert net is not None and history is not None
+        else:
+            net, history, loss_va, score_va, _ = train_trial(network, training, data)
+            trial_value = metric_value(metric, data, loss_va, score_va)
     except (ValueError, TypeError) as exc:  # TypeError: a missing or unknown key
         raise UsageError(f"{where}: bad network or training section: {exc}") from None
-    loss_te, score_te = evaluate_test(net, data)
+    loss_te, score_te = evaluate_test(net, data) if test else (math.nan, math.nan)
     if data.task == "classification":
         metrics = {"val_accuracy": score_va, "test_accuracy": score_te}
     else:
         metrics = {"val_rmse": metric_value("val_rmse", data, loss_va, score_va),
                    "test_rmse": metric_value("val_rmse", data, loss_te, score_te)}
     metrics.update({"val_loss": loss_va, "test_loss": loss_te})
-    metrics[f"trial_{metric}"] = metric_value(metric, data, loss_va, score_va)
+    if data.n_folds:
+        metrics["folds"] = data.n_folds
+        metrics["refit_epochs"] = history.epochs_run if test else math.nan
+    metrics[f"trial_{metric}"] = trial_value
     return net, history, data, metrics
 
 

@@ -14,6 +14,7 @@ import threading
 from functools import partial
 from typing import Any
 
+import numpy as np
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 
@@ -27,7 +28,7 @@ from .export import build_export
 from .space import build_configs, sample
 from .storage import StorageURL, with_retry
 from .studyfile import StudySpec
-from .training import metric_value, train_trial
+from .training import Folds, cross_validate, metric_value, train_trial
 
 logger = logging.getLogger(__name__)
 
@@ -49,6 +50,7 @@ class Objective:
         self.store = store
         self.worker = record.worker_id()
         self.first_prunable = spec.first_prunable_step()
+        self.folds = data.split_folds()  # with [data] folds: k datasets, made once
 
     def __call__(self, trial: optuna.Trial) -> float:
         spec, data = self.spec, self.data
@@ -56,6 +58,8 @@ class Objective:
         seed = record.trial_seed(spec.seed, trial.number)
         network, training = build_configs(values, data.n_features, data.n_outputs, data.task,
                                           seed)
+        if self.folds:
+            return self._cross_validate(trial, network, training, seed)
         every = spec.report_every
 
         def report(epoch: int, metrics: dict[str, Any]) -> bool:
@@ -89,6 +93,10 @@ class Objective:
             reason = "non-finite validation metric"
         if reason is not None:
             attrs[record.PRUNED_REASON] = reason
+        return self._finish(trial, value, attrs, history, reason)
+
+    def _finish(self, trial: optuna.Trial, value: float, attrs: dict[str, Any],
+                history: History, reason: str | None) -> float:
         for key, attr in attrs.items():  # one write per key: see _optuna.py for why
             with_retry(partial(trial.set_user_attr, key, attr), "record the trial")
         if reason is not None:
@@ -97,6 +105,43 @@ class Objective:
         if self.store is not None:
             self._attach_artifacts(trial, value, attrs, history)
         return value
+
+    def _cross_validate(self, trial: optuna.Trial, network: dict[str, Any],
+                        training: dict[str, Any], seed: int) -> float:
+        """k trainings, one per fold. The pruner judges after each fold but the last: its
+        step is the fold, its value the mean so far (each fold's own for wilcoxon, which
+        pairs folds across trials)."""
+        spec, data = self.spec, self.data
+        per_fold = spec.pruner == "wilcoxon"
+
+        def stop_check(epoch: int, metrics: dict[str, Any]) -> bool:
+            if self.stop.is_set():
+                raise Stopped(self.stop_reason)
+            return False
+
+        def after_fold(i: int, folds: Folds) -> bool:
+            trial.report(folds.values[-1] if per_fold else folds.value, i)
+            return i >= self.first_prunable and trial.should_prune()
+
+        folds = cross_validate(network, training, self.folds, spec.metric, after_fold,
+                               stop_check)
+        assert folds.net is not None and folds.history is not None
+        value = folds.value if folds.values else math.nan
+        attrs = record.result_attrs(folds.history, folds.net, seed, folds.seconds)
+        attrs[record.VAL_LOSS] = float(np.mean(folds.losses)) if folds.losses else None
+        if data.task == "classification" and folds.scores:
+            attrs[record.VAL_ACCURACY] = float(np.mean(folds.scores))
+        attrs[record.FOLD_VALUES] = folds.values
+        attrs[record.FOLD_EPOCHS] = folds.epochs
+        attrs[record.NETWORK] = network
+        attrs[record.DATA_FINGERPRINT] = data.fingerprint
+        attrs[record.TRAINING] = training
+        reason = None
+        if folds.stopped is not None:
+            reason = (f"pruned by {spec.pruner} {folds.stopped}"
+                      if folds.stopped.startswith("after") else folds.stopped)
+            attrs[record.PRUNED_REASON] = reason
+        return self._finish(trial, value, attrs, folds.history, reason)
 
     def _attach_artifacts(self, trial: optuna.Trial, value: float, attrs: dict[str, Any],
                           history: History) -> None:

@@ -3,7 +3,8 @@
 Picking the best of many trials by one validation score picks, in part, the luckiest
 seed (the winner's curse). ``[selection] recheck = k`` retrains the k best trials
 with ``seeds`` more seeds each (the same split, network and training config; only
-the initialisation, dropout and shuffling seed changes), and the export then picks
+the initialisation, dropout and shuffling seed changes; with folds, all the folds
+again), and the export then picks
 by the mean of the trial's own value and the re-check's. The values are stored with
 the study (``export.RECHECK_ATTR``), so ``nnsearch export`` picks the same way, and
 the export still carries the trial's own seed: ``train`` reproduces the trial.
@@ -60,7 +61,7 @@ def recheck(opened: OpenStudy) -> list[Rechecked]:
             seed = recheck_seed(int(config["seed"]), k)
             again["network"]["seed"] = again["training"]["seed"] = again["seed"] = seed
             with threadpool_limits(limits=1, user_api="blas"):
-                *_, metrics = retrain(again, f"trial {trial.number}", data)
+                *_, metrics = retrain(again, f"trial {trial.number}", data, test=False)
             values.append(float(metrics[f"trial_{spec.metric}"]))
         results.append(Rechecked(trial.number, values))
         logger.info("re-checked trial %d: %s=%s", trial.number, spec.metric,

@@ -65,18 +65,29 @@ def target_from_args(study_file: str | None, study_name: str | None,
 def study_note(spec: StudySpec, summary: str = "") -> str:
     """A markdown summary of the dataset, split and search space (for the dashboard)."""
     data = spec.data
+    if data.folds:
+        split = (f"{data.test:.0%} held out as test (stratified for classification, seed "
+                 f"{data.seed}); {data.folds}-fold cross-validation over the rest, standardised "
+                 "on it")
+        objective = f"the mean of `{spec.metric}` over {data.folds} folds"
+        pruning = (f"judging each trial after every fold but the last (step = fold, value = "
+                   f"{'that fold' if spec.pruner == 'wilcoxon' else 'the mean so far'})")
+    else:
+        split = (f"split train/validation/test = {1 - data.validation - data.test:.0%}/"
+                 f"{data.validation:.0%}/{data.test:.0%} (stratified for classification, seed "
+                 f"{data.seed}), standardised on train")
+        objective = f"`{spec.metric}` on the validation split"
+        pruning = f"reporting every {spec.report_every} epoch(s)"
     lines = [f"# {spec.name}", "",
-             f"**Objective:** {spec.direction} `{spec.metric}` on the validation split.", "",
+             f"**Objective:** {spec.direction} {objective}.", "",
              f"**Data:** `{data.source}`" + (f", target `{data.target}`" if data.target else "")
-             + f"; split train/validation/test = {1 - data.validation - data.test:.0%}/"
-             f"{data.validation:.0%}/{data.test:.0%} (stratified for classification, seed "
-             f"{data.seed}), standardised on train"
+             + f"; {split}"
              + (f", with shifted copies of each training image (up to {data.shift} pixel(s) "
                 "up, down, left and right)" if data.shift else "")
              + ". The test split is never used by the search.", "",
              *([f"**Preprocessing** (fitted on train): {summary}.", ""] if summary else []),
              f"**Sampler:** {spec.sampler} (seed {spec.seed}); **pruner:** {spec.pruner}, "
-             f"reporting every {spec.report_every} epoch(s).", "",
+             f"{pruning}.", "",
              "| hyperparameter | search |", "|---|---|"]
     for name, p in spec.space.items():
         if p.kind == "choice":

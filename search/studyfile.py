@@ -43,6 +43,7 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
     "median": optuna.pruners.MedianPruner,
     "hyperband": optuna.pruners.HyperbandPruner,
     "successive_halving": optuna.pruners.SuccessiveHalvingPruner,
+    "wilcoxon": optuna.pruners.WilcoxonPruner,  # fold by fold: needs data.folds
     "none": optuna.pruners.NopPruner,
 }
 # Settings a study file may give each sampler/pruner: the plain types its annotations name.
@@ -60,6 +61,7 @@ def _plain_kinds(annotation: Any) -> list[str]:
 def _is(value: Any, kind: str) -> bool:
     return isinstance(value, _PLAIN[kind]) and (kind == "bool") == isinstance(value, bool)
 
+MAX_FOLDS = 20
 MAX_RECHECK = 20  # trials re-checked, and extra seeds each
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # it names files (NAME-best.json)
 
@@ -68,11 +70,25 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "sampler": ("name",),  # plus the sampler's own keyword arguments
     "pruner": ("name", "report_every"),  # plus the pruner's own keyword arguments
     "data": ("source", "target", "task", "validation", "test", "seed", "image_shape", "shift",
-             "drop", "categorical"),
+             "drop", "categorical", "folds"),
     "budget": ("trials", "timeout"),
     "selection": ("recheck", "seeds"),
     "space": (),  # checked by space.parse_param
 }
+
+
+def first_prunable_step(pruner: str, args: dict[str, Any]) -> float:
+    """The first step at which the pruner may prune (inf: never), read from its
+    arguments and their defaults; 0 when the pruner decides at run time."""
+    if pruner == "none":
+        return math.inf
+    params = inspect.signature(PRUNERS[pruner]).parameters
+    for name, first in (("n_warmup_steps", 0), ("min_resource", 1)):
+        if name in params:
+            value = args.get(name, params[name].default)
+            # min_resource counts steps from 1 and may be "auto"; steps count from 0.
+            return value - first if isinstance(value, int) else 0
+    return 0
 
 
 @dataclass(frozen=True)
@@ -108,17 +124,7 @@ class StudySpec:
         return PRUNERS[self.pruner](**self.pruner_args)
 
     def first_prunable_step(self) -> float:
-        """The first step at which the pruner may prune (inf: never), read from its
-        arguments and their defaults; 0 when the pruner decides at run time."""
-        if self.pruner == "none":
-            return math.inf
-        params = inspect.signature(PRUNERS[self.pruner]).parameters
-        for name, first in (("n_warmup_steps", 0), ("min_resource", 1)):
-            if name in params:
-                value = self.pruner_args.get(name, params[name].default)
-                # min_resource counts steps from 1 and may be "auto"; steps count from 0.
-                return value - first if isinstance(value, int) else 0
-        return 0
+        return first_prunable_step(self.pruner, self.pruner_args)
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -251,6 +257,13 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
         raise UsageError(f"{where}: pruner.report_every must be >= 1, but got {report_every}.")
     pruner, pruner_args = _parse_plugin(pruner_raw, "pruner", PRUNERS, "median", where)
 
+    if data.folds:
+        _check_fold_pruning(pruner, pruner_args, data.folds, where)
+    elif pruner == "wilcoxon":
+        raise UsageError(f"{where}: pruner wilcoxon compares trials fold by fold and needs "
+                         "data.folds (k-fold cross-validation); or use median, hyperband or "
+                         "successive_halving.")
+
     budget = raw.get("budget", {})
     trials = _get(budget, "budget.trials", where, int, None)
     if trials is not None and trials < 1:
@@ -277,6 +290,17 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
                      timeout=float(timeout) if timeout is not None else None, space=space,
                      recheck=recheck, recheck_seeds=seeds,
                      path=path.resolve() if path is not None else None)
+
+
+def _check_fold_pruning(pruner: str, args: dict[str, Any], folds: int, where: str) -> None:
+    """With folds the pruner's steps are folds (0..k-1), and a trial is judged after each
+    fold but the last: a warm-up or a first rung at k-1 or later means it never acts."""
+    first = first_prunable_step(pruner, args)
+    if first != math.inf and first >= folds - 1:
+        key = "n_warmup_steps" if "n_warmup_steps" in args else "min_resource"
+        raise UsageError(f"{where}: with data.folds = {folds} the pruner's steps are folds "
+                         f"0..{folds - 1}, so pruner.{key} = {args.get(key)} means it never "
+                         f"prunes; set it below {folds - 1} or pruner.name = \"none\".")
 
 
 def _seed(table: dict[str, Any], key: str, where: str) -> int:
@@ -309,6 +333,14 @@ def _parse_data(table: dict[str, Any], where: str) -> DataSpec:
     if source in BUILTIN and task is not None and task != BUILTIN[source]:
         raise UsageError(f"{where}: data.task: {source} is a {BUILTIN[source]} dataset, "
                          f"but got task={task!r}.")
+    folds = _get(table, "data.folds", where, int, 0)
+    if folds and not 2 <= folds <= MAX_FOLDS:
+        raise UsageError(f"{where}: data.folds must be in [2, {MAX_FOLDS}] (or 0: one "
+                         f"validation split), but got {folds}.")
+    if folds and "validation" in table:
+        raise UsageError(f"{where}: data.validation does not apply with data.folds (each "
+                         "fold validates on its share of what the test split leaves); "
+                         "remove one of them.")
     shares = {}
     for key in ("validation", "test"):
         value = _get(table, f"data.{key}", where, (int, float), 0.2)
@@ -338,7 +370,7 @@ def _parse_data(table: dict[str, Any], where: str) -> DataSpec:
                     seed=_seed(table, "data.seed", where),
                     image_shape=tuple(shape) if shape else None, shift=shift,
                     drop=_names(table, "drop", where),
-                    categorical=_names(table, "categorical", where))
+                    categorical=_names(table, "categorical", where), folds=folds)
     if (spec.drop or spec.categorical) and not source.lower().endswith(".csv"):
         raise UsageError(f"{where}: data.drop and data.categorical name columns of a CSV "
                          f"source, but the source is {source!r}.")

@@ -1,14 +1,21 @@
 """Training one configuration on a ``Dataset``: the part of a trial that knows no Optuna.
 
 Workers (through the objective) and ``nnsearch train`` (through the export) both
-train here, so that a retrained network reproduces its trial bit for bit.
+train here, so that a retrained network reproduces its trial bit for bit. With
+``[data] folds = k`` a trial is k trainings (``cross_validate``): its value is the
+mean over the folds; ``train`` then refits one network on train + validation for
+the folds' mean number of epochs (``refit``) and scores it on the test split.
 """
 
 from __future__ import annotations
 
+import math
 import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
 from nnsearch.model import History, Network, TrainConfig, evaluate, fit
@@ -50,3 +57,69 @@ def evaluate_test(net: Network, data: Dataset) -> tuple[float, float]:
     """(loss, score) on the held-out test split, with BLAS as the trial had it."""
     with threadpool_limits(1):
         return evaluate(net, data.X_test, data.y_test)
+
+
+@dataclass
+class Folds:
+    """What ``cross_validate`` measured, fold by fold (fewer folds when it stopped early)."""
+
+    values: list[float] = field(default_factory=list)  # the study's metric
+    losses: list[float] = field(default_factory=list)
+    scores: list[float] = field(default_factory=list)  # accuracy or standardised RMSE
+    epochs: list[int] = field(default_factory=list)  # epochs up to the weights kept
+    seconds: float = 0.0
+    net: Network | None = None  # the first fold's network and history
+    history: History | None = None
+    stopped: str | None = None  # why it ended before the last fold
+
+    @property
+    def value(self) -> float:
+        return float(np.mean(self.values))
+
+    @property
+    def refit_epochs(self) -> int:
+        """How long ``refit`` trains: the folds' mean epochs to their best weights."""
+        return max(1, round(float(np.mean(self.epochs))))
+
+
+def cross_validate(network: dict[str, Any], training: dict[str, Any], folds: list[Dataset],
+                   metric: str, after_fold: Callable[[int, Folds], bool] | None = None,
+                   on_epoch_end: Any = None) -> Folds:
+    """Train the config on each fold in turn. ``after_fold(i, so_far)`` is asked after
+    every fold but the last; true stops (pruning). A fold that diverges or is stopped
+    by ``on_epoch_end`` ends it too."""
+    out = Folds()
+    for i, fold in enumerate(folds):
+        net, history, loss, score, seconds = train_trial(network, training, fold, on_epoch_end)
+        if out.net is None:
+            out.net, out.history = net, history
+        out.seconds += seconds
+        if history.diverged:
+            out.stopped = f"diverged in fold {i} at epoch {history.epochs_run - 1}"
+            return out
+        if history.stopped_by_callback:
+            out.stopped = f"stopped in fold {i}"
+            return out
+        out.values.append(metric_value(metric, fold, loss, score))
+        out.losses.append(loss)
+        out.scores.append(score)
+        out.epochs.append(history.best_epoch + 1)
+        if not math.isfinite(out.values[-1]):
+            out.stopped = f"non-finite validation metric in fold {i}"
+            return out
+        if i < len(folds) - 1 and after_fold is not None and after_fold(i, out):
+            out.stopped = f"after fold {i}"
+            return out
+    return out
+
+
+def refit(network: dict[str, Any], training: dict[str, Any], data: Dataset,
+          epochs: int) -> tuple[Network, History]:
+    """Train on all of ``data``'s train (+ validation, with folds) for ``epochs`` epochs,
+    the learning-rate schedule as in the folds, with no early stopping."""
+    net = Network(**network)
+    config = TrainConfig(**{**training, "patience": None})
+    with threadpool_limits(1):
+        history = fit(net, data.X_train, data.y_train, None, None, config,
+                      on_epoch_end=lambda epoch, _: epoch + 1 >= epochs)
+    return net, history

@@ -293,6 +293,21 @@ def _bad_cases(tmp: Path, study: Path):
         "init: would overwrite": (["init", "--example", "digits", "-o", str(study)],
                                   "exists; choose another -o FILE"),
         "init: unknown example": (["init", "--example", "mnist"], "invalid choice: 'mnist'"),
+        "one fold": (["run", variant("fold1.toml", good.replace(
+            'source = "iris"', 'source = "iris"\nfolds = 1'))], "data.folds must be in [2, 20]"),
+        "folds with a validation share": (["run", variant("foldval.toml", good.replace(
+            'source = "iris"', 'source = "iris"\nfolds = 3\nvalidation = 0.3'))],
+            "data.validation does not apply with data.folds"),
+        "more folds than a class has": (["run", variant("fold9.toml", good.replace(
+            'source = "iris"', 'source = "base.csv"\ntarget = "label"\nfolds = 20'))],
+            "data.folds = 20 needs at least 20 samples of each class"),
+        "wilcoxon without folds": (["run", variant("wil.toml", good.replace(
+            'name = "median"', 'name = "wilcoxon"').replace("n_startup_trials = 2", ""))],
+            "pruner wilcoxon compares trials fold by fold and needs data.folds"),
+        "a warm-up no fold reaches": (["run", variant("warm.toml", good.replace(
+            'source = "iris"', 'source = "iris"\nfolds = 3').replace(
+            "n_startup_trials = 2", "n_warmup_steps = 10"))],
+            "pruner.n_warmup_steps = 10 means it never prunes; set it below 2"),
         "edited range, worker": (["worker", "--storage", db, variant("range.toml", good.replace(
             "high = 0.2", "high = 0.3"))], '"high": 0.2} -> {"low": 0.0, "high": 0.3}'),
     }
@@ -324,7 +339,9 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "export over the study file", "train into a missing folder",
          "init into a missing folder", "a numeric target with a typo",
          "init: nothing to start from", "init: no target",
-         "init: target not in the table", "init: would overwrite", "init: unknown example"]
+         "init: target not in the table", "init: would overwrite", "init: unknown example",
+         "one fold", "folds with a validation share", "more folds than a class has",
+         "wilcoxon without folds", "a warm-up no fold reaches"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -1,0 +1,140 @@
+"""[data] folds = k: cross-validation over train + validation, pruned fold by fold, and
+what ``train`` does with a cross-validated config (refit on train + validation)."""
+
+import json
+
+import numpy as np
+import optuna
+import pytest
+
+from nnsearch.search.data import DataSpec, load_data, shifted_copies
+from nnsearch.search.studyfile import parse_study
+from tests.helpers import run_cli
+
+IRIS_FOLDS = """
+[study]
+name = "cv"
+seed = 5
+
+[pruner]
+name = "{pruner}"
+{pruner_extra}
+
+[data]
+source = "iris"
+folds = {folds}
+
+[budget]
+trials = {trials}
+
+[space]
+n_layers = {{ low = 1, high = 2 }}
+width = {{ low = 4, high = 32, log = true }}
+learning_rate = {{ low = 1e-4, high = 3.0, log = true }}
+epochs = 60
+patience = 10
+{extra}
+"""
+
+
+def _study(tmp_path, pruner="median", pruner_extra="n_startup_trials = 3", folds=3, trials=24,
+           extra=""):
+    path = tmp_path / "cv.toml"
+    path.write_text(IRIS_FOLDS.format(pruner=pruner, pruner_extra=pruner_extra, folds=folds,
+                                      trials=trials, extra=extra))
+    return path
+
+
+def test_folds_cover_train_and_validation_once_and_keep_test_out():
+    data = load_data(DataSpec("digits", folds=3, shift=1, seed=4))
+    n = len(data.fold_ids)
+    assert data.n_folds == 3 and len(data.X_val) == 0
+    assert n + len(data.X_test) == 1797 and len(data.X_test) == 360  # test: 20%, held out
+    assert len(data.X_train) == 5 * n  # the pool and its shifted copies
+    sizes = np.bincount(data.fold_ids)
+    assert sizes.max() - sizes.min() <= 10  # stratified folds of (nearly) equal size
+    seen = np.zeros(n, int)
+    for i, fold in enumerate(data.split_folds()):
+        held = np.flatnonzero(data.fold_ids == i)
+        seen[held] += 1
+        assert np.array_equal(fold.X_val, data.X_train[held])  # originals only, never copies
+        m = n - len(held)
+        assert len(fold.X_train) == 5 * m and len(fold.X_test) == 0
+        # the shifted copies in a fold's training part are those of its own training rows
+        raw = fold.X_train[:m] * data.prep.scale + data.prep.mean
+        copies = (shifted_copies(raw, (8, 8), 1) - data.prep.mean) / data.prep.scale
+        np.testing.assert_allclose(fold.X_train, copies, atol=1e-4)
+        # every class is in every fold, about as often as in the whole
+        assert set(np.unique(fold.y_val)) == set(range(10))
+    assert np.all(seen == 1)
+
+
+def test_folds_are_stored_only_when_set():
+    base = {"study": {"name": "x"}, "data": {"source": "iris"}}
+    assert "folds" not in parse_study(base, "t").to_dict()["data"]  # old definitions unchanged
+    with_folds = {**base, "data": {"source": "iris", "folds": 4}}
+    spec = parse_study(with_folds, "t")
+    assert spec.to_dict()["data"]["folds"] == 4
+    assert parse_study(spec.to_dict(), "stored").data.folds == 4
+
+
+def test_folds_on_iris_end_to_end_prune_fold_by_fold_and_train_refits(tmp_path):
+    study = _study(tmp_path, extra="\n[selection]\nrecheck = 2\nseeds = 1\n")
+    res = run_cli("run", str(study), "--workers", "2", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert "Traceback" not in res.stderr
+    loaded = optuna.load_study(study_name="cv", storage=f"sqlite:///{tmp_path / 'cv.db'}")
+    trials = loaded.get_trials(deepcopy=False)
+    pruned = [t for t in trials if t.state.name == "PRUNED"]
+    complete = [t for t in trials if t.state.name == "COMPLETE"]
+    assert len(trials) == 24 and pruned and complete
+    for t in pruned:  # judged after fold 0 or 1, never after the last
+        assert t.user_attrs["pruned_reason"] in ("pruned by median after fold 0",
+                                                 "pruned by median after fold 1")
+        last = max(t.intermediate_values)
+        assert len(t.user_attrs["fold_values"]) == last + 1
+    for t in complete:
+        values = t.user_attrs["fold_values"]
+        assert len(values) == 3 and len(t.user_attrs["fold_epochs"]) == 3
+        assert t.value == pytest.approx(np.mean(values))
+        # the pruner sees the mean so far after each fold but the last
+        assert sorted(t.intermediate_values) == [0, 1]
+        assert t.intermediate_values[1] == pytest.approx(np.mean(values[:2]))
+    # the re-check reran all three folds with another seed for the top two
+    rechecked = loaded.user_attrs["nnsearch.recheck"]
+    assert len(rechecked) == 2 and all(len(v) == 2 for v in rechecked.values())
+
+    export = json.loads((tmp_path / "cv-best.json").read_text())
+    train = run_cli("train", "cv-best.json", "--json", cwd=tmp_path)
+    assert train.returncode == 0, train.stderr  # 0: the folds' mean reproduced exactly
+    metrics = json.loads(train.stdout)
+    assert metrics["val_accuracy"] == export["trial"]["value"]
+    epochs = max(1, round(float(np.mean(export["trial"]["user_attrs"]["fold_epochs"]))))
+    assert metrics["folds"] == 3 and metrics["refit_epochs"] == epochs
+    assert metrics["test_accuracy"] >= 0.8  # iris: margin for any CPU
+
+    # train refits one network on train + validation (all 120 rows outside the test
+    # split) for that many epochs, as the README says: the same weights, rebuilt here
+    from nnsearch.model import load
+    from nnsearch.search.training import refit
+
+    data = load_data(DataSpec(**export["data"]))
+    assert len(data.X_train) == 120 and len(data.X_test) == 30
+    net, history = refit(export["network"], export["training"], data, epochs)
+    assert history.epochs_run == epochs
+    model = load(tmp_path / "cv-best.npz")
+    assert np.array_equal(model.forward(data.X_test), net.forward(data.X_test))
+    out = run_cli("train", "cv-best.json", cwd=tmp_path).stdout
+    assert f"val: mean of 3 folds; test: refitted on train + validation for {epochs} epochs" \
+        in out
+
+
+def test_wilcoxon_pairs_folds_across_trials(tmp_path):
+    study = _study(tmp_path, pruner="wilcoxon", pruner_extra="", folds=5, trials=10)
+    res = run_cli("run", str(study), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    loaded = optuna.load_study(study_name="cv", storage=f"sqlite:///{tmp_path / 'cv.db'}")
+    for t in loaded.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,)):
+        values = t.user_attrs["fold_values"]
+        # wilcoxon gets each fold's own value, by fold, for folds 0..3
+        assert [t.intermediate_values[i] for i in range(4)] == pytest.approx(values[:4])
