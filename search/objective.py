@@ -60,20 +60,7 @@ class Objective:
                                           seed)
         if self.folds:
             return self._cross_validate(trial, network, training, seed)
-        every = spec.report_every
-
-        def report(epoch: int, metrics: dict[str, Any]) -> bool:
-            if self.stop.is_set():
-                raise Stopped(self.stop_reason)
-            if (epoch + 1) % every:
-                return False
-            value = metric_value(spec.metric, data, metrics["val_loss"], metrics["val_metric"])
-            if not math.isfinite(value):
-                return False  # divergence is reported by fit itself
-            trial.report(value, epoch)
-            # Asking the pruner reads every trial; before it can act, do not ask.
-            return epoch >= self.first_prunable and trial.should_prune()
-
+        report = self._epoch_reporter(trial)
         net, history, val_loss, val_score, seconds = train_trial(network, training, data,
                                                                  report)
         value = metric_value(spec.metric, data, val_loss, val_score)
@@ -95,6 +82,24 @@ class Objective:
             attrs[record.PRUNED_REASON] = reason
         return self._finish(trial, value, attrs, history, reason)
 
+    def _epoch_reporter(self, trial: optuna.Trial) -> Any:
+        """The fit callback that reports every ``report_every`` epochs and asks the pruner."""
+        spec, data, every = self.spec, self.data, self.spec.report_every
+
+        def report(epoch: int, metrics: dict[str, Any]) -> bool:
+            if self.stop.is_set():
+                raise Stopped(self.stop_reason)
+            if (epoch + 1) % every:
+                return False
+            value = metric_value(spec.metric, data, metrics["val_loss"], metrics["val_metric"])
+            if not math.isfinite(value):
+                return False  # divergence is reported by fit itself
+            trial.report(value, epoch)
+            # Asking the pruner reads every trial; before it can act, do not ask.
+            return epoch >= self.first_prunable and trial.should_prune()
+
+        return report
+
     def _finish(self, trial: optuna.Trial, value: float, attrs: dict[str, Any],
                 history: History, reason: str | None) -> float:
         for key, attr in attrs.items():  # one write per key: see _optuna.py for why
@@ -108,23 +113,28 @@ class Objective:
 
     def _cross_validate(self, trial: optuna.Trial, network: dict[str, Any],
                         training: dict[str, Any], seed: int) -> float:
-        """k trainings, one per fold. The pruner judges after each fold but the last: its
-        step is the fold, its value the mean so far (each fold's own for wilcoxon, which
-        pairs folds across trials)."""
+        """k trainings, one per fold. The pruner judges the first fold epoch by epoch, as
+        it judges a trial on one validation split, then the mean so far after each fold
+        but the last, at step ``max_epochs + fold``. Wilcoxon (which pairs folds across
+        trials) gets each fold's own value at step = fold, and no epochs."""
         spec, data = self.spec, self.data
-        per_fold = spec.pruner == "wilcoxon"
+        wilcoxon = spec.pruner == "wilcoxon"
+        epoch_report = self._epoch_reporter(trial)
+        base = 0 if wilcoxon else spec.max_epochs()
+        fold_now = [0]
 
-        def stop_check(epoch: int, metrics: dict[str, Any]) -> bool:
+        def on_epoch(epoch: int, metrics: dict[str, Any]) -> bool:
             if self.stop.is_set():
                 raise Stopped(self.stop_reason)
-            return False
+            return not wilcoxon and fold_now[0] == 0 and epoch_report(epoch, metrics)
 
         def after_fold(i: int, folds: Folds) -> bool:
-            trial.report(folds.values[-1] if per_fold else folds.value, i)
-            return i >= self.first_prunable and trial.should_prune()
+            fold_now[0] = i + 1
+            trial.report(folds.values[-1] if wilcoxon else folds.value, base + i)
+            return base + i >= self.first_prunable and trial.should_prune()
 
         folds = cross_validate(network, training, self.folds, spec.metric, after_fold,
-                               stop_check)
+                               on_epoch)
         assert folds.net is not None and folds.history is not None
         value = folds.value if folds.values else math.nan
         attrs = record.result_attrs(folds.history, folds.net, seed, folds.seconds)
@@ -138,8 +148,8 @@ class Objective:
         attrs[record.TRAINING] = training
         reason = None
         if folds.stopped is not None:
-            reason = (f"pruned by {spec.pruner} {folds.stopped}"
-                      if folds.stopped.startswith("after") else folds.stopped)
+            reason = f"pruned by {spec.pruner} {folds.stopped}" if folds.pruned \
+                else folds.stopped
             attrs[record.PRUNED_REASON] = reason
         return self._finish(trial, value, attrs, folds.history, reason)
 

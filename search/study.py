@@ -70,8 +70,10 @@ def study_note(spec: StudySpec, summary: str = "") -> str:
                  f"{data.seed}); {data.folds}-fold cross-validation over the rest, standardised "
                  "on it")
         objective = f"the mean of `{spec.metric}` over {data.folds} folds"
-        pruning = (f"judging each trial after every fold but the last (step = fold, value = "
-                   f"{'that fold' if spec.pruner == 'wilcoxon' else 'the mean so far'})")
+        pruning = ("judging each fold but the last by its own value (step = fold)"
+                   if spec.pruner == "wilcoxon" else
+                   f"judging the first fold every {spec.report_every} epoch(s), then the mean "
+                   f"so far after each fold but the last (step = {spec.max_epochs()} + fold)")
     else:
         split = (f"split train/validation/test = {1 - data.validation - data.test:.0%}/"
                  f"{data.validation:.0%}/{data.test:.0%} (stratified for classification, seed "

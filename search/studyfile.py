@@ -126,6 +126,15 @@ class StudySpec:
     def first_prunable_step(self) -> float:
         return first_prunable_step(self.pruner, self.pruner_args)
 
+    def max_epochs(self) -> int:
+        """The most epochs any trial can train: with folds, the steps after it are folds."""
+        p = self.space.get("epochs")
+        if p is None:
+            return int(DEFAULTS["epochs"])
+        if p.kind == "choice":
+            return int(max(p.choices or ()))
+        return int(p.high if p.kind == "range" else p.fixed)  # type: ignore[arg-type]
+
     def to_dict(self) -> dict[str, Any]:
         return {
             "study": {"name": self.name, "metric": self.metric, "direction": self.direction,
@@ -257,9 +266,7 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
         raise UsageError(f"{where}: pruner.report_every must be >= 1, but got {report_every}.")
     pruner, pruner_args = _parse_plugin(pruner_raw, "pruner", PRUNERS, "median", where)
 
-    if data.folds:
-        _check_fold_pruning(pruner, pruner_args, data.folds, where)
-    elif pruner == "wilcoxon":
+    if pruner == "wilcoxon" and not data.folds:
         raise UsageError(f"{where}: pruner wilcoxon compares trials fold by fold and needs "
                          "data.folds (k-fold cross-validation); or use median, hyperband or "
                          "successive_halving.")
@@ -290,17 +297,6 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
                      timeout=float(timeout) if timeout is not None else None, space=space,
                      recheck=recheck, recheck_seeds=seeds,
                      path=path.resolve() if path is not None else None)
-
-
-def _check_fold_pruning(pruner: str, args: dict[str, Any], folds: int, where: str) -> None:
-    """With folds the pruner's steps are folds (0..k-1), and a trial is judged after each
-    fold but the last: a warm-up or a first rung at k-1 or later means it never acts."""
-    first = first_prunable_step(pruner, args)
-    if first != math.inf and first >= folds - 1:
-        key = "n_warmup_steps" if "n_warmup_steps" in args else "min_resource"
-        raise UsageError(f"{where}: with data.folds = {folds} the pruner's steps are folds "
-                         f"0..{folds - 1}, so pruner.{key} = {args.get(key)} means it never "
-                         f"prunes; set it below {folds - 1} or pruner.name = \"none\".")
 
 
 def _seed(table: dict[str, Any], key: str, where: str) -> int:

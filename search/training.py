@@ -71,6 +71,7 @@ class Folds:
     net: Network | None = None  # the first fold's network and history
     history: History | None = None
     stopped: str | None = None  # why it ended before the last fold
+    pruned: bool = False  # stopped by after_fold or on_epoch_end, not by divergence
 
     @property
     def value(self) -> float:
@@ -98,7 +99,7 @@ def cross_validate(network: dict[str, Any], training: dict[str, Any], folds: lis
             out.stopped = f"diverged in fold {i} at epoch {history.epochs_run - 1}"
             return out
         if history.stopped_by_callback:
-            out.stopped = f"stopped in fold {i}"
+            out.stopped, out.pruned = f"in fold {i} at epoch {history.epochs_run - 1}", True
             return out
         out.values.append(metric_value(metric, fold, loss, score))
         out.losses.append(loss)
@@ -108,7 +109,7 @@ def cross_validate(network: dict[str, Any], training: dict[str, Any], folds: lis
             out.stopped = f"non-finite validation metric in fold {i}"
             return out
         if i < len(folds) - 1 and after_fold is not None and after_fold(i, out):
-            out.stopped = f"after fold {i}"
+            out.stopped, out.pruned = f"after fold {i}", True
             return out
     return out
 

@@ -304,10 +304,6 @@ def _bad_cases(tmp: Path, study: Path):
         "wilcoxon without folds": (["run", variant("wil.toml", good.replace(
             'name = "median"', 'name = "wilcoxon"').replace("n_startup_trials = 2", ""))],
             "pruner wilcoxon compares trials fold by fold and needs data.folds"),
-        "a warm-up no fold reaches": (["run", variant("warm.toml", good.replace(
-            'source = "iris"', 'source = "iris"\nfolds = 3').replace(
-            "n_startup_trials = 2", "n_warmup_steps = 10"))],
-            "pruner.n_warmup_steps = 10 means it never prunes; set it below 2"),
         "edited range, worker": (["worker", "--storage", db, variant("range.toml", good.replace(
             "high = 0.2", "high = 0.3"))], '"high": 0.2} -> {"low": 0.0, "high": 0.3}'),
     }
@@ -341,7 +337,7 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "init: nothing to start from", "init: no target",
          "init: target not in the table", "init: would overwrite", "init: unknown example",
          "one fold", "folds with a validation share", "more folds than a class has",
-         "wilcoxon without folds", "a warm-up no fold reaches"]
+         "wilcoxon without folds"]
 
 
 @pytest.mark.parametrize("case", CASES)

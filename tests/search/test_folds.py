@@ -2,6 +2,7 @@
 what ``train`` does with a cross-validated config (refit on train + validation)."""
 
 import json
+import re
 
 import numpy as np
 import optuna
@@ -79,7 +80,9 @@ def test_folds_are_stored_only_when_set():
 
 
 def test_folds_on_iris_end_to_end_prune_fold_by_fold_and_train_refits(tmp_path):
-    study = _study(tmp_path, extra="\n[selection]\nrecheck = 2\nseeds = 1\n")
+    # report_every > epochs: no epoch is reported, so every prune is a fold's
+    study = _study(tmp_path, pruner_extra="n_startup_trials = 3\nreport_every = 100",
+                   extra="\n[selection]\nrecheck = 2\nseeds = 1\n")
     res = run_cli("run", str(study), "--workers", "2", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
@@ -88,18 +91,20 @@ def test_folds_on_iris_end_to_end_prune_fold_by_fold_and_train_refits(tmp_path):
     pruned = [t for t in trials if t.state.name == "PRUNED"]
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert len(trials) == 24 and pruned and complete
-    for t in pruned:  # judged after fold 0 or 1, never after the last
-        assert t.user_attrs["pruned_reason"] in ("pruned by median after fold 0",
-                                                 "pruned by median after fold 1")
-        last = max(t.intermediate_values)
-        assert len(t.user_attrs["fold_values"]) == last + 1
+    # the pruner sees the mean so far after folds 0 and 1, at steps 60 and 61 (after the
+    # last possible epoch), and never judges the last fold
+    for t in pruned:
+        reason = t.user_attrs["pruned_reason"]
+        assert reason in ("pruned by median after fold 0", "pruned by median after fold 1")
+        folds_done = int(reason[-1]) + 1
+        assert len(t.user_attrs["fold_values"]) == folds_done
+        assert sorted(t.intermediate_values) == [60 + i for i in range(folds_done)]
     for t in complete:
         values = t.user_attrs["fold_values"]
         assert len(values) == 3 and len(t.user_attrs["fold_epochs"]) == 3
         assert t.value == pytest.approx(np.mean(values))
-        # the pruner sees the mean so far after each fold but the last
-        assert sorted(t.intermediate_values) == [0, 1]
-        assert t.intermediate_values[1] == pytest.approx(np.mean(values[:2]))
+        assert sorted(t.intermediate_values) == [60, 61]
+        assert t.intermediate_values[61] == pytest.approx(np.mean(values[:2]))
     # the re-check reran all three folds with another seed for the top two
     rechecked = loaded.user_attrs["nnsearch.recheck"]
     assert len(rechecked) == 2 and all(len(v) == 2 for v in rechecked.values())
@@ -127,6 +132,26 @@ def test_folds_on_iris_end_to_end_prune_fold_by_fold_and_train_refits(tmp_path):
     out = run_cli("train", "cv-best.json", cwd=tmp_path).stdout
     assert f"val: mean of 3 folds; test: refitted on train + validation for {epochs} epochs" \
         in out
+
+
+def test_the_first_fold_is_judged_epoch_by_epoch(tmp_path):
+    study = _study(tmp_path, pruner_extra="n_startup_trials = 2\nn_warmup_steps = 5",
+                   trials=12)
+    res = run_cli("run", str(study), "--workers", "2", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    loaded = optuna.load_study(study_name="cv", storage=f"sqlite:///{tmp_path / 'cv.db'}")
+    for t in loaded.get_trials(deepcopy=False):
+        steps = sorted(t.intermediate_values)
+        epochs = [s for s in steps if s < 60]  # fold 0's epochs, reported as one split's
+        assert epochs == list(range(len(epochs))) and epochs
+        assert steps[len(epochs):] == [60 + i for i in range(len(t.user_attrs["fold_values"])
+                                                             ) if i < 2]
+        if t.state.name == "PRUNED":
+            reason = t.user_attrs["pruned_reason"]
+            assert re.fullmatch(r"pruned by median (in fold 0 at epoch \d+|after fold [01])",
+                                reason), reason
+            if "in fold 0" in reason:  # judged at the epoch it names, after the warm-up
+                assert int(reason.split()[-1]) == epochs[-1] >= 5
 
 
 def test_wilcoxon_pairs_folds_across_trials(tmp_path):
