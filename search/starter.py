@@ -5,8 +5,10 @@ The bundled studies live in the package (``nnsearch/studies``, the repository's
 ``studies/`` folder), so a pip-installed user has them. ``study_for_table`` reads the
 table once, as a study would, and writes what it found as comments: the task (with
 the reason), the columns and what becomes of them, identifier columns it put in
-``data.drop``, the metric and a general search space. The text is parsed back by the
-study-file validator before anyone sees it, so what ``init`` writes always runs.
+``data.drop``, the metric; then the default study's sampler, pruner and search space
+(read from the bundled ``digits.toml``), with k-fold cross-validation for a small
+table. The text is parsed back by the study-file validator before anyone sees it, so
+what ``init`` writes always runs.
 """
 
 from __future__ import annotations
@@ -28,6 +30,9 @@ from .tabular import MISSING
 
 EXAMPLES = ("digits", "article")
 IMBALANCED = 0.1  # a smallest class below this share: accuracy misleads, so val_loss
+CV_ROWS = 10_000  # up to this many rows, init writes k-fold cross-validation
+FOLDS = 3
+LARGE = 50_000  # rows from which init writes larger batches
 
 
 def example_text(name: str) -> str:
@@ -127,13 +132,31 @@ def _source(path: Path, output: Path | None) -> str:
         return str(path)
 
 
+def default_sections() -> dict[str, str]:
+    """The bundled default study's sections (``studies/digits.toml``) as text, comments
+    kept: ``init`` writes the same sampler, pruner and search space, so there is one
+    default to maintain."""
+    text = example_text("digits")
+    parts = re.split(r"^\[(\w+)\]\n", text, flags=re.M)
+    return {name: body.strip() + "\n" for name, body in zip(parts[1::2], parts[2::2],
+                                                              strict=True)}
+
+
 def _render(name: str, source: str, target: str, task: str, metric: str, why: str,
             identifiers: list[str], info: Inferred, rows: int) -> str:
     found = "\n".join(f"#   {_one_line(line)}" for line in info.lines)
     drop = f"drop = [{', '.join(map(_q, identifiers))}]  # identifiers: no signal, only " \
            "noise\n" if identifiers else ""
     task_line = f"task = {_q(task)}  # inferred; classification | regression"
-    batches = "[128, 256, 512]" if rows > 50_000 else "[32, 64, 128, 256]"
+    default = default_sections()
+    space = default["space"]
+    if rows > LARGE:  # larger batches: an epoch of small ones takes too long
+        space = re.sub(r"^batch_size = .*$", "batch_size = [128, 256, 512]", space, flags=re.M)
+    split = (f"folds = {FOLDS}                    # cross-validation over what the test split "
+             "leaves (one validation split instead: remove it, add validation = 0.2)"
+             if rows <= CV_ROWS else
+             "validation = 0.2             # (a small table: folds = 3 instead, for "
+             "cross-validation)")
     return f"""\
 # A study for {source}, written by `nnsearch init`. What it found:
 {found}
@@ -145,44 +168,24 @@ metric = {_q(metric)}  # {why}
 seed = 42
 
 [sampler]
-name = "tpe"
-n_startup_trials = 10
-
+{default["sampler"]}
 [pruner]
-name = "median"
-n_startup_trials = 5
-n_warmup_steps = 10
-report_every = 5
-
+{default["pruner"]}
 [data]
 source = {_q(source)}
 target = {_q(target)}
 {task_line}
 {drop}# categorical = ["zip"]  # numeric codes that are categories, one-hot like text
-validation = 0.2
+{split}
 test = 0.2                   # held out: never seen by the search
 seed = 0
 
 [budget]
-trials = 50
+trials = 100
+# timeout = 600              # seconds: stop starting trials after this
 
 [space]
-# A general space: depth, widths per layer, activation, initialisation, dropout,
-# learning rate, L2, gradient clipping and batch size.
-n_layers = {{ low = 1, high = 3 }}
-width = {{ low = 16, high = 512, log = true }}
-activation = ["relu", "leaky_relu", "tanh"]
-init = ["he_normal", "he_uniform", "glorot_normal", "glorot_uniform"]
-dropout = {{ low = 0.0, high = 0.5 }}
-learning_rate = {{ low = 1e-4, high = 1e-2, log = true }}
-optimizer = "adam"
-l2 = {{ low = 1e-6, high = 1e-2, log = true }}
-clip_type = ["none", "norm"]
-clip_value = {{ low = 0.1, high = 10.0, log = true }}   # when clipping
-batch_size = {batches}
-epochs = 200
-patience = 15
-"""
+{space}"""
 
 
 def write_new(text: str, output: str) -> Path | None:

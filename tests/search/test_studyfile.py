@@ -18,7 +18,7 @@ from nnsearch.search.space import (
     parse_param,
     sample,
 )
-from nnsearch.search.studyfile import load_study_file, parse_study
+from nnsearch.search.studyfile import METRICS, load_study_file, parse_study
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -27,7 +27,23 @@ ROOT = Path(__file__).resolve().parents[2]
 def test_shipped_study_files_load(name):
     spec = load_study_file(ROOT / "studies" / f"{name}.toml")
     assert spec.name == name
-    assert spec.metric == "val_accuracy" and spec.direction == "maximize"
+    metric = {"digits": "val_loss", "article": "val_accuracy"}[name]
+    assert spec.metric == metric and spec.direction == METRICS[metric][0]
+
+
+def test_the_default_study_searches_the_whole_space():
+    """Depth 1-4, widths, activation, all six inits, dropout, learning rate, optimizer,
+    L2, every clipping with its threshold, and batch size (issue #13)."""
+    from nnsearch.model import CLIP_TYPES, INITIALIZERS
+
+    s = load_study_file(ROOT / "studies" / "digits.toml").space
+    assert (s["n_layers"].low, s["n_layers"].high) == (1, 4)
+    assert set(s["init"].choices or ()) == set(INITIALIZERS)
+    assert set(s["clip_type"].choices or ()) == set(CLIP_TYPES)
+    assert set(s["optimizer"].choices or ()) == {"adam", "momentum", "sgd"}
+    assert len(s["activation"].choices or ()) >= 3 and len(s["batch_size"].choices or ()) >= 2
+    for name in ("width", "dropout", "learning_rate", "l2", "clip_value"):
+        assert s[name].kind == "range", name
 
 
 def test_article_space_is_the_articles():
@@ -278,3 +294,19 @@ def test_the_study_note_says_when_a_parameter_applies():
                                            momentum={"low": 0.5, "high": 0.9}), "t.toml"))
     assert "| momentum | 0.5 – 0.9 (when optimizer is momentum) |" in note
     assert "| optimizer | sgd, momentum |" in note
+
+
+def test_init_writes_the_default_space_and_folds_for_a_small_table(tmp_path):
+    import tomllib
+
+    from nnsearch.search.starter import study_for_table
+
+    rows = "a,b,label\n" + "".join(f"{i % 7}.5,{i % 3},{'xy'[i % 2]}\n" for i in range(60))
+    (tmp_path / "t.csv").write_text(rows)
+    text, _ = study_for_table(str(tmp_path / "t.csv"), "label", tmp_path / "t.toml")
+    spec = parse_study(tomllib.loads(text), "init", tmp_path / "t.toml")
+    default = load_study_file(ROOT / "studies" / "digits.toml")
+    assert spec.space == default.space  # one default space, not a hand-kept copy
+    assert (spec.sampler, spec.sampler_args) == (default.sampler, default.sampler_args)
+    assert (spec.pruner, spec.pruner_args) == (default.pruner, default.pruner_args)
+    assert spec.data.folds == 3  # a small table is cross-validated
