@@ -73,14 +73,21 @@ def pick_trial(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, li
     if rechecked and str(ranked[0].number) in rechecked:
         # The re-check retrained the top trials with more seeds: pick by the mean.
         sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
-        means = {t.number: sign * float(np.mean(rechecked[str(t.number)]))
-                 for t in ranked if str(t.number) in rechecked}
+        means = {t.number: sign * mean if math.isfinite(mean := recheck_mean(
+            rechecked[str(t.number)])) else math.inf  # a seed that diverged ranks last
+            for t in ranked if str(t.number) in rechecked}
         return min((t for t in ranked if t.number in means),
                    key=lambda t: (means[t.number], ranked.index(t))), skipped
     if rechecked:
         logger.info("trial %d came after the last re-check; picked by its own value "
                     "(nnsearch run re-checks again)", ranked[0].number)
     return ranked[0], skipped
+
+
+def recheck_mean(values: list[float | None]) -> float:
+    """The mean of a re-check's values; NaN when a seed diverged (None)."""
+    finite = [v for v in values if v is not None]
+    return math.nan if len(finite) < len(values) else float(np.mean(finite))
 
 
 def rank_trials(study: optuna.Study, trials: list[FrozenTrial]) -> list[FrozenTrial]:
@@ -182,19 +189,29 @@ def retrain(config: dict[str, Any], where: str, data: Dataset | None = None,
         if data.n_folds:
             # The trial's value is its cross-validation mean (reproduced here); the network
             # kept is refitted on train + validation for the folds' mean epochs.
-            folds = cross_validate(network, training, data.split_folds(), metric)
-            if folds.stopped is not None:
-                raise UsageError(f"{where}: the cross-validation {folds.stopped}.")
-            loss_va, score_va = float(np.mean(folds.losses)), float(np.mean(folds.scores))
-            trial_value = folds.value
-            net, history = refit(network, training, data, folds.refit_epochs) if test \
-                else (folds.net, folds.history)
-            assert net is not None and history is not None
+            folds = cross_validate(network, training, data, metric)
         else:
             net, history, loss_va, score_va, _ = train_trial(network, training, data)
             trial_value = metric_value(metric, data, loss_va, score_va)
     except (ValueError, TypeError) as exc:  # TypeError: a missing or unknown key
         raise UsageError(f"{where}: bad network or training section: {exc}") from None
+    if data.n_folds:
+        assert folds.net is not None and folds.history is not None
+        net, history = folds.net, folds.history
+        if folds.stopped is not None:
+            if test:
+                raise UsageError(f"{where}: the cross-validation {folds.stopped}, which trial "
+                                 f"{config['trial'].get('number')} did not (another NumPy "
+                                 "or BLAS build?).")
+            loss_va = score_va = trial_value = math.nan  # a re-check seed that failed
+        else:
+            loss_va, score_va = float(np.mean(folds.losses)), float(np.mean(folds.scores))
+            trial_value = folds.value
+        if test:
+            try:
+                net, history = refit(network, training, data, folds.refit_epochs)
+            except ValueError as exc:
+                raise UsageError(f"{where}: {exc}.") from None
     loss_te, score_te = evaluate_test(net, data) if test else (math.nan, math.nan)
     if data.task == "classification":
         metrics = {"val_accuracy": score_va, "test_accuracy": score_te}

@@ -50,7 +50,6 @@ class Objective:
         self.store = store
         self.worker = record.worker_id()
         self.first_prunable = spec.first_prunable_step()
-        self.folds = data.split_folds()  # with [data] folds: k datasets, made once
 
     def __call__(self, trial: optuna.Trial) -> float:
         spec, data = self.spec, self.data
@@ -58,7 +57,7 @@ class Objective:
         seed = record.trial_seed(spec.seed, trial.number)
         network, training = build_configs(values, data.n_features, data.n_outputs, data.task,
                                           seed)
-        if self.folds:
+        if data.n_folds:
             return self._cross_validate(trial, network, training, seed)
         report = self._epoch_reporter(trial)
         net, history, val_loss, val_score, seconds = train_trial(network, training, data,
@@ -133,12 +132,13 @@ class Objective:
             trial.report(folds.values[-1] if wilcoxon else folds.value, base + i)
             return base + i >= self.first_prunable and trial.should_prune()
 
-        folds = cross_validate(network, training, self.folds, spec.metric, after_fold,
-                               on_epoch)
+        folds = cross_validate(network, training, data, spec.metric, after_fold, on_epoch)
         assert folds.net is not None and folds.history is not None
         value = folds.value if folds.values else math.nan
         attrs = record.result_attrs(folds.history, folds.net, seed, folds.seconds)
-        attrs[record.VAL_LOSS] = float(np.mean(folds.losses)) if folds.losses else None
+        loss = float(np.mean(folds.losses)) if folds.losses else math.nan
+        attrs[record.VAL_LOSS] = loss if math.isfinite(loss) else None
+        attrs["diverged"] = folds.stopped is not None and folds.stopped.startswith("diverged")
         if data.task == "classification" and folds.scores:
             attrs[record.VAL_ACCURACY] = float(np.mean(folds.scores))
         attrs[record.FOLD_VALUES] = folds.values

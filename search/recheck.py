@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import logging
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -22,7 +23,7 @@ from threadpoolctl import threadpool_limits
 
 from . import record
 from .cache import cache_dir, cached_data
-from .export import RECHECK_ATTR, export_trial, rank_trials, retrain
+from .export import RECHECK_ATTR, export_trial, rank_trials, recheck_mean, retrain
 from .study import OpenStudy
 
 logger = logging.getLogger(__name__)
@@ -31,11 +32,11 @@ logger = logging.getLogger(__name__)
 @dataclass
 class Rechecked:
     number: int
-    values: list[float]  # the trial's own value first
+    values: list[float | None]  # the trial's own value first; None: a seed that diverged
 
     @property
     def mean(self) -> float:
-        return float(np.mean(self.values))
+        return recheck_mean(self.values)
 
 
 def recheck_seed(seed: int, k: int) -> int:
@@ -55,16 +56,17 @@ def recheck(opened: OpenStudy) -> list[Rechecked]:
     for trial in top:
         config = export_trial(study, spec, trial, opened.url)
         assert trial.value is not None
-        values = [float(trial.value)]
+        values: list[float | None] = [float(trial.value)]
         for k in range(1, spec.recheck_seeds + 1):
             again = copy.deepcopy(config)
             seed = recheck_seed(int(config["seed"]), k)
             again["network"]["seed"] = again["training"]["seed"] = again["seed"] = seed
             with threadpool_limits(limits=1, user_api="blas"):
                 *_, metrics = retrain(again, f"trial {trial.number}", data, test=False)
-            values.append(float(metrics[f"trial_{spec.metric}"]))
+            value = float(metrics[f"trial_{spec.metric}"])
+            values.append(value if math.isfinite(value) else None)
         results.append(Rechecked(trial.number, values))
         logger.info("re-checked trial %d: %s=%s", trial.number, spec.metric,
-                    ", ".join(f"{v:.4f}" for v in values))
+                    ", ".join("diverged" if v is None else f"{v:.4f}" for v in values))
     study.set_user_attr(RECHECK_ATTR, {str(r.number): r.values for r in results})
     return results

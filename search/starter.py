@@ -102,11 +102,13 @@ def study_for_table(data: str, target: str | None, output: Path | None) -> tuple
     info.add(f"task: {task} of {target!r} ({distinct} distinct value(s)"
              + (", integers taken as a quantity" if note else "") + f"); metric: {metric}")
     source = _source(path, output)
-    text_out = _render(study_name(path), source, target, task, metric, why, identifiers,
-                       info, len(table))
     import tomllib
 
     folder = output.parent if output else Path.cwd()
+    # Folds need 3 rows of each class outside the test split; a class too small for that
+    # is too small for one validation split too, and is refused either way.
+    text_out = _render(study_name(path), source, target, task, metric, why, identifiers,
+                       info, len(table), folds=len(table) <= CV_ROWS)
     spec = parse_study(tomllib.loads(text_out), "the generated study file",
                        folder / "study.toml")  # what init writes always validates...
     load_data(spec.data, spec.base_dir, raw=(table, y))  # ...and splits as run will split it
@@ -137,13 +139,13 @@ def default_sections() -> dict[str, str]:
     kept: ``init`` writes the same sampler, pruner and search space, so there is one
     default to maintain."""
     text = example_text("digits")
-    parts = re.split(r"^\[(\w+)\]\n", text, flags=re.M)
+    parts = re.split(r"^\[(\w+)\][ \t]*(?:#[^\n]*)?\n", text, flags=re.M)
     return {name: body.strip() + "\n" for name, body in zip(parts[1::2], parts[2::2],
                                                               strict=True)}
 
 
 def _render(name: str, source: str, target: str, task: str, metric: str, why: str,
-            identifiers: list[str], info: Inferred, rows: int) -> str:
+            identifiers: list[str], info: Inferred, rows: int, folds: bool) -> str:
     found = "\n".join(f"#   {_one_line(line)}" for line in info.lines)
     drop = f"drop = [{', '.join(map(_q, identifiers))}]  # identifiers: no signal, only " \
            "noise\n" if identifiers else ""
@@ -151,12 +153,13 @@ def _render(name: str, source: str, target: str, task: str, metric: str, why: st
     default = default_sections()
     space = default["space"]
     if rows > LARGE:  # larger batches: an epoch of small ones takes too long
-        space = re.sub(r"^batch_size = .*$", "batch_size = [128, 256, 512]", space, flags=re.M)
+        space, n = re.subn(r"^batch_size = [^\n]*$", "batch_size = [128, 256, 512]", space,
+                           flags=re.M)
+        assert n == 1, "studies/digits.toml: batch_size must be one line of its [space]"
     split = (f"folds = {FOLDS}                    # cross-validation over what the test split "
              "leaves (one validation split instead: remove it, add validation = 0.2)"
-             if rows <= CV_ROWS else
-             "validation = 0.2             # (a small table: folds = 3 instead, for "
-             "cross-validation)")
+             if folds else
+             f"validation = 0.2             # (cross-validation instead: folds = {FOLDS})")
     return f"""\
 # A study for {source}, written by `nnsearch init`. What it found:
 {found}

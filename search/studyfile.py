@@ -121,7 +121,12 @@ class StudySpec:
         return SAMPLERS[self.sampler](**args)
 
     def make_pruner(self) -> optuna.pruners.BasePruner:
-        return PRUNERS[self.pruner](**self.pruner_args)
+        pruner = PRUNERS[self.pruner](**self.pruner_args)
+        if self.data.folds and self.pruner == "median":
+            from .pruning import FoldSteps
+
+            return FoldSteps(pruner, self.max_epochs())  # judge folds on the folds' mean
+        return pruner
 
     def first_prunable_step(self) -> float:
         return first_prunable_step(self.pruner, self.pruner_args)
@@ -270,6 +275,14 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
         raise UsageError(f"{where}: pruner wilcoxon compares trials fold by fold and needs "
                          "data.folds (k-fold cross-validation); or use median, hyperband or "
                          "successive_halving.")
+    if pruner == "wilcoxon":
+        # k-1 folds are judged; a signed-rank test on n pairs has p >= 2**-n
+        threshold = pruner_args.get("p_threshold", 0.1)
+        if 0.5 ** (data.folds - 1) >= threshold:
+            raise UsageError(f"{where}: pruner wilcoxon can never prune with data.folds = "
+                             f"{data.folds}: its smallest p-value, {0.5 ** (data.folds - 1):g}, "
+                             f"is not below p_threshold = {threshold}; use more folds or "
+                             "pruner median.")
 
     budget = raw.get("budget", {})
     trials = _get(budget, "budget.trials", where, int, None)
@@ -344,10 +357,13 @@ def _parse_data(table: dict[str, Any], where: str) -> DataSpec:
             raise UsageError(f"{where}: data.{key} must be a share in (0, 1), "
                              f"but got {value!r}.")
         shares[key] = float(value)
-    if shares["validation"] + shares["test"] >= 0.9:
+    if not folds and shares["validation"] + shares["test"] >= 0.9:
         raise UsageError(f"{where}: data.validation + data.test must leave at least 10% "
                          f"for training, but they add up to "
                          f"{shares['validation'] + shares['test']:.2f}.")
+    if folds and shares["test"] >= 0.9:
+        raise UsageError(f"{where}: data.test must leave at least 10% for the folds, but "
+                         f"it is {shares['test']}.")
     target = _get(table, "data.target", where, str, None)
     if source.lower().endswith(".csv") and not target:
         raise UsageError(f"{where}: data.target is required for a CSV source "

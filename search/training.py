@@ -68,8 +68,8 @@ class Folds:
     scores: list[float] = field(default_factory=list)  # accuracy or standardised RMSE
     epochs: list[int] = field(default_factory=list)  # epochs up to the weights kept
     seconds: float = 0.0
-    net: Network | None = None  # the first fold's network and history
-    history: History | None = None
+    net: Network | None = None  # the first fold's network
+    history: History | None = None  # the last fold trained (the one that stopped, if any)
     stopped: str | None = None  # why it ended before the last fold
     pruned: bool = False  # stopped by after_fold or on_epoch_end, not by divergence
 
@@ -83,17 +83,21 @@ class Folds:
         return max(1, round(float(np.mean(self.epochs))))
 
 
-def cross_validate(network: dict[str, Any], training: dict[str, Any], folds: list[Dataset],
+def cross_validate(network: dict[str, Any], training: dict[str, Any], data: Dataset,
                    metric: str, after_fold: Callable[[int, Folds], bool] | None = None,
                    on_epoch_end: Any = None) -> Folds:
-    """Train the config on each fold in turn. ``after_fold(i, so_far)`` is asked after
-    every fold but the last; true stops (pruning). A fold that diverges or is stopped
-    by ``on_epoch_end`` ends it too."""
+    """Train the config on each of ``data``'s folds in turn (each made when it is
+    trained: a worker holds one fold's copy at a time). ``after_fold(i, so_far)`` is
+    asked after every fold but the last; true stops (pruning). A fold that diverges or
+    is stopped by ``on_epoch_end`` ends it too."""
     out = Folds()
-    for i, fold in enumerate(folds):
+    k = data.n_folds
+    for i in range(k):
+        fold = data.fold(i)
         net, history, loss, score, seconds = train_trial(network, training, fold, on_epoch_end)
         if out.net is None:
-            out.net, out.history = net, history
+            out.net = net
+        out.history = history
         out.seconds += seconds
         if history.diverged:
             out.stopped = f"diverged in fold {i} at epoch {history.epochs_run - 1}"
@@ -108,7 +112,7 @@ def cross_validate(network: dict[str, Any], training: dict[str, Any], folds: lis
         if not math.isfinite(out.values[-1]):
             out.stopped = f"non-finite validation metric in fold {i}"
             return out
-        if i < len(folds) - 1 and after_fold is not None and after_fold(i, out):
+        if i < k - 1 and after_fold is not None and after_fold(i, out):
             out.stopped, out.pruned = f"after fold {i}", True
             return out
     return out
@@ -123,4 +127,7 @@ def refit(network: dict[str, Any], training: dict[str, Any], data: Dataset,
     with threadpool_limits(1):
         history = fit(net, data.X_train, data.y_train, None, None, config,
                       on_epoch_end=lambda epoch, _: epoch + 1 >= epochs)
+    if history.diverged:
+        raise ValueError(f"the refit on train + validation diverged at epoch "
+                         f"{history.epochs_run - 1} (the folds did not)")
     return net, history

@@ -131,7 +131,8 @@ def _render_recheck(rechecked: list[Any], metric: str, out: Any) -> None:
         table.add_column(column, justify="right")
     for r in rechecked:
         table.add_row(str(r.number), f"{r.values[0]:.4f}",
-                      ", ".join(f"{v:.4f}" for v in r.values[1:]), f"{r.mean:.4f}")
+                      ", ".join("diverged" if v is None else f"{v:.4f}" for v in r.values[1:]),
+                      f"{r.mean:.4f}")
     out.print(table)
 
 

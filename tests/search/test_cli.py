@@ -304,6 +304,10 @@ def _bad_cases(tmp: Path, study: Path):
         "wilcoxon without folds": (["run", variant("wil.toml", good.replace(
             'name = "median"', 'name = "wilcoxon"').replace("n_startup_trials = 2", ""))],
             "pruner wilcoxon compares trials fold by fold and needs data.folds"),
+        "wilcoxon that can never prune": (["run", variant("wil3.toml", good.replace(
+            'name = "median"', 'name = "wilcoxon"').replace("n_startup_trials = 2", "")
+            .replace('source = "iris"', 'source = "iris"\nfolds = 3'))],
+            "pruner wilcoxon can never prune with data.folds = 3"),
         "edited range, worker": (["worker", "--storage", db, variant("range.toml", good.replace(
             "high = 0.2", "high = 0.3"))], '"high": 0.2} -> {"low": 0.0, "high": 0.3}'),
     }
@@ -337,7 +341,7 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "init: nothing to start from", "init: no target",
          "init: target not in the table", "init: would overwrite", "init: unknown example",
          "one fold", "folds with a validation share", "more folds than a class has",
-         "wilcoxon without folds"]
+         "wilcoxon without folds", "wilcoxon that can never prune"]
 
 
 @pytest.mark.parametrize("case", CASES)

@@ -66,6 +66,8 @@ def test_nothing_to_export_says_why():
     ({"1": [0.97, 0.90, 0.91], "2": [0.96, 0.96, 0.95], "0": [0.95, 0.95, 0.95]}, 2),
     ({"1": [0.97, 0.97, 0.96], "2": [0.96, 0.96, 0.95]}, 1),  # the re-check agrees
     ({"0": [0.95, 0.99, 0.99]}, 1),  # a stale re-check (trial 1 came later) is not used
+    # a seed that diverged (None) ranks the trial last, whatever its other values
+    ({"1": [0.97, 0.99, None], "2": [0.96, 0.90, 0.90], "0": [0.95, 0.95, 0.95]}, 0),
 ])
 def test_the_recheck_changes_the_pick_when_its_mean_says_so(rechecked, best):
     from nnsearch.search.export import RECHECK_ATTR

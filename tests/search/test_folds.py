@@ -136,7 +136,7 @@ def test_folds_on_iris_end_to_end_prune_fold_by_fold_and_train_refits(tmp_path):
 
 def test_the_first_fold_is_judged_epoch_by_epoch(tmp_path):
     study = _study(tmp_path, pruner_extra="n_startup_trials = 2\nn_warmup_steps = 5",
-                   trials=12)
+                   trials=16)
     res = run_cli("run", str(study), "--workers", "2", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     loaded = optuna.load_study(study_name="cv", storage=f"sqlite:///{tmp_path / 'cv.db'}")
@@ -152,6 +152,28 @@ def test_the_first_fold_is_judged_epoch_by_epoch(tmp_path):
                                 reason), reason
             if "in fold 0" in reason:  # judged at the epoch it names, after the warm-up
                 assert int(reason.split()[-1]) == epochs[-1] >= 5
+    # learning rates up to 3.0 on iris: some trials are hopeless within fold 0
+    assert any("in fold 0" in t.user_attrs.get("pruned_reason", "")
+               for t in loaded.get_trials(deepcopy=False))
+
+
+def test_at_a_fold_step_the_median_sees_the_folds_mean_not_the_best_epoch():
+    """Optuna's median pruner compares a trial's best value over all its steps; after a
+    fold that would be fold 0's best epoch. FoldSteps shows it the fold steps only."""
+    from nnsearch.search.pruning import FoldSteps
+
+    study = optuna.create_study(direction="maximize")
+    for _ in range(3):  # finished trials: 0.90 at epoch 0, a mean of 0.90 after fold 0
+        study.add_trial(optuna.trial.create_trial(
+            value=0.9, intermediate_values={0: 0.9, 60: 0.9, 61: 0.9}))
+    trial = optuna.trial.create_trial(  # a great epoch in fold 0, a poor mean since
+        value=0.5, state=optuna.trial.TrialState.COMPLETE,
+        intermediate_values={0: 0.99, 60: 0.8, 61: 0.7})
+    median = optuna.pruners.MedianPruner(n_startup_trials=1)
+    assert not median.prune(study, trial)  # the best epoch, 0.99, hides the folds' 0.7
+    assert FoldSteps(median, 60).prune(study, trial)
+    early = optuna.trial.create_trial(value=0.5, intermediate_values={0: 0.5})
+    assert FoldSteps(median, 60).prune(study, early)  # epochs: the median as it is
 
 
 def test_wilcoxon_pairs_folds_across_trials(tmp_path):

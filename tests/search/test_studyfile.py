@@ -310,3 +310,23 @@ def test_init_writes_the_default_space_and_folds_for_a_small_table(tmp_path):
     assert (spec.sampler, spec.sampler_args) == (default.sampler, default.sampler_args)
     assert (spec.pruner, spec.pruner_args) == (default.pruner, default.pruner_args)
     assert spec.data.folds == 3  # a small table is cross-validated
+
+    # a class of 3 rows is too few for 3 folds, and for one validation split alike
+    (tmp_path / "few.csv").write_text(rows + "".join(f"{i}.5,1,z\n" for i in range(3)))
+    with pytest.raises(UsageError, match=r"data\.folds = 3 needs at least 3 samples of"):
+        study_for_table(str(tmp_path / "few.csv"), "label", tmp_path / "f.toml")
+
+
+@pytest.mark.parametrize(("rows", "folds", "batches"), [
+    (20_000, False, [32, 64, 128]), (60_000, False, [128, 256, 512])])
+def test_init_for_a_large_table(rows, folds, batches):
+    import tomllib
+
+    from nnsearch.search.starter import Inferred, _render
+
+    text = _render("big", "big.csv", "y", "classification", "val_accuracy", "why", [],
+                   Inferred(["a line"]), rows, folds)
+    raw = tomllib.loads(text)
+    assert raw["space"]["batch_size"] == batches
+    assert "folds" not in raw["data"] and raw["data"]["validation"] == 0.2
+    parse_study(raw, "init")  # valid as written

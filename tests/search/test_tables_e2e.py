@@ -150,7 +150,7 @@ def test_a_planted_text_signal_is_found_as_well_as_by_sklearn(tmp_path):
 
     _planted(tmp_path / "planted.csv")
     _ok(run_cli("init", "planted.csv", "--target", "label", cwd=tmp_path))
-    # init's space is the default's, wide: its first 30 trials are random; 16 of them hold
+    # init's space is the default's, wide: its first 20 trials are random; 16 of them hold
     # a configuration that learns the XOR with near certainty
     _ok(run_cli("run", "planted.toml", "--workers", "2", "--trials", "16", cwd=tmp_path))
     trained = json.loads(_ok(run_cli("train", "planted-best.json", "--json",
@@ -194,7 +194,9 @@ def test_an_integer_target_with_many_values_is_regression_with_a_note(tmp_path):
                                      *zip(size.round(1), rooms, price, strict=True)])
     res = _ok(run_cli("init", "houses.csv", "--target", "price", cwd=tmp_path))
     assert "task: regression of 'price'" in res.stderr and "metric: val_rmse" in res.stderr
-    text = (tmp_path / "houses.toml").read_text().replace("trials = 100", "trials = 6")
+    text = (tmp_path / "houses.toml").read_text()
+    assert "trials = 100" in text
+    text = text.replace("trials = 100", "trials = 6")
     (tmp_path / "houses.toml").write_text(text.replace('task = "regression"', ""))
     res = _ok(run_cli("run", "houses.toml", "--workers", "2", cwd=tmp_path))
     assert "taken as regression" in res.stderr and "data.task" in res.stderr
