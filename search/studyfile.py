@@ -77,20 +77,6 @@ SECTIONS: dict[str, tuple[str, ...]] = {
 }
 
 
-def first_prunable_step(pruner: str, args: dict[str, Any]) -> float:
-    """The first step at which the pruner may prune (inf: never), read from its
-    arguments and their defaults; 0 when the pruner decides at run time."""
-    if pruner == "none":
-        return math.inf
-    params = inspect.signature(PRUNERS[pruner]).parameters
-    for name, first in (("n_warmup_steps", 0), ("min_resource", 1)):
-        if name in params:
-            value = args.get(name, params[name].default)
-            # min_resource counts steps from 1 and may be "auto"; steps count from 0.
-            return value - first if isinstance(value, int) else 0
-    return 0
-
-
 @dataclass(frozen=True)
 class StudySpec:
     name: str
@@ -129,7 +115,17 @@ class StudySpec:
         return pruner
 
     def first_prunable_step(self) -> float:
-        return first_prunable_step(self.pruner, self.pruner_args)
+        """The first step at which the pruner may prune (inf: never), read from its
+        arguments and their defaults; 0 when the pruner decides at run time."""
+        if self.pruner == "none":
+            return math.inf
+        params = inspect.signature(PRUNERS[self.pruner]).parameters
+        for name, first in (("n_warmup_steps", 0), ("min_resource", 1)):
+            if name in params:
+                value = self.pruner_args.get(name, params[name].default)
+                # min_resource counts steps from 1 and may be "auto"; steps count from 0.
+                return value - first if isinstance(value, int) else 0
+        return 0
 
     def max_epochs(self) -> int:
         """The most epochs any trial can train: with folds, the steps after it are folds."""
