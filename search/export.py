@@ -238,4 +238,4 @@ def check_reproduction(config: dict[str, Any], metrics: dict[str, float]) -> str
         logger.info("reproduced trial %s's %s=%s exactly", number, metric, expected)
         return None
     return (f"not reproduced: trial {number} had {metric}={expected}, the retrained network "
-            f"has {got} (another NumPy or BLAS build, or an edited export?)")
+            f"has {got} (another NumPy, scikit-learn or BLAS build, or an edited export?)")
