@@ -106,9 +106,6 @@ class Dataset:
     def n_folds(self) -> int:
         return 0 if self.fold_ids is None else int(self.fold_ids.max()) + 1
 
-    def split_folds(self) -> list[Dataset]:
-        return [self.fold(i) for i in range(self.n_folds)]
-
     def fold(self, i: int) -> Dataset:
         """Fold ``i`` as a dataset of its own: trained on the other folds (with their
         shifted copies), validated on fold ``i``, no test rows."""

@@ -55,7 +55,8 @@ def test_folds_cover_train_and_validation_once_and_keep_test_out():
     sizes = np.bincount(data.fold_ids)
     assert sizes.max() - sizes.min() <= 10  # stratified folds of (nearly) equal size
     seen = np.zeros(n, int)
-    for i, fold in enumerate(data.split_folds()):
+    for i in range(data.n_folds):
+        fold = data.fold(i)
         held = np.flatnonzero(data.fold_ids == i)
         seen[held] += 1
         assert np.array_equal(fold.X_val, data.X_train[held])  # originals only, never copies
