@@ -66,10 +66,16 @@ def assert_finished_exactly(ts, budget):
             assert t.user_attrs.get("nnsearch.surplus"), t.user_attrs
 
 
+def _default_sighup() -> None:
+    # run respects an ignored SIGHUP (nohup); a suite started under nohup would pass that
+    # on, and the SIGHUP test would see the run finish instead of stop
+    signal.signal(signal.SIGHUP, signal.SIG_DFL)
+
+
 def start_run(tmp: Path, *args: str) -> subprocess.Popen[str]:
     return subprocess.Popen([*NNSEARCH, "run", *args], cwd=tmp,
                             env=cli_env(), text=True, stdout=subprocess.PIPE,
-                            stderr=subprocess.PIPE)
+                            stderr=subprocess.PIPE, preexec_fn=_default_sighup)
 
 
 def wait_for(predicate, timeout: float = 120, what: str = "condition"):
