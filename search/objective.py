@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
+from optuna.exceptions import UpdateFinishedTrialError
 
 from nnsearch.model import History
 
@@ -162,3 +163,6 @@ class Objective:
             upload_trial_artifacts(trial, self.store, history, export)
         except OSError as exc:  # a full or unwritable artifact folder must not fail the trial
             logger.warning("trial %d: could not store its artifacts: %s", trial.number, exc)
+        except UpdateFinishedTrialError:  # the sweeper ended it (the storage was away)
+            logger.warning("trial %d was ended by the sweeper while its artifacts were "
+                           "stored; its result is dropped", trial.number)

@@ -218,9 +218,12 @@ class Worker:
                     return self.trials_run
             except Stopped:
                 break
-            except UpdateFinishedTrialError as exc:
+            except (UpdateFinishedTrialError, ValueError) as exc:
                 # The storage was away long enough for the sweeper to fail (and retry)
-                # this trial; its result is dropped and the worker goes on.
+                # this trial; its result is dropped and the worker goes on. Optuna's tell
+                # says so with a ValueError ("Cannot tell a FAIL trial.").
+                if isinstance(exc, ValueError) and not str(exc).startswith("Cannot tell a "):
+                    raise
                 logger.warning("trial already ended by the sweeper (%s); going on", exc)
             except Exception as exc:
                 if not is_transient(exc):

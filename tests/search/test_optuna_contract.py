@@ -5,6 +5,7 @@ search/_optuna.py, or let its public fallback do the work.
 """
 
 import optuna
+import pytest
 
 from nnsearch.search import _optuna
 
@@ -72,3 +73,13 @@ def test_no_other_module_names_a_private_optuna_module():
                     f"{path.name}: {owner}.{node.attr}"
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 assert not node.value.startswith("optuna.") or "._" not in node.value, path
+
+
+def test_telling_a_trial_the_sweeper_ended_says_cannot_tell():
+    """The worker goes on after a trial the sweeper failed meanwhile; Optuna's tell says
+    so with this ValueError (worker.Worker.run matches its start)."""
+    study = optuna.create_study()
+    trial = study.ask()
+    study.tell(trial, state=optuna.trial.TrialState.FAIL)  # as the sweeper does
+    with pytest.raises(ValueError, match=r"^Cannot tell a FAIL trial"):
+        study.tell(trial, 1.0)
