@@ -166,6 +166,10 @@ def _bad_cases(tmp: Path, study: Path):
         path.write_text(text)
         return str(path)
 
+    def with_data(name, extra):
+        """The good study with ``extra`` lines added to its [data] section."""
+        return variant(name, good.replace('source = "iris"', f'source = "iris"\n{extra}'))
+
     def csv_study(name, csv_text, target="label"):
         (tmp / f"{name}.csv").write_text(csv_text)
         return variant(f"{name}.toml", good.replace('source = "iris"',
@@ -222,8 +226,8 @@ def _bad_cases(tmp: Path, study: Path):
             'name = "small"', 'name = "a/b"'))], "study.name must be letters, digits"),
         "a key written twice": (["run", variant("twice.toml", good.replace(
             "seed = 3", "seed = 3\nseed = 4"))], "'seed = 4'"),
-        "negative split seed": (["run", variant("dseed.toml", good.replace(
-            'source = "iris"', 'source = "iris"\nseed = -1'))], "data.seed must be a seed"),
+        "negative split seed": (["run", with_data("dseed.toml", "seed = -1")],
+                                "data.seed must be a seed"),
         "sampler argument of the wrong type": (["run", variant("sarg.toml", good.replace(
             'name = "tpe"', 'name = "tpe"\nn_startup_trials = "ten"'))],
             "sampler.n_startup_trials must be int"),
@@ -246,8 +250,8 @@ def _bad_cases(tmp: Path, study: Path):
             'source = "iris"', 'source = "diabetes"'))], "does not apply"),
         "unknown dataset": (["run", variant("ds.toml", good.replace('"iris"', '"mnist"'))],
                             "unknown dataset 'mnist'"),
-        "image shape vs features": (["run", variant("img.toml", good.replace(
-            'source = "iris"', 'source = "iris"\nimage_shape = [3, 3]\nshift = 1'))],
+        "image shape vs features": (["run", with_data("img.toml",
+                                                      "image_shape = [3, 3]\nshift = 1")],
             "holds 9 pixels, but the data has 4 features"),
         "duplicated header": (["run", csv_study("dup", base_rows.replace("a,b,", "a,a,", 1))],
                               "names column(s) ['a'] more than once"),
@@ -266,8 +270,7 @@ def _bad_cases(tmp: Path, study: Path):
             "layer_sizes must be an integer in [1, 65536]"),
         "export: nested too deeply": (["train", variant("deep.json", "[" * 100_000)],
                                       "nested too deeply"),
-        "edited split seed": (["run", "--storage", db, variant("seed.toml", good.replace(
-            'source = "iris"', 'source = "iris"\nseed = 1'))],
+        "edited split seed": (["run", "--storage", db, with_data("seed.toml", "seed = 1")],
             "was created from another definition (data.seed: 0 -> 1)"),
         "categorical names no column": (["run", variant("cat.toml", good.replace(
             'source = "iris"', 'source = "base.csv"\ntarget = "label"\ncategorical = ["zip"]'))],
@@ -293,11 +296,11 @@ def _bad_cases(tmp: Path, study: Path):
         "init: would overwrite": (["init", "--example", "digits", "-o", str(study)],
                                   "exists; choose another -o FILE"),
         "init: unknown example": (["init", "--example", "mnist"], "invalid choice: 'mnist'"),
-        "one fold": (["run", variant("fold1.toml", good.replace(
-            'source = "iris"', 'source = "iris"\nfolds = 1'))], "data.folds must be in [2, 20]"),
-        "folds with a validation share": (["run", variant("foldval.toml", good.replace(
-            'source = "iris"', 'source = "iris"\nfolds = 3\nvalidation = 0.3'))],
-            "data.validation does not apply with data.folds"),
+        "one fold": (["run", with_data("fold1.toml", "folds = 1")],
+                     "data.folds must be in [2, 20]"),
+        "folds with a validation share": (["run", with_data("foldval.toml",
+                                                            "folds = 3\nvalidation = 0.3")],
+                                          "data.validation does not apply with data.folds"),
         "more folds than a class has": (["run", variant("fold9.toml", good.replace(
             'source = "iris"', 'source = "base.csv"\ntarget = "label"\nfolds = 20'))],
             "data.folds = 20 needs at least 20 samples of each class"),
