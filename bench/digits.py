@@ -27,6 +27,7 @@ import tomllib
 from pathlib import Path
 
 import optuna
+from quality import machine  # bench/quality.py: this script's folder is on sys.path
 
 ROOT = Path(__file__).resolve().parents[1]
 NNSEARCH = [sys.executable, "-P", "-m", "nnsearch"]  # -P: nothing in the cwd shadows it
@@ -51,16 +52,6 @@ def with_split_seed(source: str, seed: int) -> str:
     else:
         body = f"seed = {seed}\n" + body
     return source[:data.start(1)] + body + source[data.end(1):]
-
-
-def cpu() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown CPU"
 
 
 def one_search(study: Path, workers: int) -> dict[str, float]:
@@ -89,7 +80,7 @@ def main() -> None:
     parser.add_argument("--study", type=Path, default=ROOT / "studies" / "digits.toml")
     args = parser.parse_args()
     source = args.study.read_text()
-    print(f"{args.study.name} on digits, {args.workers} workers, SQLite; {cpu()}, "
+    print(f"{args.study.name} on digits, {args.workers} workers, SQLite; {machine()}, "
           f"python {platform.python_version()}")
     print(f"command: python bench/digits.py {' '.join(sys.argv[1:])}\n")
     rows = []
