@@ -68,9 +68,7 @@ class Objective:
         attrs[record.VAL_LOSS] = val_loss if math.isfinite(val_loss) else None
         if data.task == "classification":  # whatever the study optimises, show accuracy too
             attrs[record.VAL_ACCURACY] = val_score
-        attrs[record.NETWORK] = network
-        attrs[record.DATA_FINGERPRINT] = data.fingerprint
-        attrs[record.TRAINING] = training
+        attrs |= self._config_attrs(network, training)
         reason = None
         if history.diverged:
             reason = f"diverged at epoch {history.epochs_run - 1}: the loss became non-finite"
@@ -99,6 +97,12 @@ class Objective:
             return epoch >= self.first_prunable and trial.should_prune()
 
         return report
+
+    def _config_attrs(self, network: dict[str, Any], training: dict[str, Any]
+                      ) -> dict[str, Any]:
+        """What the export rebuilds the trial from."""
+        return {record.NETWORK: network, record.DATA_FINGERPRINT: self.data.fingerprint,
+                record.TRAINING: training}
 
     def _finish(self, trial: optuna.Trial, value: float, attrs: dict[str, Any],
                 history: History, reason: str | None) -> float:
@@ -144,9 +148,7 @@ class Objective:
             attrs[record.VAL_ACCURACY] = float(np.mean(folds.scores))
         attrs[record.FOLD_VALUES] = folds.values
         attrs[record.FOLD_EPOCHS] = folds.epochs
-        attrs[record.NETWORK] = network
-        attrs[record.DATA_FINGERPRINT] = data.fingerprint
-        attrs[record.TRAINING] = training
+        attrs |= self._config_attrs(network, training)
         reason = None
         if folds.stopped is not None:
             reason = f"pruned by {spec.pruner} {folds.stopped}" if folds.pruned \
