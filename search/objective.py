@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import math
 import threading
+import time
 from functools import partial
 from typing import Any
 
@@ -44,6 +45,11 @@ class Objective:
                  stop: threading.Event | None = None) -> None:
         self.stop = stop or threading.Event()
         self.stop_reason = "a signal"
+        # time.monotonic() past which a running trial is stopped (the study's time
+        # limit: its timeout plus grace); it ends pruned, and why is recorded
+        self.deadline: float | None = None
+        self.time_limit = "the study's time limit"
+        self._timed_out = False
         self.spec = spec
         self.data = data
         self.preprocessing = data.preprocessing()  # for every trial's export artifact
@@ -54,6 +60,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float:
         spec, data = self.spec, self.data
+        self._timed_out = False
         values = sample(spec.space, trial)
         seed = record.trial_seed(spec.seed, trial.number)
         network, training = build_configs(values, data.n_features, data.n_outputs, data.task,
@@ -73,7 +80,7 @@ class Objective:
         if history.diverged:
             reason = f"diverged at epoch {history.epochs_run - 1}: the loss became non-finite"
         elif history.stopped_by_callback:
-            reason = f"pruned by {spec.pruner} at epoch {history.epochs_run - 1}"
+            reason = f"{self._stopped_by()} at epoch {history.epochs_run - 1}"
         elif not math.isfinite(value):
             reason = "non-finite validation metric"
         if reason is not None:
@@ -85,8 +92,8 @@ class Objective:
         spec, data, every = self.spec, self.data, self.spec.report_every
 
         def report(epoch: int, metrics: dict[str, Any]) -> bool:
-            if self.stop.is_set():
-                raise Stopped(self.stop_reason)
+            if self._must_stop():
+                return True
             if (epoch + 1) % every:
                 return False
             value = metric_value(spec.metric, data, metrics["val_loss"], metrics["val_metric"])
@@ -97,6 +104,20 @@ class Objective:
             return epoch >= self.first_prunable and trial.should_prune()
 
         return report
+
+    def _must_stop(self) -> bool:
+        """Asked every epoch: a signal raises Stopped; past the deadline, true (the trial
+        stops there and ends pruned)."""
+        if self.stop.is_set():
+            raise Stopped(self.stop_reason)
+        if self.deadline is not None and time.monotonic() >= self.deadline:
+            self._timed_out = True
+        return self._timed_out
+
+    def _stopped_by(self) -> str:
+        """Who stopped a trial that its epoch callback stopped: the pruner or the clock."""
+        return f"stopped by {self.time_limit}" if self._timed_out \
+            else f"pruned by {self.spec.pruner}"
 
     def _config_attrs(self, network: dict[str, Any], training: dict[str, Any]
                       ) -> dict[str, Any]:
@@ -128,8 +149,8 @@ class Objective:
         fold_now = [0]
 
         def on_epoch(epoch: int, metrics: dict[str, Any]) -> bool:
-            if self.stop.is_set():
-                raise Stopped(self.stop_reason)
+            if self._must_stop():
+                return True
             return not wilcoxon and fold_now[0] == 0 and epoch_report(epoch, metrics)
 
         def after_fold(i: int, folds: Folds) -> bool:
@@ -151,7 +172,7 @@ class Objective:
         attrs |= self._config_attrs(network, training)
         reason = None
         if folds.stopped is not None:
-            reason = f"pruned by {spec.pruner} {folds.stopped}" if folds.pruned \
+            reason = f"{self._stopped_by()} {folds.stopped}" if folds.pruned \
                 else folds.stopped
             attrs[record.PRUNED_REASON] = reason
         return self._finish(trial, value, attrs, folds.history, reason)

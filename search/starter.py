@@ -186,6 +186,7 @@ seed = 0
 [budget]
 trials = 100
 # timeout = 600              # seconds: stop starting trials after this
+# grace = 60                 # ...and stop the trials still running this long after it
 
 [space]
 {space}"""

@@ -62,6 +62,7 @@ def _is(value: Any, kind: str) -> bool:
     return isinstance(value, _PLAIN[kind]) and (kind == "bool") == isinstance(value, bool)
 
 MAX_FOLDS = 20
+GRACE_FRACTION = 0.1  # budget.grace's default, as a fraction of the timeout
 MAX_RECHECK = 20  # trials re-checked, and extra seeds each
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # it names files (NAME-best.json)
 
@@ -71,7 +72,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "pruner": ("name", "report_every"),  # plus the pruner's own keyword arguments
     "data": ("source", "target", "task", "validation", "test", "seed", "image_shape", "shift",
              "drop", "categorical", "folds"),
-    "budget": ("trials", "timeout"),
+    "budget": ("trials", "timeout", "grace"),
     "selection": ("recheck", "seeds"),
     "space": (),  # checked by space.parse_param
 }
@@ -92,6 +93,7 @@ class StudySpec:
     trials: int | None
     timeout: float | None
     space: dict[str, Param]
+    grace: float | None = None  # seconds a trial may run past the timeout (None: 10% of it)
     recheck: int = 0  # the top trials retrained with more seeds before the export picks
     recheck_seeds: int = 2  # extra seeds per re-checked trial
     path: Path | None = field(default=None, compare=False)
@@ -127,6 +129,10 @@ class StudySpec:
                 return value - first if isinstance(value, int) else 0
         return 0
 
+    def grace_after(self, timeout: float) -> float:
+        """Seconds a trial still running at ``timeout`` may go on before it is stopped."""
+        return self.grace if self.grace is not None else GRACE_FRACTION * timeout
+
     def max_epochs(self) -> int:
         """The most epochs any trial can train: with folds, the steps after it are folds."""
         p = self.space.get("epochs")
@@ -144,8 +150,8 @@ class StudySpec:
             "pruner": {"name": self.pruner, "report_every": self.report_every,
                        **self.pruner_args},
             "data": {k: v for k, v in self.data.to_dict().items() if v is not None},
-            "budget": {k: v for k, v in (("trials", self.trials), ("timeout", self.timeout))
-                       if v is not None},
+            "budget": {k: v for k, v in (("trials", self.trials), ("timeout", self.timeout),
+                                         ("grace", self.grace)) if v is not None},
             "space": {name: p.to_toml_value() for name, p in self.space.items()},
             # only when set: definitions stored before it stay the same
             **({"selection": {"recheck": self.recheck, "seeds": self.recheck_seeds}}
@@ -287,6 +293,10 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
     timeout = _get(budget, "budget.timeout", where, (int, float), None)
     if timeout is not None and timeout <= 0:
         raise UsageError(f"{where}: budget.timeout must be > 0 seconds, but got {timeout}.")
+    grace = _get(budget, "budget.grace", where, (int, float), None)
+    if grace is not None and not 0 <= grace < math.inf:
+        raise UsageError(f"{where}: budget.grace must be a number of seconds >= 0, but got "
+                         f"{grace}.")
 
     selection = raw.get("selection", {})
     recheck = _get(selection, "selection.recheck", where, int, 0)
@@ -304,6 +314,7 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
                      sampler_args=sampler_args, pruner=pruner, pruner_args=pruner_args,
                      report_every=report_every, data=data, trials=trials,
                      timeout=float(timeout) if timeout is not None else None, space=space,
+                     grace=float(grace) if grace is not None else None,
                      recheck=recheck, recheck_seeds=seeds,
                      path=path.resolve() if path is not None else None)
 

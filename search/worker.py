@@ -6,6 +6,10 @@ trial that still finds itself beyond the budget once it has its number (two
 workers raced for the last slot) ends at once as FAIL, marked as surplus,
 without training. A trial that fails (a killed worker's, swept as stale) does
 not count, so its retry takes its place.
+
+The timeout stops a worker starting trials; a trial still running ``grace``
+seconds after it (``budget.grace``, by default a tenth of the timeout) is
+stopped at its next epoch and ends pruned, so a run ends near its timeout.
 """
 
 from __future__ import annotations
@@ -156,6 +160,11 @@ class Worker:
         data = accepted_data(opened, notes=False)
         self.objective = Objective(spec, data, opened.url, artifact_store(opened.url),
                                    stop=self.stop)
+        if self.deadline is not None:
+            assert timeout is not None
+            grace = spec.grace_after(timeout)
+            self.objective.deadline = self.deadline + grace
+            self.objective.time_limit = f"the time limit ({timeout:g} s + {grace:g} s grace)"
         self.trials_run = 0
 
     def install_signal_handlers(self) -> None:

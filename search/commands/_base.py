@@ -64,7 +64,8 @@ def budget_args(p: argparse.ArgumentParser) -> None:
                    help="finished trials (complete + pruned) for the whole study, shared by "
                         "all its workers; default: budget.trials")
     p.add_argument("--timeout", type=positive_float, metavar="S",
-                   help="stop starting trials after S seconds; default: budget.timeout")
+                   help="stop starting trials after S seconds, and stop the trials still "
+                        "running at S + budget.grace (default S/10); default: budget.timeout")
 
 
 def storage_args(p: argparse.ArgumentParser, verb: str) -> None:

@@ -311,6 +311,8 @@ def _bad_cases(tmp: Path, study: Path):
             'name = "median"', 'name = "wilcoxon"').replace("n_startup_trials = 2", "")
             .replace('source = "iris"', 'source = "iris"\nfolds = 3'))],
             "pruner wilcoxon can never prune with data.folds = 3"),
+        "negative grace": (["run", variant("grace.toml", good.replace(
+            "[budget]", "[budget]\ngrace = -1"))], "budget.grace must be a number of seconds"),
         "edited range, worker": (["worker", "--storage", db, variant("range.toml", good.replace(
             "high = 0.2", "high = 0.3"))], '"high": 0.2} -> {"low": 0.0, "high": 0.3}'),
     }
@@ -337,7 +339,7 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "missing storage file", "metric for wrong task", "unknown dataset",
          "image shape vs features", "duplicated header", "empty target cell",
          "export: outputs vs classes", "export: no layer_sizes", "export: unknown key",
-         "export: huge layer", "export: nested too deeply", "edited split seed",
+         "export: huge layer", "export: nested too deeply", "edited split seed", "negative grace",
          "edited range, worker", "negative recheck", "recheck with no seed",
          "export over the study file", "train into a missing folder",
          "init into a missing folder", "a numeric target with a typo",

@@ -160,6 +160,27 @@ def test_killed_worker_trial_fails_and_is_retried(tmp_path, backend, request):
     assert_finished_exactly([t for t in ts if t.number != victim.number], 5)
 
 
+# ----- the time limit ------------------------------------------------------------------------
+def test_the_time_limit_stops_trials_still_running(tmp_path):
+    # 3000 epochs without early stopping run far past the limit; the timeout (3 s) plus the
+    # study file's grace (1 s) stops them, and they end pruned, with the reason.
+    study = slow_study(tmp_path / "slow.toml", epochs=3000)
+    study.write_text(study.read_text() + "\n[budget]\ngrace = 1\n")
+    start = time.monotonic()
+    res = run_cli("run", str(study), "--workers", "2", "--timeout", "3", cwd=tmp_path)
+    wall = time.monotonic() - start
+    assert res.returncode == 1, res.stderr  # nothing completed: nothing to export
+    assert "no completed trial to export" in res.stderr and "Traceback" not in res.stderr
+    ts = trials(f"sqlite:///{tmp_path / 'slow.db'}", "slow")
+    assert 1 <= len(ts) <= 2  # no trial starts after the timeout: one per worker at most
+    for t in ts:
+        assert t.state == TrialState.PRUNED, t.user_attrs
+        assert t.user_attrs["pruned_reason"].startswith(
+            "stopped by the time limit (3 s + 1 s grace) at epoch "), t.user_attrs
+        assert (t.datetime_complete - t.datetime_start).total_seconds() < 30
+    assert wall < 60  # start-up included; a whole trial alone runs longer
+
+
 # ----- Ctrl-C -------------------------------------------------------------------------------
 def test_ctrl_c_fails_running_trials_and_run_resumes(tmp_path):
     study = slow_study(tmp_path / "slow.toml")
