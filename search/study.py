@@ -18,6 +18,7 @@ import optuna
 from . import record
 from .cache import cache_dir, cached_data, store_cached
 from .data import Dataset
+from .enqueue import enqueue_all
 from .errors import UsageError
 from .readers import BUILTIN
 from .space import describe_condition
@@ -137,6 +138,7 @@ def create(target: Target) -> Iterator[tuple[OpenStudy, bool]]:
             if base is not None and spec.data.source not in BUILTIN:
                 study.set_user_attr(BASE_ATTR, str(base))
             _set_note(study, spec, data.summary())
+            enqueue_all(study, spec.enqueued_params())
         else:
             study = optuna.load_study(study_name=spec.name, storage=storage)
             check_same_study(study.user_attrs, spec, target.url, fingerprint)

@@ -21,6 +21,7 @@ from typing import Any
 import optuna
 
 from .data import TASKS, DataSpec, check_images
+from .enqueue import to_params
 from .errors import UsageError
 from .readers import BUILTIN
 from .space import CONDITIONS, DEFAULTS, Param, parse_param
@@ -74,6 +75,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
              "drop", "categorical", "folds"),
     "budget": ("trials", "timeout", "grace"),
     "selection": ("recheck", "seeds"),
+    "enqueue": (),  # [[enqueue]]: a list of tables, checked by enqueue.to_params
     "space": (),  # checked by space.parse_param
 }
 
@@ -94,6 +96,7 @@ class StudySpec:
     timeout: float | None
     space: dict[str, Param]
     grace: float | None = None  # seconds a trial may run past the timeout (None: 10% of it)
+    enqueue: tuple[dict[str, Any], ...] = ()  # [[enqueue]]: trials to run first, as written
     recheck: int = 0  # the top trials retrained with more seeds before the export picks
     recheck_seeds: int = 2  # extra seeds per re-checked trial
     path: Path | None = field(default=None, compare=False)
@@ -129,6 +132,11 @@ class StudySpec:
                 return value - first if isinstance(value, int) else 0
         return 0
 
+    def enqueued_params(self) -> list[dict[str, Any]]:
+        """The [[enqueue]] trials in Optuna's parameter names (checked when parsed)."""
+        return [to_params(t, self.space, f"{self.path or self.name}: [[enqueue]] {i + 1}")
+                for i, t in enumerate(self.enqueue)]
+
     def grace_after(self, timeout: float) -> float:
         """Seconds a trial still running at ``timeout`` may go on before it is stopped."""
         return self.grace if self.grace is not None else GRACE_FRACTION * timeout
@@ -156,6 +164,7 @@ class StudySpec:
             # only when set: definitions stored before it stay the same
             **({"selection": {"recheck": self.recheck, "seeds": self.recheck_seeds}}
                if self.recheck else {}),
+            **({"enqueue": [dict(t) for t in self.enqueue]} if self.enqueue else {}),
         }
 
 
@@ -170,6 +179,10 @@ def definition_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[
         if section in ("budget", "selection"):
             continue
         old, new = stored.get(section, {}), current.get(section, {})
+        if not isinstance(old, dict) or not isinstance(new, dict):  # [[enqueue]]: a list
+            if old != new:
+                changes.append(f"{section}: {_show(old)} -> {_show(new)}")
+            continue
         for key in dict.fromkeys([*old, *new]):
             if old.get(key, _UNSET) != new.get(key, _UNSET):
                 changes.append(f"{section}.{key}: {_show(old.get(key, _UNSET))} -> "
@@ -228,11 +241,16 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
         if section not in SECTIONS:
             raise UsageError(f"{where}: unknown section [{section}]; valid sections: "
                              f"{', '.join(SECTIONS)}.")
+        if section == "enqueue":
+            if not isinstance(raw[section], list):
+                raise UsageError(f"{where}: enqueue must be a list of tables ([[enqueue]]), "
+                                 f"but got {raw[section]!r}.")
+            continue
         if not isinstance(raw[section], dict):
             raise UsageError(f"{where}: {section} must be a table ([{section}]), "
                              f"but got {raw[section]!r}.")
     for section, keys in SECTIONS.items():
-        if section in ("sampler", "pruner", "space"):
+        if section in ("sampler", "pruner", "space", "enqueue"):
             continue
         for key in raw.get(section, {}):
             if key not in keys:
@@ -310,11 +328,15 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
 
     space = {key: parse_param(key, value, where) for key, value in raw.get("space", {}).items()}
     check_conditions(space, where)
+    enqueue = tuple(raw.get("enqueue", ()))
+    if enqueue:
+        for i, table in enumerate(enqueue):
+            to_params(table, space, f"{where}: [[enqueue]] {i + 1}")
     return StudySpec(name=name, metric=metric, direction=direction, seed=seed, sampler=sampler,
                      sampler_args=sampler_args, pruner=pruner, pruner_args=pruner_args,
                      report_every=report_every, data=data, trials=trials,
                      timeout=float(timeout) if timeout is not None else None, space=space,
-                     grace=float(grace) if grace is not None else None,
+                     grace=float(grace) if grace is not None else None, enqueue=enqueue,
                      recheck=recheck, recheck_seeds=seeds,
                      path=path.resolve() if path is not None else None)
 

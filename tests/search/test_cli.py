@@ -313,6 +313,11 @@ def _bad_cases(tmp: Path, study: Path):
             "pruner wilcoxon can never prune with data.folds = 3"),
         "negative grace": (["run", variant("grace.toml", good.replace(
             "[budget]", "[budget]\ngrace = -1"))], "budget.grace must be a number of seconds"),
+        "enqueue outside the space": (["run", variant("enq.toml", good + (
+            "\n[[enqueue]]\nn_layers = 9\n"))], "[[enqueue]] 1: n_layers: 9 is outside the "
+            "space's range [1, 2]"),
+        "enqueue as one table": (["run", variant("enq1.toml", good + (
+            "\n[enqueue]\nn_layers = 1\n"))], "enqueue must be a list of tables ([[enqueue]])"),
         "edited range, worker": (["worker", "--storage", db, variant("range.toml", good.replace(
             "high = 0.2", "high = 0.3"))], '"high": 0.2} -> {"low": 0.0, "high": 0.3}'),
     }
@@ -340,6 +345,7 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "image shape vs features", "duplicated header", "empty target cell",
          "export: outputs vs classes", "export: no layer_sizes", "export: unknown key",
          "export: huge layer", "export: nested too deeply", "edited split seed", "negative grace",
+         "enqueue outside the space", "enqueue as one table",
          "edited range, worker", "negative recheck", "recheck with no seed",
          "export over the study file", "train into a missing folder",
          "init into a missing folder", "a numeric target with a typo",

@@ -1,0 +1,117 @@
+"""Warm starts: configurations a study tries first (``[[enqueue]]`` in the study file).
+
+Each is a table of searched parameters in the space's own names (a subset: the
+sampler fills in the rest); ``width`` is one width for every hidden layer or a list,
+one per layer. ``to_params`` checks a table against the study's space, with the
+same kind of one-line errors as the space itself, and returns it in Optuna's
+parameter names (``width_l0``, ...) for ``Study.enqueue_trial``. ``create`` enqueues
+them once, when it creates the study; workers take them first, each exactly once.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import optuna
+
+from .errors import UsageError
+from .space import CONDITIONS, DEFAULTS, PARAMS, Param
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of one kind: true is not 1, but 2 is 2.0."""
+    return isinstance(a, bool) == isinstance(b, bool) and isinstance(a, str) == isinstance(
+        b, str) and a == b
+
+
+def _check_value(param: Param, value: Any, key: str) -> None:
+    if param.choices is not None:
+        if not any(_same(value, c) for c in param.choices):
+            raise UsageError(f"{key}: {value!r} is not one of the space's choices "
+                             f"{list(param.choices)!r}.")
+        return
+    assert param.low is not None and param.high is not None
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or (PARAMS[param.name].kind == "int" and not isinstance(value, int)):
+        kind = "a whole number" if PARAMS[param.name].kind == "int" else "a number"
+        raise UsageError(f"{key}: must be {kind} in the space's range [{param.low}, "
+                         f"{param.high}], but got {value!r}.")
+    if not param.low <= value <= param.high:
+        raise UsageError(f"{key}: {value!r} is outside the space's range [{param.low}, "
+                         f"{param.high}].")
+    if param.step is not None:
+        steps = (value - param.low) / param.step
+        if abs(steps - round(steps)) > 1e-9:
+            raise UsageError(f"{key}: {value!r} is not on the space's grid (low {param.low}, "
+                             f"step {param.step}).")
+
+
+def _known(name: str, table: dict[str, Any], space: dict[str, Param]) -> tuple[bool, Any]:
+    """(known, value): the value ``name`` takes in this trial, if the table or a fixed
+    space says so; unknown when the sampler will choose it."""
+    if name in table:
+        return True, table[name]
+    param = space.get(name)
+    if param is None:
+        return True, DEFAULTS[name]
+    return (True, param.fixed) if param.kind == "fixed" else (False, None)
+
+
+def to_params(table: Any, space: dict[str, Param], where: str) -> dict[str, Any]:
+    """One ``[[enqueue]]`` table as Optuna's params, or UsageError naming the problem."""
+    if not isinstance(table, dict) or not table:
+        raise UsageError(f"{where}: an enqueued trial must be a table of parameters, such "
+                         f"as {{ n_layers = 2, learning_rate = 0.001 }}, but got {table!r}.")
+    searched = [n for n, p in space.items() if p.kind != "fixed"]
+    params: dict[str, Any] = {}
+    for name, value in table.items():
+        key = f"{where}: {name}"
+        param = space.get(name)
+        if name not in PARAMS:
+            raise UsageError(f"{where}: unknown parameter {name!r}; the searched ones are: "
+                             f"{', '.join(searched) or '(none)'}.")
+        if param is None or param.kind == "fixed":
+            how = "is not in [space]" if param is None else f"is fixed at {param.fixed!r}"
+            raise UsageError(f"{key}: not searched (space.{name} {how}); an enqueued trial "
+                             "sets searched parameters only.")
+        if name != "width":
+            _check_value(param, value, key)
+            params[name] = value
+        when = CONDITIONS.get(name)
+        if when is not None:
+            known, parent = _known(when[0], table, space)
+            if not known:
+                raise UsageError(f"{key}: applies only when {when[0]} is "
+                                 f"{' or '.join(when[1])}; set {when[0]} in this trial too.")
+            if parent not in when[1]:
+                raise UsageError(f"{key}: does not apply: it is used when {when[0]} is "
+                                 f"{' or '.join(when[1])}, and {when[0]} is {parent!r} here.")
+    if "width" in table:
+        params |= _widths(table, space, where)
+    return params
+
+
+def _widths(table: dict[str, Any], space: dict[str, Param], where: str) -> dict[str, Any]:
+    """``width`` (one for all layers, or one per layer) as ``width_l0``, ``width_l1``..."""
+    width, key = table["width"], f"{where}: width"
+    known, depth = _known("n_layers", table, space)
+    if isinstance(width, list):
+        if not known:
+            raise UsageError(f"{key}: a list of widths needs the depth; set n_layers in this "
+                             "trial too.")
+        if len(width) != depth:
+            raise UsageError(f"{key}: {len(width)} width(s) for {depth} hidden layer(s).")
+        for w in width:
+            _check_value(space["width"], w, key)
+        return {f"width_l{i}": w for i, w in enumerate(width)}
+    _check_value(space["width"], width, key)
+    if not known:  # the sampler picks the depth: every layer it may have
+        n_layers = space["n_layers"]
+        depth = max(n_layers.choices) if n_layers.choices is not None else n_layers.high
+    return {f"width_l{i}": width for i in range(int(depth))}
+
+
+def enqueue_all(study: optuna.Study, trials: list[dict[str, Any]]) -> None:
+    """Queue the study file's trials, in order (once: the study was just created)."""
+    for params in trials:
+        study.enqueue_trial(params, skip_if_exists=True)
