@@ -139,9 +139,14 @@ def default_sections() -> dict[str, str]:
     kept: ``init`` writes the same sampler, pruner and search space, so there is one
     default to maintain."""
     text = example_text("digits")
+    # [[enqueue]] tables come last: "enqueue" is all of them, with the comment before them
+    text, _, enqueue = text.partition("\n# Tried first")
     parts = re.split(r"^\[(\w+)\][ \t]*(?:#[^\n]*)?\n", text, flags=re.M)
-    return {name: body.strip() + "\n" for name, body in zip(parts[1::2], parts[2::2],
-                                                              strict=True)}
+    sections = {name: body.strip() + "\n" for name, body in zip(parts[1::2], parts[2::2],
+                                                                  strict=True)}
+    assert enqueue, "studies/digits.toml: its [[enqueue]] tables follow '# Tried first'"
+    sections["enqueue"] = "# Tried first" + enqueue
+    return sections
 
 
 def _render(name: str, source: str, target: str, task: str, metric: str, why: str,
@@ -189,7 +194,8 @@ trials = 100
 # grace = 60                 # ...and stop the trials still running this long after it
 
 [space]
-{space}"""
+{space}
+{default["enqueue"]}"""
 
 
 def write_new(text: str, output: str) -> Path | None:
