@@ -18,23 +18,23 @@ from .errors import UsageError
 from .space import CONDITIONS, DEFAULTS, PARAMS, Param
 
 
-def _same(a: Any, b: Any) -> bool:
-    """Equal and of one kind: true is not 1, but 2 is 2.0."""
-    return isinstance(a, bool) == isinstance(b, bool) and isinstance(a, str) == isinstance(
-        b, str) and a == b
-
-
-def _check_value(param: Param, value: Any, key: str) -> None:
-    if param.choices is not None:
-        if not any(_same(value, c) for c in param.choices):
-            raise UsageError(f"{key}: {value!r} is not one of the space's choices "
-                             f"{list(param.choices)!r}.")
-        return
-    assert param.low is not None and param.high is not None
+def _checked(param: Param, value: Any, key: str) -> Any:
+    """``value`` as a trial would sample it (the space's own choice; a float for a
+    float parameter), or UsageError if the space cannot give it."""
+    kind = PARAMS[param.name].kind
     number = isinstance(value, int | float) and not isinstance(value, bool)
-    if not number or (PARAMS[param.name].kind == "int" and not isinstance(value, int)):
-        kind = "a whole number" if PARAMS[param.name].kind == "int" else "a number"
-        raise UsageError(f"{key}: must be {kind} in the space's range [{param.low}, "
+    if kind == "int" and number and not isinstance(value, int):
+        raise UsageError(f"{key}: {param.name} takes whole numbers, but got {value!r}.")
+    if param.choices is not None:
+        for choice in param.choices:  # true is not 1, "1" is not 1, 2 is 2.0
+            numeric = isinstance(choice, int | float) and not isinstance(choice, bool)
+            if (type(choice) is type(value) or (number and numeric)) and choice == value:
+                return choice
+        raise UsageError(f"{key}: {value!r} is not one of the space's choices "
+                         f"{list(param.choices)!r}.")
+    assert param.low is not None and param.high is not None
+    if not number:
+        raise UsageError(f"{key}: must be a number in the space's range [{param.low}, "
                          f"{param.high}], but got {value!r}.")
     if not param.low <= value <= param.high:
         raise UsageError(f"{key}: {value!r} is outside the space's range [{param.low}, "
@@ -44,6 +44,7 @@ def _check_value(param: Param, value: Any, key: str) -> None:
         if abs(steps - round(steps)) > 1e-9:
             raise UsageError(f"{key}: {value!r} is not on the space's grid (low {param.low}, "
                              f"step {param.step}).")
+    return value if kind == "int" else float(value)
 
 
 def _known(name: str, table: dict[str, Any], space: dict[str, Param]) -> tuple[bool, Any]:
@@ -75,8 +76,7 @@ def to_params(table: Any, space: dict[str, Param], where: str) -> dict[str, Any]
             raise UsageError(f"{key}: not searched (space.{name} {how}); an enqueued trial "
                              "sets searched parameters only.")
         if name != "width":
-            _check_value(param, value, key)
-            params[name] = value
+            params[name] = _checked(param, value, key)
         when = CONDITIONS.get(name)
         if when is not None:
             known, parent = _known(when[0], table, space)
@@ -101,10 +101,8 @@ def _widths(table: dict[str, Any], space: dict[str, Param], where: str) -> dict[
                              "trial too.")
         if len(width) != depth:
             raise UsageError(f"{key}: {len(width)} width(s) for {depth} hidden layer(s).")
-        for w in width:
-            _check_value(space["width"], w, key)
-        return {f"width_l{i}": w for i, w in enumerate(width)}
-    _check_value(space["width"], width, key)
+        return {f"width_l{i}": _checked(space["width"], w, key) for i, w in enumerate(width)}
+    width = _checked(space["width"], width, key)
     if not known:  # the sampler picks the depth: every layer it may have
         n_layers = space["n_layers"]
         depth = max(n_layers.choices) if n_layers.choices is not None else n_layers.high
@@ -112,6 +110,7 @@ def _widths(table: dict[str, Any], space: dict[str, Param], where: str) -> dict[
 
 
 def enqueue_all(study: optuna.Study, trials: list[dict[str, Any]]) -> None:
-    """Queue the study file's trials, in order (once: the study was just created)."""
+    """Queue the study file's trials, in order (once: the study was just created). Two
+    equal tables are two trials, each with its own trial seed."""
     for params in trials:
-        study.enqueue_trial(params, skip_if_exists=True)
+        study.enqueue_trial(params)

@@ -178,11 +178,12 @@ def definition_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[
     for section in dict.fromkeys([*stored, *current]):
         if section in ("budget", "selection"):
             continue
-        old, new = stored.get(section, {}), current.get(section, {})
-        if not isinstance(old, dict) or not isinstance(new, dict):  # [[enqueue]]: a list
+        if section == "enqueue":  # a list of tables
+            old, new = stored.get(section, _UNSET), current.get(section, _UNSET)
             if old != new:
                 changes.append(f"{section}: {_show(old)} -> {_show(new)}")
             continue
+        old, new = stored.get(section, {}), current.get(section, {})
         for key in dict.fromkeys([*old, *new]):
             if old.get(key, _UNSET) != new.get(key, _UNSET):
                 changes.append(f"{section}.{key}: {_show(old.get(key, _UNSET))} -> "
@@ -329,9 +330,8 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
     space = {key: parse_param(key, value, where) for key, value in raw.get("space", {}).items()}
     check_conditions(space, where)
     enqueue = tuple(raw.get("enqueue", ()))
-    if enqueue:
-        for i, table in enumerate(enqueue):
-            to_params(table, space, f"{where}: [[enqueue]] {i + 1}")
+    for i, table in enumerate(enqueue):
+        to_params(table, space, f"{where}: [[enqueue]] {i + 1}")
     return StudySpec(name=name, metric=metric, direction=direction, seed=seed, sampler=sampler,
                      sampler_args=sampler_args, pruner=pruner, pruner_args=pruner_args,
                      report_every=report_every, data=data, trials=trials,

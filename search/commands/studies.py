@@ -76,6 +76,7 @@ class RunCommand(Command):
         with create(t) as (opened, created):
             spec = opened.spec
             budget, timeout = _budget(spec, args)
+            _warn_unused_grace(spec, timeout)
             logger.info("%s study %r in %s", "created" if created else "resuming", spec.name,
                         t.url)
             file = t.spec.path if t.spec else None
@@ -145,6 +146,12 @@ def _budget(spec: StudySpec, args: argparse.Namespace) -> tuple[int | None, floa
     return budget, timeout
 
 
+def _warn_unused_grace(spec: StudySpec, timeout: float | None) -> None:
+    if spec.grace is not None and timeout is None:
+        logger.warning("budget.grace applies only with a timeout (budget.timeout or "
+                       "--timeout S); without one, trials run to their end")
+
+
 class WorkerCommand(Command):
     help = "Run one worker on an existing study (for other machines and containers)."
     examples = (
@@ -168,8 +175,8 @@ class WorkerCommand(Command):
             offset = record.standalone_offset()
         with open_study(t, heartbeat=True, sampler_offset=offset) as opened:
             spec = opened.spec
-            worker = Worker(opened, args.trials or spec.trials,
-                                 args.timeout or spec.timeout)
+            _warn_unused_grace(spec, args.timeout or spec.timeout)
+            worker = Worker(opened, args.trials or spec.trials, args.timeout or spec.timeout)
             worker.install_signal_handlers()
             n = worker.run()
         logger.info("worker %s ran %d trial(s)", worker.objective.worker, n)
