@@ -1,11 +1,12 @@
 """One worker: takes trials from a shared study until its global budget is spent.
 
 The budget counts *finished* trials (complete + pruned) across all workers. A
-worker starts a trial only while finished + running trials are below it, and a
-trial that still finds itself beyond the budget once it has its number (two
-workers raced for the last slot) ends at once as FAIL, marked as surplus,
-without training. A trial that fails (a killed worker's, swept as stale) does
-not count, so its retry takes its place.
+worker starts a trial only while finished + running trials are below it; it
+counts and creates the trial under the study's trial lock (``trial_lock.py``), so
+two workers never both take the last slot. Where a storage has no such lock (the
+gRPC proxy), a trial that finds itself beyond the budget once it has its number
+ends at once as FAIL, marked as surplus, without training. A trial that fails (a
+killed worker's, swept as stale) does not count, so its retry takes its place.
 
 The timeout stops a worker starting trials; a trial still running ``grace``
 seconds after it (``budget.grace``, by default a tenth of the timeout) is
@@ -35,11 +36,16 @@ from .errors import Stopped
 from .objective import Objective
 from .storage import error_reason, is_transient, with_retry
 from .study import OpenStudy, accepted_data
+from .trial_lock import trial_lock
 
 logger = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_FAILURES = 5
 POLL_SECONDS = 0.5
+
+
+class _BudgetSpent(Exception):
+    """The study's finished trials have reached its budget."""
 
 
 class Surplus(Exception):
@@ -154,6 +160,9 @@ class Worker:
         self.process_tag = record.process_tag()
         self.orphans_seen: dict[int, float] = {}  # for fail_orphans
         self.budget = budget
+        # Counting and creating a trial under one lock keeps the budget exact.
+        self.lock = trial_lock(opened.url, opened.storage, opened.study.study_name) \
+            if budget is not None else None
         self.deadline = time.monotonic() + timeout if timeout else None
         self.stop = threading.Event()
         spec = opened.spec
@@ -181,7 +190,12 @@ class Worker:
         for signum in catchable_signals():
             signal.signal(signum, handler)
 
+    def _release(self) -> None:
+        if self.lock is not None:
+            self.lock.release()
+
     def _guarded(self, trial: optuna.Trial) -> float:
+        self._release()  # the trial exists: the next worker may count and create its own
         if self.budget is not None and trials_ahead(self.study, trial.number) >= self.budget:
             trial.set_user_attr(record.SURPLUS, True)
             trial.set_user_attr(record.FAIL_REASON, f"surplus: the budget of {self.budget} "
@@ -196,6 +210,30 @@ class Worker:
             trial.set_user_attr(record.FAIL_REASON, f"worker stopped by {exc}")
             raise
 
+    def _slot_free(self) -> bool:
+        """Whether this worker may take a trial now: true, or false (every slot is taken),
+        or raises _BudgetSpent. Returns true with the trial lock held, if there is one."""
+        if self.budget is None:
+            return True
+        if self.lock is not None:
+            self.lock.acquire()
+        try:
+            counts = with_retry(lambda: count_states(self.study), "count trials")
+        except BaseException:
+            self._release()
+            raise
+        if counts.finished >= self.budget:
+            self._release()
+            raise _BudgetSpent()
+        # Under the lock the count is exact: a trial runs (a waiting one first, in order)
+        # only while the finished and running ones leave it a slot. Without one, a waiting
+        # trial (a retry) runs regardless, and a trial beyond the budget ends as surplus.
+        free = counts.finished + counts.running < self.budget or (
+            self.lock is None and counts.waiting > 0)
+        if not free:
+            self._release()
+        return free
+
     def run(self) -> int:
         """Run trials until the budget, the timeout or a stop; returns trials started."""
         failures = 0
@@ -203,21 +241,19 @@ class Worker:
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 break
             try:
-                counts = with_retry(lambda: count_states(self.study), "count trials")
-                if self.budget is not None:
-                    if counts.finished >= self.budget:
-                        break
-                    if counts.finished + counts.running >= self.budget \
-                            and not counts.waiting:
-                        # Every slot is taken; one may free up if a trial fails.
-                        with_retry(lambda: fail_stale_trials(self.study), "sweep")
-                        with_retry(lambda: fail_orphans(self.opened, self.retry,
-                                                        self.orphans_seen), "sweep")
-                        self.stop.wait(POLL_SECONDS)
-                        continue
+                if not self._slot_free():
+                    # Every slot is taken; one may free up if a trial fails.
+                    with_retry(lambda: fail_stale_trials(self.study), "sweep")
+                    with_retry(lambda: fail_orphans(self.opened, self.retry,
+                                                    self.orphans_seen), "sweep")
+                    self.stop.wait(POLL_SECONDS)
+                    continue
                 ended: list[FrozenTrial] = []
-                self.study.optimize(self._guarded, n_trials=1, catch=(Exception,),
-                                    callbacks=[partial(_collect, ended)])
+                try:
+                    self.study.optimize(self._guarded, n_trials=1, catch=(Exception,),
+                                        callbacks=[partial(_collect, ended)])
+                finally:
+                    self._release()  # if the trial was never created
                 self.trials_run += 1
                 failed = bool(ended) and ended[0].state == TrialState.FAIL
                 failures = failures + 1 if failed else 0
@@ -225,7 +261,7 @@ class Worker:
                     logger.error("%d trials in a row failed; this worker stops (see the "
                                  "trials' fail_reason)", failures)
                     return self.trials_run
-            except Stopped:
+            except (Stopped, _BudgetSpent):
                 break
             except (UpdateFinishedTrialError, ValueError) as exc:
                 # The storage was away long enough for the sweeper to fail (and retry)

@@ -60,10 +60,9 @@ def count(ts, *states):
 def assert_finished_exactly(ts, budget):
     assert count(ts, TrialState.COMPLETE, TrialState.PRUNED) == budget
     assert count(ts, TrialState.RUNNING, TrialState.WAITING) == 0
-    # Any failure is a surplus trial (two workers raced for the last slot), never an error.
-    for t in ts:
-        if t.state == TrialState.FAIL:
-            assert t.user_attrs.get("nnsearch.surplus"), t.user_attrs
+    # Workers count and create trials under the study's trial lock: none beyond the budget.
+    assert count(ts, TrialState.FAIL) == 0, [t.user_attrs for t in ts
+                                             if t.state == TrialState.FAIL]
 
 
 def _default_sighup() -> None:
@@ -114,6 +113,22 @@ def test_four_workers_finish_exactly_the_budget(tmp_path, backend, request):
     # One progress bar for the whole study: counts, best so far, rate.
     bar = [line for line in res.stderr.splitlines() if "12/12" in line]
     assert bar and "best" in bar[-1] and "/min" in bar[-1]
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql", "journal"])
+def test_eight_workers_on_tiny_trials_create_no_trial_beyond_the_budget(tmp_path, backend,
+                                                                         request):
+    # Trials of a few milliseconds, many workers: the race for the last slots is at its
+    # hardest, and no trial may be created beyond the budget (not even one ended as FAIL).
+    study = write_study(tmp_path / "tiny.toml", name="tiny", trials=40, epochs=2)
+    url = {"sqlite": f"sqlite:///{tmp_path / 'tiny.db'}",
+           "journal": f"journal:///{tmp_path / 'tiny.log'}"}.get(backend) \
+        or request.getfixturevalue("pg_url")
+    res = run_cli("run", str(study), "--workers", "8", "--storage", url, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    ts = trials(url, "tiny")
+    assert len(ts) == 40
+    assert_finished_exactly(ts, 40)
 
 
 def test_standalone_workers_share_one_budget(tmp_path):

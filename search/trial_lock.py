@@ -1,0 +1,108 @@
+"""The lock under which a worker counts a study's trials and creates its next one.
+
+With a trial budget, two workers that count at once could both see the last free
+slot and both create a trial. Holding this lock from the count until the new trial
+exists makes the count exact, so no trial beyond the budget is ever created.
+
+- SQLite and journal files: ``fcntl.flock`` on a file beside the storage
+  (``NAME.nnsearch.lock``); the OS releases it if its worker dies.
+- PostgreSQL: a session advisory lock keyed by the study's name, on a connection of
+  its own; the server releases it if that connection drops.
+- Anything else (the gRPC proxy, or no ``fcntl``): no lock. The worker then falls
+  back to ending a trial that finds itself beyond the budget as FAIL, marked surplus.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from contextlib import AbstractContextManager, nullcontext
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy import text
+
+from .storage import StorageURL
+
+try:
+    import fcntl
+except ImportError:  # not POSIX
+    fcntl = None  # type: ignore[assignment]
+
+
+class FileLock:
+    """An exclusive ``flock`` on ``path``, held between ``acquire`` and ``release``."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._fd: int | None = None
+
+    def acquire(self) -> None:
+        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        self._fd = fd
+
+    def release(self) -> None:
+        fd, self._fd = self._fd, None
+        if fd is not None:
+            os.close(fd)  # closing the last descriptor releases the flock
+
+
+class PostgresLock:
+    """``pg_advisory_lock`` on a connection taken from ``engine`` for as long as it is held."""
+
+    def __init__(self, engine: Any, study_name: str) -> None:
+        self.engine = engine
+        digest = hashlib.sha256(f"nnsearch.trials:{study_name}".encode()).digest()
+        self.key = int.from_bytes(digest[:8], "big", signed=True)
+        self._conn: Any = None
+
+    def acquire(self) -> None:
+        conn = self.engine.connect()
+        try:
+            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": self.key})
+        except BaseException:
+            conn.close()
+            raise
+        self._conn = conn
+
+    def release(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is None:
+            return
+        try:
+            conn.execute(text("SELECT pg_advisory_unlock(:key)"), {"key": self.key})
+            conn.rollback()
+            conn.close()
+        except Exception:  # the connection is gone, and the lock with its session
+            conn.invalidate()
+
+
+class Held(AbstractContextManager[None]):
+    """``with lock.held():`` acquires; ``release`` may come earlier (it is idempotent)."""
+
+    def __init__(self, lock: FileLock | PostgresLock) -> None:
+        self.lock = lock
+
+    def __enter__(self) -> None:
+        self.lock.acquire()
+
+    def __exit__(self, *exc: object) -> None:
+        self.lock.release()
+
+
+def trial_lock(url: StorageURL, storage: Any, study_name: str) -> FileLock | PostgresLock | None:
+    """The lock for this study's storage, or None where there is none (see above)."""
+    if url.kind in ("sqlite", "journal") and url.path is not None and fcntl is not None:
+        return FileLock(url.path.with_name(url.path.name + ".nnsearch.lock"))
+    if url.kind == "postgresql" and hasattr(storage, "engine"):
+        return PostgresLock(storage.engine, study_name)
+    return None
+
+
+def held(lock: FileLock | PostgresLock | None) -> AbstractContextManager[None]:
+    return Held(lock) if lock is not None else nullcontext()

@@ -1,0 +1,69 @@
+"""The trial lock really excludes another process (file) or session (PostgreSQL)."""
+
+import subprocess
+import sys
+
+import sqlalchemy
+
+from nnsearch.search.storage import StorageURL, open_storage
+from nnsearch.search.trial_lock import FileLock, PostgresLock, trial_lock
+
+TRY_FLOCK = """
+import fcntl, os, sys
+fd = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+try:
+    fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+except BlockingIOError:
+    print("held")
+else:
+    print("free")
+"""
+
+
+def _other_process_sees(path) -> str:
+    return subprocess.run([sys.executable, "-c", TRY_FLOCK, str(path)], capture_output=True,
+                          text=True, check=True).stdout.strip()
+
+
+def test_the_file_lock_excludes_another_process(tmp_path):
+    url = StorageURL.parse(f"sqlite:///{tmp_path / 's.db'}")
+    lock = trial_lock(url, None, "s")
+    assert isinstance(lock, FileLock) and lock.path == tmp_path / "s.db.nnsearch.lock"
+    assert _other_process_sees(lock.path) == "free"
+    lock.acquire()
+    assert _other_process_sees(lock.path) == "held"
+    lock.release()
+    lock.release()  # idempotent: the worker releases once the trial exists, and after
+    assert _other_process_sees(lock.path) == "free"
+
+
+def test_the_journal_has_a_file_lock_and_the_proxy_none(tmp_path):
+    assert isinstance(trial_lock(StorageURL.parse(f"journal:///{tmp_path / 'j.log'}"), None,
+                                 "s"), FileLock)
+    assert trial_lock(StorageURL.parse("grpc://127.0.0.1:13000"), None, "s") is None
+
+
+def test_the_postgres_lock_excludes_another_session(pg_url):
+    storage = open_storage(StorageURL.parse(pg_url), heartbeat=False)
+    lock = trial_lock(StorageURL.parse(pg_url), storage, "study-a")
+    assert isinstance(lock, PostgresLock)
+    other = sqlalchemy.create_engine(pg_url)
+    try:
+        def free() -> bool:
+            with other.connect() as conn:
+                got = conn.execute(sqlalchemy.text("SELECT pg_try_advisory_lock(:k)"),
+                                   {"k": lock.key}).scalar()
+                if got:
+                    conn.execute(sqlalchemy.text("SELECT pg_advisory_unlock(:k)"),
+                                 {"k": lock.key})
+                return bool(got)
+
+        assert free()
+        lock.acquire()
+        assert not free()
+        assert trial_lock(StorageURL.parse(pg_url), storage, "study-b").key != lock.key
+        lock.release()
+        assert free()
+    finally:
+        other.dispose()
+        storage.engine.dispose()
