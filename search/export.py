@@ -138,16 +138,28 @@ def build_export(spec: StudySpec, study_name: str, url: StorageURL, number: int,
     }
 
 
-def read_export(path: str | Path) -> dict[str, Any]:
+MAX_CONFIG_BYTES = 50_000_000  # an export is a few kB; a bigger file is something else
+
+
+def load_json(path: str | Path) -> Any:
+    """A config file's JSON, or UsageError: missing, a folder, too big, not JSON."""
     path = Path(path)
+    if path.is_dir():
+        raise UsageError(f"{path} is a folder; give a JSON file.")
     if not path.is_file():
         raise UsageError(f"config file not found: {path}")
+    if path.stat().st_size > MAX_CONFIG_BYTES:
+        raise UsageError(f"{path}: {path.stat().st_size:,} bytes is too big for a config.")
     try:
-        config = json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid JSON ({exc}).") from None
     except RecursionError:
-        raise UsageError(f"{path}: not an nnsearch trial export (nested too deeply).") from None
+        raise UsageError(f"{path}: not a config (nested too deeply).") from None
+
+
+def read_export(path: str | Path) -> dict[str, Any]:
+    config = load_json(path)
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
         raise UsageError(f"{path}: not an nnsearch trial export (format {found!r}, "

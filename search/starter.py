@@ -192,6 +192,8 @@ seed = 0
 trials = 100
 # timeout = 600              # seconds: stop starting trials after this
 # grace = 60                 # ...and stop the trials still running this long after it
+# target = 0.99              # stop once a trial reaches this value of the metric
+# stall = 30                 # stop after 30 finished trials without a new best
 
 [space]
 {space}

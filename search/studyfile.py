@@ -73,7 +73,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "pruner": ("name", "report_every"),  # plus the pruner's own keyword arguments
     "data": ("source", "target", "task", "validation", "test", "seed", "image_shape", "shift",
              "drop", "categorical", "folds"),
-    "budget": ("trials", "timeout", "grace"),
+    "budget": ("trials", "timeout", "grace", "target", "stall"),
     "selection": ("recheck", "seeds"),
     "enqueue": (),  # [[enqueue]]: a list of tables, checked by enqueue.to_params
     "space": (),  # checked by space.parse_param
@@ -97,6 +97,8 @@ class StudySpec:
     space: dict[str, Param]
     grace: float | None = None  # seconds a trial may run past the timeout (None: 10% of it)
     enqueue: tuple[dict[str, Any], ...] = ()  # [[enqueue]]: trials to run first, as written
+    target: float | None = None  # stop once a completed trial's value reaches this
+    stall: int | None = None  # stop after this many finished trials without a new best
     recheck: int = 0  # the top trials retrained with more seeds before the export picks
     recheck_seeds: int = 2  # extra seeds per re-checked trial
     path: Path | None = field(default=None, compare=False)
@@ -159,7 +161,8 @@ class StudySpec:
                        **self.pruner_args},
             "data": {k: v for k, v in self.data.to_dict().items() if v is not None},
             "budget": {k: v for k, v in (("trials", self.trials), ("timeout", self.timeout),
-                                         ("grace", self.grace)) if v is not None},
+                                         ("grace", self.grace), ("target", self.target),
+                                         ("stall", self.stall)) if v is not None},
             "space": {name: p.to_toml_value() for name, p in self.space.items()},
             # only when set: definitions stored before it stay the same
             **({"selection": {"recheck": self.recheck, "seeds": self.recheck_seeds}}
@@ -317,6 +320,15 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
         raise UsageError(f"{where}: budget.grace must be a number of seconds >= 0, but got "
                          f"{grace}.")
 
+    target = _get(budget, "budget.target", where, (int, float), None)
+    if target is not None and not (abs(target) < 1e308 and math.isfinite(target)):
+        raise UsageError(f"{where}: budget.target must be a finite value of {metric}, but got "
+                         f"{target}.")
+    stall = _get(budget, "budget.stall", where, int, None)
+    if stall is not None and stall < 1:
+        raise UsageError(f"{where}: budget.stall must be a number of finished trials >= 1, "
+                         f"but got {stall}.")
+
     selection = raw.get("selection", {})
     recheck = _get(selection, "selection.recheck", where, int, 0)
     seeds = _get(selection, "selection.seeds", where, int, 2)
@@ -337,6 +349,7 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
                      report_every=report_every, data=data, trials=trials,
                      timeout=float(timeout) if timeout is not None else None, space=space,
                      grace=float(grace) if grace is not None else None, enqueue=enqueue,
+                     target=float(target) if target is not None else None, stall=stall,
                      recheck=recheck, recheck_seeds=seeds,
                      path=path.resolve() if path is not None else None)
 

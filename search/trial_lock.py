@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import hashlib
 import os
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
@@ -82,19 +81,6 @@ class PostgresLock:
             conn.invalidate()
 
 
-class Held(AbstractContextManager[None]):
-    """``with lock.held():`` acquires; ``release`` may come earlier (it is idempotent)."""
-
-    def __init__(self, lock: FileLock | PostgresLock) -> None:
-        self.lock = lock
-
-    def __enter__(self) -> None:
-        self.lock.acquire()
-
-    def __exit__(self, *exc: object) -> None:
-        self.lock.release()
-
-
 def trial_lock(url: StorageURL, storage: Any, study_name: str) -> FileLock | PostgresLock | None:
     """The lock for this study's storage, or None where there is none (see above)."""
     if url.kind in ("sqlite", "journal") and url.path is not None and fcntl is not None:
@@ -102,7 +88,3 @@ def trial_lock(url: StorageURL, storage: Any, study_name: str) -> FileLock | Pos
     if url.kind == "postgresql" and hasattr(storage, "engine"):
         return PostgresLock(storage.engine, study_name)
     return None
-
-
-def held(lock: FileLock | PostgresLock | None) -> AbstractContextManager[None]:
-    return Held(lock) if lock is not None else nullcontext()

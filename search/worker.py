@@ -34,6 +34,7 @@ from ._optuna import one_line_failures, quiet_failed_trials
 from .artifacts import artifact_store
 from .errors import Stopped
 from .objective import Objective
+from .stops import mark_done, why_done
 from .storage import error_reason, is_transient, with_retry
 from .study import OpenStudy, accepted_data
 from .trial_lock import trial_lock
@@ -44,8 +45,8 @@ MAX_CONSECUTIVE_FAILURES = 5
 POLL_SECONDS = 0.5
 
 
-class _BudgetSpent(Exception):
-    """The study's finished trials have reached its budget."""
+class _Done(Exception):
+    """The study is done: its budget is spent, or a study-level stop (stops.py) holds."""
 
 
 class Surplus(Exception):
@@ -160,12 +161,14 @@ class Worker:
         self.process_tag = record.process_tag()
         self.orphans_seen: dict[int, float] = {}  # for fail_orphans
         self.budget = budget
-        # Counting and creating a trial under one lock keeps the budget exact.
+        # Counting and creating a trial under one lock keeps the budget (and the stops)
+        # exact.
+        spec = opened.spec
         self.lock = trial_lock(opened.url, opened.storage, opened.study.study_name) \
-            if budget is not None else None
+            if budget is not None or spec.target is not None or spec.stall is not None \
+            else None
         self.deadline = time.monotonic() + timeout if timeout else None
         self.stop = threading.Event()
-        spec = opened.spec
         data = accepted_data(opened, notes=False)
         self.objective = Objective(spec, data, opened.url, artifact_store(opened.url),
                                    stop=self.stop)
@@ -211,24 +214,36 @@ class Worker:
             raise
 
     def _slot_free(self) -> bool:
-        """Whether this worker may take a trial now: true, or false (every slot is taken),
-        or raises _BudgetSpent. Returns true with the trial lock held, if there is one."""
-        if self.budget is None:
+        """Whether this worker may take a trial now (true: with the trial lock held, if
+        there is one), or raises _Done: the budget is spent, or a study-level stop holds."""
+        spec = self.opened.spec
+        if self.budget is None and spec.target is None and spec.stall is None:
             return True
         if self.lock is not None:
             self.lock.acquire()
         try:
-            counts = with_retry(lambda: count_states(self.study), "count trials")
+            done = with_retry(lambda: why_done(self.study, spec), "check the stops")
+            if done is not None:  # it stays done, whatever a running trial does next
+                reason = done
+                with_retry(lambda: mark_done(self.study, spec, reason), "record the stop")
+            counts = with_retry(lambda: count_states(self.study), "count trials") \
+                if self.budget is not None else None
         except BaseException:
             self._release()
             raise
-        if counts.finished >= self.budget:
+        budget = self.budget
+        if done is None and counts is not None and budget is not None \
+                and counts.finished >= budget:
+            done = f"the budget of {budget} finished trials is spent"
+        if done is not None:
             self._release()
-            raise _BudgetSpent()
+            raise _Done(done)
+        if counts is None or budget is None:
+            return True
         # Under the lock the count is exact: a trial runs (a waiting one first, in order)
         # only while the finished and running ones leave it a slot. Without one, a waiting
         # trial (a retry) runs regardless, and a trial beyond the budget ends as surplus.
-        free = counts.finished + counts.running < self.budget or (
+        free = counts.finished + counts.running < budget or (
             self.lock is None and counts.waiting > 0)
         if not free:
             self._release()
@@ -261,7 +276,10 @@ class Worker:
                     logger.error("%d trials in a row failed; this worker stops (see the "
                                  "trials' fail_reason)", failures)
                     return self.trials_run
-            except (Stopped, _BudgetSpent):
+            except Stopped:
+                break
+            except _Done as done:
+                logger.info("no more trials: %s", done)
                 break
             except (UpdateFinishedTrialError, ValueError) as exc:
                 # The storage was away long enough for the sweeper to fail (and retry)

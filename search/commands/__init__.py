@@ -3,10 +3,12 @@
 from ._base import Command
 from .studies import (
     CreateCommand,
+    EnqueueCommand,
     ExportCommand,
     ReportCommand,
     RunCommand,
     StatusCommand,
+    TrialsCommand,
     WorkerCommand,
 )
 from .tools import (
@@ -25,6 +27,8 @@ COMMANDS: dict[str, type[Command]] = {
     "worker": WorkerCommand,
     "status": StatusCommand,
     "export": ExportCommand,
+    "enqueue": EnqueueCommand,
+    "trials": TrialsCommand,
     "train": TrainCommand,
     "doctor": DoctorCommand,
     "dashboard": DashboardCommand,

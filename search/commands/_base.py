@@ -105,17 +105,34 @@ def check_output(output: str, overwrite: bool = True, export: bool = False) -> P
 
 
 def _is_export(path: Path) -> bool:
+    """An earlier ``nnsearch export``: an export as JSON or YAML, or ``--format params``
+    (a JSON object of parameter names)."""
+    import re
+
+    import yaml
+
+    from ..space import PARAMS
+
     try:
         if path.stat().st_size > 50_000_000:
             return False
-        return bool(json.loads(path.read_text(encoding="utf-8")).get("format", "")
-                    .startswith("nnsearch.trial/"))
-    except (OSError, ValueError, AttributeError):
+        doc = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
+    except (OSError, ValueError, yaml.YAMLError):
         return False
+    if not isinstance(doc, dict) or not doc:
+        return False
+    if str(doc.get("format", "")).startswith("nnsearch.trial/"):
+        return True
+    return all(isinstance(k, str) and (k in PARAMS or re.fullmatch(r"width_l\d+", k))
+               for k in doc)
 
 
 def write_json(data: dict[str, Any], output: str | None) -> None:
-    text = json.dumps(data, indent=2) + "\n"
+    write_text(json.dumps(data, indent=2) + "\n", output)
+
+
+def write_text(text: str, output: str | None) -> None:
+    """To the file ``output``, or stdout (None or "-")."""
     if output and output != "-":
         Path(output).write_text(text, encoding="utf-8")
     else:

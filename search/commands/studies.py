@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import sys
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -19,6 +20,7 @@ from ._base import (
     study_args,
     target,
     write_json,
+    write_text,
 )
 
 if TYPE_CHECKING:
@@ -65,6 +67,7 @@ class RunCommand(Command):
     def take_action(self, args: argparse.Namespace) -> int:
         from ..export import export_trial
         from ..status import render_status, study_status
+        from ..stops import why_done
         from ..study import create
         from ..supervisor import Supervisor, worker_args_for
 
@@ -105,12 +108,16 @@ class RunCommand(Command):
             out = Path(args.export) if args.export else \
                 t.spec.path.with_name(default) if t.spec and t.spec.path else Path(default)
             write_json(export_trial(opened.study, spec, best, t.url), str(out))
+            done = why_done(opened.study, spec)
         mean = next((r.mean for r in rechecked if r.number == best.number), None)
         stdout.print(f"best trial {best.number}: {spec.metric}={best.value:.4f}"
                      + (f", re-checked mean {mean:.4f} over {spec.recheck_seeds + 1} seeds"
                         if mean is not None else ""))
         stdout.print(f"exported config: {out}")
         stdout.print(f"retrain it with: nnsearch train {out}")
+        if done is not None:
+            stdout.print(f"stopped: {done}")
+            return 0
         if budget is not None and counts.finished < budget:
             if timeout is not None and supervisor.elapsed >= timeout:
                 logger.info("the timeout of %gs ended the study at %d of %d finished trials",
@@ -201,6 +208,102 @@ class StatusCommand(Command):
         return 0
 
 
+def state_list(text: str) -> list[str]:
+    """--state complete,pruned: names of trial states."""
+    from ..trials_table import STATES
+
+    names = [n.strip().lower() for n in text.split(",") if n.strip()]
+    bad = [n for n in names if n not in STATES]
+    if not names or bad:
+        raise argparse.ArgumentTypeError(f"unknown state {(bad or [text])[0]!r}; valid: "
+                                         f"{', '.join(STATES)}")
+    return names
+
+
+class TrialsCommand(Command):
+    help = "Every trial as a row: state, value, parameters, diagnostics, why it was pruned."
+    examples = ("nnsearch trials studies/digits.toml",
+                "nnsearch trials studies/digits.toml --format csv > trials.csv",
+                "nnsearch trials studies/digits.toml --state complete --sort value --limit 10")
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        from ..trials_table import SORTS
+
+        study_args(p)
+        p.add_argument("--format", choices=("table", "csv", "json"), default="table",
+                       help="table (default), csv or json (a list of rows)")
+        p.add_argument("--state", type=state_list, metavar="STATES",
+                       help="only these states, e.g. complete,pruned (default: all)")
+        p.add_argument("--sort", choices=SORTS, default="number",
+                       help="number (default), value (best first) or duration (longest "
+                            "first)")
+        p.add_argument("--limit", type=positive_int, metavar="N", help="the first N rows")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from rich.console import Console
+        from rich.table import Table
+
+        from ..study import open_study
+        from ..trials_table import STATES, TABLE_DIAGNOSTICS, cell, to_csv, to_json, trial_rows
+
+        states = [STATES[n] for n in args.state] if args.state else None
+        with open_study(target(args)) as opened:
+            columns, rows = trial_rows(opened.study, states, args.sort)
+        rows = rows[:args.limit] if args.limit else rows
+        if args.format == "csv":
+            sys.stdout.write(to_csv(columns, rows))
+        elif args.format == "json":
+            sys.stdout.write(to_json(rows))
+        else:  # the parameters and a few diagnostics; csv and json carry them all
+            shown = [c for c in columns if (c in ("number", "state", "value", "duration_s",
+                                                  "reason", *TABLE_DIAGNOSTICS)
+                                            or c.startswith("param."))
+                     and (c == "number" or any(r[c] is not None for r in rows))]
+            table = Table(title=f"{len(rows)} trial(s)")
+            for c in shown:
+                table.add_column(c.removeprefix("param."), no_wrap=c != "reason")
+            for r in rows:
+                table.add_row(*(cell(r[c]) for c in shown))
+            # Into a pipe or a file, as wide as it needs (rich would squeeze it to 80).
+            wide = Console(soft_wrap=True, width=stdout.width if stdout.is_terminal
+                           else 10_000)
+            wide.print(table)
+        return 0
+
+
+class EnqueueCommand(Command):
+    help = "Queue a configuration to run next, once: an export or a JSON table of parameters."
+    examples = ("nnsearch enqueue studies/digits.toml best.json",
+                "nnsearch enqueue studies/digits.toml params.json  "
+                "# {\"n_layers\": 2, \"width\": [256, 128], \"dropout\": 0.2}")
+
+    def add_arguments(self, p: argparse.ArgumentParser) -> None:
+        study_args(p)
+        p.add_argument("config", metavar="CONFIG.json",
+                       help="an export (nnsearch export), its --format params, or a JSON "
+                            "object of searched parameters in the study file's names")
+
+    def take_action(self, args: argparse.Namespace) -> int:
+        from ..enqueue import read_config, to_params
+        from ..stops import why_done
+        from ..study import open_study
+
+        table = read_config(args.config)
+        with open_study(target(args), heartbeat=True) as opened:
+            params = to_params(table, opened.spec.space, args.config)
+            opened.study.enqueue_trial(params)
+            # Ours: the last trial queued with these params (a worker may have taken it).
+            number = max(t.number for t in opened.study.get_trials(deepcopy=False)
+                         if t.system_attrs.get("fixed_params") == params)
+            done = why_done(opened.study, opened.spec)
+        stdout.print(f"enqueued trial {number}: the next worker runs it (nnsearch run or "
+                     "worker)")
+        if done is not None:
+            logger.warning("the study is done (%s): raise its budget.stall or change its "
+                           "budget.target for a worker to take it", done)
+        return 0
+
+
 class ExportCommand(Command):
     help = "The best trial (or trial N) as a JSON config to retrain from."
     examples = ("nnsearch export studies/digits.toml -o best.json",
@@ -210,6 +313,9 @@ class ExportCommand(Command):
         study_args(p)
         p.add_argument("--trial", type=nonnegative_int, metavar="N", help="this trial number")
         p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
+        p.add_argument("--format", choices=("json", "yaml", "params"), default="json",
+                       help="json (default: what train takes), yaml (the same), params (the "
+                            "trial's parameters alone, as Optuna's enqueue_trial takes them)")
 
     def take_action(self, args: argparse.Namespace) -> int:
         from ..export import export_trial, pick_trial
@@ -224,7 +330,14 @@ class ExportCommand(Command):
                 logger.warning("skipped completed trial(s) %s: their values were not written "
                                "by a worker (e.g. set through the dashboard)", skipped)
             export = export_trial(opened.study, opened.spec, trial, t.url)
-        write_json(export, args.output)
+        if args.format == "params":
+            write_json(trial.params, args.output)
+        elif args.format == "yaml":
+            import yaml  # PyYAML: Optuna's own dependency
+
+            write_text(yaml.safe_dump(export, sort_keys=False), args.output)
+        else:
+            write_json(export, args.output)
         if args.output and args.output != "-":
             logger.info("wrote trial %d to %s", trial.number, args.output)
         return 0

@@ -12,7 +12,7 @@ import pytest
 
 from tests.helpers import NNSEARCH, cli_env, run_cli, write_study
 
-COMMANDS = ["create", "run", "worker", "status", "export", "train", "predict"]
+COMMANDS = ["create", "run", "worker", "status", "export", "train", "predict", "trials", "enqueue"]
 
 
 @pytest.fixture(scope="module")

@@ -11,7 +11,7 @@ from tests.helpers import run_cli
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# The whole default search (60 s budget, a late trial may run on), then train's 3 folds
+# The whole default search (90 s, running trials stopped at 99 s), then train's 3 folds
 # and refit: over the suite's 300 s default on a loaded 2-core machine (seen: 3 xdist
 # processes beside other work).
 @pytest.mark.timeout(900)

@@ -1,0 +1,115 @@
+"""``nnsearch trials``: a study's trials as rows, for a terminal, a spreadsheet or a notebook.
+
+A row is one trial: its number, state, value, duration, every parameter (a trial
+that did not sample one has it empty: a parameter that does not apply, or a layer
+it does not have) and the diagnostics the worker recorded, with why it was pruned
+or failed. Columns of parameters are ``param.NAME``, in the order a trial samples
+them (depth, the widths layer by layer, then the rest).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+import re
+from collections.abc import Sequence
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from . import record
+from .space import PARAMS
+
+# The recorded diagnostics a row carries, in this order (absent ones stay empty); the
+# table shows the first few, csv and json all of them.
+DIAGNOSTICS = (record.VAL_LOSS, record.VAL_ACCURACY, record.EPOCHS_RUN, "best_epoch",
+               "n_params", "train_seconds", "clip_rate", "max_grad_norm", "diverged",
+               record.FOLD_VALUES)
+STATES = {s.name.lower(): s for s in TrialState}
+ORDER = {name: i for i, name in enumerate(PARAMS)}
+SORTS = ("number", "value", "duration")
+TABLE_DIAGNOSTICS = (record.EPOCHS_RUN, "n_params")
+
+
+def _param_order(name: str) -> tuple[int, int, str]:
+    """The order a trial samples in (space.PARAMS): depth, widths by layer, the rest."""
+    layer = re.fullmatch(r"width_l(\d+)", name)
+    if layer:
+        return (ORDER["width"], int(layer.group(1)), name)
+    return (ORDER.get(name, len(ORDER)), 0, name)
+
+
+def trial_rows(study: optuna.Study, states: Sequence[TrialState] | None = None,
+               sort: str = "number") -> tuple[list[str], list[dict[str, Any]]]:
+    """(columns, rows) for the study's trials in ``states`` (all if None), sorted by
+    ``sort``: number, value (best first, by the study's direction; none last) or duration
+    (longest first)."""
+    trials = study.get_trials(deepcopy=False, states=tuple(states) if states else None)
+    params: dict[str, None] = {}
+    for t in trials:
+        for name in t.params:
+            params.setdefault(name, None)
+    ordered = sorted(params, key=_param_order)
+    columns = ["number", "state", "value", "duration_s", *(f"param.{p}" for p in ordered),
+               *DIAGNOSTICS, "reason"]
+    rows = [_row(t, ordered) for t in trials]
+    if sort == "value":  # completed trials, best first; then the rest, by number (a pruned
+        # trial's value is its last report, not comparable with a finished one's)
+        sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        rows.sort(key=lambda r: (r["state"] != "complete" or r["value"] is None,
+                                 sign * (r["value"] or 0.0) if r["state"] == "complete"
+                                 else 0.0, r["number"]))
+    elif sort == "duration":
+        rows.sort(key=lambda r: (r["duration_s"] is None, -(r["duration_s"] or 0.0),
+                                 r["number"]))
+    return columns, rows
+
+
+def _finite(value: Any) -> Any:
+    """None for NaN and infinities (strict JSON has neither), in lists too."""
+    if isinstance(value, list):
+        return [_finite(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _row(t: FrozenTrial, params: list[str]) -> dict[str, Any]:
+    duration = t.duration.total_seconds() if t.duration is not None else None
+    row: dict[str, Any] = {"number": t.number, "state": t.state.name.lower(),
+                           "value": _finite(t.value) if t.values else None,
+                           "duration_s": round(duration, 3) if duration is not None else None}
+    row |= {f"param.{p}": t.params.get(p) for p in params}
+    row |= {k: _finite(t.user_attrs.get(k)) for k in DIAGNOSTICS}
+    row["reason"] = t.user_attrs.get(record.PRUNED_REASON) or t.user_attrs.get(
+        record.FAIL_REASON)
+    return row
+
+
+def to_csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
+    """RFC 4180 text; a list (fold_values) as JSON in its cell, None as an empty cell."""
+    out = io.StringIO()
+    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
+    writer.writeheader()
+    for row in rows:
+        writer.writerow({k: json.dumps(v) if isinstance(v, list) else ("" if v is None else v)
+                         for k, v in row.items()})
+    return out.getvalue()
+
+
+def to_json(rows: list[dict[str, Any]]) -> str:
+    return json.dumps(rows, indent=1) + "\n"
+
+
+def cell(value: Any) -> str:
+    """A table cell: short floats, lists of them, and nothing for None."""
+    if value is None:
+        return ""
+    if isinstance(value, float):
+        return f"{value:.4g}"
+    if isinstance(value, list):
+        return "[" + ", ".join(cell(v) for v in value) + "]"
+    return str(value)
