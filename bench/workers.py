@@ -57,16 +57,20 @@ def sample_configs(study_file: Path, n: int) -> list[dict[str, Any]]:
     return configs
 
 
-def no_pruning(text: str) -> str:
+def equal_work(text: str) -> str:
+    """The study file with pruning off, no timeout and none of its own [[enqueue]]
+    trials: every run then trains exactly the enqueued configs, to the end."""
     import re
 
+    text = text.split("\n[[enqueue]]")[0]
+    text = re.sub(r"^timeout\s*=.*$", "", text, flags=re.M)
     return re.sub(r"\[pruner\][^\[]*", '[pruner]\nname = "none"\n\n', text)
 
 
 def throughput(study_file: Path, configs: list[dict[str, Any]], workers: int,
                tmp: Path) -> dict[str, float]:
     toml = tmp / f"w{workers}.toml"
-    toml.write_text(no_pruning(study_file.read_text()))
+    toml.write_text(equal_work(study_file.read_text()))
     db = f"sqlite:///{tmp / f'w{workers}.db'}"
     target = target_from_args(str(toml), None, db)
     with create(target) as (opened, _):
