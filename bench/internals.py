@@ -1,7 +1,8 @@
 """Do Optuna's private names pay for themselves? Each fast path against its public fallback.
 
-nnsearch keeps a private Optuna path only where it saves at least 1% of a
-default-study trial (``search/_optuna.py``). Measured side by side in one run:
+nnsearch keeps a private Optuna path only where it saves at least 1% of a trial
+(``search/_optuna.py``; the one-transaction write earns its place on tiny trials,
+``bench/tiny.py``). Measured side by side in one run:
 
 1. the median trial of the default study (studies/digits.toml, its own pruner),
    through the real objective on an in-memory storage: the yardstick;
@@ -44,16 +45,13 @@ ROOT = Path(__file__).resolve().parents[1]
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 
 
-# ----- the private candidates (not used by nnsearch: each saved < 1% of a trial) -----------
+# ----- the private candidates ---------------------------------------------------------------
+# The one-transaction write is nnsearch's own (search/_optuna.py: it pays on tiny trials,
+# bench/tiny.py); the COUNT query is not used (it saved < 1% of a trial).
 def private_write(storage: RDBStorage, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    """All attributes in one transaction, through RDBStorage's internals."""
-    from optuna.storages._rdb import models
-    from optuna.storages._rdb.storage import _create_scoped_session
+    from nnsearch.search._optuna import _write_in_one_transaction
 
-    with _create_scoped_session(storage.scoped_session, False) as session:
-        for key, value in attrs.items():
-            storage._set_trial_attr_without_commit(
-                session, models.TrialUserAttributeModel, trial._trial_id, key, value)
+    assert _write_in_one_transaction(trial, attrs)
 
 
 def private_counts(storage: RDBStorage, study: optuna.Study,

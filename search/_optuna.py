@@ -1,16 +1,21 @@
 """Every private Optuna name nnsearch uses, behind a function with a public fallback.
 
-A private path is kept only where ``bench/internals.py`` measured that it saves at
-least 1% of a default-study trial. Two did not, and were replaced by the public API:
-writing a trial's 17 result attributes in one private transaction saved 0.12%
-(SQLite) and 0.52% (PostgreSQL) of a 1.97 s median trial over ``trial.set_user_attr``
-per key; a private COUNT query saved 0.01% (SQLite) and -0.03% (PostgreSQL) over
-``study.get_trials``, which Optuna serves from its cache of finished trials. The
-bench keeps both private versions, to measure again.
+A private path is kept only where a bench measured that it saves at least 1% of a
+trial. Two are in use:
 
-What remains is one name: the logger Optuna reports a failed trial on, which lets
-``quiet_failed_trials`` drop expected failures wherever Optuna's records go. Its
-fallback filters the handlers of the public ``optuna`` logger (Optuna's own output).
+- the logger Optuna reports a failed trial on, which lets ``quiet_failed_trials``
+  drop expected failures wherever Optuna's records go; its fallback filters the
+  handlers of the public ``optuna`` logger (Optuna's own output);
+- ``set_user_attrs``: a trial's ~17 result attributes in one RDB transaction
+  (RDBStorage's session and attribute writer) instead of one commit per key through
+  ``trial.set_user_attr``. On a default-study digits trial of ~2 s that saves 0.1-0.5%
+  (``bench/internals.py``), but a small table's trial trains for ~15 ms, and there the
+  per-key commits were a fifth of its overhead (``bench/tiny.py``). Its fallback is
+  the public write per key (other storages, or if the names move).
+
+A private COUNT query saved 0.01% (SQLite) and -0.03% (PostgreSQL) over
+``study.get_trials``, which Optuna serves from its cache of finished trials, and is
+not used; ``bench/internals.py`` keeps it, to measure again.
 ``private_names_in_use()`` checks each private name live, and
 ``tests/search/test_optuna_contract.py`` fails when one moves.
 """
@@ -19,6 +24,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from typing import Any
 
 import optuna
 
@@ -68,6 +74,36 @@ def one_line_failures(short: Callable[[BaseException], bool]) -> None:
         handler.addFilter(one_line)
 
 
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Write all of ``attrs`` on the running ``trial``: in one transaction on an RDB
+    storage (see the module's note), else one public write per key."""
+    if attrs and _write_in_one_transaction(trial, attrs):
+        return
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
+
+
+def _write_in_one_transaction(trial: optuna.Trial, attrs: dict[str, Any]) -> bool:
+    """The private path; False (nothing written) where it does not apply or has moved."""
+    try:
+        from optuna.storages._rdb import models
+        from optuna.storages._rdb.storage import _create_scoped_session
+    except ImportError:
+        return False
+    storage = trial.storage
+    backend = getattr(storage, "_backend", storage)  # Optuna wraps RDB in a cache
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        return False
+    write = getattr(backend, "_set_trial_attr_without_commit", None)
+    session_maker = getattr(backend, "scoped_session", None)
+    if write is None or session_maker is None:
+        return False
+    with _create_scoped_session(session_maker, True) as session:
+        for key, value in attrs.items():
+            write(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
+    return True
+
+
 def private_names_in_use() -> dict[str, bool]:
     """Each private name, and whether Optuna still uses it (a live check)."""
     seen: list[str] = []
@@ -84,7 +120,20 @@ def private_names_in_use() -> dict[str, bool]:
         study.optimize(_fail, n_trials=1, catch=(ValueError,))
     finally:
         root.removeHandler(handler)
-    return {f"failed-trial logger {_FAILED_TRIAL_LOGGER!r}": _FAILED_TRIAL_LOGGER in seen}
+    return {f"failed-trial logger {_FAILED_TRIAL_LOGGER!r}": _FAILED_TRIAL_LOGGER in seen,
+            "one-transaction attribute write (RDBStorage)": _one_transaction_works()}
+
+
+def _one_transaction_works() -> bool:
+    storage = optuna.storages.RDBStorage("sqlite:///:memory:")
+    try:
+        study = optuna.create_study(storage=storage)
+        trial = study.ask()
+        attrs = {"a": 1, "b": [0.5, None], "c": "x"}
+        written = _write_in_one_transaction(trial, attrs)
+        return written and study.trials[0].user_attrs == attrs
+    finally:
+        storage.engine.dispose()
 
 
 def _fail(trial: optuna.Trial) -> float:

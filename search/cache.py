@@ -3,8 +3,10 @@
 Parsing and preprocessing a large CSV takes seconds; every worker needs the same
 arrays. The first process to load them (``create``, before any worker starts)
 writes them to a folder beside the storage, keyed by the data file's fingerprint
-and the ``[data]`` definition. The others map the arrays from there (read-only,
-shared through the page cache, so N workers do not hold N copies).
+(a bundled set's name and scikit-learn's version: loading one imports scikit-learn,
+which took most of a worker's start-up) and the ``[data]`` definition. The others
+map the arrays from there (read-only, shared through the page cache, so N workers do
+not hold N copies).
 
 An entry is written to a temporary folder and renamed into place, so a reader
 never sees half of one; one that cannot be read is ignored and rebuilt. A folder
@@ -51,19 +53,35 @@ def cached_data(spec: DataSpec, base: Path | None, folder: Path | None,
                 store: bool = True) -> Dataset:
     """``load_data``, through the cache in ``folder`` for a data file (a miss is stored
     there unless ``store`` is false: ``create`` stores it once the study accepted it)."""
-    if folder is None or spec.source in BUILTIN:
+    if folder is None:
         return load_data(spec, base)
-    path = resolve_path(spec.source, base)
-    if not path.is_file():
-        raise UsageError(f"data file not found: {path}")
-    fingerprint = file_fingerprint(path)
-    found = load_cached(folder, spec, fingerprint)
+    if spec.source in BUILTIN:
+        source = builtin_id(spec.source)
+    else:
+        path = resolve_path(spec.source, base)
+        if not path.is_file():
+            raise UsageError(f"data file not found: {path}")
+        source = file_fingerprint(path)
+    found = load_cached(folder, spec, source)
     if found is not None:
         return found
-    data = load_data(spec, base, fingerprint)
+    data = load_data(spec, base, None if spec.source in BUILTIN else source)
     if store:
         store_cached(folder, spec, data)
     return data
+
+
+def builtin_id(name: str) -> str:
+    """What a bundled set's cache entry is keyed by, known without loading it (that
+    imports scikit-learn: most of a worker's start-up): its name and sklearn's version."""
+    from importlib import metadata
+
+    return f"builtin:{name}:scikit-learn {metadata.version('scikit-learn')}"
+
+
+def _source_id(spec: DataSpec, data: Dataset) -> str:
+    """A data file's fingerprint (that of its bytes), or a bundled set's ``builtin_id``."""
+    return builtin_id(spec.source) if spec.source in BUILTIN else data.fingerprint
 
 
 def _key(spec: DataSpec, fingerprint: str) -> str:
@@ -72,31 +90,33 @@ def _key(spec: DataSpec, fingerprint: str) -> str:
     return hashlib.sha256(definition.encode()).hexdigest()[:24]
 
 
-def load_cached(folder: Path, spec: DataSpec, fingerprint: str) -> Dataset | None:
-    entry = folder / _key(spec, fingerprint)
+def load_cached(folder: Path, spec: DataSpec, source: str) -> Dataset | None:
+    """The entry for ``source`` (``_source_id``), or None."""
+    entry = folder / _key(spec, source)
     try:
         meta: dict[str, Any] = json.loads((entry / "meta.json").read_text(encoding="utf-8"))
         arrays = {name: np.load(entry / f"{name}.npy", mmap_mode="r", allow_pickle=False)
                   for name in (*ARRAYS, "fold_ids") if name in ARRAYS or spec.folds}
     except (OSError, ValueError):
         return None
-    if meta.get("format") != FORMAT or meta.get("fingerprint") != fingerprint:
+    # entries written before bundled sets were cached name only the file's fingerprint
+    if meta.get("format") != FORMAT or meta.get("source", meta.get("fingerprint")) != source:
         return None
     logger.debug("data from the cache %s", entry)
     return Dataset(task=meta["task"], prep=Preprocessor.from_dict(meta["prep"]),
                    classes=meta["classes"], y_mean=meta["y_mean"], y_scale=meta["y_scale"],
-                   fingerprint=fingerprint, target=meta["target"], notes=meta["notes"],
-                   **arrays)
+                   fingerprint=meta["fingerprint"], target=meta["target"],
+                   notes=meta["notes"], **arrays)
 
 
 def store_cached(folder: Path, spec: DataSpec, data: Dataset) -> None:
-    """Keep ``data`` for the next process (a bundled set loads faster than it caches)."""
-    if spec.source in BUILTIN:
-        return
-    entry = folder / _key(spec, data.fingerprint)
+    """Keep ``data`` for the next process."""
+    source = _source_id(spec, data)
+    entry = folder / _key(spec, source)
     if entry.exists():
         return
-    meta = {"format": FORMAT, "fingerprint": data.fingerprint, "task": data.task,
+    meta = {"format": FORMAT, "source": source, "fingerprint": data.fingerprint,
+            "task": data.task,
             "prep": data.prep.to_dict(), "classes": data.classes, "y_mean": data.y_mean,
             "y_scale": data.y_scale, "target": data.target, "notes": data.notes}
     tmp = None

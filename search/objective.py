@@ -23,6 +23,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from nnsearch.model import History
 
 from . import record
+from ._optuna import set_user_attrs
 from .artifacts import upload_trial_artifacts
 from .data import Dataset
 from .errors import Stopped
@@ -36,8 +37,9 @@ logger = logging.getLogger(__name__)
 
 
 class Objective:
-    """Trains one trial. With an artifact store, a completed trial also gets its
-    learning-curve PNG and its exported config attached (shown by the dashboard).
+    """Trains one trial. With an artifact store, a trial that completes as the study's
+    new best also gets its learning-curve PNG and its exported config attached (shown
+    by the dashboard).
     """
 
     def __init__(self, spec: StudySpec, data: Dataset, url: StorageURL,
@@ -57,6 +59,7 @@ class Objective:
         self.store = store
         self.worker = record.worker_id()
         self.first_prunable = spec.first_prunable_step()
+        self.last_epoch: float = math.inf  # this trial's, once sampled
 
     def __call__(self, trial: optuna.Trial) -> float:
         spec, data = self.spec, self.data
@@ -65,6 +68,8 @@ class Objective:
         seed = record.trial_seed(spec.seed, trial.number)
         network, training = build_configs(values, data.n_features, data.n_outputs, data.task,
                                           seed)
+        # After the last epoch pruning saves nothing, except with folds: the others.
+        self.last_epoch = math.inf if data.n_folds else int(training["epochs"]) - 1
         if data.n_folds:
             return self._cross_validate(trial, network, training, seed)
         report = self._epoch_reporter(trial)
@@ -100,8 +105,9 @@ class Objective:
             if not math.isfinite(value):
                 return False  # divergence is reported by fit itself
             trial.report(value, epoch)
-            # Asking the pruner reads every trial; before it can act, do not ask.
-            return epoch >= self.first_prunable and trial.should_prune()
+            # Asking the pruner reads every trial: not before it can act, nor at the
+            # last epoch, when pruning would save nothing.
+            return self.first_prunable <= epoch < self.last_epoch and trial.should_prune()
 
         return report
 
@@ -127,14 +133,26 @@ class Objective:
 
     def _finish(self, trial: optuna.Trial, value: float, attrs: dict[str, Any],
                 history: History, reason: str | None) -> float:
-        for key, attr in attrs.items():  # one write per key: see _optuna.py for why
-            with_retry(partial(trial.set_user_attr, key, attr), "record the trial")
+        with_retry(partial(set_user_attrs, trial, attrs), "record the trial")
         if reason is not None:
             logger.debug("trial %d %s", trial.number, reason)
             raise optuna.TrialPruned(reason)
-        if self.store is not None:
+        if self.store is not None and self._new_best(trial, value):
             self._attach_artifacts(trial, value, attrs, history)
         return value
+
+    @staticmethod
+    def _new_best(trial: optuna.Trial, value: float) -> bool:
+        """Better than every trial completed so far: the trials whose curve and config
+        are worth drawing and storing as they finish (a few dozen ms each, more than a
+        small table's whole training); ``nnsearch export --trial N`` and ``report``
+        give any other's."""
+        try:
+            best = trial.study.best_value
+        except ValueError:  # none completed yet
+            return True
+        maximize = trial.study.direction == optuna.study.StudyDirection.MAXIMIZE
+        return value > best if maximize else value < best
 
     def _cross_validate(self, trial: optuna.Trial, network: dict[str, Any],
                         training: dict[str, Any], seed: int) -> float:

@@ -30,7 +30,7 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from . import record
-from ._optuna import one_line_failures, quiet_failed_trials
+from ._optuna import one_line_failures, quiet_failed_trials, set_user_attrs
 from .artifacts import artifact_store
 from .errors import Stopped
 from .objective import Objective
@@ -199,14 +199,16 @@ class Worker:
 
     def _guarded(self, trial: optuna.Trial) -> float:
         self._release()  # the trial exists: the next worker may count and create its own
-        if self.budget is not None and trials_ahead(self.study, trial.number) >= self.budget:
+        # Under the lock the count was exact; without one, two workers may have raced.
+        if self.lock is None and self.budget is not None \
+                and trials_ahead(self.study, trial.number) >= self.budget:
             trial.set_user_attr(record.SURPLUS, True)
             trial.set_user_attr(record.FAIL_REASON, f"surplus: the budget of {self.budget} "
                                 "trials was already taken by other workers")
             raise Surplus()
-        for key, value in ((record.WORKER, self.objective.worker),
-                           (record.WORKER_PROCESS, self.process_tag)):
-            with_retry(partial(trial.set_user_attr, key, value), "record the worker")
+        with_retry(partial(set_user_attrs, trial, {record.WORKER: self.objective.worker,
+                                                  record.WORKER_PROCESS: self.process_tag}),
+                   "record the worker")
         try:
             return self.objective(trial)
         except Stopped as exc:

@@ -1,9 +1,11 @@
 """Parallel workers on one study, with real processes, SQLite and PostgreSQL."""
 
+import json
 import os
 import shutil
 import signal
 import subprocess
+import sys
 import time
 from pathlib import Path
 
@@ -143,6 +145,24 @@ def test_standalone_workers_share_one_budget(tmp_path):
     assert_finished_exactly(ts, 9)
     # Each worker process took part (its host:pid is on its trials).
     assert len({t.user_attrs["nnsearch.worker"] for t in ts if t.state != TrialState.FAIL}) >= 2
+
+
+def test_a_worker_maps_a_bundled_set_from_the_cache_without_scikit_learn(tmp_path):
+    # Importing scikit-learn (to load iris or digits) was most of a worker's start-up;
+    # `create` caches the processed arrays, and a worker maps them from there.
+    study = write_study(tmp_path / "small.toml", trials=2, epochs=5)
+    assert run_cli("create", str(study), cwd=tmp_path).returncode == 0
+    entries = list((tmp_path / "small-cache").iterdir())
+    assert len(entries) == 1
+    assert json.loads((entries[0] / "meta.json").read_text())["source"].startswith(
+        "builtin:iris:scikit-learn ")
+    probe = ("import sys; from nnsearch.search.cli import main; "
+             "code = main(['-q', 'worker', 'small.toml']); "
+             "print(code, 'sklearn' in sys.modules)")
+    res = subprocess.run([sys.executable, "-P", "-c", probe], cwd=tmp_path, env=cli_env(),
+                         capture_output=True, text=True, timeout=300)
+    assert res.stdout.split() == ["0", "False"], res.stdout + res.stderr
+    assert len(trials(f"sqlite:///{tmp_path / 'small.db'}", "small")) == 2
 
 
 def test_worker_needs_an_existing_study(tmp_path):
