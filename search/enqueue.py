@@ -11,7 +11,6 @@ them once, when it creates the study; workers take them first, each exactly once
 from __future__ import annotations
 
 import re
-from pathlib import Path
 from typing import Any
 
 import optuna
@@ -116,25 +115,6 @@ def enqueue_all(study: optuna.Study, trials: list[dict[str, Any]]) -> None:
     equal tables are two trials, each with its own trial seed."""
     for params in trials:
         study.enqueue_trial(params)
-
-
-def read_config(path: str | Path) -> dict[str, Any]:
-    """A JSON file to enqueue, as a table in the space's names: an export (``nnsearch
-    export``: its trial's parameters), ``export --format params`` (Optuna's names:
-    ``width_l0``, ``width_l1``...) or an ``[[enqueue]]`` table written as JSON."""
-    from .export import FORMAT, load_json
-
-    config = load_json(path)
-    if isinstance(config, dict) and config.get("format") == FORMAT:
-        params = config.get("trial", {}).get("params") if isinstance(config.get("trial"),
-                                                                      dict) else None
-        if not isinstance(params, dict):
-            raise UsageError(f"{path}: the export lacks its trial's params.")
-        config = params
-    if not isinstance(config, dict):
-        raise UsageError(f"{path}: expected a JSON object of parameters (or an export), but "
-                         f"got {type(config).__name__}.")
-    return from_optuna_names(config, str(path))
 
 
 def from_optuna_names(params: dict[str, Any], where: str) -> dict[str, Any]:

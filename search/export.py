@@ -23,6 +23,7 @@ from nnsearch.model import History, Network
 
 from . import record
 from .data import Dataset, DataSpec, load_data
+from .enqueue import from_optuna_names
 from .errors import UsageError
 from .readers import resolve_path
 from .storage import StorageURL
@@ -156,6 +157,23 @@ def load_json(path: str | Path) -> Any:
         raise UsageError(f"{path}: not valid JSON ({exc}).") from None
     except RecursionError:
         raise UsageError(f"{path}: not a config (nested too deeply).") from None
+
+
+def read_config(path: str | Path) -> dict[str, Any]:
+    """A JSON file to enqueue, as a table in the space's names: an export (``nnsearch
+    export``: its trial's parameters), ``export --format params`` (Optuna's names:
+    ``width_l0``, ``width_l1``...) or an ``[[enqueue]]`` table written as JSON."""
+    config = load_json(path)
+    if isinstance(config, dict) and config.get("format") == FORMAT:
+        params = config.get("trial", {}).get("params") if isinstance(config.get("trial"),
+                                                                      dict) else None
+        if not isinstance(params, dict):
+            raise UsageError(f"{path}: the export lacks its trial's params.")
+        config = params
+    if not isinstance(config, dict):
+        raise UsageError(f"{path}: expected a JSON object of parameters (or an export), but "
+                         f"got {type(config).__name__}.")
+    return from_optuna_names(config, str(path))
 
 
 def read_export(path: str | Path) -> dict[str, Any]:

@@ -284,7 +284,8 @@ class EnqueueCommand(Command):
                             "object of searched parameters in the study file's names")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from ..enqueue import read_config, to_params
+        from ..enqueue import to_params
+        from ..export import read_config
         from ..stops import why_done
         from ..study import open_study
 
