@@ -52,6 +52,14 @@ def write_study(path: Path, name: str = "small", source: str = "iris", trials: i
     return path
 
 
+def run_small_study(tmp: Path, trials: int) -> tuple[Path, subprocess.CompletedProcess[str]]:
+    """The small iris study (``small.toml`` in ``tmp``) run to ``trials`` by 2 workers."""
+    study = write_study(tmp / "small.toml", trials=trials)
+    res = run_cli("run", str(study), "--workers", "2", cwd=tmp)
+    assert res.returncode == 0, res.stderr
+    return study, res
+
+
 def cli_env() -> dict[str, str]:
     env = dict(os.environ)
     env.pop("NNSEARCH_STORAGE", None)

@@ -10,7 +10,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from tests.helpers import NNSEARCH, cli_env, run_cli, write_study
+from tests.helpers import NNSEARCH, cli_env, run_cli, run_small_study, write_study
 
 COMMANDS = ["create", "run", "worker", "status", "export", "train", "predict", "trials", "enqueue"]
 
@@ -19,9 +19,7 @@ COMMANDS = ["create", "run", "worker", "status", "export", "train", "predict", "
 def finished(tmp_path_factory):
     """A small iris study run to its budget of 6 trials by 2 workers."""
     tmp = tmp_path_factory.mktemp("finished")
-    study = write_study(tmp / "small.toml", trials=6)
-    res = run_cli("run", str(study), "--workers", "2", cwd=tmp)
-    assert res.returncode == 0, res.stderr
+    study, res = run_small_study(tmp, trials=6)
     return tmp, study, res
 
 

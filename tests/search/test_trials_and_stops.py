@@ -9,7 +9,7 @@ import pytest
 import yaml
 from optuna.trial import TrialState
 
-from tests.helpers import run_cli, write_study
+from tests.helpers import run_cli, run_small_study, write_study
 from tests.search.test_workers import trials
 
 
@@ -17,9 +17,7 @@ from tests.search.test_workers import trials
 def ran(tmp_path_factory):
     """A small iris study of 8 trials by 2 workers (some pruned)."""
     tmp = tmp_path_factory.mktemp("tables")
-    study = write_study(tmp / "small.toml", trials=8)
-    res = run_cli("run", str(study), "--workers", "2", cwd=tmp)
-    assert res.returncode == 0, res.stderr
+    study, _ = run_small_study(tmp, trials=8)
     return tmp, study
 
 
