@@ -83,3 +83,19 @@ def test_telling_a_trial_the_sweeper_ended_says_cannot_tell():
     study.tell(trial, state=optuna.trial.TrialState.FAIL)  # as the sweeper does
     with pytest.raises(ValueError, match=r"^Cannot tell a FAIL trial"):
         study.tell(trial, 1.0)
+
+
+def test_attributes_of_a_finished_trial_are_refused_as_optuna_refuses_them():
+    # The sweeper may end a trial while its worker records it; the worker relies on this.
+    from optuna.exceptions import UpdateFinishedTrialError
+
+    storage = optuna.storages.RDBStorage("sqlite:///:memory:")
+    study = optuna.create_study(storage=storage)
+    trial = study.ask()
+    _optuna.set_user_attrs(trial, {"a": 1, "b": [2.0]})
+    assert study.trials[0].user_attrs == {"a": 1, "b": [2.0]}
+    study.tell(trial, 1.0)
+    with pytest.raises(UpdateFinishedTrialError):
+        _optuna.set_user_attrs(trial, {"a": 2})
+    assert study.trials[0].user_attrs == {"a": 1, "b": [2.0]}
+    storage.engine.dispose()
