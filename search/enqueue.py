@@ -10,13 +10,12 @@ them once, when it creates the study; workers take them first, each exactly once
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import optuna
 
 from .errors import UsageError
-from .space import CONDITIONS, DEFAULTS, PARAMS, Param
+from .space import CONDITIONS, DEFAULTS, PARAMS, Param, width_label, width_layer
 
 
 def _checked(param: Param, value: Any, key: str) -> Any:
@@ -102,12 +101,12 @@ def _widths(table: dict[str, Any], space: dict[str, Param], where: str) -> dict[
                              "trial too.")
         if len(width) != depth:
             raise UsageError(f"{key}: {len(width)} width(s) for {depth} hidden layer(s).")
-        return {f"width_l{i}": _checked(space["width"], w, key) for i, w in enumerate(width)}
+        return {width_label(i): _checked(space["width"], w, key) for i, w in enumerate(width)}
     width = _checked(space["width"], width, key)
     if not known:  # the sampler picks the depth: every layer it may have
         n_layers = space["n_layers"]
         depth = max(n_layers.choices) if n_layers.choices is not None else n_layers.high
-    return {f"width_l{i}": width for i in range(int(depth))}
+    return {width_label(i): width for i in range(int(depth))}
 
 
 def enqueue_all(study: optuna.Study, trials: list[dict[str, Any]]) -> None:
@@ -119,8 +118,7 @@ def enqueue_all(study: optuna.Study, trials: list[dict[str, Any]]) -> None:
 
 def from_optuna_names(params: dict[str, Any], where: str) -> dict[str, Any]:
     """``width_l0``, ``width_l1``... (as trials store them) back into ``width = [...]``."""
-    layers = {int(m.group(1)): v for k, v in params.items()
-              if (m := re.fullmatch(r"width_l(\d+)", k))}
+    layers = {i: v for k, v in params.items() if (i := width_layer(k)) is not None}
     if not layers:
         return dict(params)
     if "width" in params:
@@ -128,6 +126,6 @@ def from_optuna_names(params: dict[str, Any], where: str) -> dict[str, Any]:
     if sorted(layers) != list(range(len(layers))):
         raise UsageError(f"{where}: the widths must be width_l0 to width_l{len(layers) - 1}, "
                          f"but got layers {sorted(layers)}.")
-    table = {k: v for k, v in params.items() if not re.fullmatch(r"width_l\d+", k)}
+    table = {k: v for k, v in params.items() if width_layer(k) is None}
     table["width"] = [layers[i] for i in range(len(layers))]
     return table

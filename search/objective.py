@@ -167,9 +167,9 @@ class Objective:
         fold_now = [0]
 
         def on_epoch(epoch: int, metrics: dict[str, Any]) -> bool:
-            if self._must_stop():
-                return True
-            return not wilcoxon and fold_now[0] == 0 and epoch_report(epoch, metrics)
+            if not wilcoxon and fold_now[0] == 0:
+                return epoch_report(epoch, metrics)  # the stop checks included
+            return self._must_stop()
 
         def after_fold(i: int, folds: Folds) -> bool:
             fold_now[0] = i + 1

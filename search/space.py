@@ -10,6 +10,7 @@ sampler and the export all read it, so a new choice is added in one place.
 from __future__ import annotations
 
 import inspect
+import re
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -172,6 +173,17 @@ def parse_param(name: str, raw: Any, where: str) -> Param:
     return Param(name, fixed=raw)
 
 
+def width_label(layer: int) -> str:
+    """The name a trial stores hidden layer ``layer``'s width under: ``width_l0``..."""
+    return f"width_l{layer}"
+
+
+def width_layer(name: str) -> int | None:
+    """The layer a ``width_label`` names, or None for any other parameter name."""
+    match = re.fullmatch(r"width_l(\d+)", name)
+    return int(match.group(1)) if match else None
+
+
 def sample(space: dict[str, Param], trial: optuna.Trial) -> dict[str, Any]:
     """Every hyperparameter's value for this trial, fixed ones included.
 
@@ -186,7 +198,7 @@ def sample(space: dict[str, Param], trial: optuna.Trial) -> dict[str, Any]:
         return param.sample(trial, label) if param is not None else DEFAULTS[name]
 
     values: dict[str, Any] = {"n_layers": value("n_layers")}
-    values["widths"] = [value("width", f"width_l{i}") for i in range(values["n_layers"])]
+    values["widths"] = [value("width", width_label(i)) for i in range(values["n_layers"])]
     for name in PARAMS:  # in order: a parameter comes after those it depends on
         if name not in ("n_layers", "width"):
             values[name] = value(name) if applies(name, values) else DEFAULTS[name]

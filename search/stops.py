@@ -17,6 +17,11 @@ from optuna.trial import TrialState
 from .studyfile import StudySpec
 
 
+def active(spec: StudySpec) -> bool:
+    """Whether the study file sets a target or a stall."""
+    return spec.target is not None or spec.stall is not None
+
+
 def reached(value: float, target: float, direction: StudyDirection) -> bool:
     return value >= target if direction == StudyDirection.MAXIMIZE else value <= target
 
@@ -29,7 +34,7 @@ def why_done(study: optuna.Study, spec: StudySpec) -> str | None:
     worker has seen it done (``mark_done``), it stays done for the same target and
     stall: a trial that was still running then and sets a new best does not undo a
     stall that already stopped the other workers."""
-    if spec.target is None and spec.stall is None:
+    if not active(spec):
         return None
     stored = study.user_attrs.get(DONE_ATTR)
     if isinstance(stored, dict) and (stored.get("target"), stored.get("stall")) == (

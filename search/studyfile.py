@@ -134,9 +134,11 @@ class StudySpec:
                 return value - first if isinstance(value, int) else 0
         return 0
 
-    def enqueued_params(self) -> list[dict[str, Any]]:
-        """The [[enqueue]] trials in Optuna's parameter names (checked when parsed)."""
-        return [to_params(t, self.space, f"{self.path or self.name}: [[enqueue]] {i + 1}")
+    def enqueued_params(self, where: str | None = None) -> list[dict[str, Any]]:
+        """The [[enqueue]] trials in Optuna's parameter names, each checked against the
+        space (UsageError naming ``where``, the study file by default)."""
+        where = where or str(self.path or self.name)
+        return [to_params(t, self.space, f"{where}: [[enqueue]] {i + 1}")
                 for i, t in enumerate(self.enqueue)]
 
     def grace_after(self, timeout: float) -> float:
@@ -342,9 +344,7 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
     space = {key: parse_param(key, value, where) for key, value in raw.get("space", {}).items()}
     check_conditions(space, where)
     enqueue = tuple(raw.get("enqueue", ()))
-    for i, table in enumerate(enqueue):
-        to_params(table, space, f"{where}: [[enqueue]] {i + 1}")
-    return StudySpec(name=name, metric=metric, direction=direction, seed=seed, sampler=sampler,
+    spec = StudySpec(name=name, metric=metric, direction=direction, seed=seed, sampler=sampler,
                      sampler_args=sampler_args, pruner=pruner, pruner_args=pruner_args,
                      report_every=report_every, data=data, trials=trials,
                      timeout=float(timeout) if timeout is not None else None, space=space,
@@ -352,6 +352,8 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
                      target=float(target) if target is not None else None, stall=stall,
                      recheck=recheck, recheck_seeds=seeds,
                      path=path.resolve() if path is not None else None)
+    spec.enqueued_params(where)  # each [[enqueue]] table is checked now, not at create
+    return spec
 
 
 def _seed(table: dict[str, Any], key: str, where: str) -> int:

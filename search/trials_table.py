@@ -13,7 +13,6 @@ import csv
 import io
 import json
 import math
-import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -21,7 +20,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from . import record
-from .space import PARAMS
+from .space import PARAMS, width_layer
 
 # The recorded diagnostics a row carries, in this order (absent ones stay empty); the
 # table shows the first few, csv and json all of them.
@@ -36,9 +35,9 @@ TABLE_DIAGNOSTICS = (record.EPOCHS_RUN, "n_params")
 
 def _param_order(name: str) -> tuple[int, int, str]:
     """The order a trial samples in (space.PARAMS): depth, widths by layer, the rest."""
-    layer = re.fullmatch(r"width_l(\d+)", name)
-    if layer:
-        return (ORDER["width"], int(layer.group(1)), name)
+    layer = width_layer(name)
+    if layer is not None:
+        return (ORDER["width"], layer, name)
     return (ORDER.get(name, len(ORDER)), 0, name)
 
 

@@ -29,12 +29,11 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from . import record
+from . import record, stops
 from ._optuna import one_line_failures, quiet_failed_trials, set_user_attrs
 from .artifacts import artifact_store
 from .errors import Stopped
 from .objective import Objective
-from .stops import mark_done, why_done
 from .storage import error_reason, is_transient, with_retry
 from .study import OpenStudy, accepted_data
 from .trial_lock import trial_lock
@@ -161,12 +160,12 @@ class Worker:
         self.process_tag = record.process_tag()
         self.orphans_seen: dict[int, float] = {}  # for fail_orphans
         self.budget = budget
-        # Counting and creating a trial under one lock keeps the budget (and the stops)
-        # exact.
         spec = opened.spec
+        # A trial budget or a study-level stop: the worker checks before each trial, and
+        # counting and creating the trial under one lock keeps the check exact.
+        self.gated = budget is not None or stops.active(spec)
         self.lock = trial_lock(opened.url, opened.storage, opened.study.study_name) \
-            if budget is not None or spec.target is not None or spec.stall is not None \
-            else None
+            if self.gated else None
         self.deadline = time.monotonic() + timeout if timeout else None
         self.stop = threading.Event()
         data = accepted_data(opened, notes=False)
@@ -218,16 +217,17 @@ class Worker:
     def _slot_free(self) -> bool:
         """Whether this worker may take a trial now (true: with the trial lock held, if
         there is one), or raises _Done: the budget is spent, or a study-level stop holds."""
-        spec = self.opened.spec
-        if self.budget is None and spec.target is None and spec.stall is None:
+        if not self.gated:
             return True
+        spec = self.opened.spec
         if self.lock is not None:
             self.lock.acquire()
         try:
-            done = with_retry(lambda: why_done(self.study, spec), "check the stops")
+            done = with_retry(lambda: stops.why_done(self.study, spec), "check the stops")
             if done is not None:  # it stays done, whatever a running trial does next
                 reason = done
-                with_retry(lambda: mark_done(self.study, spec, reason), "record the stop")
+                with_retry(lambda: stops.mark_done(self.study, spec, reason),
+                           "record the stop")
             counts = with_retry(lambda: count_states(self.study), "count trials") \
                 if self.budget is not None else None
         except BaseException:

@@ -107,14 +107,13 @@ def check_output(output: str, overwrite: bool = True, export: bool = False) -> P
 def _is_export(path: Path) -> bool:
     """An earlier ``nnsearch export``: an export as JSON or YAML, or ``--format params``
     (a JSON object of parameter names)."""
-    import re
-
     import yaml
 
-    from ..space import PARAMS
+    from ..export import MAX_CONFIG_BYTES
+    from ..space import PARAMS, width_layer
 
     try:
-        if path.stat().st_size > 50_000_000:
+        if path.stat().st_size > MAX_CONFIG_BYTES:
             return False
         doc = yaml.safe_load(path.read_text(encoding="utf-8"))  # JSON is YAML too
     except (OSError, ValueError, yaml.YAMLError):
@@ -123,7 +122,7 @@ def _is_export(path: Path) -> bool:
         return False
     if str(doc.get("format", "")).startswith("nnsearch.trial/"):
         return True
-    return all(isinstance(k, str) and (k in PARAMS or re.fullmatch(r"width_l\d+", k))
+    return all(isinstance(k, str) and (k in PARAMS or width_layer(k) is not None)
                for k in doc)
 
 
