@@ -25,7 +25,6 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 
-from optuna.storages import fail_stale_trials
 from optuna.trial import TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
@@ -43,7 +42,8 @@ from .storage import (
     with_retry,
 )
 from .study import OpenStudy
-from .worker import Counts, catchable_signals, count_states, fail_orphans, fail_trials
+from .trial_lock import locked, trial_lock
+from .worker import Counts, catchable_signals, count_states, fail_trials, is_gated, sweep
 
 logger = logging.getLogger(__name__)
 
@@ -94,6 +94,9 @@ class Supervisor:
         self.retry_trial = record.RETRY
         self.orphans_seen: dict[int, float] = {}  # for fail_orphans
         self.signum = 0
+        # The workers' trial lock, held while failing and retrying trials (see sweep).
+        self.lock = trial_lock(opened.url, opened.storage, opened.study.study_name) \
+            if is_gated(budget, opened.spec) else None
 
     def _spawn(self, index: int, restarts: int = 0) -> subprocess.Popen[bytes]:
         # Every worker process gets its own sampler seed, a restarted one too.
@@ -118,9 +121,8 @@ class Supervisor:
         a stale heartbeat, a worker of this host that is gone, or no worker at all."""
         now = time.monotonic()
         if now - self.last_sweep >= heartbeat_settings()[0]:
-            with_retry(lambda: fail_stale_trials(self.study), "sweep stale trials")
-            with_retry(lambda: fail_orphans(self.opened, self.retry_trial, self.orphans_seen),
-                       "sweep orphans")
+            with_retry(lambda: sweep(self.opened, self.retry_trial, self.orphans_seen,
+                                     self.lock), "sweep")
             self.last_sweep = now
 
     def _check_workers(self, counts: Counts) -> None:
@@ -155,9 +157,11 @@ class Supervisor:
     def _fail_trials_of(self, pids: list[int], reason: str, retry: bool) -> None:
         """Fail the RUNNING trials that workers of ours (``pids``) held; retry them if asked."""
         owners = {record.worker_id(pid) for pid in pids}
-        running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
-        fail_trials(self.opened, [t for t in running if t.user_attrs.get(record.WORKER) in owners],
-                    reason, self.retry_trial if retry else None)
+        with locked(self.lock):
+            running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
+            fail_trials(self.opened,
+                        [t for t in running if t.user_attrs.get(record.WORKER) in owners],
+                        reason, self.retry_trial if retry else None)
 
     def alive(self) -> bool:
         return any(slot.process.poll() is None or slot.restart_at is not None

@@ -10,12 +10,19 @@ exists makes the count exact, so no trial beyond the budget is ever created.
   its own; the server releases it if that connection drops.
 - Anything else (the gRPC proxy, or no ``fcntl``): no lock. The worker then falls
   back to ending a trial that finds itself beyond the budget as FAIL, marked surplus.
+
+The sweeps that fail a trial and enqueue its retry take the same lock: between the
+failure and the retry a count would see neither, and the slot would be taken twice.
+A PostgreSQL lock is lost with its connection when the server restarts; ``held``
+says so, and the worker falls back to the surplus check for that one trial.
 """
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import os
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +52,10 @@ class FileLock:
             raise
         self._fd = fd
 
+    def held(self) -> bool:
+        """Whether the lock is still held (a file lock cannot be lost while it is)."""
+        return self._fd is not None
+
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
@@ -69,6 +80,16 @@ class PostgresLock:
             raise
         self._conn = conn
 
+    def held(self) -> bool:
+        """Whether the lock is still held: its session is alive (a server restart ends it)."""
+        if self._conn is None:
+            return False
+        try:
+            self._conn.execute(text("SELECT 1"))
+        except Exception:
+            return False
+        return True
+
     def release(self) -> None:
         conn, self._conn = self._conn, None
         if conn is None:
@@ -81,7 +102,23 @@ class PostgresLock:
             conn.invalidate()
 
 
-def trial_lock(url: StorageURL, storage: Any, study_name: str) -> FileLock | PostgresLock | None:
+TrialLock = FileLock | PostgresLock
+
+
+@contextlib.contextmanager
+def locked(lock: TrialLock | None) -> Iterator[None]:
+    """Hold ``lock`` for the block; no lock, no wait."""
+    if lock is None:
+        yield
+        return
+    lock.acquire()
+    try:
+        yield
+    finally:
+        lock.release()
+
+
+def trial_lock(url: StorageURL, storage: Any, study_name: str) -> TrialLock | None:
     """The lock for this study's storage, or None where there is none (see above)."""
     if url.kind in ("sqlite", "journal") and url.path is not None and fcntl is not None:
         return FileLock(url.path.with_name(url.path.name + ".nnsearch.lock"))

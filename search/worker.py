@@ -35,8 +35,8 @@ from .artifacts import artifact_store
 from .errors import Stopped
 from .objective import Objective
 from .storage import error_reason, is_transient, with_retry
-from .study import OpenStudy, accepted_data
-from .trial_lock import trial_lock
+from .study import OpenStudy, StudySpec, accepted_data
+from .trial_lock import TrialLock, locked, trial_lock
 
 logger = logging.getLogger(__name__)
 
@@ -140,6 +140,22 @@ def fail_orphans(opened: OpenStudy, retry: record.Retry, seen: dict[int, float])
     return sum(map(len, orphans.values()))
 
 
+def sweep(opened: OpenStudy, retry: record.Retry, seen: dict[int, float],
+          lock: TrialLock | None) -> None:
+    """Fail (and retry) the trials no live worker owns: a stale heartbeat, a worker of
+    this host that is gone, or none at all. Under the trial lock, so that no count falls
+    between a trial's failure and its retry (it would see neither, and free a slot)."""
+    with locked(lock):
+        fail_stale_trials(opened.study)
+        fail_orphans(opened, retry, seen)
+
+
+def is_gated(budget: int | None, spec: StudySpec) -> bool:
+    """Whether workers check before each trial (and so take the trial lock): a trial
+    budget, or a study-level stop."""
+    return budget is not None or stops.active(spec)
+
+
 def catchable_signals() -> list[signal.Signals]:
     """SIGINT, SIGTERM and SIGHUP, but not SIGHUP under ``nohup`` (ignored: keep it so)."""
     hup = [] if signal.getsignal(signal.SIGHUP) is signal.SIG_IGN else [signal.SIGHUP]
@@ -163,7 +179,7 @@ class Worker:
         spec = opened.spec
         # A trial budget or a study-level stop: the worker checks before each trial, and
         # counting and creating the trial under one lock keeps the check exact.
-        self.gated = budget is not None or stops.active(spec)
+        self.gated = is_gated(budget, spec)
         self.lock = trial_lock(opened.url, opened.storage, opened.study.study_name) \
             if self.gated else None
         self.deadline = time.monotonic() + timeout if timeout else None
@@ -197,9 +213,11 @@ class Worker:
             self.lock.release()
 
     def _guarded(self, trial: optuna.Trial) -> float:
+        # Under the lock the count was exact; without one (or if a database restart took
+        # it mid-count), two workers may have raced.
+        exact = self.lock is not None and self.lock.held()
         self._release()  # the trial exists: the next worker may count and create its own
-        # Under the lock the count was exact; without one, two workers may have raced.
-        if self.lock is None and self.budget is not None \
+        if not exact and self.budget is not None \
                 and trials_ahead(self.study, trial.number) >= self.budget:
             trial.set_user_attr(record.SURPLUS, True)
             trial.set_user_attr(record.FAIL_REASON, f"surplus: the budget of {self.budget} "
@@ -248,7 +266,11 @@ class Worker:
         free = counts.finished + counts.running < budget or (
             self.lock is None and counts.waiting > 0)
         if not free:
-            self._release()
+            try:  # one may free up if a trial fails: sweep before letting go of the lock
+                with_retry(lambda: sweep(self.opened, self.retry, self.orphans_seen, None),
+                           "sweep")  # (None: this worker holds the lock already)
+            finally:
+                self._release()
         return free
 
     def run(self) -> int:
@@ -258,11 +280,7 @@ class Worker:
             if self.deadline is not None and time.monotonic() >= self.deadline:
                 break
             try:
-                if not self._slot_free():
-                    # Every slot is taken; one may free up if a trial fails.
-                    with_retry(lambda: fail_stale_trials(self.study), "sweep")
-                    with_retry(lambda: fail_orphans(self.opened, self.retry,
-                                                    self.orphans_seen), "sweep")
+                if not self._slot_free():  # every slot is taken (and swept)
                     self.stop.wait(POLL_SECONDS)
                     continue
                 ended: list[FrozenTrial] = []

@@ -2,9 +2,13 @@
 
 import subprocess
 import sys
+import threading
+import time
+from types import SimpleNamespace
 
 import sqlalchemy
 
+from nnsearch.search import worker
 from nnsearch.search.storage import StorageURL, open_storage
 from nnsearch.search.trial_lock import FileLock, PostgresLock, trial_lock
 
@@ -67,3 +71,44 @@ def test_the_postgres_lock_excludes_another_session(pg_url):
     finally:
         other.dispose()
         storage.engine.dispose()
+
+
+def test_a_postgres_lock_knows_when_its_session_is_gone(pg_url):
+    # A server restart ends the session, and the lock with it: the worker must not
+    # trust its count then (it falls back to the surplus check for that trial).
+    storage = open_storage(StorageURL.parse(pg_url), heartbeat=False)
+    lock = trial_lock(StorageURL.parse(pg_url), storage, "study-c")
+    other = sqlalchemy.create_engine(pg_url)
+    try:
+        assert not lock.held()
+        lock.acquire()
+        assert lock.held()
+        pid = lock._conn.execute(sqlalchemy.text("SELECT pg_backend_pid()")).scalar()
+        with other.connect() as conn:
+            conn.execute(sqlalchemy.text("SELECT pg_terminate_backend(:p)"), {"p": pid})
+        assert not lock.held()
+        lock.release()  # the connection is gone: no error
+        assert not lock.held()
+    finally:
+        other.dispose()
+        storage.engine.dispose()
+
+
+def test_a_sweep_waits_for_the_trial_lock(tmp_path, monkeypatch):
+    # Failing a trial and enqueueing its retry are two writes; a worker counting between
+    # them would see neither and take the slot twice. So a sweep holds the trial lock.
+    url = StorageURL.parse(f"sqlite:///{tmp_path / 's.db'}")
+    holder, sweeper_lock = trial_lock(url, None, "s"), trial_lock(url, None, "s")
+    calls: list[str] = []
+    monkeypatch.setattr(worker, "fail_stale_trials", lambda study: calls.append("stale"))
+    monkeypatch.setattr(worker, "fail_orphans", lambda opened, retry, seen: calls.append("orphans"))
+    holder.acquire()
+    opened = SimpleNamespace(study=None)
+    thread = threading.Thread(target=worker.sweep, args=(opened, None, {}, sweeper_lock))
+    thread.start()
+    time.sleep(0.3)
+    assert calls == []  # still waiting for the lock
+    holder.release()
+    thread.join(timeout=10)
+    assert calls == ["stale", "orphans"]
+    assert _other_process_sees(holder.path) == "free"  # and it let go
