@@ -4,7 +4,7 @@ from ._domains import Domain
 from ._functions import ACTIVATIONS, DERIVATIVES, HEADS, OUTPUT_ALIASES
 from ._init import EXPECTED_VARIANCE, INITIALIZERS
 from ._io import load, read_header, save
-from ._network import LAYER_WIDTH, MAX_PARAMS, MAX_WIDTH, NETWORK_DOMAINS, Network
+from ._network import LAYER_WIDTH, MAX_PARAMS, MAX_WIDTH, NETWORK_DOMAINS, Network, param_count
 from ._optimizers import OPTIMIZERS
 from ._schedules import SCHEDULES
 from ._train import (
@@ -40,6 +40,7 @@ __all__ = [
     "evaluate",
     "fit",
     "load",
+    "param_count",
     "read_header",
     "save",
 ]

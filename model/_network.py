@@ -9,6 +9,7 @@ weight and the bias gradient. Optimizers update the whole buffer at once.
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -47,6 +48,12 @@ class _Workspace:
     outputs: list[np.ndarray]
     deltas: list[np.ndarray]
     masks: list[np.ndarray]  # this batch's dropout masks, already scaled by 1/keep
+
+
+def param_count(layer_sizes: Sequence[int]) -> int:
+    """Weights and biases of a network with these layer sizes, without building it."""
+    sizes = [int(s) for s in layer_sizes]
+    return sum((i + 1) * o for i, o in itertools.pairwise(sizes))
 
 
 class Network:

@@ -18,7 +18,7 @@ from .errors import UsageError
 from .space import CONDITIONS, DEFAULTS, PARAMS, Param, width_label, width_layer
 
 
-def _checked(param: Param, value: Any, key: str) -> Any:
+def check_value(param: Param, value: Any, key: str) -> Any:
     """``value`` as a trial would sample it (the space's own choice; a float for a
     float parameter), or UsageError if the space cannot give it."""
     kind = PARAMS[param.name].kind
@@ -76,7 +76,7 @@ def to_params(table: Any, space: dict[str, Param], where: str) -> dict[str, Any]
             raise UsageError(f"{key}: not searched (space.{name} {how}); an enqueued trial "
                              "sets searched parameters only.")
         if name != "width":
-            params[name] = _checked(param, value, key)
+            params[name] = check_value(param, value, key)
         when = CONDITIONS.get(name)
         if when is not None:
             known, parent = _known(when[0], table, space)
@@ -101,8 +101,8 @@ def _widths(table: dict[str, Any], space: dict[str, Param], where: str) -> dict[
                              "trial too.")
         if len(width) != depth:
             raise UsageError(f"{key}: {len(width)} width(s) for {depth} hidden layer(s).")
-        return {width_label(i): _checked(space["width"], w, key) for i, w in enumerate(width)}
-    width = _checked(space["width"], width, key)
+        return {width_label(i): check_value(space["width"], w, key) for i, w in enumerate(width)}
+    width = check_value(space["width"], width, key)
     if not known:  # the sampler picks the depth: every layer it may have
         n_layers = space["n_layers"]
         depth = max(n_layers.choices) if n_layers.choices is not None else n_layers.high

@@ -25,6 +25,7 @@ from . import record
 from .data import Dataset, DataSpec, load_data
 from .enqueue import from_optuna_names
 from .errors import UsageError
+from .front import feasible, pareto_front, signs, violations
 from .readers import resolve_path
 from .storage import StorageURL
 from .studyfile import StudySpec
@@ -46,8 +47,11 @@ def versions() -> dict[str, str]:
     return out
 
 
-def pick_trial(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, list[int]]:
-    """Trial ``number``, or the best worker-written complete trial; and the skipped ones."""
+def pick_trial(study: optuna.Study, number: int | None,
+               bounds: dict[str, float] | None = None) -> tuple[FrozenTrial, list[int]]:
+    """Trial ``number``, or the best worker-written complete feasible trial (on a
+    multi-objective study, the front's best on its first metric); and the skipped ones.
+    An infeasible trial ([constraints] ``bounds``) is never picked."""
     trials = study.get_trials(deepcopy=False)
     if number is not None:
         match = [t for t in trials if t.number == number]
@@ -60,20 +64,28 @@ def pick_trial(study: optuna.Study, number: int | None) -> tuple[FrozenTrial, li
             raise UsageError(f"trial {number} of study {study.study_name!r} is "
                              f"{trial.state.name}, not a completed trial written by a worker; "
                              "nothing to export.")
+        if not feasible(trial):
+            raise UsageError(f"trial {number} of study {study.study_name!r} is infeasible "
+                             f"({violations(trial, bounds or {})}); nothing to export.")
         return trial, []
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     genuine = [t for t in complete if record.written_by_worker(t)]
-    skipped = sorted(t.number for t in complete if not record.written_by_worker(t))
-    if not genuine:
+    skipped = sorted(t.number for t in complete
+                     if not record.written_by_worker(t) and not record.is_prior(t))
+    fit = [t for t in genuine if feasible(t)]
+    if not fit:
+        why = (f"none complete but {len(skipped)} not written by a worker" if skipped and
+               not genuine else f"{len(genuine)} complete, all infeasible" if genuine
+               else "none complete")
         raise UsageError(f"study {study.study_name!r} has no completed trial to export "
-                         f"({len(trials)} trial(s), none complete"
-                         + (f" but {len(skipped)} not written by a worker" if skipped else "")
-                         + ").")
-    ranked = rank_trials(study, genuine)
+                         f"({len(trials)} trial(s), {why}).")
+    if len(study.directions) > 1:
+        return pareto_front(fit, study.directions)[0], skipped
+    ranked = rank_trials(study, fit)
     rechecked = study.user_attrs.get(RECHECK_ATTR) or {}
     if rechecked and str(ranked[0].number) in rechecked:
         # The re-check retrained the top trials with more seeds: pick by the mean.
-        sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        sign = signs(study.directions)[0]
         means = {t.number: sign * mean if math.isfinite(mean := recheck_mean(
             rechecked[str(t.number)])) else math.inf  # a seed that diverged ranks last
             for t in ranked if str(t.number) in rechecked}
@@ -92,15 +104,14 @@ def recheck_mean(values: list[float | None]) -> float:
 
 
 def rank_trials(study: optuna.Study, trials: list[FrozenTrial]) -> list[FrozenTrial]:
-    """Best first. Accuracy on a few hundred validation samples ties often: ties go to the
-    lower validation loss (a finer measure of the same fit), then to the earlier trial."""
-    assert all(t.value is not None for t in trials)
-    sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    """Best first on the first objective. Accuracy on a few hundred validation samples
+    ties often: ties go to the lower validation loss (a finer measure of the same fit),
+    then to the earlier trial."""
+    sign = signs(study.directions)[0]
 
     def rank(t: FrozenTrial) -> tuple[float, float, int]:
         loss = t.user_attrs.get(record.VAL_LOSS)
-        assert t.value is not None
-        return (sign * t.value, math.inf if loss is None else float(loss), t.number)
+        return (sign * t.values[0], math.inf if loss is None else float(loss), t.number)
 
     return sorted(trials, key=rank)
 
@@ -109,9 +120,11 @@ def export_trial(study: optuna.Study, spec: StudySpec, trial: FrozenTrial,
                  url: StorageURL) -> dict[str, Any]:
     from .study import PREP_ATTR
 
-    assert trial.value is not None
-    return build_export(spec, study.study_name, url, trial.number, trial.value,
-                        trial.params, trial.user_attrs, study.user_attrs.get(PREP_ATTR))
+    export = build_export(spec, study.study_name, url, trial.number, trial.values[0],
+                          trial.params, trial.user_attrs, study.user_attrs.get(PREP_ATTR))
+    if spec.multi:
+        export["trial"]["values"] = dict(zip(spec.objectives, trial.values, strict=True))
+    return export
 
 
 def build_export(spec: StudySpec, study_name: str, url: StorageURL, number: int, value: float,

@@ -19,8 +19,9 @@ import numpy as np
 import optuna
 from optuna.artifacts import FileSystemArtifactStore
 from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import TrialState
 
-from nnsearch.model import History
+from nnsearch.model import History, Network, param_count
 
 from . import record
 from ._optuna import set_user_attrs
@@ -28,10 +29,11 @@ from .artifacts import upload_trial_artifacts
 from .data import Dataset
 from .errors import Stopped
 from .export import build_export
+from .front import dominates, feasible, signs
 from .space import build_configs, sample
 from .storage import StorageURL, with_retry
 from .studyfile import StudySpec
-from .training import Folds, cross_validate, metric_value, train_trial
+from .training import Folds, cross_validate, metric_value, predict_latency_ms, train_trial
 
 logger = logging.getLogger(__name__)
 
@@ -61,13 +63,14 @@ class Objective:
         self.first_prunable = spec.first_prunable_step()
         self.last_epoch: float = math.inf  # this trial's, once sampled
 
-    def __call__(self, trial: optuna.Trial) -> float:
+    def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         spec, data = self.spec, self.data
         self._timed_out = False
         values = sample(spec.space, trial)
         seed = record.trial_seed(spec.seed, trial.number)
         network, training = build_configs(values, data.n_features, data.n_outputs, data.task,
                                           seed)
+        self._check_size(trial, network)
         # After the last epoch pruning saves nothing, except with folds: the others.
         self.last_epoch = math.inf if data.n_folds else int(training["epochs"]) - 1
         if data.n_folds:
@@ -90,7 +93,24 @@ class Objective:
             reason = "non-finite validation metric"
         if reason is not None:
             attrs[record.PRUNED_REASON] = reason
-        return self._finish(trial, value, attrs, history, reason)
+        return self._finish(trial, value, attrs, history, reason, net)
+
+    def _check_size(self, trial: optuna.Trial, network: dict[str, Any]) -> None:
+        """[constraints] max_params, known before training: recorded as the trial's
+        constraint; a network beyond it is not trained (it ends pruned, infeasible)."""
+        bound = self.spec.max_params
+        if bound is None:
+            return
+        n = param_count(network["layer_sizes"])
+        with_retry(partial(trial.set_constraint, "max_params", n - bound),
+                   "record the constraint")
+        if n > bound:
+            reason = f"infeasible: {n:,} parameters > constraints.max_params {bound:,}; " \
+                     "not trained"
+            with_retry(partial(set_user_attrs, trial, {"n_params": n,
+                                                       record.PRUNED_REASON: reason}),
+                       "record the trial")
+            raise optuna.TrialPruned(reason)
 
     def _epoch_reporter(self, trial: optuna.Trial) -> Any:
         """The fit callback that reports every ``report_every`` epochs and asks the pruner."""
@@ -99,8 +119,8 @@ class Objective:
         def report(epoch: int, metrics: dict[str, Any]) -> bool:
             if self._must_stop():
                 return True
-            if (epoch + 1) % every:
-                return False
+            if spec.multi or (epoch + 1) % every:
+                return False  # (Optuna takes no reports from a multi-objective trial)
             value = metric_value(spec.metric, data, metrics["val_loss"], metrics["val_metric"])
             if not math.isfinite(value):
                 return False  # divergence is reported by fit itself
@@ -132,30 +152,47 @@ class Objective:
                 record.TRAINING: training}
 
     def _finish(self, trial: optuna.Trial, value: float, attrs: dict[str, Any],
-                history: History, reason: str | None) -> float:
+                history: History, reason: str | None,
+                net: Network) -> float | tuple[float, ...]:
+        spec = self.spec
+        if reason is None and spec.needs_latency():
+            attrs["latency_ms"] = predict_latency_ms(net, self.data.X_val)
         with_retry(partial(set_user_attrs, trial, attrs), "record the trial")
         if reason is not None:
             logger.debug("trial %d %s", trial.number, reason)
             raise optuna.TrialPruned(reason)
-        if self.store is not None and self._new_best(trial, value):
+        fits = True
+        if spec.max_latency_ms is not None:
+            excess = attrs["latency_ms"] - spec.max_latency_ms
+            fits = excess <= 0
+            with_retry(partial(trial.set_constraint, "max_latency_ms", excess),
+                       "record the constraint")
+        values = (value, *(float(attrs[name]) for name in spec.extra_metrics))
+        if self.store is not None and fits and self._new_best(trial, values):
             self._attach_artifacts(trial, value, attrs, history)
-        return value
+        return values if spec.multi else value
 
     @staticmethod
-    def _new_best(trial: optuna.Trial, value: float) -> bool:
-        """Better than every trial completed so far: the trials whose curve and config
-        are worth drawing and storing as they finish (a few dozen ms each, more than a
-        small table's whole training); ``nnsearch export --trial N`` and ``report``
-        give any other's."""
+    def _new_best(trial: optuna.Trial, values: tuple[float, ...]) -> bool:
+        """Better than every (feasible) trial completed so far, or on a multi-objective
+        study dominated by none: the trials whose curve and config are worth drawing and
+        storing as they finish (a few dozen ms each, more than a small table's whole
+        training); ``nnsearch export --trial N`` and ``report`` give any other's."""
+        study = trial.study
+        if len(values) > 1:
+            sign = signs(study.directions)
+            return not any(dominates(t.values, values, sign) for t in
+                           study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                           if feasible(t))
         try:
-            best = trial.study.best_value
-        except ValueError:  # none completed yet
+            best = study.best_value
+        except ValueError:  # none completed yet (or none feasible)
             return True
-        maximize = trial.study.direction == optuna.study.StudyDirection.MAXIMIZE
-        return value > best if maximize else value < best
+        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
+        return values[0] > best if maximize else values[0] < best
 
     def _cross_validate(self, trial: optuna.Trial, network: dict[str, Any],
-                        training: dict[str, Any], seed: int) -> float:
+                        training: dict[str, Any], seed: int) -> float | tuple[float, ...]:
         """k trainings, one per fold. The pruner judges the first fold epoch by epoch, as
         it judges a trial on one validation split, then the mean so far after each fold
         but the last, at step ``max_epochs + fold``. Wilcoxon (which pairs folds across
@@ -173,6 +210,8 @@ class Objective:
 
         def after_fold(i: int, folds: Folds) -> bool:
             fold_now[0] = i + 1
+            if spec.multi:
+                return False  # (Optuna takes no reports from a multi-objective trial)
             trial.report(folds.values[-1] if wilcoxon else folds.value, base + i)
             return base + i >= self.first_prunable and trial.should_prune()
 
@@ -193,7 +232,7 @@ class Objective:
             reason = f"{self._stopped_by()} {folds.stopped}" if folds.pruned \
                 else folds.stopped
             attrs[record.PRUNED_REASON] = reason
-        return self._finish(trial, value, attrs, folds.history, reason)
+        return self._finish(trial, value, attrs, folds.history, reason, folds.net)
 
     def _attach_artifacts(self, trial: optuna.Trial, value: float, attrs: dict[str, Any],
                           history: History) -> None:

@@ -24,6 +24,7 @@ from threadpoolctl import threadpool_limits
 from . import record
 from .cache import cache_dir, cached_data
 from .export import RECHECK_ATTR, export_trial, rank_trials, recheck_mean, retrain
+from .front import feasible
 from .study import OpenStudy
 
 logger = logging.getLogger(__name__)
@@ -49,7 +50,7 @@ def recheck(opened: OpenStudy) -> list[Rechecked]:
     seeds each, store the values with the study and return them (best trial first)."""
     spec, study = opened.spec, opened.study
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-            if record.written_by_worker(t)]
+            if record.written_by_worker(t) and feasible(t)]
     top: list[FrozenTrial] = rank_trials(study, done)[:spec.recheck]
     data = cached_data(spec.data, spec.base_dir, cache_dir(opened.url))  # once for all
     results = []

@@ -37,6 +37,7 @@ DATA_FINGERPRINT = "data_fingerprint"  # of the data the trial trained on
 # Why a trial failed: stopped by a signal, its worker died, or it was surplus.
 FAIL_REASON = "fail_reason"
 SURPLUS = "nnsearch.surplus"
+PRIOR = "nnsearch.prior"  # a trial copied from another study (run --from-study): "NAME#N"
 # A worker-written result carries all of these; a value set by hand (the dashboard) does not.
 RESULT_KEYS = (WORKER, EPOCHS_RUN, NETWORK, TRAINING)
 SHOWN_KEYS = (EPOCHS_RUN, "n_params", "train_seconds")  # beside the best trial's params
@@ -88,6 +89,12 @@ def owner_gone(owner: str, tag: str | None = None) -> bool:
 def written_by_worker(trial: FrozenTrial) -> bool:
     """Whether a worker wrote this trial's result (not, say, the dashboard)."""
     return all(key in trial.user_attrs for key in RESULT_KEYS)
+
+
+def is_prior(trial: FrozenTrial) -> bool:
+    """A trial copied from another study as a prior: it guides the sampler and the
+    pruner, but is not this study's own (no budget, stop or export counts it)."""
+    return PRIOR in trial.user_attrs
 
 
 def trial_seed(study_seed: int, trial_number: int) -> int:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
+from typing import Any
 
 import optuna
 from optuna.trial import TrialState
@@ -17,7 +18,8 @@ TOP = 5
 
 
 def write_report(study: optuna.Study, out: Path) -> list[Path]:
-    """Optimisation history, importances, parallel coordinates, top-5 learning curves."""
+    """Optimisation history, importances, parallel coordinates, top-5 learning curves;
+    a multi-objective study's Pareto front (and no curves: its trials report none)."""
     import matplotlib
 
     matplotlib.use("Agg")
@@ -30,7 +32,11 @@ def write_report(study: optuna.Study, out: Path) -> list[Path]:
         raise UsageError(f"study {study.study_name!r} has {len(complete)} completed trial(s); "
                          "a report needs at least 2.")
     out.mkdir(parents=True, exist_ok=True)
-    metric = (study.metric_names or ["value"])[0]
+    names = study.metric_names or ["value"]
+    metric = names[0]
+    multi = len(study.directions) > 1
+    # On a multi-objective study the plots of one value show the quality metric.
+    first: Any = {"target": (lambda t: t.values[0])} if multi else {}
     written = []
 
     def save(ax_or_axes: object, name: str) -> None:
@@ -42,15 +48,25 @@ def write_report(study: optuna.Study, out: Path) -> list[Path]:
         plt.close("all")
         written.append(path)
 
-    save(ovm.plot_optimization_history(study, target_name=metric), "optimization_history.png")
+    if multi:
+        if len(names) <= 3:
+            save(ovm.plot_pareto_front(study, target_names=names), "pareto_front.png")
+        else:
+            logger.warning("a Pareto front of %d objectives cannot be drawn; skipped",
+                           len(names))
+    save(ovm.plot_optimization_history(study, target_name=metric, **first),
+         "optimization_history.png")
     distinct = {k for t in complete for k in t.params}
     if len(distinct) >= 2:
-        save(ovm.plot_param_importances(study, target_name=metric), "param_importances.png")
-        save(ovm.plot_parallel_coordinate(study, target_name=metric),
+        save(ovm.plot_param_importances(study, target_name=metric, **first),
+             "param_importances.png")
+        save(ovm.plot_parallel_coordinate(study, target_name=metric, **first),
              "parallel_coordinate.png")
     else:
         logger.warning("importances and parallel coordinates need at least 2 searched "
                        "parameters; skipped")
+    if multi:
+        return written  # (no learning curves: a multi-objective trial reports none)
     reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
     top = sorted(complete, key=lambda t: t.value or 0.0, reverse=reverse)[:TOP]
     _fig, ax = plt.subplots()

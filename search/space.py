@@ -108,6 +108,19 @@ class Param:
                                      log=self.log)
         return trial.suggest_float(label, self.low, self.high, step=self.step, log=self.log)
 
+    def distribution(self) -> optuna.distributions.BaseDistribution | None:
+        """The distribution ``sample`` suggests from (None: a fixed value)."""
+        if self.choices is not None:
+            return optuna.distributions.CategoricalDistribution(list(self.choices))
+        if self.low is None:
+            return None
+        assert self.high is not None
+        if PARAMS[self.name].kind == "int":
+            return optuna.distributions.IntDistribution(int(self.low), int(self.high),
+                                                        log=self.log, step=int(self.step or 1))
+        return optuna.distributions.FloatDistribution(self.low, self.high, log=self.log,
+                                                      step=self.step)
+
     def to_toml_value(self) -> Any:
         if self.choices is not None:
             return list(self.choices)

@@ -1,4 +1,5 @@
-"""A study's status: trials by state and the best worker-written trial, as tables or JSON."""
+"""A study's status: trials by state, the best worker-written trial and, on a
+multi-objective study, its Pareto front; as tables or JSON."""
 
 from __future__ import annotations
 
@@ -6,13 +7,14 @@ import contextlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
-from optuna.trial import FrozenTrial
+from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.table import Table
 
 from . import record
 from .errors import UsageError
 from .export import pick_trial
+from .front import pareto_front
 from .study import SUMMARY_ATTR, OpenStudy
 from .worker import Counts, count_states
 
@@ -25,6 +27,8 @@ class Status:
     best: FrozenTrial | None = None
     skipped: list[int] = field(default_factory=list)  # complete, but not written by a worker
     data: str = ""  # the preprocessing, in one line
+    objectives: list[str] = field(default_factory=list)  # a multi-objective study's
+    front: list[FrozenTrial] = field(default_factory=list)  # its Pareto front, best first
 
 
 def study_status(opened: OpenStudy, counts: Counts | None = None) -> Status:
@@ -34,7 +38,26 @@ def study_status(opened: OpenStudy, counts: Counts | None = None) -> Status:
                     data=study.user_attrs.get(SUMMARY_ATTR, ""))
     with contextlib.suppress(UsageError):  # no completed trial yet
         status.best, status.skipped = pick_trial(study, None)
+    if len(study.directions) > 1:
+        status.objectives = list(study.metric_names or [])
+        genuine = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                   if record.written_by_worker(t)]
+        status.front = pareto_front(genuine, study.directions)
     return status
+
+
+def front_table(front: list[FrozenTrial], objectives: list[str]) -> Table:
+    """The Pareto front, one row per trial: its objectives, then its parameters."""
+    table = Table(title=f"Pareto front: {len(front)} trial(s) that no other beats on every "
+                        "objective", caption="nnsearch export --trial N exports any of them")
+    table.add_column("trial", justify="right")
+    for name in objectives:
+        table.add_column(name, justify="right")
+    table.add_column("params")
+    for t in front:
+        table.add_row(str(t.number), *(_fmt(v) for v in t.values),
+                      " ".join(f"{k}={_fmt(v)}" for k, v in t.params.items()))
+    return table
 
 
 def _fmt(value: Any) -> str:
@@ -48,7 +71,11 @@ def render_status(status: Status, out: Console, err: Console, as_json: bool = Fa
         data: dict[str, Any] = {"study": status.study, **asdict(status.counts),
                                 "data": status.data}
         data["best"] = None if best is None else {
-            "number": best.number, "value": best.value, "params": best.params}
+            "number": best.number, "value": best.values[0], "params": best.params}
+        if status.objectives:
+            data["front"] = [{"number": t.number, "params": t.params,
+                              "values": dict(zip(status.objectives, t.values, strict=True))}
+                             for t in status.front]
         out.print_json(data=data)
         return
     table = Table(title=f"study {status.study}", show_header=True)
@@ -62,7 +89,11 @@ def render_status(status: Status, out: Console, err: Console, as_json: bool = Fa
     if best is None:
         out.print("no completed trial yet")
         return
-    params = Table(title=f"best trial {best.number}: {status.metric}={best.value:.4f}")
+    if status.objectives:
+        out.print(front_table(status.front, status.objectives))
+    params = Table(title=f"the front's best on {status.metric}: trial {best.number} "
+                         f"({best.values[0]:.4f})" if status.objectives else
+                   f"best trial {best.number}: {status.metric}={best.values[0]:.4f}")
     params.add_column("param")
     params.add_column("value", justify="right")
     for key, value in best.params.items():

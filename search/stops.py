@@ -14,6 +14,8 @@ import optuna
 from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
+from . import record
+from .front import feasible
 from .studyfile import StudySpec
 
 
@@ -40,7 +42,8 @@ def why_done(study: optuna.Study, spec: StudySpec) -> str | None:
     if isinstance(stored, dict) and (stored.get("target"), stored.get("stall")) == (
             spec.target, spec.stall):
         return str(stored.get("reason"))
-    complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                if feasible(t) and not record.is_prior(t)]
     if not complete:
         return None
     sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
@@ -53,7 +56,8 @@ def why_done(study: optuna.Study, spec: StudySpec) -> str | None:
     if spec.stall is not None and best.datetime_complete is not None:
         since = sum(1 for t in study.get_trials(deepcopy=False, states=(
             TrialState.COMPLETE, TrialState.PRUNED))
-            if t.datetime_complete is not None and t.datetime_complete > best.datetime_complete)
+            if not record.is_prior(t) and t.datetime_complete is not None
+            and t.datetime_complete > best.datetime_complete)
         if since >= spec.stall:
             return (f"{since} finished trials since the best, trial {best.number}, without "
                     f"improving on it (stall = {spec.stall})")

@@ -81,8 +81,16 @@ def study_note(spec: StudySpec, summary: str = "") -> str:
                  f"{data.seed}), standardised on train")
         objective = f"`{spec.metric}` on the validation split"
         pruning = f"reporting every {spec.report_every} epoch(s)"
+    costs = "".join(f", and minimise `{c}`" for c in spec.extra_metrics)
+    if spec.multi:
+        pruning = "none: Optuna cannot prune a multi-objective study (early stopping still " \
+                  "ends a trial that stops improving)"
+    bounds = ", ".join(f"`{k}` = {v:g}" for k, v in spec.constraints.items())
     lines = [f"# {spec.name}", "",
-             f"**Objective:** {spec.direction} {objective}.", "",
+             f"**Objective:** {spec.direction} {objective}{costs}"
+             + (" (the Pareto front)" if spec.multi else "") + ".", "",
+             *([f"**Constraints:** {bounds}; an infeasible trial is never exported.", ""]
+               if bounds else []),
              f"**Data:** `{data.source}`" + (f", target `{data.target}`" if data.target else "")
              + f"; {split}"
              + (f", with shifted copies of each training image (up to {data.shift} pixel(s) "
@@ -125,11 +133,12 @@ def create(target: Target) -> Iterator[tuple[OpenStudy, bool]]:
         existing = with_retry(lambda: _study_names(storage), "list studies")
         created = spec.name not in existing
         if created:
-            direction = optuna.study.StudyDirection[spec.direction.upper()]
             study = optuna.create_study(study_name=spec.name, storage=storage,
-                                        direction=direction, sampler=spec.make_sampler(),
+                                        directions=[optuna.study.StudyDirection[d.upper()]
+                                                    for d in spec.directions],
+                                        sampler=spec.make_sampler(),
                                         pruner=spec.make_pruner(), load_if_exists=True)
-            study.set_metric_names([spec.metric])
+            study.set_metric_names(list(spec.objectives))
             study.set_user_attr(SPEC_ATTR, spec.to_dict())
             study.set_user_attr(DATA_ATTR, fingerprint)
             study.set_user_attr(SUMMARY_ATTR, data.summary())

@@ -32,6 +32,11 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "val_loss": ("minimize", ("classification", "regression")),
     "val_rmse": ("minimize", ("regression",)),
 }
+# Costs a multi-objective study may trade against its quality metric (both minimised):
+# the network's parameter count, and its median single-row predict time after training.
+COSTS: dict[str, str] = {"n_params": "minimize", "latency_ms": "minimize"}
+# Samplers that can search several objectives at once (CMA-ES searches one).
+MULTI_SAMPLERS = ("tpe", "nsgaii", "random", "qmc", "gp")
 
 SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "tpe": optuna.samplers.TPESampler,
@@ -39,6 +44,7 @@ SAMPLERS: dict[str, type[optuna.samplers.BaseSampler]] = {
     "cmaes": optuna.samplers.CmaEsSampler,
     "gp": optuna.samplers.GPSampler,
     "qmc": optuna.samplers.QMCSampler,
+    "nsgaii": optuna.samplers.NSGAIISampler,
 }
 PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
     "median": optuna.pruners.MedianPruner,
@@ -69,6 +75,7 @@ SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # it names files (NA
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "study": ("name", "metric", "direction", "seed"),
+    "constraints": ("max_params", "max_latency_ms"),
     "sampler": ("name",),  # plus the sampler's own keyword arguments
     "pruner": ("name", "report_every"),  # plus the pruner's own keyword arguments
     "data": ("source", "target", "task", "validation", "test", "seed", "image_shape", "shift",
@@ -101,7 +108,32 @@ class StudySpec:
     stall: int | None = None  # stop after this many finished trials without a new best
     recheck: int = 0  # the top trials retrained with more seeds before the export picks
     recheck_seeds: int = 2  # extra seeds per re-checked trial
+    extra_metrics: tuple[str, ...] = ()  # more objectives after metric: a multi-objective study
+    max_params: int | None = None  # [constraints]: a trial beyond one is infeasible
+    max_latency_ms: float | None = None
     path: Path | None = field(default=None, compare=False)
+
+    @property
+    def objectives(self) -> tuple[str, ...]:
+        """What the study optimises, in order: its quality metric first."""
+        return (self.metric, *self.extra_metrics)
+
+    @property
+    def multi(self) -> bool:
+        return bool(self.extra_metrics)
+
+    @property
+    def directions(self) -> list[str]:
+        return [METRICS[m][0] if m in METRICS else COSTS[m] for m in self.objectives]
+
+    @property
+    def constraints(self) -> dict[str, float]:
+        """The [constraints] set: name -> bound."""
+        bounds = {"max_params": self.max_params, "max_latency_ms": self.max_latency_ms}
+        return {k: v for k, v in bounds.items() if v is not None}
+
+    def needs_latency(self) -> bool:
+        return "latency_ms" in self.objectives or self.max_latency_ms is not None
 
     @property
     def base_dir(self) -> Path | None:
@@ -156,8 +188,9 @@ class StudySpec:
 
     def to_dict(self) -> dict[str, Any]:
         return {
-            "study": {"name": self.name, "metric": self.metric, "direction": self.direction,
-                      "seed": self.seed},
+            "study": {"name": self.name, "seed": self.seed,
+                      "metric": list(self.objectives) if self.multi else self.metric,
+                      "direction": self.directions if self.multi else self.direction},
             "sampler": {"name": self.sampler, **self.sampler_args},
             "pruner": {"name": self.pruner, "report_every": self.report_every,
                        **self.pruner_args},
@@ -170,6 +203,7 @@ class StudySpec:
             **({"selection": {"recheck": self.recheck, "seeds": self.recheck_seeds}}
                if self.recheck else {}),
             **({"enqueue": [dict(t) for t in self.enqueue]} if self.enqueue else {}),
+            **({"constraints": self.constraints} if self.constraints else {}),
         }
 
 
@@ -273,19 +307,14 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
     data = _parse_data(raw.get("data", {}), where)
     task = data.task or (BUILTIN.get(data.source, None))
     default_metric = "val_rmse" if task == "regression" else "val_accuracy"
-    metric = _get(study, "study.metric", where, str, default_metric)
-    if metric not in METRICS:
-        raise UsageError(f"{where}: study.metric: unknown metric {metric!r}; valid: "
-                         f"{', '.join(METRICS)}.")
-    direction_for_metric, tasks = METRICS[metric]
-    if task is not None and task not in tasks:
-        valid = ", ".join(m for m, (_, t) in METRICS.items() if task in t)
-        raise UsageError(f"{where}: study.metric: {metric!r} does not apply to a {task} "
-                         f"task; valid: {valid}.")
-    direction = _get(study, "study.direction", where, str, direction_for_metric)
-    if direction != direction_for_metric:
-        raise UsageError(f"{where}: study.direction: {metric} is to {direction_for_metric}, "
-                         f"but got direction={direction!r}.")
+    objectives = _parse_metrics(study, task, default_metric, where)
+    metric, multi = objectives[0], len(objectives) > 1
+    inferred = [METRICS[m][0] if m in METRICS else COSTS[m] for m in objectives]
+    direction = study.get("direction", inferred if multi else inferred[0])
+    if direction != (inferred if multi else inferred[0]):
+        expected = " and ".join(f"{m} is to {d}" for m, d in zip(objectives, inferred, strict=True))
+        raise UsageError(f"{where}: study.direction: {expected}, but got "
+                         f"direction={direction!r} (leave it out: it follows the metric).")
     seed = _seed(study, "study.seed", where)
 
     sampler, sampler_args = _parse_plugin(raw.get("sampler", {}), "sampler", SAMPLERS, "tpe",
@@ -344,16 +373,82 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
     space = {key: parse_param(key, value, where) for key, value in raw.get("space", {}).items()}
     check_conditions(space, where)
     enqueue = tuple(raw.get("enqueue", ()))
-    spec = StudySpec(name=name, metric=metric, direction=direction, seed=seed, sampler=sampler,
+    max_params, max_latency = _parse_constraints(raw.get("constraints", {}), where)
+    if multi:
+        _check_multi(raw, sampler, target, stall, recheck, where)
+        pruner, pruner_args = "none", {}  # Optuna prunes one objective only
+    spec = StudySpec(name=name, metric=metric, direction=inferred[0], seed=seed, sampler=sampler,
                      sampler_args=sampler_args, pruner=pruner, pruner_args=pruner_args,
                      report_every=report_every, data=data, trials=trials,
                      timeout=float(timeout) if timeout is not None else None, space=space,
                      grace=float(grace) if grace is not None else None, enqueue=enqueue,
                      target=float(target) if target is not None else None, stall=stall,
-                     recheck=recheck, recheck_seeds=seeds,
+                     recheck=recheck, recheck_seeds=seeds, extra_metrics=tuple(objectives[1:]),
+                     max_params=max_params, max_latency_ms=max_latency,
                      path=path.resolve() if path is not None else None)
     spec.enqueued_params(where)  # each [[enqueue]] table is checked now, not at create
     return spec
+
+
+def _parse_metrics(study: dict[str, Any], task: str | None, default: str,
+                   where: str) -> list[str]:
+    """study.metric: one quality metric, or a list: a quality metric, then costs to trade
+    against it (n_params, latency_ms), each once."""
+    given = study.get("metric", default)
+    names = given if isinstance(given, list) else [given]
+    valid = ", ".join(METRICS)
+    if not names or not all(isinstance(n, str) for n in names):
+        raise UsageError(f"{where}: study.metric must be a metric name or a list of them, "
+                         f"but got {given!r}.")
+    if len(set(names)) != len(names):
+        raise UsageError(f"{where}: study.metric names a metric twice: {given!r}.")
+    for i, name in enumerate(names):
+        if name in COSTS and i == 0:
+            raise UsageError(f"{where}: study.metric: {name} is a cost to trade against a "
+                             f"quality metric; put one first ({valid}), e.g. "
+                             f"[\"{default}\", \"{name}\"].")
+        if i > 0 and name not in COSTS:
+            raise UsageError(f"{where}: study.metric: after the first metric come costs "
+                             f"({', '.join(COSTS)}), but got {name!r}.")
+        if name not in METRICS and name not in COSTS:
+            raise UsageError(f"{where}: study.metric: unknown metric {name!r}; valid: "
+                             f"{valid}; or a list such as [\"{default}\", \"n_params\"].")
+        tasks = METRICS.get(name, (None, None))[1]
+        if task is not None and tasks is not None and task not in tasks:
+            fits = ", ".join(m for m, (_, t) in METRICS.items() if task in t)
+            raise UsageError(f"{where}: study.metric: {name!r} does not apply to a {task} "
+                             f"task; valid: {fits}.")
+    return names
+
+
+def _parse_constraints(table: dict[str, Any], where: str) -> tuple[int | None, float | None]:
+    max_params = _get(table, "constraints.max_params", where, int, None)
+    if max_params is not None and max_params < 1:
+        raise UsageError(f"{where}: constraints.max_params must be a parameter count >= 1, "
+                         f"but got {max_params}.")
+    latency = _get(table, "constraints.max_latency_ms", where, (int, float), None)
+    if latency is not None and not 0 < latency < math.inf:
+        raise UsageError(f"{where}: constraints.max_latency_ms must be a time in ms > 0, but "
+                         f"got {latency}.")
+    return max_params, float(latency) if latency is not None else None
+
+
+def _check_multi(raw: dict[str, Any], sampler: str, target: float | None, stall: int | None,
+                 recheck: int, where: str) -> None:
+    """What a multi-objective study cannot have, each with its way out."""
+    if sampler not in MULTI_SAMPLERS:
+        raise UsageError(f"{where}: sampler.name: {sampler} searches one objective; with "
+                         f"several use {', '.join(MULTI_SAMPLERS)}.")
+    pruner = raw.get("pruner", {})
+    if pruner and pruner.get("name", "median") != "none":
+        raise UsageError(f"{where}: [pruner]: Optuna cannot prune a multi-objective study "
+                         "(a trial reports one value per epoch); remove [pruner] (early "
+                         "stopping by patience still ends a trial that stops improving).")
+    for key, value in (("budget.target", target), ("budget.stall", stall),
+                       ("selection.recheck", recheck or None)):
+        if value is not None:
+            raise UsageError(f"{where}: {key} applies to a single-objective study (a "
+                             "multi-objective one has a front, not a best value); remove it.")
 
 
 def _seed(table: dict[str, Any], key: str, where: str) -> int:

@@ -33,6 +33,7 @@ import nnsearch
 
 from . import record
 from .errors import STORAGE_UNREACHABLE, UsageError
+from .front import feasible, signs
 from .storage import (
     ENV_STORAGE,
     StorageURL,
@@ -169,11 +170,11 @@ class Supervisor:
 
     def describe(self, counts: Counts) -> str:
         best = "-"
-        try:
-            if counts.complete:
-                best = f"{self.study.best_value:.4f}"
-        except ValueError:
-            pass
+        sign = signs(self.study.directions)[0]
+        firsts = [sign * t.values[0] for t in self.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE,)) if feasible(t)]
+        if firsts:  # on the first objective (a multi-objective study's quality metric)
+            best = f"{sign * min(firsts):.4f}"
         minutes = (time.monotonic() - self.started) / 60
         rate = (counts.finished - self.finished_at_start) / minutes if minutes > 0 else 0.0
         eta = ""

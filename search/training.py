@@ -53,6 +53,23 @@ def train_trial(network: dict[str, Any], training: dict[str, Any], data: Dataset
     return net, history, loss, score, seconds
 
 
+LATENCY_REPEATS = 31
+
+
+def predict_latency_ms(net: Network, X: np.ndarray) -> float:
+    """The median time, in ms, the network takes to predict one row (one BLAS thread,
+    after a warm-up call), over ``LATENCY_REPEATS`` calls."""
+    row = X[:1]
+    times = []
+    with threadpool_limits(1):
+        net.predict(row)
+        for _ in range(LATENCY_REPEATS):
+            start = time.perf_counter()
+            net.predict(row)
+            times.append(time.perf_counter() - start)
+    return round(float(np.median(times)) * 1000, 5)
+
+
 def evaluate_test(net: Network, data: Dataset) -> tuple[float, float]:
     """(loss, score) on the held-out test split, with BLAS as the trial had it."""
     with threadpool_limits(1):

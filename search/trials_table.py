@@ -20,17 +20,18 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from . import record
+from .front import feasible, signs
 from .space import PARAMS, width_layer
 
 # The recorded diagnostics a row carries, in this order (absent ones stay empty); the
 # table shows the first few, csv and json all of them.
 DIAGNOSTICS = (record.VAL_LOSS, record.VAL_ACCURACY, record.EPOCHS_RUN, "best_epoch",
-               "n_params", "train_seconds", "clip_rate", "max_grad_norm", "diverged",
+               "n_params", "latency_ms", "train_seconds", "clip_rate", "max_grad_norm", "diverged",
                record.FOLD_VALUES)
 STATES = {s.name.lower(): s for s in TrialState}
 ORDER = {name: i for i, name in enumerate(PARAMS)}
 SORTS = ("number", "value", "duration")
-TABLE_DIAGNOSTICS = (record.EPOCHS_RUN, "n_params")
+TABLE_DIAGNOSTICS = (record.EPOCHS_RUN, "n_params", "latency_ms")
 
 
 def _param_order(name: str) -> tuple[int, int, str]:
@@ -52,12 +53,15 @@ def trial_rows(study: optuna.Study, states: Sequence[TrialState] | None = None,
         for name in t.params:
             params.setdefault(name, None)
     ordered = sorted(params, key=_param_order)
-    columns = ["number", "state", "value", "duration_s", *(f"param.{p}" for p in ordered),
+    constrained = any(t.constraints for t in trials)
+    priors = any(record.is_prior(t) for t in trials)
+    columns = ["number", "state", "value", "duration_s", *(["feasible"] if constrained else []),
+               *([record.PRIOR] if priors else []), *(f"param.{p}" for p in ordered),
                *DIAGNOSTICS, "reason"]
-    rows = [_row(t, ordered) for t in trials]
+    rows = [_row(t, ordered, constrained, priors) for t in trials]
     if sort == "value":  # completed trials, best first; then the rest, by number (a pruned
         # trial's value is its last report, not comparable with a finished one's)
-        sign = -1.0 if study.direction == optuna.study.StudyDirection.MAXIMIZE else 1.0
+        sign = signs(study.directions)[0]  # a multi-objective study's quality metric
         rows.sort(key=lambda r: (r["state"] != "complete" or r["value"] is None,
                                  sign * (r["value"] or 0.0) if r["state"] == "complete"
                                  else 0.0, r["number"]))
@@ -76,11 +80,16 @@ def _finite(value: Any) -> Any:
     return value
 
 
-def _row(t: FrozenTrial, params: list[str]) -> dict[str, Any]:
+def _row(t: FrozenTrial, params: list[str], constrained: bool,
+         priors: bool) -> dict[str, Any]:
     duration = t.duration.total_seconds() if t.duration is not None else None
     row: dict[str, Any] = {"number": t.number, "state": t.state.name.lower(),
-                           "value": _finite(t.value) if t.values else None,
+                           "value": _finite(t.values[0]) if t.values else None,
                            "duration_s": round(duration, 3) if duration is not None else None}
+    if constrained:  # unknown (None) for a trial that recorded no constraint
+        row["feasible"] = feasible(t) if t.constraints else None
+    if priors:  # where a prior came from (run --from-study): "STUDY#N"
+        row[record.PRIOR] = t.user_attrs.get(record.PRIOR)
     row |= {f"param.{p}": t.params.get(p) for p in params}
     row |= {k: _finite(t.user_attrs.get(k)) for k in DIAGNOSTICS}
     row["reason"] = t.user_attrs.get(record.PRUNED_REASON) or t.user_attrs.get(

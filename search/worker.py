@@ -79,9 +79,12 @@ _STATE_FIELDS = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
 
 
 def count_states(study: optuna.Study) -> Counts:
-    """Trials by state (Optuna's cache reads only the trials that changed)."""
+    """This study's own trials by state, priors left out (Optuna's cache reads only the
+    trials that changed)."""
     counts = Counts()
     for t in study.get_trials(deepcopy=False):
+        if record.PRIOR in t.user_attrs:  # another study's: no budget counts it
+            continue
         name = _STATE_FIELDS[t.state]
         setattr(counts, name, getattr(counts, name) + 1)
     return counts
@@ -94,7 +97,8 @@ def trials_ahead(study: optuna.Study, number: int) -> int:
     it does it counts only those below it, so a trial created after it that did not
     count it would overshoot the budget by one."""
     states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-    return sum(1 for t in study.get_trials(deepcopy=False, states=states) if t.number < number)
+    return sum(1 for t in study.get_trials(deepcopy=False, states=states)
+               if t.number < number and not record.is_prior(t))
 
 
 def fail_trials(opened: OpenStudy, trials: list[FrozenTrial], reason: str,
@@ -212,7 +216,7 @@ class Worker:
         if self.lock is not None:
             self.lock.release()
 
-    def _guarded(self, trial: optuna.Trial) -> float:
+    def _guarded(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         # Under the lock the count was exact; without one (or if a database restart took
         # it mid-count), two workers may have raced.
         exact = self.lock is not None and self.lock.held()

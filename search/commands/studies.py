@@ -63,9 +63,13 @@ class RunCommand(Command):
         p.add_argument("--export", metavar="FILE",
                        help="where to write the best trial's config (default: "
                             "NAME-best.json beside the study file, or here with --study)")
+        p.add_argument("--from-study", metavar="NAME",
+                       help="add that study's finished trials (same storage, same objectives) "
+                            "that fit this space as a prior, once; they count in no budget")
 
     def take_action(self, args: argparse.Namespace) -> int:
         from ..export import export_trial
+        from ..prior import add, collect
         from ..status import render_status, study_status
         from ..stops import why_done
         from ..study import create
@@ -76,12 +80,23 @@ class RunCommand(Command):
             _budget(t.spec, args)  # before anything is written
         if args.export:
             check_output(args.export, export=True)
+        # Checked before anything is written (with a study file; without one, the
+        # study exists already).
+        prior = collect(t.url, args.from_study, t.spec) if args.from_study and t.spec else None
         with create(t) as (opened, created):
             spec = opened.spec
             budget, timeout = _budget(spec, args)
             _warn_unused_grace(spec, timeout)
             logger.info("%s study %r in %s", "created" if created else "resuming", spec.name,
                         t.url)
+            if args.from_study:
+                prior = prior or collect(t.url, args.from_study, spec)
+                added = add(opened.study, prior)
+                logger.info("prior: %d finished trial(s) of study %r added%s%s", added,
+                            prior.source, f", {len(prior.trials) - added} before"
+                            if added < len(prior.trials) else "",
+                            f"; {prior.left_out} left out (outside this space or its "
+                            "constraints)" if prior.left_out else "")
             file = t.spec.path if t.spec else None
             supervisor = Supervisor(opened, worker_args_for(file, spec.name, budget, timeout),
                                     args.workers, budget, stderr)
@@ -110,7 +125,8 @@ class RunCommand(Command):
             write_json(export_trial(opened.study, spec, best, t.url), str(out))
             done = why_done(opened.study, spec)
         mean = next((r.mean for r in rechecked if r.number == best.number), None)
-        stdout.print(f"best trial {best.number}: {spec.metric}={best.value:.4f}"
+        label = "the front's best" if spec.multi else "best"
+        stdout.print(f"{label} trial {best.number}: {spec.metric}={best.values[0]:.4f}"
                      + (f", re-checked mean {mean:.4f} over {spec.recheck_seeds + 1} seeds"
                         if mean is not None else ""))
         stdout.print(f"exported config: {out}")
@@ -243,6 +259,7 @@ class TrialsCommand(Command):
         from rich.console import Console
         from rich.table import Table
 
+        from ..record import PRIOR
         from ..study import open_study
         from ..trials_table import STATES, TABLE_DIAGNOSTICS, cell, to_csv, to_json, trial_rows
 
@@ -256,7 +273,8 @@ class TrialsCommand(Command):
             sys.stdout.write(to_json(rows))
         else:  # the parameters and a few diagnostics; csv and json carry them all
             shown = [c for c in columns if (c in ("number", "state", "value", "duration_s",
-                                                  "reason", *TABLE_DIAGNOSTICS)
+                                                  "feasible", PRIOR, "reason",
+                                                  *TABLE_DIAGNOSTICS)
                                             or c.startswith("param."))
                      and (c == "number" or any(r[c] is not None for r in rows))]
             table = Table(title=f"{len(rows)} trial(s)")
@@ -326,7 +344,7 @@ class ExportCommand(Command):
         if args.output and args.output != "-":
             check_output(args.output, export=True)  # never over a study file or a table
         with open_study(t) as opened:
-            trial, skipped = pick_trial(opened.study, args.trial)
+            trial, skipped = pick_trial(opened.study, args.trial, opened.spec.constraints)
             if skipped:
                 logger.warning("skipped completed trial(s) %s: their values were not written "
                                "by a worker (e.g. set through the dashboard)", skipped)

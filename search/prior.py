@@ -1,0 +1,131 @@
+"""``run --from-study NAME``: another study's finished trials as a prior.
+
+``collect`` reads the other study (same storage) and checks it before anything is
+written: it must exist, optimise the same objectives, and have finished trials that
+fit this study's space (each value a choice or inside a range of it; a parameter this
+space fixes must have been at that value). ``add`` copies those trials into this
+study once (each is tagged ``record.PRIOR`` = ``NAME#N``, and a tag already there is
+not added again: a run cut off halfway adds the rest next time): the
+sampler and the pruner learn from them, but no budget, stop or export counts them.
+A copied trial carries its values, intermediate values and a few diagnostics, not
+its network: it was trained on the other study's data, so it is never exported.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from typing import Any
+
+import optuna
+from optuna.trial import FrozenTrial, TrialState
+
+from . import record
+from .enqueue import check_value
+from .errors import UsageError
+from .front import feasible
+from .space import DEFAULTS, PARAMS, width_layer
+from .storage import StorageURL, dispose, open_storage, with_retry
+from .studyfile import StudySpec
+
+logger = logging.getLogger(__name__)
+
+KEPT_ATTRS = (record.VAL_LOSS, record.VAL_ACCURACY, record.EPOCHS_RUN, "n_params",
+              "latency_ms", record.PRUNED_REASON)
+
+
+@dataclass
+class Prior:
+    source: str
+    trials: list[FrozenTrial] = field(default_factory=list)  # fitted to this space
+    left_out: int = 0  # finished, but outside this space or its constraints
+
+
+def _fit(trial: FrozenTrial, spec: StudySpec, tag: str) -> FrozenTrial | None:
+    """The trial as this study's space would have sampled it, or None if it cannot."""
+    params: dict[str, Any] = {}
+    dists: dict[str, optuna.distributions.BaseDistribution] = {}
+    for name, value in trial.params.items():
+        base = "width" if width_layer(name) is not None else name
+        if base not in PARAMS:
+            return None
+        param = spec.space.get(base)
+        if param is None or param.kind == "fixed":  # this space fixes it: the same value?
+            fixed = DEFAULTS[base] if param is None else param.fixed
+            if fixed != value:
+                return None
+            continue
+        dist = param.distribution()
+        try:
+            params[name] = check_value(param, value, name)
+        except UsageError:  # outside this space
+            return None
+        assert dist is not None
+        dists[name] = dist
+    n_params = trial.user_attrs.get("n_params")
+    if spec.max_params is not None and (n_params is None or n_params > spec.max_params):
+        return None
+    latency = trial.user_attrs.get("latency_ms")
+    if spec.max_latency_ms is not None and (latency is None or latency > spec.max_latency_ms):
+        return None
+    if trial.state == TrialState.COMPLETE and not feasible(trial):
+        return None
+    attrs = {k: trial.user_attrs[k] for k in KEPT_ATTRS if k in trial.user_attrs}
+    return optuna.trial.create_trial(
+        state=trial.state, params=params, distributions=dists,
+        values=trial.values if trial.state == TrialState.COMPLETE else None,
+        intermediate_values=dict(trial.intermediate_values),
+        user_attrs={**attrs, record.PRIOR: tag})
+
+
+def collect(url: StorageURL, source: str, spec: StudySpec) -> Prior:
+    """Study ``source``'s finished trials that fit ``spec``, or UsageError: no such
+    study, other objectives, or none fits."""
+    if source == spec.name:
+        raise UsageError(f"--from-study {source}: that is this study; name another one.")
+    storage = open_storage(url)
+    try:
+        names = with_retry(lambda: [s.study_name for s in storage.get_all_studies()],
+                           "list studies")
+        if source not in names:
+            raise UsageError(f"--from-study: no study {source!r} in {url.redacted}; its "
+                             f"studies: {', '.join(sorted(names)) or '(none)'}.")
+        other = optuna.load_study(study_name=source, storage=storage)
+        objectives = list(other.metric_names or [])
+        directions = [d.name.lower() for d in other.directions]
+        if (objectives, directions) != (list(spec.objectives), spec.directions):
+            raise UsageError(f"--from-study {source}: it optimises "
+                             f"{_describe(objectives, directions)}, this study "
+                             f"{_describe(list(spec.objectives), spec.directions)}; a prior "
+                             "must have the same objectives.")
+        finished = with_retry(lambda: other.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)), "read trials")
+    finally:
+        dispose(storage)
+    prior = Prior(source)
+    for t in finished:
+        if record.is_prior(t):  # its own priors are not its trials
+            continue
+        fitted = _fit(t, spec, f"{source}#{t.number}")
+        if fitted is None:
+            prior.left_out += 1
+        else:
+            prior.trials.append(fitted)
+    if not prior.trials:
+        raise UsageError(f"--from-study {source}: none of its {len(finished)} finished "
+                         "trial(s) fits this study's space"
+                         + (" and constraints" if spec.constraints else "") + ".")
+    return prior
+
+
+def _describe(objectives: list[str], directions: list[str]) -> str:
+    return ", ".join(f"{d} {m}" for m, d in zip(objectives, directions, strict=False)) \
+        or "(nothing nnsearch made)"
+
+
+def add(study: optuna.Study, prior: Prior) -> int:
+    """Copy the prior's trials into ``study``, each once; how many were added now."""
+    there = {t.user_attrs.get(record.PRIOR) for t in study.get_trials(deepcopy=False)}
+    new = [t for t in prior.trials if t.user_attrs[record.PRIOR] not in there]
+    study.add_trials(new)
+    return len(new)
