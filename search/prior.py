@@ -73,7 +73,7 @@ def _fit(trial: FrozenTrial, spec: StudySpec, tag: str) -> FrozenTrial | None:
     attrs = {k: trial.user_attrs[k] for k in KEPT_ATTRS if k in trial.user_attrs}
     return optuna.trial.create_trial(
         state=trial.state, params=params, distributions=dists,
-        values=trial.values if trial.state == TrialState.COMPLETE else None,
+        values=trial.values,  # (a pruned trial's: its last report)
         intermediate_values=dict(trial.intermediate_values),
         user_attrs={**attrs, record.PRIOR: tag})
 
@@ -83,7 +83,10 @@ def collect(url: StorageURL, source: str, spec: StudySpec) -> Prior:
     study, other objectives, or none fits."""
     if source == spec.name:
         raise UsageError(f"--from-study {source}: that is this study; name another one.")
-    storage = open_storage(url)
+    if url.path is not None and not url.path.is_file():  # (opening would create it)
+        raise UsageError(f"--from-study: no study {source!r} in {url.redacted}: there is "
+                         "no storage there yet.")
+    storage = open_storage(url, heartbeat=False)
     try:
         names = with_retry(lambda: [s.study_name for s in storage.get_all_studies()],
                            "list studies")

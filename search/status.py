@@ -3,7 +3,6 @@ multi-objective study, its Pareto front; as tables or JSON."""
 
 from __future__ import annotations
 
-import contextlib
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
@@ -27,6 +26,7 @@ class Status:
     best: FrozenTrial | None = None
     skipped: list[int] = field(default_factory=list)  # complete, but not written by a worker
     data: str = ""  # the preprocessing, in one line
+    no_best: str = ""  # why there is no best trial to export
     objectives: list[str] = field(default_factory=list)  # a multi-objective study's
     front: list[FrozenTrial] = field(default_factory=list)  # its Pareto front, best first
 
@@ -36,8 +36,10 @@ def study_status(opened: OpenStudy, counts: Counts | None = None) -> Status:
     status = Status(study.study_name, (study.metric_names or ["value"])[0],
                     counts or count_states(opened.study),
                     data=study.user_attrs.get(SUMMARY_ATTR, ""))
-    with contextlib.suppress(UsageError):  # no completed trial yet
+    try:
         status.best, status.skipped = pick_trial(study, None)
+    except UsageError as exc:  # no completed (and feasible) trial yet
+        status.no_best = str(exc)
     if len(study.directions) > 1:
         status.objectives = list(study.metric_names or [])
         genuine = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))

@@ -116,7 +116,7 @@ class RunCommand(Command):
                              "to resume")
                 return 128 + supervisor.signum
             if status.best is None:
-                logger.error("study %r has no completed trial to export", spec.name)
+                logger.error("%s", status.no_best)
                 return 1
             best = status.best
             default = f"{spec.name}-best.json"

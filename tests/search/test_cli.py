@@ -3,6 +3,7 @@
 import hashlib
 import importlib.util
 import json
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -318,6 +319,59 @@ def _bad_cases(tmp: Path, study: Path):
             "\n[enqueue]\nn_layers = 1\n"))], "enqueue must be a list of tables ([[enqueue]])"),
         "edited range, worker": (["worker", "--storage", db, variant("range.toml", good.replace(
             "high = 0.2", "high = 0.3"))], '"high": 0.2} -> {"low": 0.0, "high": 0.3}'),
+        **_trade_off_cases(good, variant, db),
+    }
+
+
+def _trade_off_cases(good: str, variant, db: str):
+    """Multi-objective studies, [constraints] and run --from-study."""
+    unpruned = re.sub(r"\[pruner\]\n[^\[]*", "", good)
+
+    def multi(name, metric, budget="", sampler="tpe"):
+        return variant(name, unpruned.replace('metric = "val_accuracy"', f"metric = {metric}")
+                       .replace("[budget]", f"[budget]{budget}")
+                       .replace('name = "tpe"', f'name = "{sampler}"'))
+
+    return {
+        "a cost first": (["run", multi("m1.toml", '["n_params", "val_accuracy"]')],
+                         "study.metric: n_params is a cost to trade against a quality metric"),
+        "a quality metric after the first": (
+            ["run", multi("m2.toml", '["val_accuracy", "val_loss"]')],
+            "after the first metric come costs (n_params, latency_ms), but got 'val_loss'"),
+        "a metric named twice": (["run", multi("m3.toml", '["val_accuracy", "n_params", '
+                                                          '"n_params"]')],
+                                 "study.metric names a metric twice"),
+        "multi-objective with cmaes": (
+            ["run", multi("m4.toml", '["val_accuracy", "n_params"]', sampler="cmaes")],
+            "sampler.name: cmaes searches one objective"),
+        "multi-objective with a pruner": (
+            ["run", variant("m5.toml", good.replace('metric = "val_accuracy"',
+                                                    'metric = ["val_accuracy", "n_params"]'))],
+            "[pruner]: Optuna cannot prune a multi-objective study"),
+        "multi-objective with a target": (
+            ["run", multi("m6.toml", '["val_accuracy", "latency_ms"]', budget="\ntarget = 0.9")],
+            "budget.target applies to a single-objective study"),
+        "a direction against the metrics": (
+            ["run", multi("m7.toml", '["val_accuracy", "n_params"]\n'
+                                     'direction = ["maximize", "maximize"]')],
+            "study.direction: val_accuracy is to maximize and n_params is to minimize"),
+        "max_params below 1": (["run", variant("c1.toml", good + "\n[constraints]\n"
+                                               "max_params = 0\n")],
+                               "constraints.max_params must be a parameter count >= 1"),
+        "a negative latency bound": (["run", variant("c2.toml", good + "\n[constraints]\n"
+                                                     "max_latency_ms = -1\n")],
+                                     "constraints.max_latency_ms must be a time in ms > 0"),
+        "an unknown constraint": (["run", variant("c3.toml", good + "\n[constraints]\n"
+                                                  "max_flops = 3\n")],
+                                  "unknown key constraints.'max_flops'"),
+        "from a study that is not there": (["run", variant("f1.toml", good), "--storage", db,
+                                            "--from-study", "nosuch"],
+                                           "--from-study: no study 'nosuch' in"),
+        "from itself": (["run", variant("f2.toml", good), "--storage", db, "--from-study",
+                         "small"], "--from-study small: that is this study"),
+        "from a study with no finished trial": (
+            ["run", variant("f3.toml", good), "--storage", db, "--from-study", "empty"],
+            "--from-study empty: none of its 0 finished trial(s) fits this study's space"),
     }
 
 
@@ -350,7 +404,13 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "init: nothing to start from", "init: no target",
          "init: target not in the table", "init: would overwrite", "init: unknown example",
          "one fold", "folds with a validation share", "more folds than a class has",
-         "wilcoxon without folds", "wilcoxon that can never prune"]
+         "wilcoxon without folds", "wilcoxon that can never prune",
+         "a cost first", "a quality metric after the first", "a metric named twice",
+         "multi-objective with cmaes", "multi-objective with a pruner",
+         "multi-objective with a target", "a direction against the metrics",
+         "max_params below 1", "a negative latency bound", "an unknown constraint",
+         "from a study that is not there", "from itself",
+         "from a study with no finished trial"]
 
 
 @pytest.mark.parametrize("case", CASES)
