@@ -330,3 +330,14 @@ def test_init_for_a_large_table(rows, folds, batches):
     assert raw["space"]["batch_size"] == batches
     assert "folds" not in raw["data"] and raw["data"]["validation"] == 0.2
     parse_study(raw, "init")  # valid as written
+
+
+def test_every_shipped_study_file_parses():
+    files = sorted((ROOT / "studies").glob("*.toml"))
+    assert len(files) >= 3
+    for path in files:
+        spec = load_study_file(path)
+        assert spec.name == path.stem
+    tradeoff = load_study_file(ROOT / "studies" / "digits_tradeoff.toml")
+    assert tradeoff.objectives == ("val_accuracy", "n_params") and tradeoff.pruner == "none"
+    assert tradeoff.directions == ["maximize", "minimize"] and tradeoff.max_params == 50000
