@@ -28,7 +28,7 @@ from .readers import csv_header, file_kind, read_csv, resolve_path
 from .studyfile import parse_study
 from .tabular import MISSING
 
-EXAMPLES = ("digits", "article")
+EXAMPLES = ("digits", "article", "digits_tradeoff")
 IMBALANCED = 0.1  # a smallest class below this share: accuracy misleads, so val_loss
 CV_ROWS = 10_000  # up to this many rows, init writes k-fold cross-validation
 FOLDS = 3
