@@ -320,6 +320,29 @@ def _bad_cases(tmp: Path, study: Path):
         "edited range, worker": (["worker", "--storage", db, variant("range.toml", good.replace(
             "high = 0.2", "high = 0.3"))], '"high": 0.2} -> {"low": 0.0, "high": 0.3}'),
         **_trade_off_cases(good, variant, db),
+        **_table_and_stop_cases(tmp, study, good, variant),
+    }
+
+
+def _table_and_stop_cases(tmp: Path, study: Path, good: str, variant):
+    """[budget] target and stall, nnsearch trials, export --format, nnsearch enqueue."""
+    (tmp / "deep.json").write_text('{"n_layers": 9}')
+    (tmp / "notjson.json").write_text("n_layers = 2")
+    return {
+        "a stall of zero": (["run", variant("st0.toml", good.replace(
+            "[budget]", "[budget]\nstall = 0"))], "budget.stall must be a number of finished"),
+        "a target in words": (["run", variant("tw.toml", good.replace(
+            "[budget]", '[budget]\ntarget = "high"'))], "budget.target must be int or float"),
+        "trials in an unknown state": (["trials", str(study), "--state", "done"],
+                                       "unknown state 'done'"),
+        "trials sorted by an unknown key": (["trials", str(study), "--sort", "speed"],
+                                            "invalid choice: 'speed'"),
+        "export in an unknown format": (["export", str(study), "--format", "xml"],
+                                        "invalid choice: 'xml'"),
+        "enqueue outside the space, CLI": (["enqueue", str(study), str(tmp / "deep.json")],
+                                           "n_layers: 9 is outside the space's range [1, 2]"),
+        "enqueue a file that is not JSON": (["enqueue", str(study), str(tmp / "notjson.json")],
+                                            "not valid JSON"),
     }
 
 
@@ -410,7 +433,10 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "multi-objective with a target", "a direction against the metrics",
          "max_params below 1", "a negative latency bound", "an unknown constraint",
          "from a study that is not there", "from itself",
-         "from a study with no finished trial"]
+         "from a study with no finished trial",
+         "a stall of zero", "a target in words", "trials in an unknown state",
+         "trials sorted by an unknown key", "export in an unknown format",
+         "enqueue outside the space, CLI", "enqueue a file that is not JSON"]
 
 
 @pytest.mark.parametrize("case", CASES)
