@@ -171,8 +171,9 @@ class Supervisor:
     def describe(self, counts: Counts) -> str:
         best = "-"
         sign = signs(self.study.directions)[0]
-        firsts = [sign * t.values[0] for t in self.study.get_trials(
-            deepcopy=False, states=(TrialState.COMPLETE,)) if feasible(t)]
+        complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+        firsts = [sign * t.values[0] for t in complete
+                  if feasible(t) and not record.is_prior(t)]
         if firsts:  # on the first objective (a multi-objective study's quality metric)
             best = f"{sign * min(firsts):.4f}"
         minutes = (time.monotonic() - self.started) / 60

@@ -83,7 +83,7 @@ def count_states(study: optuna.Study) -> Counts:
     trials that changed)."""
     counts = Counts()
     for t in study.get_trials(deepcopy=False):
-        if record.PRIOR in t.user_attrs:  # another study's: no budget counts it
+        if record.is_prior(t):  # another study's: no budget counts it
             continue
         name = _STATE_FIELDS[t.state]
         setattr(counts, name, getattr(counts, name) + 1)
