@@ -14,6 +14,8 @@ from typing import Any
 
 import optuna
 
+from nnsearch.model import param_count
+
 from .errors import UsageError
 from .space import CONDITIONS, DEFAULTS, PARAMS, Param, width_label, width_layer
 
@@ -107,6 +109,54 @@ def _widths(table: dict[str, Any], space: dict[str, Param], where: str) -> dict[
         n_layers = space["n_layers"]
         depth = max(n_layers.choices) if n_layers.choices is not None else n_layers.high
     return {width_label(i): width for i in range(int(depth))}
+
+
+def network_size(params: dict[str, Any], space: dict[str, Param], n_inputs: int,
+                 n_outputs: int) -> int | None:
+    """The parameter count of the network these params (Optuna's names) build, when
+    they (or the space's fixed values) decide the depth and every width; else None."""
+    known, depth = _known("n_layers", params, space)
+    if not known:
+        return None
+    widths = []
+    for i in range(int(depth)):
+        label = width_label(i)
+        fixed, width = _known("width", {}, space)
+        if label not in params and not fixed:
+            return None
+        widths.append(params.get(label, width))
+    return param_count([n_inputs, *widths, n_outputs])
+
+
+def smallest_size(space: dict[str, Param], n_inputs: int, n_outputs: int) -> int:
+    """The parameter count of the smallest network the space can build."""
+    def least(name: str) -> int:
+        p = space.get(name)
+        if p is None:
+            return int(DEFAULTS[name])
+        if p.choices is not None:
+            return int(min(p.choices))
+        return int(p.low if p.low is not None else p.fixed)
+
+    return param_count([n_inputs, *[least("width")] * least("n_layers"), n_outputs])
+
+
+def check_sizes(params: list[dict[str, Any]], space: dict[str, Param], bound: int | None,
+                n_inputs: int, n_outputs: int, where: str) -> None:
+    """UsageError if no network of the space fits max_params, or an enqueued one breaks it."""
+    if bound is None:
+        return
+    least = smallest_size(space, n_inputs, n_outputs)
+    if least > bound:
+        raise UsageError(f"{where}: constraints.max_params = {bound:,} is below the smallest "
+                         f"network the space builds ({least:,} parameters on "
+                         f"{n_inputs} inputs and {n_outputs} outputs): every trial would be "
+                         "infeasible.")
+    for i, trial in enumerate(params):
+        size = network_size(trial, space, n_inputs, n_outputs)
+        if size is not None and size > bound:
+            raise UsageError(f"{where}: enqueued trial {i + 1} builds {size:,} parameters, "
+                             f"over constraints.max_params = {bound:,}: it would never train.")
 
 
 def enqueue_all(study: optuna.Study, trials: list[dict[str, Any]]) -> None:

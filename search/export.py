@@ -60,6 +60,10 @@ def pick_trial(study: optuna.Study, number: int | None,
             raise UsageError(f"study {study.study_name!r} has no trial {number} "
                              f"(trials are numbered 0..{last}).")
         trial = match[0]
+        if record.is_prior(trial):
+            raise UsageError(f"trial {number} of study {study.study_name!r} is a prior, "
+                             f"{trial.user_attrs[record.PRIOR]} (run --from-study): export it "
+                             "from its own study, where it was trained.")
         if trial.state != TrialState.COMPLETE or not record.written_by_worker(trial):
             raise UsageError(f"trial {number} of study {study.study_name!r} is "
                              f"{trial.state.name}, not a completed trial written by a worker; "

@@ -156,7 +156,8 @@ class Objective:
                 net: Network) -> float | tuple[float, ...]:
         spec = self.spec
         if reason is None and spec.needs_latency():
-            attrs["latency_ms"] = predict_latency_ms(net, self.data.X_val)
+            # one training row: with folds there is no validation split
+            attrs["latency_ms"] = predict_latency_ms(net, self.data.X_train)
         with_retry(partial(set_user_attrs, trial, attrs), "record the trial")
         if reason is not None:
             logger.debug("trial %d %s", trial.number, reason)

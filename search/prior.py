@@ -3,7 +3,8 @@
 ``collect`` reads the other study (same storage) and checks it before anything is
 written: it must exist, optimise the same objectives, and have finished trials that
 fit this study's space (each value a choice or inside a range of it; a parameter this
-space fixes must have been at that value). ``add`` copies those trials into this
+space fixes must have been at that value; never-trained and infeasible trials are left
+out). ``add`` copies those trials into this
 study once (each is tagged ``record.PRIOR`` = ``NAME#N``, and a tag already there is
 not added again: a run cut off halfway adds the rest next time): the
 sampler and the pruner learn from them, but no budget, stop or export counts them.
@@ -68,8 +69,9 @@ def _fit(trial: FrozenTrial, spec: StudySpec, tag: str) -> FrozenTrial | None:
     latency = trial.user_attrs.get("latency_ms")
     if spec.max_latency_ms is not None and (latency is None or latency > spec.max_latency_ms):
         return None
-    if trial.state == TrialState.COMPLETE and not feasible(trial):
-        return None
+    if record.EPOCHS_RUN not in trial.user_attrs or (
+            trial.state == TrialState.COMPLETE and not feasible(trial)):
+        return None  # never trained (e.g. over its study's max_params), or infeasible
     attrs = {k: trial.user_attrs[k] for k in KEPT_ATTRS if k in trial.user_attrs}
     return optuna.trial.create_trial(
         state=trial.state, params=params, distributions=dists,
@@ -81,6 +83,8 @@ def _fit(trial: FrozenTrial, spec: StudySpec, tag: str) -> FrozenTrial | None:
 def collect(url: StorageURL, source: str, spec: StudySpec) -> Prior:
     """Study ``source``'s finished trials that fit ``spec``, or UsageError: no such
     study, other objectives, or none fits."""
+    if not source.strip():
+        raise UsageError("--from-study needs the name of a study in the same storage.")
     if source == spec.name:
         raise UsageError(f"--from-study {source}: that is this study; name another one.")
     if url.path is not None and not url.path.is_file():  # (opening would create it)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -10,16 +11,34 @@ import optuna
 from optuna.trial import TrialState
 
 from .errors import UsageError
-from .record import written_by_worker
+from .record import is_prior, written_by_worker
 
 logger = logging.getLogger(__name__)
 
 TOP = 5
 
 
+def own_trials(study: optuna.Study) -> optuna.Study:
+    """The study, or with priors (``run --from-study``) an in-memory copy without them:
+    they count in no plot, as in no front (the copy numbers its trials from 0)."""
+    trials = study.get_trials(deepcopy=False)
+    if not any(is_prior(t) for t in trials):
+        return study
+    own = optuna.create_study(directions=study.directions, study_name=study.study_name)
+    own.set_metric_names(list(study.metric_names or ["value"] * len(study.directions)))
+    own.add_trials([t for t in trials if not is_prior(t)])
+    return own
+
+
 def write_report(study: optuna.Study, out: Path) -> list[Path]:
     """Optimisation history, importances, parallel coordinates, top-5 learning curves;
     a multi-objective study's Pareto front (and no curves: its trials report none)."""
+    with warnings.catch_warnings():  # Optuna's notes on experimental plots and targets
+        warnings.simplefilter("ignore")
+        return _write_report(own_trials(study), out)
+
+
+def _write_report(study: optuna.Study, out: Path) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
@@ -31,12 +50,18 @@ def write_report(study: optuna.Study, out: Path) -> list[Path]:
     if len(complete) < 2:
         raise UsageError(f"study {study.study_name!r} has {len(complete)} completed trial(s); "
                          "a report needs at least 2.")
-    out.mkdir(parents=True, exist_ok=True)
+    try:
+        out.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"--out {out}: cannot make that folder ({exc.strerror}).") from None
     names = study.metric_names or ["value"]
     metric = names[0]
     multi = len(study.directions) > 1
-    # On a multi-objective study the plots of one value show the quality metric.
+    # On a multi-objective study the plots of one value show the quality metric; the
+    # importances take a target to minimise, so a maximised one is negated there.
     first: Any = {"target": (lambda t: t.values[0])} if multi else {}
+    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    towards: Any = {"target": (lambda t: sign * t.values[0])} if multi else {}
     written = []
 
     def save(ax_or_axes: object, name: str) -> None:
@@ -58,7 +83,7 @@ def write_report(study: optuna.Study, out: Path) -> list[Path]:
          "optimization_history.png")
     distinct = {k for t in complete for k in t.params}
     if len(distinct) >= 2:
-        save(ovm.plot_param_importances(study, target_name=metric, **first),
+        save(ovm.plot_param_importances(study, target_name=metric, **towards),
              "param_importances.png")
         save(ovm.plot_parallel_coordinate(study, target_name=metric, **first),
              "parallel_coordinate.png")

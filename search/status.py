@@ -89,7 +89,7 @@ def render_status(status: Status, out: Console, err: Console, as_json: bool = Fa
     if status.data:
         out.print(f"data: {status.data}", highlight=False)
     if best is None:
-        out.print("no completed trial yet")
+        out.print(status.no_best or "no completed trial yet", highlight=False)
         return
     if status.objectives:
         out.print(front_table(status.front, status.objectives))

@@ -18,7 +18,7 @@ import optuna
 from . import record
 from .cache import cache_dir, cached_data, store_cached
 from .data import Dataset
-from .enqueue import enqueue_all
+from .enqueue import check_sizes, enqueue_all
 from .errors import UsageError
 from .readers import BUILTIN
 from .space import describe_condition
@@ -203,6 +203,8 @@ def check_data(spec: StudySpec, url: StorageURL, notes: bool = True) -> Dataset:
         where = spec.path or spec.name
         raise UsageError(f"{where}: study.metric: {spec.metric!r} does not apply to the "
                          f"{data.task} target of {spec.data.source}; valid: {valid}.")
+    check_sizes(spec.enqueued_params(), spec.space, spec.max_params, data.n_features,
+                data.n_outputs, str(spec.path or spec.name))
     for note in data.notes if notes else ():
         logger.info("%s", note)
     return data

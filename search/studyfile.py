@@ -20,6 +20,8 @@ from typing import Any
 
 import optuna
 
+from nnsearch.model import MAX_PARAMS
+
 from .data import TASKS, DataSpec, check_images
 from .enqueue import to_params
 from .errors import UsageError
@@ -423,9 +425,9 @@ def _parse_metrics(study: dict[str, Any], task: str | None, default: str,
 
 def _parse_constraints(table: dict[str, Any], where: str) -> tuple[int | None, float | None]:
     max_params = _get(table, "constraints.max_params", where, int, None)
-    if max_params is not None and max_params < 1:
-        raise UsageError(f"{where}: constraints.max_params must be a parameter count >= 1, "
-                         f"but got {max_params}.")
+    if max_params is not None and not 1 <= max_params <= MAX_PARAMS:
+        raise UsageError(f"{where}: constraints.max_params must be a parameter count in "
+                         f"[1, {MAX_PARAMS:,}], but got {max_params}.")
     latency = _get(table, "constraints.max_latency_ms", where, (int, float), None)
     if latency is not None and not 0 < latency < math.inf:
         raise UsageError(f"{where}: constraints.max_latency_ms must be a time in ms > 0, but "

@@ -15,6 +15,7 @@ stopped at its next epoch and ends pruned, so a run ends near its timeout.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 import signal
@@ -234,6 +235,13 @@ class Worker:
             return self.objective(trial)
         except Stopped as exc:
             trial.set_user_attr(record.FAIL_REASON, f"worker stopped by {exc}")
+            raise
+        except optuna.TrialPruned:
+            raise
+        except Exception as exc:  # Optuna fails the trial; say why where users look
+            with contextlib.suppress(Exception):
+                trial.set_user_attr(record.FAIL_REASON,
+                                    f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
             raise
 
     def _slot_free(self) -> bool:

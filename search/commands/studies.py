@@ -82,14 +82,15 @@ class RunCommand(Command):
             check_output(args.export, export=True)
         # Checked before anything is written (with a study file; without one, the
         # study exists already).
-        prior = collect(t.url, args.from_study, t.spec) if args.from_study and t.spec else None
+        prior = collect(t.url, args.from_study, t.spec) \
+            if args.from_study is not None and t.spec else None
         with create(t) as (opened, created):
             spec = opened.spec
             budget, timeout = _budget(spec, args)
             _warn_unused_grace(spec, timeout)
             logger.info("%s study %r in %s", "created" if created else "resuming", spec.name,
                         t.url)
-            if args.from_study:
+            if args.from_study is not None:
                 prior = prior or collect(t.url, args.from_study, spec)
                 added = add(opened.study, prior)
                 logger.info("prior: %d finished trial(s) of study %r added%s%s", added,
@@ -302,14 +303,18 @@ class EnqueueCommand(Command):
                             "object of searched parameters in the study file's names")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from ..enqueue import to_params
+        from ..enqueue import check_sizes, to_params
         from ..export import read_config
         from ..stops import why_done
-        from ..study import open_study
+        from ..study import accepted_data, open_study
 
         table = read_config(args.config)
         with open_study(target(args), heartbeat=True) as opened:
             params = to_params(table, opened.spec.space, args.config)
+            if opened.spec.max_params is not None:
+                data = accepted_data(opened, notes=False)
+                check_sizes([params], opened.spec.space, opened.spec.max_params,
+                            data.n_features, data.n_outputs, args.config)
             opened.study.enqueue_trial(params)
             # Ours: the last trial queued with these params (a worker may have taken it).
             number = max(t.number for t in opened.study.get_trials(deepcopy=False)

@@ -329,6 +329,8 @@ def _table_and_stop_cases(tmp: Path, study: Path, good: str, variant):
     (tmp / "deep.json").write_text('{"n_layers": 9}')
     (tmp / "notjson.json").write_text("n_layers = 2")
     return {
+        "report into a file": (["report", str(study), "--out", str(study)],
+                               "cannot make that folder"),
         "a stall of zero": (["run", variant("st0.toml", good.replace(
             "[budget]", "[budget]\nstall = 0"))], "budget.stall must be a number of finished"),
         "a target in words": (["run", variant("tw.toml", good.replace(
@@ -380,16 +382,27 @@ def _trade_off_cases(good: str, variant, db: str):
             "study.direction: val_accuracy is to maximize and n_params is to minimize"),
         "max_params below 1": (["run", variant("c1.toml", good + "\n[constraints]\n"
                                                "max_params = 0\n")],
-                               "constraints.max_params must be a parameter count >= 1"),
+                               "constraints.max_params must be a parameter count in [1, "),
         "a negative latency bound": (["run", variant("c2.toml", good + "\n[constraints]\n"
                                                      "max_latency_ms = -1\n")],
                                      "constraints.max_latency_ms must be a time in ms > 0"),
+        "a max_params no network meets": (["run", variant("c4.toml", good + "\n[constraints]\n"
+                                                          "max_params = 50\n")],
+                                         "constraints.max_params = 50 is below the smallest "
+                                         "network the space builds (67 parameters"),
+        "an enqueued network over max_params": (
+            ["run", variant("c5.toml", good + "\n[constraints]\nmax_params = 500\n\n"
+                            "[[enqueue]]\nn_layers = 2\nwidth = 32\n")],
+            "enqueued trial 1 builds 1,315 parameters, over constraints.max_params = 500"),
         "an unknown constraint": (["run", variant("c3.toml", good + "\n[constraints]\n"
                                                   "max_flops = 3\n")],
                                   "unknown key constraints.'max_flops'"),
         "from a study that is not there": (["run", variant("f1.toml", good), "--storage", db,
                                             "--from-study", "nosuch"],
                                            "--from-study: no study 'nosuch' in"),
+        "from an empty name": (["run", variant("f4.toml", good), "--storage", db,
+                                "--from-study", ""],
+                               "--from-study needs the name of a study in the same storage"),
         "from itself": (["run", variant("f2.toml", good), "--storage", db, "--from-study",
                          "small"], "--from-study small: that is this study"),
         "from a study with no finished trial": (
@@ -432,6 +445,8 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "multi-objective with cmaes", "multi-objective with a pruner",
          "multi-objective with a target", "a direction against the metrics",
          "max_params below 1", "a negative latency bound", "an unknown constraint",
+         "a max_params no network meets", "an enqueued network over max_params",
+         "report into a file", "from an empty name",
          "from a study that is not there", "from itself",
          "from a study with no finished trial",
          "a stall of zero", "a target in words", "trials in an unknown state",

@@ -15,6 +15,7 @@ from optuna.trial import TrialState
 
 from nnsearch.search import record
 from nnsearch.search.front import dominates, pareto_front, signs
+from nnsearch.search.report import own_trials
 from nnsearch.search.space import parse_param
 from tests.helpers import run_cli, write_study
 from tests.search.test_workers import trials
@@ -115,6 +116,35 @@ def test_trials_csv_and_the_report_of_a_multi_objective_study(multi):
     res = run_cli("report", str(study), "--out", str(tmp / "report"), cwd=tmp)
     assert res.returncode == 0, res.stderr
     assert (tmp / "report" / "pareto_front.png").stat().st_size > 10_000
+
+
+def test_a_prior_leaves_out_never_trained_trials_and_no_plot_counts_it(multi):
+    tmp, _study, _res = multi
+    db = f"sqlite:///{tmp / 'mo.db'}"
+    free = multi_study(tmp / "free.toml", "free", trials=2)  # mo's objectives, no bound
+    res = run_cli("run", str(free), "--storage", db, "--from-study", "mo", cwd=tmp)
+    assert res.returncode == 0, res.stderr
+    trained = {f"mo#{t.number}" for t in trials(db, "mo") if "epochs_run" in t.user_attrs}
+    ts = trials(db, "free")
+    priors = [t for t in ts if record.is_prior(t)]
+    assert {t.user_attrs[record.PRIOR] for t in priors} == trained  # not the oversized ones
+    res = run_cli("export", str(free), "--storage", db, "--trial", str(priors[0].number),
+                  cwd=tmp)
+    assert res.returncode == 2 and "is a prior, mo#" in res.stderr
+    study = optuna.load_study(study_name="free", storage=db)
+    assert len(own_trials(study).trials) == len(ts) - len(priors) == 2
+
+
+def test_latency_with_folds(tmp_path):
+    # With folds there is no validation split: latency is timed on a training row.
+    study = multi_study(tmp_path / "lf.toml", "lf", trials=3,
+                        metric='["val_accuracy", "latency_ms"]')
+    study.write_text(study.read_text().replace('source = "iris"', 'source = "iris"\nfolds = 3'))
+    res = run_cli("run", str(study), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    ts = trials(f"sqlite:///{tmp_path / 'lf.db'}", "lf")
+    assert [t.state for t in ts] == [TrialState.COMPLETE] * 3
+    assert all(t.values[1] == t.user_attrs["latency_ms"] > 0 for t in ts)
 
 
 def test_a_constrained_single_objective_study_keeps_its_pruning(tmp_path):
