@@ -46,27 +46,7 @@ def numeric_table(X: np.ndarray, names: list[str]) -> Table:
     return Table([Column(n, np.ascontiguousarray(X[:, i])) for i, n in enumerate(names)])
 
 
-def builtin_copy(name: str) -> Path:
-    """Where a bundled set is kept once loaded, for every later study on this machine:
-    $NNSEARCH_CACHE/builtin, else the user's cache folder; keyed by scikit-learn's
-    version (known without importing it)."""
-    from importlib import metadata
-
-    base = os.environ.get("NNSEARCH_CACHE") or Path(
-        os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache") / "nnsearch"
-    return Path(base) / "builtin" / f"{name}-sklearn-{metadata.version('scikit-learn')}.npz"
-
-
 def raw_builtin(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    """A bundled set's features, target and column names: scikit-learn's loader the
-    first time on a machine (importing scikit-learn costs most of a second), then a
-    copy of exactly those arrays (``builtin_copy``)."""
-    copy = builtin_copy(name)
-    try:
-        with np.load(copy, allow_pickle=False) as saved:
-            return saved["X"], saved["y"], [str(n) for n in saved["names"]]
-    except Exception:  # not there yet, or unreadable (a torn or foreign file): load it again
-        pass
     from sklearn import datasets
 
     bunch = getattr(datasets, f"load_{name}")()
@@ -74,16 +54,7 @@ def raw_builtin(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
     names = [str(n) for n in given] if given is not None else []
     if len(names) != bunch.data.shape[1]:
         names = [f"x{i}" for i in range(bunch.data.shape[1])]
-    X, y = np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target)
-    try:  # written whole, then renamed into place: a reader never sees half of it
-        copy.parent.mkdir(parents=True, exist_ok=True)
-        tmp = copy.with_name(f".{copy.name}.{os.getpid()}.tmp")
-        with tmp.open("wb") as fh:
-            np.savez(fh, X=X, y=y, names=np.array(names))
-        os.replace(tmp, copy)
-    except OSError as exc:
-        logger.debug("bundled set %s not kept in %s: %s", name, copy, exc)
-    return X, y, names
+    return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target), names
 
 
 def resolve_path(source: str, base: Path | None) -> Path:

@@ -165,30 +165,3 @@ def test_numeric_looking_labels_are_one_class_however_written(tmp_path):
     (tmp_path / "text.csv").write_text("\n".join(rows) + "\n")
     assert load_data(DataSpec("text.csv", target="label"), base=tmp_path).classes == \
         ["10", "a", "b"]  # not all numbers: text, as written
-
-
-def test_a_bundled_set_is_loaded_with_scikit_learn_once_per_machine(tmp_path):
-    # Importing scikit-learn took most of `run`'s start on a new study: the arrays its
-    # loader gave are kept, and later loads read them back, bit for bit.
-    import os
-    import subprocess
-    import sys
-
-    probe = ("import sys, hashlib; from nnsearch.search.readers import raw_builtin; "
-             "X, y, names = raw_builtin('iris'); "
-             "print('sklearn' in sys.modules, hashlib.sha256(X.tobytes() + y.tobytes() + "
-             "repr(names).encode()).hexdigest()[:16], X.dtype, y.dtype)")
-    env = dict(os.environ, NNSEARCH_CACHE=str(tmp_path))
-
-    def load() -> list[str]:
-        res = subprocess.run([sys.executable, "-P", "-c", probe], env=env, text=True,
-                             capture_output=True, timeout=120)
-        assert res.returncode == 0, res.stderr
-        return res.stdout.split()
-
-    first, second = load(), load()
-    assert first[0] == "True" and second[0] == "False"
-    assert first[1:] == second[1:] == [first[1], "float64", "int64"]
-    (copy,) = (tmp_path / "builtin").glob("iris-sklearn-*.npz")
-    copy.write_bytes(b"torn")  # a torn copy is loaded again, and replaced
-    assert load() == first and load() == second
