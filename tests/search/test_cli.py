@@ -326,7 +326,7 @@ def _bad_cases(tmp: Path, study: Path):
 
 def _table_and_stop_cases(tmp: Path, study: Path, good: str, variant):
     """[budget] target and stall, nnsearch trials, export --format, nnsearch enqueue."""
-    (tmp / "deep.json").write_text('{"n_layers": 9}')
+    (tmp / "nine_layers.json").write_text('{"n_layers": 9}')
     (tmp / "notjson.json").write_text("n_layers = 2")
     return {
         "report into a file": (["report", str(study), "--out", str(study)],
@@ -341,7 +341,7 @@ def _table_and_stop_cases(tmp: Path, study: Path, good: str, variant):
                                             "invalid choice: 'speed'"),
         "export in an unknown format": (["export", str(study), "--format", "xml"],
                                         "invalid choice: 'xml'"),
-        "enqueue outside the space, CLI": (["enqueue", str(study), str(tmp / "deep.json")],
+        "enqueue outside the space, CLI": (["enqueue", str(study), str(tmp / "nine_layers.json")],
                                            "n_layers: 9 is outside the space's range [1, 2]"),
         "enqueue a file that is not JSON": (["enqueue", str(study), str(tmp / "notjson.json")],
                                             "not valid JSON"),
