@@ -109,7 +109,8 @@ class Supervisor:
                                 stdin=subprocess.DEVNULL)
 
     def start(self) -> None:
-        self.finished_at_start = count_states(self.study).finished
+        self.finished_at_start = with_retry(lambda: count_states(self.study),
+                                            "count trials").finished
         for i in range(self.n_workers):
             proc = self._spawn(i)
             self.slots.append(Slot(i, proc, pids=[proc.pid]))
@@ -190,7 +191,10 @@ class Supervisor:
         total = self.budget
         columns = [TextColumn("[bold]{task.description}"), BarColumn(), MofNCompleteColumn(),
                    TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
-        counts = count_states(self.study)
+        # Every storage read here is retried, or caught: a database restart must not end
+        # the watch (the workers wait it out).
+        counts = with_retry(lambda: count_states(self.study), "count trials")
+        info = ""
         with Progress(*columns, console=self.console, transient=False) as progress:
             task = progress.add_task(self.study.study_name, total=total, info="",
                                      completed=counts.finished)
@@ -199,15 +203,17 @@ class Supervisor:
                     counts = with_retry(lambda: count_states(self.study), "count trials")
                     self._sweep()
                     self._check_workers(counts)
+                    info = self.describe(counts)
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
                     logger.warning("storage unreachable (%s); still watching", error_reason(exc))
-                progress.update(task, completed=counts.finished, info=self.describe(counts))
+                progress.update(task, completed=counts.finished, info=info)
                 if not self.alive() or self.interrupted.wait(POLL_SECONDS):
                     break
             counts = with_retry(lambda: count_states(self.study), "count trials")
-            progress.update(task, completed=counts.finished, info=self.describe(counts))
+            info = with_retry(lambda: self.describe(counts), "read the best value")
+            progress.update(task, completed=counts.finished, info=info)
         return counts
 
     def run(self) -> Counts:
@@ -217,9 +223,10 @@ class Supervisor:
         is left running.
         """
         self.install_signal_handlers()
-        if self._budget_done(count_states(self.study)):
+        counts = with_retry(lambda: count_states(self.study), "count trials")
+        if self._budget_done(counts):
             logger.info("the study already has its %d finished trials", self.budget)
-            return count_states(self.study)
+            return counts
         try:
             self.start()
             self.watch()
@@ -230,7 +237,7 @@ class Supervisor:
             self.console.print(f"[yellow]stopping: {self.signal_name}; ending running trials "
                                "as FAIL[/]")
             self.stop(self.signum)
-        return count_states(self.study)
+        return with_retry(lambda: count_states(self.study), "count trials")
 
     @property
     def elapsed(self) -> float:
@@ -251,11 +258,14 @@ class Supervisor:
             signal.signal(signum, handler)
 
     def stop(self, signum: int, why: str = "") -> None:
-        """Ask every worker to stop, wait for them, then fail what they left RUNNING."""
+        """Ask every worker to stop, wait for them, then fail what they left RUNNING.
+        A Ctrl-C reaches them as SIGINT (their trials say so), anything else as SIGTERM
+        (a SIGHUP could be ignored: run under nohup)."""
+        forward = signal.SIGINT if signum == signal.SIGINT else signal.SIGTERM
         for slot in self.slots:
             if slot.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
-                    os.kill(slot.process.pid, signal.SIGTERM)
+                    os.kill(slot.process.pid, forward)
         deadline = time.monotonic() + WORKER_STOP_SECONDS
         for slot in self.slots:
             try:

@@ -72,6 +72,7 @@ class RunCommand(Command):
         from ..prior import add, collect
         from ..status import render_status, study_status
         from ..stops import why_done
+        from ..storage import with_retry
         from ..study import create
         from ..supervisor import Supervisor, worker_args_for
 
@@ -108,7 +109,7 @@ class RunCommand(Command):
                 from ..recheck import recheck
 
                 rechecked = recheck(opened)
-            status = study_status(opened, counts)
+            status = with_retry(lambda: study_status(opened, counts), "read the study")
             render_status(status, stdout, stderr)
             if rechecked:
                 _render_recheck(rechecked, spec.metric, stdout)
@@ -123,8 +124,9 @@ class RunCommand(Command):
             default = f"{spec.name}-best.json"
             out = Path(args.export) if args.export else \
                 t.spec.path.with_name(default) if t.spec and t.spec.path else Path(default)
-            write_json(export_trial(opened.study, spec, best, t.url), str(out))
-            done = why_done(opened.study, spec)
+            write_json(with_retry(lambda: export_trial(opened.study, spec, best, t.url),
+                                  "read the best trial"), str(out))
+            done = with_retry(lambda: why_done(opened.study, spec), "check the stops")
         mean = next((r.mean for r in rechecked if r.number == best.number), None)
         label = "the front's best" if spec.multi else "best"
         stdout.print(f"{label} trial {best.number}: {spec.metric}={best.values[0]:.4f}"
