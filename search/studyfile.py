@@ -567,7 +567,7 @@ def _parse_plugin(table: dict[str, Any], section: str, registry: dict[str, Any],
                              f"{value!r}.")
     if name == "gp" and importlib.util.find_spec("torch") is None:
         raise UsageError(f"{where}: sampler gp needs PyTorch (pip install torch); or use "
-                         "tpe, random, cmaes or qmc.")
+                         "tpe, nsgaii, random or qmc (or cmaes, for one objective).")
     try:  # let the class check the values themselves (e.g. a negative warm-up)
         if name != "gp":
             registry[name](**args)
