@@ -1,7 +1,7 @@
 """Every private Optuna name nnsearch uses, behind a function with a public fallback.
 
 A private path is kept only where a bench measured that it saves at least 1% of a
-trial. Two are in use:
+trial, or where no public name exists. Three are in use:
 
 - the logger Optuna reports a failed trial on, which lets ``quiet_failed_trials``
   drop expected failures wherever Optuna's records go; its fallback filters the
@@ -12,7 +12,10 @@ trial. Two are in use:
   ``trial.set_user_attr``. On a default-study digits trial of ~2 s that saves 0.1-0.5%
   (``bench/internals.py``), but a small table's trial trains for ~15 ms, and there the
   per-key commits were a fifth of its overhead (``bench/tiny.py``). Its fallback is
-  the public write per key (other storages, or if the names move).
+  the public write per key (other storages, or if the names move);
+- how a constraint is named among a trial's system attributes (``constraints:NAME``):
+  no public API writes constraints into a trial made with ``create_trial`` (a prior)
+  or strips them from a retried one. Its fallback is the name Optuna 5.0 uses.
 
 A private COUNT query saved 0.01% (SQLite) and -0.03% (PostgreSQL) over
 ``study.get_trials``, which Optuna serves from its cache of finished trials, and is
@@ -122,6 +125,42 @@ def _write_in_one_transaction(trial: optuna.Trial, attrs: dict[str, Any]) -> boo
     return True
 
 
+def _constraints_prefix() -> str:
+    """How Optuna names a trial's constraint in its system attributes ("constraints:NAME",
+    written by ``trial.set_constraint``); the name it has used since 5.0 as a fallback."""
+    try:
+        from optuna.study._constrained_optimization import _CONSTRAINTS_KEY
+
+        return f"{_CONSTRAINTS_KEY}:"
+    except ImportError:
+        return "constraints:"
+
+
+def constraint_attrs(values: dict[str, float]) -> dict[str, float]:
+    """System attributes that give a trial made with ``create_trial`` these constraint
+    values, as ``trial.set_constraint`` would have recorded them (for priors: a sampler
+    such as GP needs every trial to carry the same constraints)."""
+    prefix = _constraints_prefix()
+    return {f"{prefix}{name}": float(v) for name, v in values.items()}
+
+
+def without_constraints(system_attrs: dict[str, Any]) -> dict[str, Any]:
+    """``system_attrs`` less the constraint values (a retried trial records its own)."""
+    prefix = _constraints_prefix()
+    return {k: v for k, v in system_attrs.items() if not k.startswith(prefix)}
+
+
+def _constraints_round_trip() -> bool:
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    trial = study.ask()
+    trial.set_constraint("max_params", 3.0)
+    study.tell(trial, 1.0)
+    made = optuna.trial.create_trial(value=1.0, system_attrs=constraint_attrs({"a": 2.0}))
+    return (made.constraints == {"a": 2.0}
+            and without_constraints(study.trials[0].system_attrs) == {}
+            and study.trials[0].constraints == {"max_params": 3.0})
+
+
 def private_names_in_use() -> dict[str, bool]:
     """Each private name, and whether Optuna still uses it (a live check)."""
     seen: list[str] = []
@@ -139,7 +178,8 @@ def private_names_in_use() -> dict[str, bool]:
     finally:
         root.removeHandler(handler)
     return {f"failed-trial logger {_FAILED_TRIAL_LOGGER!r}": _FAILED_TRIAL_LOGGER in seen,
-            "one-transaction attribute write (RDBStorage)": _one_transaction_works()}
+            "one-transaction attribute write (RDBStorage)": _one_transaction_works(),
+            "constraint attribute names": _constraints_round_trip()}
 
 
 def _one_transaction_works() -> bool:

@@ -175,22 +175,17 @@ class Objective:
 
     @staticmethod
     def _new_best(trial: optuna.Trial, values: tuple[float, ...]) -> bool:
-        """Better than every (feasible) trial completed so far, or on a multi-objective
-        study dominated by none: the trials whose curve and config are worth drawing and
-        storing as they finish (a few dozen ms each, more than a small table's whole
-        training); ``nnsearch export --trial N`` and ``report`` give any other's."""
+        """Better than every feasible trial of this study completed so far (priors from
+        another study aside), or on a multi-objective study dominated by none: the trials
+        whose curve and config are worth drawing and storing as they finish (a few dozen
+        ms each, more than a small table's whole training); ``nnsearch export --trial N``
+        and ``report`` give any other's."""
         study = trial.study
-        if len(values) > 1:
-            sign = signs(study.directions)
-            return not any(dominates(t.values, values, sign) for t in
-                           study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                           if feasible(t))
-        try:
-            best = study.best_value
-        except ValueError:  # none completed yet (or none feasible)
-            return True
-        maximize = study.direction == optuna.study.StudyDirection.MAXIMIZE
-        return values[0] > best if maximize else values[0] < best
+        sign = signs(study.directions)
+        own = [t.values for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+               if feasible(t) and not record.is_prior(t)]
+        return not any(dominates(v, values, sign) or (len(values) == 1 and v == list(values))
+                       for v in own)
 
     def _cross_validate(self, trial: optuna.Trial, network: dict[str, Any],
                         training: dict[str, Any], seed: int) -> float | tuple[float, ...]:

@@ -22,10 +22,11 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from . import record
+from ._optuna import constraint_attrs
 from .enqueue import check_value
 from .errors import UsageError
 from .front import feasible
-from .space import DEFAULTS, PARAMS, width_layer
+from .space import DEFAULTS, PARAMS, build_configs, sample, width_layer
 from .storage import StorageURL, dispose, open_storage, with_retry
 from .studyfile import StudySpec
 
@@ -72,12 +73,39 @@ def _fit(trial: FrozenTrial, spec: StudySpec, tag: str) -> FrozenTrial | None:
     if record.EPOCHS_RUN not in trial.user_attrs or (
             trial.state == TrialState.COMPLETE and not feasible(trial)):
         return None  # never trained (e.g. over its study's max_params), or infeasible
+    if not _same_settings(trial, spec):
+        return None
     attrs = {k: trial.user_attrs[k] for k in KEPT_ATTRS if k in trial.user_attrs}
+    # This study's constraints, as its own trials record them (GP needs them on all).
+    excess = {"max_params": (n_params or 0) - (spec.max_params or 0),
+              "max_latency_ms": (latency or 0.0) - (spec.max_latency_ms or 0.0)}
     return optuna.trial.create_trial(
         state=trial.state, params=params, distributions=dists,
         values=trial.values,  # (a pruned trial's: its last report)
         intermediate_values=dict(trial.intermediate_values),
-        user_attrs={**attrs, record.PRIOR: tag})
+        user_attrs={**attrs, record.PRIOR: tag},
+        system_attrs=constraint_attrs({k: excess[k] for k in spec.constraints}))
+
+
+def _same_settings(trial: FrozenTrial, spec: StudySpec) -> bool:
+    """Whether this space, given the trial's sampled values, trains what the trial
+    trained: its recorded network and training settings, the ones it did not sample
+    (fixed, or defaults) included (the seed and the data's widths aside)."""
+    network, training = trial.user_attrs.get(record.NETWORK), trial.user_attrs.get(
+        record.TRAINING)
+    if not isinstance(network, dict) or not isinstance(training, dict):
+        return False
+    try:  # a parameter this space searches but the trial did not sample: no fit
+        values = sample(spec.space, optuna.trial.FixedTrial(dict(trial.params)))
+    except ValueError:
+        return False
+    sizes = network.get("layer_sizes") or [0, 0]
+    net, train = build_configs(values, sizes[0], sizes[-1], "classification", 0)
+    kept = ("activation", "init", "dropout")
+    return (net["layer_sizes"][1:-1] == sizes[1:-1]
+            and all(net[k] == network.get(k) for k in kept)
+            and {k: v for k, v in train.items() if k != "seed"}
+            == {k: v for k, v in training.items() if k != "seed"})
 
 
 def collect(url: StorageURL, source: str, spec: StudySpec) -> Prior:

@@ -128,11 +128,15 @@ def sampler_seed(study_seed: int, offset: int) -> int:
 class Retry(RetryHeartbeatStaleTrialCallback):
     """Optuna's retry of a failed trial (same params, up to ``max_retry`` times), but the
     retry starts with a clean record: none of the failed trial's user attributes (its
-    worker, its fail reason, partial results) is copied to it."""
+    worker, its fail reason, partial results) nor its constraint values (the retry
+    records its own) is copied to it."""
 
     def __call__(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        from ._optuna import without_constraints
+
         clean = copy.copy(trial)
         clean.user_attrs = {}
+        clean.system_attrs = without_constraints(trial.system_attrs)
         super().__call__(study, clean)
 
 

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import logging
 import warnings
+from collections.abc import Container
 from pathlib import Path
 from typing import Any
 
 import optuna
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 
 from .errors import UsageError
 from .record import is_prior, written_by_worker
@@ -18,24 +19,28 @@ logger = logging.getLogger(__name__)
 TOP = 5
 
 
-def own_trials(study: optuna.Study) -> optuna.Study:
-    """The study, or with priors (``run --from-study``) an in-memory copy without them:
-    they count in no plot, as in no front (the copy numbers its trials from 0)."""
-    trials = study.get_trials(deepcopy=False)
-    if not any(is_prior(t) for t in trials):
-        return study
-    own = optuna.create_study(directions=study.directions, study_name=study.study_name)
-    own.set_metric_names(list(study.metric_names or ["value"] * len(study.directions)))
-    own.add_trials([t for t in trials if not is_prior(t)])
-    return own
+class OwnTrials(optuna.Study):
+    """The study as its plots see it: its own trials, numbers kept, without the priors
+    that ``run --from-study`` copied in (they count in no plot, as in no front)."""
+
+    def get_trials(self, deepcopy: bool = True,
+                   states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        return [t for t in super().get_trials(deepcopy=deepcopy, states=states)
+                if not is_prior(t)]
+
+    @property
+    def trials(self) -> list[FrozenTrial]:
+        return self.get_trials()
 
 
-def write_report(study: optuna.Study, out: Path) -> list[Path]:
+def write_report(study: optuna.Study, storage: optuna.storages.BaseStorage,
+                 out: Path) -> list[Path]:
     """Optimisation history, importances, parallel coordinates, top-5 learning curves;
     a multi-objective study's Pareto front (and no curves: its trials report none)."""
+    own = OwnTrials(study_name=study.study_name, storage=storage)
     with warnings.catch_warnings():  # Optuna's notes on experimental plots and targets
         warnings.simplefilter("ignore")
-        return _write_report(own_trials(study), out)
+        return _write_report(own, out)
 
 
 def _write_report(study: optuna.Study, out: Path) -> list[Path]:

@@ -95,7 +95,7 @@ class Param:
             return "choice"
         return "range" if self.low is not None else "fixed"
 
-    def sample(self, trial: optuna.Trial, label: str | None = None) -> Any:
+    def sample(self, trial: optuna.trial.BaseTrial, label: str | None = None) -> Any:
         label = label or self.name
         if self.choices is not None:
             return trial.suggest_categorical(label, list(self.choices))
@@ -197,7 +197,7 @@ def width_layer(name: str) -> int | None:
     return int(match.group(1)) if match else None
 
 
-def sample(space: dict[str, Param], trial: optuna.Trial) -> dict[str, Any]:
+def sample(space: dict[str, Param], trial: optuna.trial.BaseTrial) -> dict[str, Any]:
     """Every hyperparameter's value for this trial, fixed ones included.
 
     Widths are sampled per hidden layer, conditionally on the depth (as the

@@ -13,8 +13,12 @@ exists makes the count exact, so no trial beyond the budget is ever created.
 
 The sweeps that fail a trial and enqueue its retry take the same lock: between the
 failure and the retry a count would see neither, and the slot would be taken twice.
-A PostgreSQL lock is lost with its connection when the server restarts; ``held``
-says so, and the worker falls back to the surplus check for that one trial.
+
+A PostgreSQL lock is lost with its session when the server restarts, and the worker
+that held it cannot tell in time, nor can the one that takes it next: two counts may
+overlap. So a PostgreSQL lock is not ``exact``: its workers also check, once their
+trial exists, that it is within the budget (the surplus check), which costs a read
+of the trials per trial. A file lock cannot be lost while its process lives.
 """
 
 from __future__ import annotations
@@ -39,6 +43,8 @@ except ImportError:  # not POSIX
 class FileLock:
     """An exclusive ``flock`` on ``path``, held between ``acquire`` and ``release``."""
 
+    exact = True  # counts under it are exact: it cannot be lost while its process lives
+
     def __init__(self, path: Path) -> None:
         self.path = path
         self._fd: int | None = None
@@ -52,10 +58,6 @@ class FileLock:
             raise
         self._fd = fd
 
-    def held(self) -> bool:
-        """Whether the lock is still held (a file lock cannot be lost while it is)."""
-        return self._fd is not None
-
     def release(self) -> None:
         fd, self._fd = self._fd, None
         if fd is not None:
@@ -64,6 +66,8 @@ class FileLock:
 
 class PostgresLock:
     """``pg_advisory_lock`` on a connection taken from ``engine`` for as long as it is held."""
+
+    exact = False  # a server restart ends its session, and the lock, unseen (see above)
 
     def __init__(self, engine: Any, study_name: str) -> None:
         self.engine = engine
@@ -79,16 +83,6 @@ class PostgresLock:
             conn.close()
             raise
         self._conn = conn
-
-    def held(self) -> bool:
-        """Whether the lock is still held: its session is alive (a server restart ends it)."""
-        if self._conn is None:
-            return False
-        try:
-            self._conn.execute(text("SELECT 1"))
-        except Exception:
-            return False
-        return True
 
     def release(self) -> None:
         conn, self._conn = self._conn, None

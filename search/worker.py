@@ -218,9 +218,9 @@ class Worker:
             self.lock.release()
 
     def _guarded(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        # Under the lock the count was exact; without one (or if a database restart took
-        # it mid-count), two workers may have raced.
-        exact = self.lock is not None and self.lock.held()
+        # Under a file lock the count was exact; without one, or under a PostgreSQL lock
+        # (a server restart can end it unseen), two workers may have raced.
+        exact = self.lock is not None and self.lock.exact
         self._release()  # the trial exists: the next worker may count and create its own
         if not exact and self.budget is not None \
                 and trials_ahead(self.study, trial.number) >= self.budget:

@@ -384,6 +384,6 @@ class ReportCommand(Command):
         from ..study import open_study
 
         with open_study(target(args)) as opened:
-            for path in write_report(opened.study, Path(args.out)):
+            for path in write_report(opened.study, opened.storage, Path(args.out)):
                 stdout.print(str(path))
         return 0

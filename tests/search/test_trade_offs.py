@@ -15,7 +15,7 @@ from optuna.trial import TrialState
 
 from nnsearch.search import record
 from nnsearch.search.front import dominates, pareto_front, signs
-from nnsearch.search.report import own_trials
+from nnsearch.search.report import OwnTrials
 from nnsearch.search.space import parse_param
 from tests.helpers import run_cli, write_study
 from tests.search.test_workers import trials
@@ -131,8 +131,9 @@ def test_a_prior_leaves_out_never_trained_trials_and_no_plot_counts_it(multi):
     res = run_cli("export", str(free), "--storage", db, "--trial", str(priors[0].number),
                   cwd=tmp)
     assert res.returncode == 2 and "is a prior, mo#" in res.stderr
-    study = optuna.load_study(study_name="free", storage=db)
-    assert len(own_trials(study).trials) == len(ts) - len(priors) == 2
+    own = OwnTrials(study_name="free", storage=db)  # what the report plots: numbers kept
+    assert [t.number for t in own.trials] == [t.number for t in ts if not record.is_prior(t)]
+    assert len(own.trials) == 2 and len(own.get_trials(states=(TrialState.COMPLETE,))) <= 2
 
 
 def test_latency_with_folds(tmp_path):
@@ -210,11 +211,15 @@ def test_from_study_adds_a_prior_once_and_counts_it_in_no_budget(tmp_path):
     assert sum(t.state in (TrialState.COMPLETE, TrialState.PRUNED) for t in own) == 4
     export = json.loads(run_cli("export", str(target), "--storage", db, cwd=tmp_path).stdout)
     assert export["trial"]["number"] in {t.number for t in own}
+    # The same space but other fixed settings (20 epochs there, 10 here): nothing fits.
+    shorter = write_study(tmp_path / "short.toml", name="short", trials=2, epochs=10)
+    res = run_cli("run", str(shorter), "--storage", db, "--from-study", "src", cwd=tmp_path)
+    assert res.returncode == 2 and "none of its 8 finished trial(s) fits" in res.stderr
     # Other objectives: refused, and the study it would have created is not there.
     other = multi_study(tmp_path / "mo.toml", "mo")
     res = run_cli("run", str(other), "--storage", db, "--from-study", "src", cwd=tmp_path)
     assert res.returncode == 2 and "a prior must have the same objectives" in res.stderr
-    assert "mo" not in optuna.get_all_study_names(db)
+    assert {"mo", "short"}.isdisjoint(optuna.get_all_study_names(db))
 
 
 # ----- units -----------------------------------------------------------------------------
@@ -231,6 +236,19 @@ def test_the_front_is_the_non_dominated_feasible_trials_best_first():
     assert [t.number for t in front] == [3, 0, 5, 1]
     assert dominates([0.8, 100], [0.8, 200], signs(directions))
     assert not dominates([0.9, 500], [0.9, 500], signs(directions))
+
+
+def test_a_retried_trial_records_its_own_constraints():
+    from nnsearch.search.record import RETRY
+
+    study = optuna.create_study()
+    trial = study.ask({"x": optuna.distributions.FloatDistribution(0, 1)})
+    trial.set_constraint("max_params", 5.0)
+    study.tell(trial, state=TrialState.FAIL)
+    RETRY(study, study.trials[0])
+    retry = study.trials[-1]
+    assert retry.state == TrialState.WAITING and retry.constraints == {}
+    assert retry.system_attrs["failed_trial"] == 0  # a retry, not a new trial
 
 
 @pytest.mark.parametrize("raw", [[1, 2, 3], ["relu", "tanh"], {"low": 8, "high": 64},
