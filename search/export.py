@@ -64,13 +64,13 @@ def pick_trial(study: optuna.Study, number: int | None,
             raise UsageError(f"trial {number} of study {study.study_name!r} is a prior, "
                              f"{trial.user_attrs[record.PRIOR]} (run --from-study): export it "
                              "from its own study, where it was trained.")
+        if not feasible(trial):  # (one over max_params never trained: it is PRUNED)
+            raise UsageError(f"trial {number} of study {study.study_name!r} is infeasible "
+                             f"({violations(trial, bounds or {})}); nothing to export.")
         if trial.state != TrialState.COMPLETE or not record.written_by_worker(trial):
             raise UsageError(f"trial {number} of study {study.study_name!r} is "
                              f"{trial.state.name}, not a completed trial written by a worker; "
                              "nothing to export.")
-        if not feasible(trial):
-            raise UsageError(f"trial {number} of study {study.study_name!r} is infeasible "
-                             f"({violations(trial, bounds or {})}); nothing to export.")
         return trial, []
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     genuine = [t for t in complete if record.written_by_worker(t)]

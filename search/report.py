@@ -12,6 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .errors import UsageError
+from .front import feasible
 from .record import is_prior, written_by_worker
 
 logger = logging.getLogger(__name__)
@@ -51,7 +52,7 @@ def _write_report(study: optuna.Study, out: Path) -> list[Path]:
     from optuna.visualization import matplotlib as ovm
 
     complete = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                if written_by_worker(t)]
+                if written_by_worker(t) and feasible(t)]  # the curves: never an infeasible one
     if len(complete) < 2:
         raise UsageError(f"study {study.study_name!r} has {len(complete)} completed trial(s); "
                          "a report needs at least 2.")
