@@ -123,8 +123,11 @@ class Supervisor:
         a stale heartbeat, a worker of this host that is gone, or no worker at all."""
         now = time.monotonic()
         if now - self.last_sweep >= heartbeat_settings()[0]:
+            # Only if the lock is free: a worker may hold it through a database outage's
+            # retries, and the watch (its progress bar, a Ctrl-C) must not wait on it;
+            # the next interval tries again, and workers sweep when they find no slot.
             with_retry(lambda: sweep(self.opened, self.retry_trial, self.orphans_seen,
-                                     self.lock), "sweep")
+                                     self.lock, wait=False), "sweep")
             self.last_sweep = now
 
     def _check_workers(self, counts: Counts) -> None:

@@ -49,14 +49,19 @@ class FileLock:
         self.path = path
         self._fd: int | None = None
 
-    def acquire(self) -> None:
+    def acquire(self, wait: bool = True) -> bool:
+        """Take the lock (without ``wait``: only if it is free); whether it was taken."""
         fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
         try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
+            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            os.close(fd)
+            return False
         except BaseException:
             os.close(fd)
             raise
         self._fd = fd
+        return True
 
     def release(self) -> None:
         fd, self._fd = self._fd, None
@@ -75,14 +80,22 @@ class PostgresLock:
         self.key = int.from_bytes(digest[:8], "big", signed=True)
         self._conn: Any = None
 
-    def acquire(self) -> None:
+    def acquire(self, wait: bool = True) -> bool:
+        """Take the lock (without ``wait``: only if it is free); whether it was taken."""
         conn = self.engine.connect()
         try:
-            conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": self.key})
+            if wait:
+                conn.execute(text("SELECT pg_advisory_lock(:key)"), {"key": self.key})
+            elif not conn.execute(text("SELECT pg_try_advisory_lock(:key)"),
+                                  {"key": self.key}).scalar():
+                conn.rollback()
+                conn.close()
+                return False
         except BaseException:
             conn.close()
             raise
         self._conn = conn
+        return True
 
     def release(self) -> None:
         conn, self._conn = self._conn, None
@@ -100,14 +113,17 @@ TrialLock = FileLock | PostgresLock
 
 
 @contextlib.contextmanager
-def locked(lock: TrialLock | None) -> Iterator[None]:
-    """Hold ``lock`` for the block; no lock, no wait."""
+def locked(lock: TrialLock | None, wait: bool = True) -> Iterator[bool]:
+    """Hold ``lock`` for the block (no lock, no wait); yields whether it is held, which
+    without ``wait`` is only if it was free."""
     if lock is None:
-        yield
+        yield True
         return
-    lock.acquire()
+    if not lock.acquire(wait):
+        yield False
+        return
     try:
-        yield
+        yield True
     finally:
         lock.release()
 

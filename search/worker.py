@@ -146,13 +146,16 @@ def fail_orphans(opened: OpenStudy, retry: record.Retry, seen: dict[int, float])
 
 
 def sweep(opened: OpenStudy, retry: record.Retry, seen: dict[int, float],
-          lock: TrialLock | None) -> None:
+          lock: TrialLock | None, wait: bool = True) -> bool:
     """Fail (and retry) the trials no live worker owns: a stale heartbeat, a worker of
     this host that is gone, or none at all. Under the trial lock, so that no count falls
-    between a trial's failure and its retry (it would see neither, and free a slot)."""
-    with locked(lock):
-        fail_stale_trials(opened.study)
-        fail_orphans(opened, retry, seen)
+    between a trial's failure and its retry (it would see neither, and free a slot);
+    without ``wait``, only if the lock is free. Whether it swept."""
+    with locked(lock, wait) as held:
+        if held:
+            fail_stale_trials(opened.study)
+            fail_orphans(opened, retry, seen)
+        return held
 
 
 def is_gated(budget: int | None, spec: StudySpec) -> bool:

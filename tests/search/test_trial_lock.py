@@ -63,10 +63,15 @@ def test_the_postgres_lock_excludes_another_session(pg_url):
                 return bool(got)
 
         assert free()
-        lock.acquire()
+        assert lock.acquire() is True
         assert not free()
+        same = trial_lock(StorageURL.parse(pg_url), storage, "study-a")
+        assert same.acquire(wait=False) is False and same._conn is None  # no wait, no hold
         assert trial_lock(StorageURL.parse(pg_url), storage, "study-b").key != lock.key
         lock.release()
+        assert free()
+        assert same.acquire(wait=False) is True and not free()
+        same.release()
         assert free()
     finally:
         other.dispose()
@@ -102,3 +107,21 @@ def test_a_sweep_waits_for_the_trial_lock(tmp_path, monkeypatch):
     thread.join(timeout=10)
     assert calls == ["stale", "orphans"]
     assert _other_process_sees(holder.path) == "free"  # and it let go
+
+
+def test_the_supervisors_sweep_does_not_wait_for_a_busy_lock(tmp_path, monkeypatch):
+    # A worker may hold the lock through a database outage's retries: the supervisor's
+    # watch (its progress bar, a Ctrl-C) must not wait on it; it sweeps next time.
+    url = StorageURL.parse(f"sqlite:///{tmp_path / 's.db'}")
+    holder, sweeper_lock = trial_lock(url, None, "s"), trial_lock(url, None, "s")
+    calls: list[str] = []
+    monkeypatch.setattr(worker, "fail_stale_trials", lambda study: calls.append("stale"))
+    monkeypatch.setattr(worker, "fail_orphans", lambda opened, retry, seen: calls.append("orphans"))
+    opened = SimpleNamespace(study=None)
+    holder.acquire()
+    started = time.monotonic()
+    assert worker.sweep(opened, None, {}, sweeper_lock, wait=False) is False
+    assert calls == [] and time.monotonic() - started < 1.0
+    holder.release()
+    assert worker.sweep(opened, None, {}, sweeper_lock, wait=False) is True
+    assert calls == ["stale", "orphans"] and _other_process_sees(holder.path) == "free"
