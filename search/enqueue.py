@@ -132,11 +132,7 @@ def smallest_size(space: dict[str, Param], n_inputs: int, n_outputs: int) -> int
     """The parameter count of the smallest network the space can build."""
     def least(name: str) -> int:
         p = space.get(name)
-        if p is None:
-            return int(DEFAULTS[name])
-        if p.choices is not None:
-            return int(min(p.choices))
-        return int(p.low if p.low is not None else p.fixed)
+        return int(p.extent()[0]) if p is not None else int(DEFAULTS[name])
 
     return param_count([n_inputs, *[least("width")] * least("n_layers"), n_outputs])
 

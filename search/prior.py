@@ -26,7 +26,7 @@ from ._optuna import constraint_attrs
 from .enqueue import check_value
 from .errors import UsageError
 from .front import feasible
-from .space import DEFAULTS, PARAMS, build_configs, sample, width_layer
+from .space import PARAMS, build_configs, sample, width_layer
 from .storage import StorageURL, dispose, open_storage, with_retry
 from .studyfile import StudySpec
 
@@ -52,11 +52,8 @@ def _fit(trial: FrozenTrial, spec: StudySpec, tag: str) -> FrozenTrial | None:
         if base not in PARAMS:
             return None
         param = spec.space.get(base)
-        if param is None or param.kind == "fixed":  # this space fixes it: the same value?
-            fixed = DEFAULTS[base] if param is None else param.fixed
-            if fixed != value:
-                return None
-            continue
+        if param is None or param.kind == "fixed":
+            continue  # this space fixes it: _same_settings compares the value
         dist = param.distribution()
         try:
             params[name] = check_value(param, value, name)

@@ -12,7 +12,7 @@ import optuna
 from optuna.trial import FrozenTrial, TrialState
 
 from .errors import UsageError
-from .front import feasible
+from .front import feasible, signs
 from .record import is_prior, written_by_worker
 
 logger = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def _write_report(study: optuna.Study, out: Path) -> list[Path]:
     # On a multi-objective study the plots of one value show the quality metric; the
     # importances take a target to minimise, so a maximised one is negated there.
     first: Any = {"target": (lambda t: t.values[0])} if multi else {}
-    sign = -1.0 if study.directions[0] == optuna.study.StudyDirection.MAXIMIZE else 1.0
+    sign = signs(study.directions)[0]
     towards: Any = {"target": (lambda t: sign * t.values[0])} if multi else {}
     written = []
 
@@ -98,8 +98,7 @@ def _write_report(study: optuna.Study, out: Path) -> list[Path]:
                        "parameters; skipped")
     if multi:
         return written  # (no learning curves: a multi-objective trial reports none)
-    reverse = study.direction == optuna.study.StudyDirection.MAXIMIZE
-    top = sorted(complete, key=lambda t: t.value or 0.0, reverse=reverse)[:TOP]
+    top = sorted(complete, key=lambda t: sign * t.values[0])[:TOP]
     _fig, ax = plt.subplots()
     for t in top:
         steps = sorted(t.intermediate_values)

@@ -108,6 +108,14 @@ class Param:
                                      log=self.log)
         return trial.suggest_float(label, self.low, self.high, step=self.step, log=self.log)
 
+    def extent(self) -> tuple[Any, Any]:
+        """The smallest and the largest value the parameter can take."""
+        if self.choices is not None:
+            return min(self.choices), max(self.choices)
+        if self.low is not None:
+            return self.low, self.high
+        return self.fixed, self.fixed
+
     def distribution(self) -> optuna.distributions.BaseDistribution | None:
         """The distribution ``sample`` suggests from (None: a fixed value)."""
         if self.choices is not None:

@@ -15,7 +15,7 @@ from optuna.study import StudyDirection
 from optuna.trial import TrialState
 
 from . import record
-from .front import feasible
+from .front import feasible, signs
 from .studyfile import StudySpec
 
 
@@ -46,7 +46,7 @@ def why_done(study: optuna.Study, spec: StudySpec) -> str | None:
                 if feasible(t) and not record.is_prior(t)]
     if not complete:
         return None
-    sign = -1.0 if study.direction == StudyDirection.MAXIMIZE else 1.0
+    sign = signs(study.directions)[0]
     # The best value, first reached: a tie later is no improvement.
     best = min(complete, key=lambda t: (sign * t.value, t.datetime_complete))  # type: ignore[operator]
     assert best.value is not None

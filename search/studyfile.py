@@ -182,11 +182,7 @@ class StudySpec:
     def max_epochs(self) -> int:
         """The most epochs any trial can train: with folds, the steps after it are folds."""
         p = self.space.get("epochs")
-        if p is None:
-            return int(DEFAULTS["epochs"])
-        if p.kind == "choice":
-            return int(max(p.choices or ()))
-        return int(p.high if p.kind == "range" else p.fixed)  # type: ignore[arg-type]
+        return int(p.extent()[1]) if p is not None else int(DEFAULTS["epochs"])
 
     def to_dict(self) -> dict[str, Any]:
         return {

@@ -25,7 +25,7 @@ from functools import partial
 from pathlib import Path
 from types import FrameType
 
-from optuna.trial import TrialState
+from optuna.trial import FrozenTrial, TrialState
 from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
@@ -44,7 +44,15 @@ from .storage import (
 )
 from .study import OpenStudy
 from .trial_lock import locked, trial_lock
-from .worker import Counts, catchable_signals, count_states, fail_trials, is_gated, sweep
+from .worker import (
+    Counts,
+    catchable_signals,
+    count_states,
+    count_trials,
+    fail_trials,
+    is_gated,
+    sweep,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -172,12 +180,12 @@ class Supervisor:
         return any(slot.process.poll() is None or slot.restart_at is not None
                    for slot in self.slots)
 
-    def describe(self, counts: Counts) -> str:
+    def describe(self, counts: Counts, trials: list[FrozenTrial]) -> str:
+        """The progress bar's line, from the trials the watch just read."""
         best = "-"
         sign = signs(self.study.directions)[0]
-        complete = self.study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-        firsts = [sign * t.values[0] for t in complete
-                  if feasible(t) and not record.is_prior(t)]
+        firsts = [sign * t.values[0] for t in trials if t.state == TrialState.COMPLETE
+                  and feasible(t) and not record.is_prior(t)]
         if firsts:  # on the first objective (a multi-objective study's quality metric)
             best = f"{sign * min(firsts):.4f}"
         minutes = (time.monotonic() - self.started) / 60
@@ -196,17 +204,20 @@ class Supervisor:
                    TextColumn("{task.fields[info]}"), TimeElapsedColumn()]
         # Every storage read here is retried, or caught: a database restart must not end
         # the watch (the workers wait it out).
-        counts = with_retry(lambda: count_states(self.study), "count trials")
-        info = ""
+        def read() -> tuple[Counts, str]:  # one read of the trials per poll
+            trials = with_retry(lambda: self.study.get_trials(deepcopy=False), "read trials")
+            counts = count_trials(trials)
+            return counts, self.describe(counts, trials)
+
+        counts, info = read()
         with Progress(*columns, console=self.console, transient=False) as progress:
             task = progress.add_task(self.study.study_name, total=total, info="",
                                      completed=counts.finished)
             while True:
                 try:
-                    counts = with_retry(lambda: count_states(self.study), "count trials")
+                    counts, info = read()
                     self._sweep()
                     self._check_workers(counts)
-                    info = self.describe(counts)
                 except Exception as exc:
                     if not is_transient(exc):
                         raise
@@ -214,8 +225,7 @@ class Supervisor:
                 progress.update(task, completed=counts.finished, info=info)
                 if not self.alive() or self.interrupted.wait(POLL_SECONDS):
                     break
-            counts = with_retry(lambda: count_states(self.study), "count trials")
-            info = with_retry(lambda: self.describe(counts), "read the best value")
+            counts, info = read()
             progress.update(task, completed=counts.finished, info=info)
         return counts
 

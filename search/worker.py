@@ -82,8 +82,13 @@ _STATE_FIELDS = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
 def count_states(study: optuna.Study) -> Counts:
     """This study's own trials by state, priors left out (Optuna's cache reads only the
     trials that changed)."""
+    return count_trials(study.get_trials(deepcopy=False))
+
+
+def count_trials(trials: list[FrozenTrial]) -> Counts:
+    """``count_states`` of trials already read."""
     counts = Counts()
-    for t in study.get_trials(deepcopy=False):
+    for t in trials:
         if record.is_prior(t):  # another study's: no budget counts it
             continue
         name = _STATE_FIELDS[t.state]

@@ -6,6 +6,7 @@ import threading
 import time
 from types import SimpleNamespace
 
+import pytest
 import sqlalchemy
 
 from nnsearch.search import worker
@@ -89,14 +90,21 @@ def test_only_a_file_lock_makes_the_count_exact(tmp_path, pg_url):
     assert trial_lock(StorageURL.parse(f"sqlite:///{tmp_path / 's.db'}"), None, "s").exact
 
 
-def test_a_sweep_waits_for_the_trial_lock(tmp_path, monkeypatch):
-    # Failing a trial and enqueueing its retry are two writes; a worker counting between
-    # them would see neither and take the slot twice. So a sweep holds the trial lock.
+@pytest.fixture
+def stubbed_sweep(tmp_path, monkeypatch):
+    """(a lock on a SQLite study, a second lock on it for the sweep, the calls the sweep
+    makes): the sweep's failing and retrying stubbed out."""
     url = StorageURL.parse(f"sqlite:///{tmp_path / 's.db'}")
-    holder, sweeper_lock = trial_lock(url, None, "s"), trial_lock(url, None, "s")
     calls: list[str] = []
     monkeypatch.setattr(worker, "fail_stale_trials", lambda study: calls.append("stale"))
     monkeypatch.setattr(worker, "fail_orphans", lambda opened, retry, seen: calls.append("orphans"))
+    return trial_lock(url, None, "s"), trial_lock(url, None, "s"), calls
+
+
+def test_a_sweep_waits_for_the_trial_lock(stubbed_sweep):
+    # Failing a trial and enqueueing its retry are two writes; a worker counting between
+    # them would see neither and take the slot twice. So a sweep holds the trial lock.
+    holder, sweeper_lock, calls = stubbed_sweep
     holder.acquire()
     opened = SimpleNamespace(study=None)
     thread = threading.Thread(target=worker.sweep, args=(opened, None, {}, sweeper_lock))
@@ -109,14 +117,10 @@ def test_a_sweep_waits_for_the_trial_lock(tmp_path, monkeypatch):
     assert _other_process_sees(holder.path) == "free"  # and it let go
 
 
-def test_the_supervisors_sweep_does_not_wait_for_a_busy_lock(tmp_path, monkeypatch):
+def test_the_supervisors_sweep_does_not_wait_for_a_busy_lock(stubbed_sweep):
     # A worker may hold the lock through a database outage's retries: the supervisor's
     # watch (its progress bar, a Ctrl-C) must not wait on it; it sweeps next time.
-    url = StorageURL.parse(f"sqlite:///{tmp_path / 's.db'}")
-    holder, sweeper_lock = trial_lock(url, None, "s"), trial_lock(url, None, "s")
-    calls: list[str] = []
-    monkeypatch.setattr(worker, "fail_stale_trials", lambda study: calls.append("stale"))
-    monkeypatch.setattr(worker, "fail_orphans", lambda opened, retry, seen: calls.append("orphans"))
+    holder, sweeper_lock, calls = stubbed_sweep
     opened = SimpleNamespace(study=None)
     holder.acquire()
     started = time.monotonic()
