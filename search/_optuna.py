@@ -1,7 +1,7 @@
 """Every private Optuna name nnsearch uses, behind a function with a public fallback.
 
 A private path is kept only where a bench measured that it saves at least 1% of a
-trial, or where no public name exists. Three are in use:
+trial, or where no public name exists. Four are in use:
 
 - the logger Optuna reports a failed trial on, which lets ``quiet_failed_trials``
   drop expected failures wherever Optuna's records go; its fallback filters the
@@ -15,7 +15,11 @@ trial, or where no public name exists. Three are in use:
   the public write per key (other storages, or if the names move);
 - how a constraint is named among a trial's system attributes (``constraints:NAME``):
   no public API writes constraints into a trial made with ``create_trial`` (a prior)
-  or strips them from a retried one. Its fallback is the name Optuna 5.0 uses.
+  or strips them from a retried one. Its fallback is the name Optuna 5.0 uses;
+- ``study_storage``: the storage object a study reads its trials through
+  (``Study._storage``), on which a worker installs ``shared_reads.SharedReads``: Optuna
+  read all trials ~7 times per trial, and on a small table's trial those reads were a
+  third of its wall time (``bench/tiny.py``). Its fallback is no sharing.
 
 A private COUNT query saved 0.01% (SQLite) and -0.03% (PostgreSQL) over
 ``study.get_trials``, which Optuna serves from its cache of finished trials, and is
@@ -125,6 +129,19 @@ def _write_in_one_transaction(trial: optuna.Trial, attrs: dict[str, Any]) -> boo
     return True
 
 
+def study_storage(study: optuna.Study) -> optuna.storages.BaseStorage | None:
+    """The storage object a study reads its trials through (Optuna's cache in front of an
+    RDB storage), where ``SharedReads`` goes; None if the name moved (no sharing)."""
+    storage = getattr(study, "_storage", None)
+    return storage if isinstance(storage, optuna.storages.BaseStorage) else None
+
+
+def _study_storage_is_the_trials() -> bool:
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    storage = study_storage(study)
+    return storage is not None and study.ask().storage is storage
+
+
 def _constraints_prefix() -> str:
     """How Optuna names a trial's constraint in its system attributes ("constraints:NAME",
     written by ``trial.set_constraint``); the name it has used since 5.0 as a fallback."""
@@ -179,7 +196,8 @@ def private_names_in_use() -> dict[str, bool]:
         root.removeHandler(handler)
     return {f"failed-trial logger {_FAILED_TRIAL_LOGGER!r}": _FAILED_TRIAL_LOGGER in seen,
             "one-transaction attribute write (RDBStorage)": _one_transaction_works(),
-            "constraint attribute names": _constraints_round_trip()}
+            "constraint attribute names": _constraints_round_trip(),
+            "the study's storage object (Study._storage)": _study_storage_is_the_trials()}
 
 
 def _one_transaction_works() -> bool:

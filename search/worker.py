@@ -35,6 +35,7 @@ from ._optuna import one_line_failures, quiet_failed_trials, set_user_attrs
 from .artifacts import artifact_store
 from .errors import Stopped
 from .objective import Objective
+from .shared_reads import share_reads
 from .storage import error_reason, is_transient, with_retry
 from .study import OpenStudy, StudySpec, accepted_data
 from .trial_lock import TrialLock, locked, trial_lock
@@ -175,10 +176,6 @@ def catchable_signals() -> list[signal.Signals]:
     return [signal.SIGINT, signal.SIGTERM, *hup]
 
 
-def _collect(into: list[FrozenTrial], study: optuna.Study, trial: FrozenTrial) -> None:
-    into.append(trial)
-
-
 class Worker:
     def __init__(self, opened: OpenStudy, budget: int | None,
                  timeout: float | None = None) -> None:
@@ -206,6 +203,8 @@ class Worker:
             self.objective.deadline = self.deadline + grace
             self.objective.time_limit = f"the time limit ({timeout:g} s + {grace:g} s grace)"
         self.trials_run = 0
+        self.failed = False  # whether the last trial failed (set by _guarded)
+        self.reads = share_reads(self.study)  # one read of the trials serves a moment
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: end the running trial as FAIL (reason recorded) and exit.
@@ -229,7 +228,10 @@ class Worker:
         # Under a file lock the count was exact; without one, or under a PostgreSQL lock
         # (a server restart can end it unseen), two workers may have raced.
         exact = self.lock is not None and self.lock.exact
+        self.failed = True  # until the objective returns or prunes (no callback reads it back)
         self._release()  # the trial exists: the next worker may count and create its own
+        if not exact and self.budget is not None:
+            self.reads.expire()  # who came first, as the storage has it now
         if not exact and self.budget is not None \
                 and trials_ahead(self.study, trial.number) >= self.budget:
             trial.set_user_attr(record.SURPLUS, True)
@@ -240,17 +242,20 @@ class Worker:
                                                   record.WORKER_PROCESS: self.process_tag}),
                    "record the worker")
         try:
-            return self.objective(trial)
+            result = self.objective(trial)
         except Stopped as exc:
             trial.set_user_attr(record.FAIL_REASON, f"worker stopped by {exc}")
             raise
         except optuna.TrialPruned:
+            self.failed = False
             raise
         except Exception as exc:  # Optuna fails the trial; say why where users look
             with contextlib.suppress(Exception):
                 trial.set_user_attr(record.FAIL_REASON,
                                     f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
             raise
+        self.failed = False
+        return result
 
     def _slot_free(self) -> bool:
         """Whether this worker may take a trial now (true: with the trial lock held, if
@@ -260,6 +265,7 @@ class Worker:
         spec = self.opened.spec
         if self.lock is not None:
             self.lock.acquire()
+        self.reads.expire()  # the counts must be exact
         try:
             done = with_retry(lambda: stops.why_done(self.study, spec), "check the stops")
             if done is not None:  # it stays done, whatever a running trial does next
@@ -303,15 +309,13 @@ class Worker:
                 if not self._slot_free():  # every slot is taken (and swept)
                     self.stop.wait(POLL_SECONDS)
                     continue
-                ended: list[FrozenTrial] = []
+                self.failed = False
                 try:
-                    self.study.optimize(self._guarded, n_trials=1, catch=(Exception,),
-                                        callbacks=[partial(_collect, ended)])
+                    self.study.optimize(self._guarded, n_trials=1, catch=(Exception,))
                 finally:
                     self._release()  # if the trial was never created
                 self.trials_run += 1
-                failed = bool(ended) and ended[0].state == TrialState.FAIL
-                failures = failures + 1 if failed else 0
+                failures = failures + 1 if self.failed else 0
                 if failures >= MAX_CONSECUTIVE_FAILURES:
                     logger.error("%d trials in a row failed; this worker stops (see the "
                                  "trials' fail_reason)", failures)
