@@ -113,11 +113,14 @@ def study_note(spec: StudySpec, summary: str = "") -> str:
 
 
 @contextmanager
-def create(target: Target) -> Iterator[tuple[OpenStudy, bool]]:
+def create(target: Target, note: bool = True) -> Iterator[tuple[OpenStudy, bool]]:
     """The study from its file, created once; yields (the open study, created).
 
     An existing study must have been created from the same definition and data:
     the stored study is the truth. Without a file, the existing study by name.
+    Without ``note``, a new study's dashboard note is left to the caller
+    (``save_note``): writing it imports optuna-dashboard, and with it scikit-learn and
+    SciPy, a second or more that ``run`` keeps off its workers' start.
     """
     spec = target.spec
     if spec is None:
@@ -146,7 +149,8 @@ def create(target: Target) -> Iterator[tuple[OpenStudy, bool]]:
             base = spec.base_dir
             if base is not None and spec.data.source not in BUILTIN:
                 study.set_user_attr(BASE_ATTR, str(base))
-            _set_note(study, spec, data.summary())
+            if note:
+                _set_note(study, spec, data.summary())
             enqueue_all(study, spec.enqueued_params())
         else:
             study = optuna.load_study(study_name=spec.name, storage=storage)
@@ -208,6 +212,11 @@ def check_data(spec: StudySpec, url: StorageURL, notes: bool = True) -> Dataset:
     for note in data.notes if notes else ():
         logger.info("%s", note)
     return data
+
+
+def save_note(opened: OpenStudy) -> None:
+    """The study's dashboard note (its definition and data), as ``create`` writes it."""
+    _set_note(opened.study, opened.spec, opened.study.user_attrs.get(SUMMARY_ATTR, ""))
 
 
 def _set_note(study: optuna.Study, spec: StudySpec, summary: str) -> None:

@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
@@ -57,6 +58,7 @@ from .worker import (
 logger = logging.getLogger(__name__)
 
 MAX_RESTARTS_PER_WORKER = 3
+ASIDE_SECONDS = 60.0  # how long the end of a run waits for the work it set aside
 POLL_SECONDS = 1.0  # how often the progress bar and the sweeper look at the storage
 WORKER_STOP_SECONDS = 20  # how long a stopping worker may take to record its trial
 
@@ -103,6 +105,10 @@ class Supervisor:
         self.retry_trial = record.RETRY
         self.orphans_seen: dict[int, float] = {}  # for fail_orphans
         self.signum = 0
+        # Work kept off the workers' start (the new study's dashboard note): run in a
+        # thread of this process once a trial has started, and waited for at the end.
+        self.after_first_trial: Callable[[], None] | None = None
+        self._aside: threading.Thread | None = None
         # The workers' trial lock, held while failing and retrying trials (see sweep).
         self.lock = trial_lock(opened.url, opened.storage, opened.study.study_name) \
             if is_gated(budget, opened.spec) else None
@@ -216,6 +222,7 @@ class Supervisor:
             while True:
                 try:
                     counts, info = read()
+                    self._start_aside(counts)
                     self._sweep()
                     self._check_workers(counts)
                 except Exception as exc:
@@ -246,11 +253,33 @@ class Supervisor:
         except BaseException:
             self.stop(signal.SIGTERM, "an error in the supervisor")
             raise
+        if self._aside is None and not self.interrupted.is_set():
+            self._start_aside(None)  # no trial was seen running: do it now
+        if self._aside is not None:
+            self._aside.join(timeout=ASIDE_SECONDS)
         if self.interrupted.is_set():
             self.console.print(f"[yellow]stopping: {self.signal_name}; ending running trials "
                                "as FAIL[/]")
             self.stop(self.signum)
         return with_retry(lambda: count_states(self.study), "count trials")
+
+    def _start_aside(self, counts: Counts | None) -> None:
+        """Start ``after_first_trial`` once a trial of this run is seen (or, with no
+        counts, now)."""
+        if self.after_first_trial is None or self._aside is not None or (
+                counts is not None
+                and counts.running + counts.finished <= self.finished_at_start):
+            return
+
+        def aside(work: Callable[[], None]) -> None:
+            try:
+                work()
+            except Exception as exc:  # a nicety (the note): never the run's end
+                logger.debug("after the first trial: %s", exc)
+
+        self._aside = threading.Thread(target=aside, args=(self.after_first_trial,),
+                                       name="after-first-trial", daemon=True)
+        self._aside.start()
 
     @property
     def elapsed(self) -> float:

@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import logging
 import sys
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -73,7 +74,7 @@ class RunCommand(Command):
         from ..status import render_status, study_status
         from ..stops import why_done
         from ..storage import with_retry
-        from ..study import create
+        from ..study import create, save_note
         from ..supervisor import Supervisor, worker_args_for
 
         t = target(args)
@@ -85,7 +86,7 @@ class RunCommand(Command):
         # study exists already).
         prior = collect(t.url, args.from_study, t.spec) \
             if args.from_study is not None and t.spec else None
-        with create(t) as (opened, created):
+        with create(t, note=False) as (opened, created):
             spec = opened.spec
             budget, timeout = _budget(spec, args)
             _warn_unused_grace(spec, timeout)
@@ -103,6 +104,8 @@ class RunCommand(Command):
             supervisor = Supervisor(opened, worker_args_for(file, spec.name, budget, timeout),
                                     args.workers, budget, stderr)
             supervisor.log_flags = ["-q"] if args.quiet else ["-v"] * args.verbose
+            if created:  # once the workers are under way
+                supervisor.after_first_trial = partial(save_note, opened)
             counts = supervisor.run()
             rechecked = []
             if spec.recheck and not supervisor.signum and counts.complete:
