@@ -1,7 +1,7 @@
 """Every private Optuna name nnsearch uses, behind a function with a public fallback.
 
 A private path is kept only where a bench measured that it saves at least 1% of a
-trial, or where no public name exists. Four are in use:
+trial, or where no public name exists. Five are in use:
 
 - the logger Optuna reports a failed trial on, which lets ``quiet_failed_trials``
   drop expected failures wherever Optuna's records go; its fallback filters the
@@ -13,6 +13,11 @@ trial, or where no public name exists. Four are in use:
   (``bench/internals.py``), but a small table's trial trains for ~15 ms, and there the
   per-key commits were a fifth of its overhead (``bench/tiny.py``). Its fallback is
   the public write per key (other storages, or if the names move);
+- ``defer_report``: a trial's reported value put where ``trial.should_prune`` looks
+  (``Trial._cached_frozen_trial``, as ``trial.report`` does), its write left to the
+  trial's next ``set_user_attrs`` transaction (the same RDB models): a small table's
+  trial reports every few ms, and each report was a commit (~12% of its wall time,
+  ``bench/tiny.py``). Its fallback is ``trial.report``;
 - how a constraint is named among a trial's system attributes (``constraints:NAME``):
   no public API writes constraints into a trial made with ``create_trial`` (a prior)
   or strips them from a retried one. Its fallback is the name Optuna 5.0 uses;
@@ -34,6 +39,7 @@ import json
 import logging
 import sqlite3
 from collections.abc import Callable
+from functools import partial
 from typing import Any
 
 import optuna
@@ -86,46 +92,85 @@ def one_line_failures(short: Callable[[BaseException], bool]) -> None:
         handler.addFilter(one_line)
 
 
-def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    """Write all of ``attrs`` on the running ``trial``: in one transaction on an RDB
-    storage (see the module's note), else one public write per key."""
-    if attrs and _write_in_one_transaction(trial, attrs):
+def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any],
+                   reports: dict[int, float] | None = None) -> None:
+    """Write all of ``attrs`` on the running ``trial``, and the intermediate values
+    ``defer_report`` kept back (``reports``, emptied once written): in one transaction
+    on an RDB storage (see the module's note), else one public write per key."""
+    reports = {} if reports is None else reports
+    if (attrs or reports) and _write_in_one_transaction(trial, attrs, reports):
+        reports.clear()
         return
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
+    assert not reports, "defer_report keeps values back only where they can be written"
 
 
-def _write_in_one_transaction(trial: optuna.Trial, attrs: dict[str, Any]) -> bool:
-    """The private path; False (nothing written) where it does not apply or has moved."""
+def defer_report(trial: optuna.Trial, value: float, step: int) -> bool:
+    """``trial.report(value, step)`` as the pruner sees it (in the trial's own copy,
+    where ``trial.should_prune`` looks), its storage write left to ``set_user_attrs``;
+    False (nothing done: report it) where that private path does not apply."""
+    own = getattr(trial, "_cached_frozen_trial", None)
+    if own is None or _rdb(trial) is None or step in own.intermediate_values \
+            or len(trial.study.directions) > 1:
+        return False
+    own.intermediate_values[int(step)] = float(value)
+    return True
+
+
+def _rdb(trial: optuna.Trial) -> tuple[Any, Any, Any, str] | None:
+    """(RDBStorage, its models, its session maker, dialect) for the one-transaction
+    writes, or None where they do not apply or have moved."""
     try:
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
     except ImportError:
-        return False
+        return None
     storage = trial.storage
     backend = getattr(storage, "_backend", storage)  # Optuna wraps RDB in a cache
     if not isinstance(backend, optuna.storages.RDBStorage):
-        return False
-    write = getattr(backend, "_set_trial_attr_without_commit", None)
+        return None
     session_maker = getattr(backend, "scoped_session", None)
-    if write is None or session_maker is None:
-        return False
     dialect = backend.engine.name
-    with _create_scoped_session(session_maker, True) as session:
-        if dialect not in ("sqlite", "postgresql") or (
-                dialect == "sqlite" and sqlite3.sqlite_version_info < (3, 24, 0)):
-            for key, value in attrs.items():  # Optuna's own upsert, a lookup per key
-                write(session, models.TrialUserAttributeModel, trial._trial_id, key, value)
-            return True
-        # One lookup of the trial (it must still be running) and one multi-row upsert.
-        found = models.TrialModel.find_or_raise_by_id(trial._trial_id, session)
-        backend.check_trial_is_updatable(trial._trial_id, found.state)  # type: ignore[arg-type]
-        insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
-        stmt = insert(models.TrialUserAttributeModel).values(
-            [{"trial_id": trial._trial_id, "key": key, "value_json": json.dumps(value)}
-             for key, value in attrs.items()])
-        session.execute(stmt.on_conflict_do_update(
-            index_elements=["trial_id", "key"], set_={"value_json": stmt.excluded.value_json}))
+    if session_maker is None or dialect not in ("sqlite", "postgresql") or (
+            dialect == "sqlite" and sqlite3.sqlite_version_info < (3, 24, 0)) \
+            or not all(hasattr(models, name) for name in (
+                "TrialModel", "TrialUserAttributeModel", "TrialIntermediateValueModel")):
+        return None
+    return backend, models, partial(_create_scoped_session, session_maker, True), dialect
+
+
+def _write_in_one_transaction(trial: optuna.Trial, attrs: dict[str, Any],
+                              reports: dict[int, float]) -> bool:
+    """The private path; False (nothing written) where it does not apply or has moved."""
+    rdb = _rdb(trial)
+    if rdb is None:
+        return False
+    backend, models, session, dialect = rdb
+    insert = sqlite_insert if dialect == "sqlite" else postgresql_insert
+    with session() as s:
+        # One lookup of the trial (it must still be running) and one multi-row upsert each.
+        found = models.TrialModel.find_or_raise_by_id(trial._trial_id, s)
+        backend.check_trial_is_updatable(trial._trial_id, found.state)
+        if attrs:
+            stmt = insert(models.TrialUserAttributeModel).values(
+                [{"trial_id": trial._trial_id, "key": key, "value_json": json.dumps(value)}
+                 for key, value in attrs.items()])
+            s.execute(stmt.on_conflict_do_update(
+                index_elements=["trial_id", "key"],
+                set_={"value_json": stmt.excluded.value_json}))
+        if reports:
+            rows = []
+            for step, value in reports.items():
+                stored, kind = models.TrialIntermediateValueModel \
+                    .intermediate_value_to_stored_repr(value)
+                rows.append({"trial_id": trial._trial_id, "step": step,
+                             "intermediate_value": stored, "intermediate_value_type": kind})
+            stmt = insert(models.TrialIntermediateValueModel).values(rows)
+            s.execute(stmt.on_conflict_do_update(
+                index_elements=["trial_id", "step"],
+                set_={"intermediate_value": stmt.excluded.intermediate_value,
+                      "intermediate_value_type": stmt.excluded.intermediate_value_type}))
     return True
 
 
@@ -195,20 +240,34 @@ def private_names_in_use() -> dict[str, bool]:
     finally:
         root.removeHandler(handler)
     return {f"failed-trial logger {_FAILED_TRIAL_LOGGER!r}": _FAILED_TRIAL_LOGGER in seen,
-            "one-transaction attribute write (RDBStorage)": _one_transaction_works(),
+            "one-transaction writes of attributes and reports (RDBStorage, "
+            "Trial._cached_frozen_trial)": _one_transaction_works(),
             "constraint attribute names": _constraints_round_trip(),
             "the study's storage object (Study._storage)": _study_storage_is_the_trials()}
 
 
 def _one_transaction_works() -> bool:
+    seen: list[dict[int, float]] = []
+
+    class _Look(optuna.pruners.BasePruner):
+        def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
+            seen.append(dict(trial.intermediate_values))
+            return False
+
     storage = optuna.storages.RDBStorage("sqlite:///:memory:")
     try:
-        study = optuna.create_study(storage=storage)
+        study = optuna.create_study(storage=storage, pruner=_Look())
         trial = study.ask()
         trial.set_user_attr("a", 0)
         attrs = {"a": 1, "b": [0.5, None], "c": "x"}  # "a" is replaced, not doubled
-        written = _write_in_one_transaction(trial, attrs)
-        return written and study.trials[0].user_attrs == attrs
+        reports = {3: 0.5, 4: float("inf")}
+        deferred = all(defer_report(trial, v, step) for step, v in reports.items())
+        trial.should_prune()
+        kept = dict(reports)
+        written = _write_in_one_transaction(trial, attrs, kept)
+        stored = study.trials[0]
+        return deferred and written and seen == [reports] and stored.user_attrs == attrs \
+            and stored.intermediate_values == reports
     finally:
         storage.engine.dispose()
 

@@ -8,6 +8,7 @@ touched here.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import threading
@@ -24,7 +25,7 @@ from optuna.trial import TrialState
 from nnsearch.model import History, Network, param_count
 
 from . import record
-from ._optuna import set_user_attrs
+from ._optuna import defer_report, set_user_attrs
 from .artifacts import upload_trial_artifacts
 from .data import Dataset
 from .errors import Stopped
@@ -36,6 +37,8 @@ from .studyfile import StudySpec
 from .training import Folds, cross_validate, metric_value, predict_latency_ms, train_trial
 
 logger = logging.getLogger(__name__)
+
+REPORT_WRITE_SECONDS = 2.0  # how long a trial's reported values may wait to be written
 
 
 class Objective:
@@ -64,8 +67,18 @@ class Objective:
         self.last_epoch: float = math.inf  # this trial's, once sampled
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
-        spec, data = self.spec, self.data
         self._timed_out = False
+        self._reports: dict[int, float] = {}  # reported, not yet written (see _report)
+        self._reports_written = time.monotonic()
+        try:
+            return self._run(trial)
+        finally:
+            if self._reports:  # a trial that failed: what it reported is still shown
+                with contextlib.suppress(Exception):
+                    set_user_attrs(trial, {}, self._reports)
+
+    def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
+        spec, data = self.spec, self.data
         values = sample(spec.space, trial)
         seed = record.trial_seed(spec.seed, trial.number)
         network, training = build_configs(values, data.n_features, data.n_outputs, data.task,
@@ -124,12 +137,25 @@ class Objective:
             value = metric_value(spec.metric, data, metrics["val_loss"], metrics["val_metric"])
             if not math.isfinite(value):
                 return False  # divergence is reported by fit itself
-            trial.report(value, epoch)
+            self._report(trial, value, epoch)
             # Asking the pruner reads every trial: not before it can act, nor at the
             # last epoch, when pruning would save nothing.
             return self.first_prunable <= epoch < self.last_epoch and trial.should_prune()
 
         return report
+
+    def _report(self, trial: optuna.Trial, value: float, step: int) -> None:
+        """``trial.report``, its storage write kept back for the trial's last write (a
+        small table's trial reports every few ms, and each was a commit of its own)
+        unless ``REPORT_WRITE_SECONDS`` have passed: a long trial's curve still grows
+        in the dashboard as it trains. The pruner sees every value at once."""
+        if not defer_report(trial, value, step):
+            trial.report(value, step)
+            return
+        self._reports[step] = value
+        if time.monotonic() - self._reports_written >= REPORT_WRITE_SECONDS:
+            with_retry(partial(set_user_attrs, trial, {}, self._reports), "record reports")
+            self._reports_written = time.monotonic()
 
     def _must_stop(self) -> bool:
         """Asked every epoch: a signal raises Stopped; past the deadline, true (the trial
@@ -158,7 +184,7 @@ class Objective:
         if reason is None and spec.needs_latency():
             # one training row: with folds there is no validation split
             attrs["latency_ms"] = predict_latency_ms(net, self.data.X_train)
-        with_retry(partial(set_user_attrs, trial, attrs), "record the trial")
+        with_retry(partial(set_user_attrs, trial, attrs, self._reports), "record the trial")
         if reason is not None:
             logger.debug("trial %d %s", trial.number, reason)
             raise optuna.TrialPruned(reason)
@@ -208,7 +234,7 @@ class Objective:
             fold_now[0] = i + 1
             if spec.multi:
                 return False  # (Optuna takes no reports from a multi-objective trial)
-            trial.report(folds.values[-1] if wilcoxon else folds.value, base + i)
+            self._report(trial, folds.values[-1] if wilcoxon else folds.value, base + i)
             return base + i >= self.first_prunable and trial.should_prune()
 
         folds = cross_validate(network, training, data, spec.metric, after_fold, on_epoch)
