@@ -101,12 +101,14 @@ class Supervisor:
         self.finished_at_start = 0
         self.last_sweep = 0.0
         self.interrupted = threading.Event()
+        self.wake = threading.Event()  # a signal, or a worker's exit: the watch looks now
         self.log_flags: list[str] = []  # -q / -v, passed on to the workers
         self.retry_trial = record.RETRY
         self.orphans_seen: dict[int, float] = {}  # for fail_orphans
         self.signum = 0
         # Work kept off the workers' start (the new study's dashboard note): run in a
-        # thread of this process once a trial has started, and waited for at the end.
+        # thread of this process once a trial has started, at the lowest CPU priority
+        # (the workers come first on a busy machine), and waited for at the end.
         self.after_first_trial: Callable[[], None] | None = None
         self._aside: threading.Thread | None = None
         # The workers' trial lock, held while failing and retrying trials (see sweep).
@@ -119,8 +121,17 @@ class Supervisor:
         cmd = [sys.executable, "-P", "-m", "nnsearch", *self.log_flags, "worker",
                *self.worker_args,
                "--sampler-seed-offset", str(offset)]
-        return subprocess.Popen(cmd, env=worker_env(self.opened.url), start_new_session=True,
-                                stdin=subprocess.DEVNULL)
+        process = subprocess.Popen(cmd, env=worker_env(self.opened.url),
+                                   start_new_session=True, stdin=subprocess.DEVNULL)
+        # The watch wakes as the worker exits, not at its next poll: a small study's
+        # run ends up to POLL_SECONDS sooner.
+        threading.Thread(target=self._wake_on_exit, args=(process,), daemon=True,
+                         name=f"wait-worker-{index}").start()
+        return process
+
+    def _wake_on_exit(self, process: subprocess.Popen[bytes]) -> None:
+        process.wait()
+        self.wake.set()
 
     def start(self) -> None:
         self.finished_at_start = with_retry(lambda: count_states(self.study),
@@ -230,8 +241,10 @@ class Supervisor:
                         raise
                     logger.warning("storage unreachable (%s); still watching", error_reason(exc))
                 progress.update(task, completed=counts.finished, info=info)
-                if not self.alive() or self.interrupted.wait(POLL_SECONDS):
+                if not self.alive() or self.interrupted.is_set():
                     break
+                self.wake.wait(POLL_SECONDS)
+                self.wake.clear()
             counts, info = read()
             progress.update(task, completed=counts.finished, info=info)
         return counts
@@ -272,6 +285,8 @@ class Supervisor:
             return
 
         def aside(work: Callable[[], None]) -> None:
+            with contextlib.suppress(AttributeError, OSError):  # Linux: a thread's own nice
+                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
             try:
                 work()
             except Exception as exc:  # a nicety (the note): never the run's end
@@ -295,6 +310,7 @@ class Supervisor:
         def handler(signum: int, frame: FrameType | None) -> None:
             self.signum = signum
             self.interrupted.set()
+            self.wake.set()
 
         for signum in catchable_signals():
             signal.signal(signum, handler)
