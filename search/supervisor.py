@@ -107,8 +107,7 @@ class Supervisor:
         self.orphans_seen: dict[int, float] = {}  # for fail_orphans
         self.signum = 0
         # Work kept off the workers' start (the new study's dashboard note): run in a
-        # thread of this process once a trial has started, at the lowest CPU priority
-        # (the workers come first on a busy machine), and waited for at the end.
+        # thread of this process once a trial has started, and waited for at the end.
         self.after_first_trial: Callable[[], None] | None = None
         self._aside: threading.Thread | None = None
         # The workers' trial lock, held while failing and retrying trials (see sweep).
@@ -285,8 +284,8 @@ class Supervisor:
             return
 
         def aside(work: Callable[[], None]) -> None:
-            with contextlib.suppress(AttributeError, OSError):  # Linux: a thread's own nice
-                os.setpriority(os.PRIO_PROCESS, threading.get_native_id(), 19)
+            # (At a low CPU priority this thread, holding the GIL, was starved by the
+            # workers and held up this process's signal handling: a Ctrl-C took seconds.)
             try:
                 work()
             except Exception as exc:  # a nicety (the note): never the run's end
