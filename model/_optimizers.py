@@ -3,6 +3,14 @@
 The network keeps every weight and bias in one contiguous array, so a step is a
 handful of whole-buffer operations whatever the depth. Optimizers never see the
 network: they get the flat parameters, the flat gradient and the learning rate.
+
+A state that decays geometrically (momentum's velocity, Adam's first moment of a
+weight whose gradient is zero: a dead ReLU unit's) falls below the smallest
+normal float within a few hundred steps. Arithmetic on such subnormal numbers is
+many times slower on x86 CPUs: epochs of a [256, 256, 256] network on digits
+took 2.2x as long from epoch ~40 on (``bench/network.py``). ``_Flush`` sets such
+values to zero before they get there; they are 1e8 times below the smallest
+normal number, far below anything an update could feel.
 """
 
 from __future__ import annotations
@@ -10,6 +18,35 @@ from __future__ import annotations
 import math
 
 import numpy as np
+
+
+class _Flush:
+    """Zeroes |x| < tiny * 1e8 in a decaying state every few steps: half the steps the
+    state takes to decay from there to ``tiny`` (the smallest normal number)."""
+
+    MARGIN = 1e8
+
+    def __init__(self, size: int, dtype: np.dtype, decay: float) -> None:
+        info = np.finfo(dtype)
+        self.threshold = float(info.tiny) * self.MARGIN
+        # decay <= 0 or >= 1: no geometric fall (the state is the gradient, or never shrinks)
+        self.every = max(1, int(math.log(self.MARGIN) / -math.log(decay) / 2)) \
+            if 0 < decay < 1 else 0
+        self.steps = 0
+        self._abs = np.empty(size, dtype) if self.every else None
+        self._small = np.empty(size, bool) if self.every else None
+
+    def __call__(self, *states: np.ndarray) -> None:
+        if not self.every:
+            return
+        self.steps += 1
+        if self.steps % self.every:
+            return
+        assert self._abs is not None and self._small is not None
+        for x in states:
+            np.abs(x, out=self._abs)
+            np.less(self._abs, self.threshold, out=self._small)
+            np.putmask(x, self._small, 0)
 
 
 class SGD:
@@ -30,6 +67,7 @@ class Momentum:
         self.nesterov = nesterov
         self.velocity = np.zeros(size, dtype)
         self._tmp = np.empty(size, dtype)
+        self._flush = _Flush(size, dtype, momentum)
 
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
         v, tmp = self.velocity, self._tmp
@@ -42,6 +80,7 @@ class Momentum:
         else:
             tmp = v
         params += tmp
+        self._flush(v)
 
 
 class Adam:
@@ -60,6 +99,7 @@ class Adam:
         self.m = np.zeros(size, dtype)
         self.v = np.zeros(size, dtype)
         self._tmp = np.empty(size, dtype)
+        self._flush = _Flush(size, dtype, min(beta1, beta2))
 
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
         self.t += 1
@@ -78,6 +118,7 @@ class Adam:
         np.divide(m, tmp, out=tmp)
         tmp *= step
         params -= tmp
+        self._flush(m, v)
 
 
 OPTIMIZERS: dict[str, type[SGD] | type[Momentum] | type[Adam]] = {

@@ -198,3 +198,27 @@ def test_a_field_is_unused_wherever_its_condition_says_so(digits_split, name, ot
                 TrainConfig(epochs=3, seed=0, log_every=0, **{parent: value}, **setting))
             runs.append(net.flat.copy())
         assert np.array_equal(*runs), (name, parent, value)
+
+
+@pytest.mark.parametrize(("name", "kwargs"), [("adam", {"beta1": 0.9, "beta2": 0.999}),
+                                              ("adam", {"beta1": 0.5, "beta2": 0.999}),
+                                              ("momentum", {"momentum": 0.9}),
+                                              ("momentum", {"momentum": 0.99})])
+def test_a_decaying_optimizer_state_never_turns_subnormal(name, kwargs):
+    # A dead unit's gradient is zero: its momentum decays geometrically, and below the
+    # smallest normal float every operation on it is many times slower on x86 (an
+    # epoch took 2.2x as long). The state is zeroed long before.
+    from nnsearch.model._optimizers import OPTIMIZERS
+
+    opt = OPTIMIZERS[name](4, np.dtype(np.float32), **kwargs)
+    params = np.zeros(4, np.float32)
+    grad = np.array([1.0, 1e-3, -1e-6, 0.0], np.float32)
+    opt.step(params, grad, 1e-3)
+    tiny = np.finfo(np.float32).tiny
+    states = [opt.m, opt.v] if name == "adam" else [opt.velocity]
+    moved = params.copy()
+    for _ in range(20_000):
+        opt.step(params, np.zeros(4, np.float32), 1e-3)
+        assert not any(((s != 0) & (np.abs(s) < tiny)).any() for s in states)
+    assert all((s == 0).all() for s in states[:1]), "it decayed to zero, not to a subnormal"
+    assert np.isfinite(params).all() and (params != moved).any()
