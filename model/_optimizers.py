@@ -9,8 +9,8 @@ weight whose gradient is zero: a dead ReLU unit's) falls below the smallest
 normal float within a few hundred steps. Arithmetic on such subnormal numbers is
 many times slower on x86 CPUs: epochs of a [256, 256, 256] network on digits
 took 2.2x as long from epoch ~40 on (``bench/network.py``). ``_Flush`` sets such
-values to zero before they get there; they are 1e8 times below the smallest
-normal number, far below anything an update could feel.
+values to zero before they get there: values below 1e8 times the smallest normal
+number (1.2e-30 in float32), far below anything an update could feel.
 """
 
 from __future__ import annotations
@@ -22,31 +22,40 @@ import numpy as np
 
 class _Flush:
     """Zeroes |x| < tiny * 1e8 in a decaying state every few steps: half the steps the
-    state takes to decay from there to ``tiny`` (the smallest normal number)."""
+    state takes to decay from there to ``tiny`` (the smallest normal number), at the
+    fastest of its ``decays`` that makes it fall geometrically (0 < decay < 1)."""
 
     MARGIN = 1e8
 
-    def __init__(self, size: int, dtype: np.dtype, decay: float) -> None:
+    def __init__(self, size: int, dtype: np.dtype, *decays: float) -> None:
         info = np.finfo(dtype)
         self.threshold = float(info.tiny) * self.MARGIN
-        # decay <= 0 or >= 1: no geometric fall (the state is the gradient, or never shrinks)
-        self.every = max(1, int(math.log(self.MARGIN) / -math.log(decay) / 2)) \
-            if 0 < decay < 1 else 0
+        # A decay of 0 or 1 makes no geometric fall (the state is the gradient, or
+        # never shrinks); the fastest of the others sets the pace.
+        falling = [d for d in decays if 0 < d < 1]
+        self.every = max(1, int(math.log(self.MARGIN) / -math.log(min(falling)) / 2)) \
+            if falling else 0
         self.steps = 0
         self._abs = np.empty(size, dtype) if self.every else None
         self._small = np.empty(size, bool) if self.every else None
 
-    def __call__(self, *states: np.ndarray) -> None:
+    def __call__(self, state: np.ndarray, second: np.ndarray | None = None) -> None:
+        """Flush ``state``; ``second`` (Adam's v) only where ``state`` is zero, so that
+        a kept first moment is never divided by a zeroed second one."""
         if not self.every:
             return
         self.steps += 1
         if self.steps % self.every:
             return
         assert self._abs is not None and self._small is not None
-        for x in states:
-            np.abs(x, out=self._abs)
+        np.abs(state, out=self._abs)
+        np.less(self._abs, self.threshold, out=self._small)
+        np.putmask(state, self._small, 0)
+        if second is not None:
+            np.abs(second, out=self._abs)
             np.less(self._abs, self.threshold, out=self._small)
-            np.putmask(x, self._small, 0)
+            self._small &= state == 0
+            np.putmask(second, self._small, 0)
 
 
 class SGD:
@@ -99,7 +108,7 @@ class Adam:
         self.m = np.zeros(size, dtype)
         self.v = np.zeros(size, dtype)
         self._tmp = np.empty(size, dtype)
-        self._flush = _Flush(size, dtype, min(beta1, beta2))
+        self._flush = _Flush(size, dtype, beta1, beta2)
 
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
         self.t += 1

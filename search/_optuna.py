@@ -141,8 +141,9 @@ def _rdb(trial: optuna.Trial) -> tuple[Any, Any, Any, str] | None:
 
 
 def _write_in_one_transaction(trial: optuna.Trial, attrs: dict[str, Any],
-                              reports: dict[int, float]) -> bool:
+                              reports: dict[int, float] | None = None) -> bool:
     """The private path; False (nothing written) where it does not apply or has moved."""
+    reports = reports or {}
     rdb = _rdb(trial)
     if rdb is None:
         return False

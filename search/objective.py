@@ -75,7 +75,7 @@ class Objective:
         finally:
             if self._reports:  # a trial that failed: what it reported is still shown
                 with contextlib.suppress(Exception):
-                    set_user_attrs(trial, {}, self._reports)
+                    self._write_reports(trial)
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         spec, data = self.spec, self.data
@@ -152,10 +152,14 @@ class Objective:
         if not defer_report(trial, value, step):
             trial.report(value, step)
             return
-        self._reports[step] = value
+        self._reports[int(step)] = float(value)
         if time.monotonic() - self._reports_written >= REPORT_WRITE_SECONDS:
-            with_retry(partial(set_user_attrs, trial, {}, self._reports), "record reports")
-            self._reports_written = time.monotonic()
+            self._write_reports(trial)
+
+    def _write_reports(self, trial: optuna.Trial) -> None:
+        """The reports ``_report`` kept back, now (the trial's result carries the rest)."""
+        with_retry(partial(set_user_attrs, trial, {}, self._reports), "record reports")
+        self._reports_written = time.monotonic()
 
     def _must_stop(self) -> bool:
         """Asked every epoch: a signal raises Stopped; past the deadline, true (the trial

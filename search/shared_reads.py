@@ -40,6 +40,9 @@ class NoSharing:
     def expire(self) -> None:
         pass
 
+    def remove(self) -> None:
+        pass
+
 
 def share_reads(study: optuna.Study, window: float = WINDOW_SECONDS) -> SharedReads | NoSharing:
     """``SharedReads`` on the storage ``study`` reads its trials through."""

@@ -32,6 +32,7 @@ BASE_ATTR = "nnsearch.base_dir"  # where relative data paths are resolved
 DATA_ATTR = "nnsearch.data_fingerprint"  # of the data the study was created on
 SUMMARY_ATTR = "nnsearch.data_summary"  # one line on the preprocessing
 PREP_ATTR = "nnsearch.preprocessing"  # the fitted preprocessing, for exports
+NOTE_ATTR = "nnsearch.note"  # False: the dashboard note is still to write; True: written
 
 
 @dataclass
@@ -151,6 +152,8 @@ def create(target: Target, note: bool = True) -> Iterator[tuple[OpenStudy, bool]
                 study.set_user_attr(BASE_ATTR, str(base))
             if note:
                 _set_note(study, spec, data.summary())
+            else:
+                study.set_user_attr(NOTE_ATTR, False)  # the caller's to write
             enqueue_all(study, spec.enqueued_params())
         else:
             study = optuna.load_study(study_name=spec.name, storage=storage)
@@ -219,12 +222,20 @@ def save_note(opened: OpenStudy) -> None:
     _set_note(opened.study, opened.spec, opened.study.user_attrs.get(SUMMARY_ATTR, ""))
 
 
+def needs_note(opened: OpenStudy) -> bool:
+    """Whether the study's dashboard note is still to write: a run created it without
+    one, and was stopped (or failed to write it) before. A study from before the note
+    was tracked keeps whatever note it has (a user may have edited it)."""
+    return opened.study.user_attrs.get(NOTE_ATTR) is False
+
+
 def _set_note(study: optuna.Study, spec: StudySpec, summary: str) -> None:
     try:
         from optuna_dashboard import save_note
         save_note(study, study_note(spec, summary))
+        study.set_user_attr(NOTE_ATTR, True)
     except Exception as exc:  # the note is a nicety; never fail a create over it
-        logger.debug("could not save the study note: %s", exc)
+        logger.info("could not save the study's dashboard note: %s", exc)
 
 
 def _study_names(storage: optuna.storages.BaseStorage) -> list[str]:

@@ -124,13 +124,17 @@ class Supervisor:
                                    start_new_session=True, stdin=subprocess.DEVNULL)
         # The watch wakes as the worker exits, not at its next poll: a small study's
         # run ends up to POLL_SECONDS sooner.
-        threading.Thread(target=self._wake_on_exit, args=(process,), daemon=True,
-                         name=f"wait-worker-{index}").start()
+        if hasattr(os, "waitid"):  # elsewhere, the watch polls
+            threading.Thread(target=self._wake_on_exit, args=(process,), daemon=True,
+                             name=f"wait-worker-{index}").start()
         return process
 
     def _wake_on_exit(self, process: subprocess.Popen[bytes]) -> None:
-        process.wait()
-        self.wake.set()
+        # Waits without reaping (WNOWAIT): the pid stays the worker's until poll() reaps
+        # it, so a signal the supervisor sends can never reach a reused pid.
+        with contextlib.suppress(ChildProcessError, OSError):
+            os.waitid(os.P_PID, process.pid, os.WEXITED | os.WNOWAIT)
+            self.wake.set()
 
     def start(self) -> None:
         self.finished_at_start = with_retry(lambda: count_states(self.study),
@@ -265,14 +269,14 @@ class Supervisor:
         except BaseException:
             self.stop(signal.SIGTERM, "an error in the supervisor")
             raise
-        if self._aside is None and not self.interrupted.is_set():
-            self._start_aside(None)  # no trial was seen running: do it now
-        if self._aside is not None:
-            self._aside.join(timeout=ASIDE_SECONDS)
-        if self.interrupted.is_set():
+        if self.interrupted.is_set():  # the workers first; the set-aside work is dropped
             self.console.print(f"[yellow]stopping: {self.signal_name}; ending running trials "
                                "as FAIL[/]")
             self.stop(self.signum)
+        else:
+            self._start_aside(None)  # if no trial was seen running: now
+            if self._aside is not None:
+                self._aside.join(timeout=ASIDE_SECONDS)
         return with_retry(lambda: count_states(self.study), "count trials")
 
     def _start_aside(self, counts: Counts | None) -> None:

@@ -232,12 +232,11 @@ class Worker:
         self._release()  # the trial exists: the next worker may count and create its own
         if not exact and self.budget is not None:
             self.reads.expire()  # who came first, as the storage has it now
-        if not exact and self.budget is not None \
-                and trials_ahead(self.study, trial.number) >= self.budget:
-            trial.set_user_attr(record.SURPLUS, True)
-            trial.set_user_attr(record.FAIL_REASON, f"surplus: the budget of {self.budget} "
-                                "trials was already taken by other workers")
-            raise Surplus()
+            if trials_ahead(self.study, trial.number) >= self.budget:
+                trial.set_user_attr(record.SURPLUS, True)
+                trial.set_user_attr(record.FAIL_REASON, f"surplus: the budget of "
+                                    f"{self.budget} trials was already taken by other workers")
+                raise Surplus()
         with_retry(partial(set_user_attrs, trial, {record.WORKER: self.objective.worker,
                                                   record.WORKER_PROCESS: self.process_tag}),
                    "record the worker")

@@ -74,7 +74,7 @@ class RunCommand(Command):
         from ..status import render_status, study_status
         from ..stops import why_done
         from ..storage import with_retry
-        from ..study import create, save_note
+        from ..study import create, needs_note, save_note
         from ..supervisor import Supervisor, worker_args_for
 
         t = target(args)
@@ -104,7 +104,7 @@ class RunCommand(Command):
             supervisor = Supervisor(opened, worker_args_for(file, spec.name, budget, timeout),
                                     args.workers, budget, stderr)
             supervisor.log_flags = ["-q"] if args.quiet else ["-v"] * args.verbose
-            if created:  # once the workers are under way
+            if created or needs_note(opened):  # once the workers are under way
                 supervisor.after_first_trial = partial(save_note, opened)
             counts = supervisor.run()
             rechecked = []

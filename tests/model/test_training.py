@@ -202,6 +202,7 @@ def test_a_field_is_unused_wherever_its_condition_says_so(digits_split, name, ot
 
 @pytest.mark.parametrize(("name", "kwargs"), [("adam", {"beta1": 0.9, "beta2": 0.999}),
                                               ("adam", {"beta1": 0.5, "beta2": 0.999}),
+                                              ("adam", {"beta1": 0.0, "beta2": 0.9}),
                                               ("momentum", {"momentum": 0.9}),
                                               ("momentum", {"momentum": 0.99})])
 def test_a_decaying_optimizer_state_never_turns_subnormal(name, kwargs):
@@ -221,4 +222,6 @@ def test_a_decaying_optimizer_state_never_turns_subnormal(name, kwargs):
         opt.step(params, np.zeros(4, np.float32), 1e-3)
         assert not any(((s != 0) & (np.abs(s) < tiny)).any() for s in states)
     assert all((s == 0).all() for s in states[:1]), "it decayed to zero, not to a subnormal"
-    assert np.isfinite(params).all() and (params != moved).any()
+    assert np.isfinite(params).all()
+    if kwargs.get("beta1", kwargs.get("momentum")):  # the momentum kept moving them
+        assert (params != moved).any()

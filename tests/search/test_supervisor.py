@@ -257,3 +257,19 @@ def test_a_database_restart_while_the_progress_bar_reads_does_not_end_the_watch(
     monkeypatch.setattr(sup, "alive", lambda: polls.append(1) or len(polls) < 4)
     counts = sup.watch()
     assert isinstance(counts, Counts) and len(polls) == 4 and len(reads) > 10
+
+
+def test_a_note_left_to_the_run_is_written_by_a_later_one_and_an_old_study_s_kept(tmp_path):
+    from tests.helpers import write_study
+
+    from nnsearch.search.study import NOTE_ATTR, create, needs_note, save_note, target_from_args
+
+    path = write_study(tmp_path / "small.toml")
+    t = target_from_args(str(path), None, None)
+    with create(t, note=False) as (opened, created):  # as run creates it
+        assert created and needs_note(opened)
+        save_note(opened)  # the run's thread (or a later run's, if it was stopped)
+        assert not needs_note(opened)
+        assert opened.study.user_attrs[NOTE_ATTR] is True
+        opened.study.set_user_attr(NOTE_ATTR, None)  # a study from before the note was tracked
+        assert not needs_note(opened), "its note (maybe edited by a user) is left alone"
