@@ -260,9 +260,8 @@ def test_a_database_restart_while_the_progress_bar_reads_does_not_end_the_watch(
 
 
 def test_a_note_left_to_the_run_is_written_by_a_later_one_and_an_old_study_s_kept(tmp_path):
-    from tests.helpers import write_study
-
     from nnsearch.search.study import NOTE_ATTR, create, needs_note, save_note, target_from_args
+    from tests.helpers import write_study
 
     path = write_study(tmp_path / "small.toml")
     t = target_from_args(str(path), None, None)
