@@ -80,7 +80,7 @@ patience = "none"
 PHASES = [
     ("ask + sampling", ["study.py:ask", "_trial.py:suggest_"]),
     ("reports + pruning (in fit)", ["objective.py:report"]),
-    ("user attributes", ["_optuna.py:set_user_attrs", "_trial.py:set_user_attr"]),
+    ("the record (attributes, reports)", ["_optuna.py:write_record", "_trial.py:set_user_attr"]),
     ("artifacts (PNG + JSON)", ["artifacts.py:upload_trial_artifacts"]),
     ("tell", ["_tell.py:_tell_with_warning"]),
     ("worker loop (stops, count, lock)", ["worker.py:_slot_free"]),

@@ -6,7 +6,7 @@ trial, or where no public name exists. Five are in use:
 - the logger Optuna reports a failed trial on, which lets ``quiet_failed_trials``
   drop expected failures wherever Optuna's records go; its fallback filters the
   handlers of the public ``optuna`` logger (Optuna's own output);
-- ``set_user_attrs``: a trial's ~17 result attributes in one RDB transaction (RDBStorage's
+- ``write_record``: a trial's ~17 result attributes in one RDB transaction (RDBStorage's
   session, its trial and attribute models: one lookup of the trial and one multi-row
   upsert on SQLite and PostgreSQL) instead of one commit per key through
   ``trial.set_user_attr``. On a default-study digits trial of ~2 s that saves 0.1-0.5%
@@ -15,7 +15,7 @@ trial, or where no public name exists. Five are in use:
   the public write per key (other storages, or if the names move);
 - ``defer_report``: a trial's reported value put where ``trial.should_prune`` looks
   (``Trial._cached_frozen_trial``, as ``trial.report`` does), its write left to the
-  trial's next ``set_user_attrs`` transaction (the same RDB models): a small table's
+  trial's next ``write_record`` transaction (the same RDB models): a small table's
   trial reports every few ms, and each report was a commit (~12% of its wall time,
   ``bench/tiny.py``). Its fallback is ``trial.report``;
 - how a constraint is named among a trial's system attributes (``constraints:NAME``):
@@ -92,8 +92,8 @@ def one_line_failures(short: Callable[[BaseException], bool]) -> None:
         handler.addFilter(one_line)
 
 
-def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any],
-                   reports: dict[int, float] | None = None) -> None:
+def write_record(trial: optuna.Trial, attrs: dict[str, Any],
+                 reports: dict[int, float] | None = None) -> None:
     """Write all of ``attrs`` on the running ``trial``, and the intermediate values
     ``defer_report`` kept back (``reports``, emptied once written): in one transaction
     on an RDB storage (see the module's note), else one public write per key."""
@@ -108,7 +108,7 @@ def set_user_attrs(trial: optuna.Trial, attrs: dict[str, Any],
 
 def defer_report(trial: optuna.Trial, value: float, step: int) -> bool:
     """``trial.report(value, step)`` as the pruner sees it (in the trial's own copy,
-    where ``trial.should_prune`` looks), its storage write left to ``set_user_attrs``;
+    where ``trial.should_prune`` looks), its storage write left to ``write_record``;
     False (nothing done: report it) where that private path does not apply."""
     own = getattr(trial, "_cached_frozen_trial", None)
     if own is None or _rdb(trial) is None or step in own.intermediate_values \

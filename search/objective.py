@@ -25,7 +25,7 @@ from optuna.trial import TrialState
 from nnsearch.model import History, Network, param_count
 
 from . import record
-from ._optuna import defer_report, set_user_attrs
+from ._optuna import defer_report, write_record
 from .artifacts import upload_trial_artifacts
 from .data import Dataset
 from .errors import Stopped
@@ -120,7 +120,7 @@ class Objective:
         if n > bound:
             reason = f"infeasible: {n:,} parameters > constraints.max_params {bound:,}; " \
                      "not trained"
-            with_retry(partial(set_user_attrs, trial, {"n_params": n,
+            with_retry(partial(write_record, trial, {"n_params": n,
                                                        record.PRUNED_REASON: reason}),
                        "record the trial")
             raise optuna.TrialPruned(reason)
@@ -158,7 +158,7 @@ class Objective:
 
     def _write_reports(self, trial: optuna.Trial) -> None:
         """The reports ``_report`` kept back, now (the trial's result carries the rest)."""
-        with_retry(partial(set_user_attrs, trial, {}, self._reports), "record reports")
+        with_retry(partial(write_record, trial, {}, self._reports), "record reports")
         self._reports_written = time.monotonic()
 
     def _must_stop(self) -> bool:
@@ -188,7 +188,7 @@ class Objective:
         if reason is None and spec.needs_latency():
             # one training row: with folds there is no validation split
             attrs["latency_ms"] = predict_latency_ms(net, self.data.X_train)
-        with_retry(partial(set_user_attrs, trial, attrs, self._reports), "record the trial")
+        with_retry(partial(write_record, trial, attrs, self._reports), "record the trial")
         if reason is not None:
             logger.debug("trial %d %s", trial.number, reason)
             raise optuna.TrialPruned(reason)

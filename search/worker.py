@@ -31,7 +31,7 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from . import record, stops
-from ._optuna import one_line_failures, quiet_failed_trials, set_user_attrs
+from ._optuna import one_line_failures, quiet_failed_trials, write_record
 from .artifacts import artifact_store
 from .errors import Stopped
 from .objective import Objective
@@ -237,7 +237,7 @@ class Worker:
                 trial.set_user_attr(record.FAIL_REASON, f"surplus: the budget of "
                                     f"{self.budget} trials was already taken by other workers")
                 raise Surplus()
-        with_retry(partial(set_user_attrs, trial, {record.WORKER: self.objective.worker,
+        with_retry(partial(write_record, trial, {record.WORKER: self.objective.worker,
                                                   record.WORKER_PROCESS: self.process_tag}),
                    "record the worker")
         try:

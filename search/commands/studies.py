@@ -104,7 +104,7 @@ class RunCommand(Command):
             supervisor = Supervisor(opened, worker_args_for(file, spec.name, budget, timeout),
                                     args.workers, budget, stderr)
             supervisor.log_flags = ["-q"] if args.quiet else ["-v"] * args.verbose
-            if created or needs_note(opened):  # once the workers are under way
+            if needs_note(opened):  # (a new one's): once the workers are under way
                 supervisor.after_first_trial = partial(save_note, opened)
             counts = supervisor.run()
             rechecked = []

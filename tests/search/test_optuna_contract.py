@@ -92,10 +92,10 @@ def test_attributes_of_a_finished_trial_are_refused_as_optuna_refuses_them():
     storage = optuna.storages.RDBStorage("sqlite:///:memory:")
     study = optuna.create_study(storage=storage)
     trial = study.ask()
-    _optuna.set_user_attrs(trial, {"a": 1, "b": [2.0]})
+    _optuna.write_record(trial, {"a": 1, "b": [2.0]})
     assert study.trials[0].user_attrs == {"a": 1, "b": [2.0]}
     study.tell(trial, 1.0)
     with pytest.raises(UpdateFinishedTrialError):
-        _optuna.set_user_attrs(trial, {"a": 2})
+        _optuna.write_record(trial, {"a": 2})
     assert study.trials[0].user_attrs == {"a": 1, "b": [2.0]}
     storage.engine.dispose()
