@@ -49,9 +49,10 @@ PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 # The one-transaction write is nnsearch's own (search/_optuna.py: it pays on tiny trials,
 # bench/tiny.py); the COUNT query is not used (it saved < 1% of a trial).
 def private_write(storage: RDBStorage, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    from nnsearch.search._optuna import _write_in_one_transaction
+    from nnsearch.search._optuna import rdb_of
 
-    assert _write_in_one_transaction(trial, attrs)
+    rdb = rdb_of(trial.storage)
+    assert rdb is not None and rdb.write(trial._trial_id, user_attrs=attrs)
 
 
 def private_counts(storage: RDBStorage, study: optuna.Study,

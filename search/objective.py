@@ -24,8 +24,8 @@ from optuna.trial import TrialState
 
 from nnsearch.model import History, Network, param_count
 
-from . import record
-from ._optuna import defer_report, write_record
+from . import own_trial, record
+from ._optuna import defer_report
 from .artifacts import upload_trial_artifacts
 from .data import Dataset
 from .errors import Stopped
@@ -75,7 +75,7 @@ class Objective:
         finally:
             if self._reports:  # a trial that failed: what it reported is still shown
                 with contextlib.suppress(Exception):
-                    self._write_reports(trial)
+                    own_trial.write(trial, {}, self._reports)
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         spec, data = self.spec, self.data
@@ -84,6 +84,7 @@ class Objective:
         network, training = build_configs(values, data.n_features, data.n_outputs, data.task,
                                           seed)
         self._check_size(trial, network)
+        with_retry(partial(own_trial.flush, trial), "record the trial")  # training starts
         # After the last epoch pruning saves nothing, except with folds: the others.
         self.last_epoch = math.inf if data.n_folds else int(training["epochs"]) - 1
         if data.n_folds:
@@ -120,8 +121,8 @@ class Objective:
         if n > bound:
             reason = f"infeasible: {n:,} parameters > constraints.max_params {bound:,}; " \
                      "not trained"
-            with_retry(partial(write_record, trial, {"n_params": n,
-                                                       record.PRUNED_REASON: reason}),
+            with_retry(partial(own_trial.write, trial, {"n_params": n,
+                                                        record.PRUNED_REASON: reason}),
                        "record the trial")
             raise optuna.TrialPruned(reason)
 
@@ -158,7 +159,8 @@ class Objective:
 
     def _write_reports(self, trial: optuna.Trial) -> None:
         """The reports ``_report`` kept back, now (the trial's result carries the rest)."""
-        with_retry(partial(write_record, trial, {}, self._reports), "record reports")
+        with_retry(partial(own_trial.write, trial, {}, self._reports, now=True),
+                   "record reports")
         self._reports_written = time.monotonic()
 
     def _must_stop(self) -> bool:
@@ -188,7 +190,8 @@ class Objective:
         if reason is None and spec.needs_latency():
             # one training row: with folds there is no validation split
             attrs["latency_ms"] = predict_latency_ms(net, self.data.X_train)
-        with_retry(partial(write_record, trial, attrs, self._reports), "record the trial")
+        # (written with the trial's state where the worker keeps its trial: own_trial.py)
+        with_retry(partial(own_trial.write, trial, attrs, self._reports), "record the trial")
         if reason is not None:
             logger.debug("trial %d %s", trial.number, reason)
             raise optuna.TrialPruned(reason)

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 import copy
 import time
-from collections.abc import Container
+from collections.abc import Callable, Container
 from typing import Any
 
 import optuna
@@ -30,6 +30,21 @@ from optuna.trial import FrozenTrial, TrialState
 from ._optuna import study_storage
 
 WINDOW_SECONDS = 1.0
+
+
+def shadow(obj: Any, name: str, fn: Callable[..., Any]) -> Callable[[], None]:
+    """Set ``obj.name = fn`` on the instance; returns the undo (puts back what was there:
+    another shadow, or the class's method)."""
+    before = obj.__dict__.get(name)
+    setattr(obj, name, fn)
+
+    def undo() -> None:
+        if before is None:
+            obj.__dict__.pop(name, None)
+        else:
+            setattr(obj, name, before)
+
+    return undo
 
 
 class NoSharing:
@@ -64,12 +79,12 @@ class SharedReads:
         self._read_at: dict[int, float] = {}
         self._read = storage.get_all_trials
         self._set_state = storage.set_trial_state_values
-        storage.get_all_trials = self.get_all_trials  # type: ignore[method-assign]
-        storage.set_trial_state_values = self.set_trial_state_values  # type: ignore[method-assign]
+        self._undo = [shadow(storage, "get_all_trials", self.get_all_trials),
+                      shadow(storage, "set_trial_state_values", self.set_trial_state_values)]
 
     def remove(self) -> None:
-        for name in ("get_all_trials", "set_trial_state_values"):
-            self.storage.__dict__.pop(name, None)
+        for undo in reversed(self._undo):
+            undo()
 
     def expire(self) -> None:
         """The next read goes to the storage."""

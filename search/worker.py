@@ -22,7 +22,6 @@ import signal
 import threading
 import time
 from dataclasses import dataclass
-from functools import partial
 from types import FrameType
 
 import optuna
@@ -30,8 +29,13 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from . import record, stops
-from ._optuna import one_line_failures, quiet_failed_trials, write_record
+from . import own_trial, record, stops
+from ._optuna import (
+    one_line_failures,
+    quiet_failed_trials,
+    study_storage,
+    throttle_stale_checks,
+)
 from .artifacts import artifact_store
 from .errors import Stopped
 from .objective import Objective
@@ -44,6 +48,7 @@ logger = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_FAILURES = 5
 POLL_SECONDS = 0.5
+STALE_CHECK_SECONDS = 1.0  # Optuna asks before every trial; its grace is 2 heartbeats
 
 
 class _Done(Exception):
@@ -204,7 +209,13 @@ class Worker:
             self.objective.time_limit = f"the time limit ({timeout:g} s + {grace:g} s grace)"
         self.trials_run = 0
         self.failed = False  # whether the last trial failed (set by _guarded)
-        self.reads = share_reads(self.study)  # one read of the trials serves a moment
+        # the trial it runs is kept in this process (its writes in two transactions);
+        # then one read of the trials serves a moment (it wraps the first's state write)
+        self.own = own_trial.own_trials(self.study)
+        self.reads = share_reads(self.study)
+        storage = study_storage(self.study)
+        if storage is not None:  # Optuna's stale-heartbeat query, at most once a second
+            throttle_stale_checks(storage, STALE_CHECK_SECONDS)
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: end the running trial as FAIL (reason recorded) and exit.
@@ -237,9 +248,8 @@ class Worker:
                 trial.set_user_attr(record.FAIL_REASON, f"surplus: the budget of "
                                     f"{self.budget} trials was already taken by other workers")
                 raise Surplus()
-        with_retry(partial(write_record, trial, {record.WORKER: self.objective.worker,
-                                                  record.WORKER_PROCESS: self.process_tag}),
-                   "record the worker")
+        own_trial.write(trial, {record.WORKER: self.objective.worker,
+                                record.WORKER_PROCESS: self.process_tag})
         try:
             result = self.objective(trial)
         except Stopped as exc:

@@ -1,0 +1,271 @@
+"""The trial a worker created, kept in its process while it runs: its writes gathered
+into two transactions, its reads answered from the process's own copy.
+
+A worker is the only writer of the trial it runs (but for a sweeper failing it, when
+its worker seems gone). Optuna writes a new trial one change at a time: the
+sampler's relative parameters (a system attribute), each parameter as it is
+suggested, the first heartbeat; nnsearch adds its worker's name, and, as the trial
+ends, its result, its constraints, its artifacts. Each was a commit of its own, and
+Optuna read the trial back twice (as the ``Trial`` is made, and as it is told). On
+a small table's trial that was over a third of the time beyond training
+(``bench/tiny.py``).
+
+``OwnTrial`` is installed on the study's storage object (its methods shadowed on
+the instance, as ``shared_reads`` does). For a trial this process creates, it
+answers ``get_trial`` and the trial's attributes from its own copy, which has every
+write made through it, and keeps those writes back: ``flush`` (the objective calls
+it as training starts) writes them in one transaction, and the trial's final state
+is written in one transaction with whatever came after (its result, constraints,
+artifacts' names, kept-back reports). Heartbeats after the first go straight to the
+storage. A trial taken from the queue (enqueued, a retry) goes Optuna's usual way.
+Where the RDB parts are not there (another storage, or their names moved:
+``_optuna.rdb_of``), nothing is installed and every write goes to the storage.
+
+What keeping writes back costs: until training starts (the few ms of sampling) the
+trial shows without its parameters, worker and heartbeat; a worker that dies then
+leaves a trial that the sweep fails once ``worker.UNCLAIMED_GRACE`` has passed. A
+result and its state are one write: both are stored or neither.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+import logging
+import threading
+import weakref
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.exceptions import UpdateFinishedTrialError
+from optuna.trial import FrozenTrial, TrialState
+
+from ._optuna import RDB, Param, on_created_trials, rdb_of, study_storage, write_record
+from .shared_reads import shadow
+
+logger = logging.getLogger(__name__)
+
+_INSTALLED: weakref.WeakKeyDictionary[optuna.storages.BaseStorage, OwnTrial] = \
+    weakref.WeakKeyDictionary()
+
+
+def own_trials(study: optuna.Study) -> OwnTrial | None:
+    """``OwnTrial`` installed on the storage ``study`` reads and writes its trials
+    through, or None where it does not apply."""
+    storage = study_storage(study)
+    rdb = rdb_of(storage) if storage is not None else None
+    if storage is None or rdb is None:
+        return None
+    return _INSTALLED.get(storage) or OwnTrial(storage, rdb)
+
+
+def write(trial: optuna.Trial, attrs: dict[str, Any],
+          reports: dict[int, float] | None = None, now: bool = False) -> None:
+    """Write ``attrs`` and the kept-back ``reports`` (emptied once taken) on the running
+    ``trial``: with its other kept-back writes where an ``OwnTrial`` holds it (at once
+    with ``now``), else at once in one transaction (``_optuna.write_record``)."""
+    own = _INSTALLED.get(trial.storage)
+    if own is None or not own.runs(trial):
+        write_record(trial, attrs, reports)
+        return
+    own.keep(user_attrs=attrs, reports=reports or {})
+    if reports:
+        reports.clear()
+    if now:
+        own.flush()
+
+
+def flush(trial: optuna.Trial) -> None:
+    """Write what is kept back of ``trial`` now (training starts: the dashboard and the
+    other workers' samplers see its parameters from here on)."""
+    own = _INSTALLED.get(trial.storage)
+    if own is not None and own.runs(trial):
+        own.flush()
+
+
+_SHADOWED = ("get_trial", "get_trial_system_attrs", "get_trial_user_attrs",
+             "set_trial_param", "set_trial_system_attr", "set_trial_user_attr",
+             "set_trial_intermediate_value", "record_heartbeat", "set_trial_state_values")
+
+
+class OwnTrial:
+    """Installed on a study's storage object; ``remove()`` puts its methods back."""
+
+    def __init__(self, storage: optuna.storages.BaseStorage, rdb: RDB) -> None:
+        self.storage = storage
+        self.rdb = rdb
+        self.transactions = 0  # the writes it made of its trials (for tests and benches)
+        self._lock = threading.Lock()  # Optuna's heartbeat thread writes through it too
+        self._trial_id: int | None = None
+        self._study_id = -1
+        self._copy: FrozenTrial | None = None
+        self._flushed = False
+        self._clear()
+        self._distributions: dict[tuple[int, str], BaseDistribution] = {}
+        undo_created = on_created_trials(storage, self._created)
+        self._undo = [undo_created] if undo_created is not None else []
+        self._base: dict[str, Callable[..., Any]] = {}  # the storage's own methods
+        for name in _SHADOWED:
+            self._base[name] = getattr(storage, name)
+            self._undo.append(shadow(storage, name, getattr(self, name)))
+        _INSTALLED[storage] = self
+
+    def remove(self) -> None:
+        for undo in reversed(self._undo):
+            undo()
+        _INSTALLED.pop(self.storage, None)
+
+    def holds(self, trial_id: int) -> bool:
+        return trial_id == self._trial_id
+
+    def runs(self, trial: optuna.Trial) -> bool:
+        """Whether ``trial`` (of this storage object's study) is the one it keeps."""
+        return self._copy is not None and trial.number == self._copy.number
+
+    def _clear(self) -> None:
+        self._params: list[Param] = []
+        self._system: dict[str, Any] = {}
+        self._user: dict[str, Any] = {}
+        self._reports: dict[int, float] = {}
+        self._first_beat = False
+
+    def _created(self, study_id: int, trial_id: int, frozen: FrozenTrial) -> None:
+        if frozen.state != TrialState.RUNNING:  # enqueued (a retry): not run here yet
+            return
+        with self._lock:
+            self._trial_id, self._study_id = trial_id, study_id
+            self._copy = copy.deepcopy(frozen)
+            self._flushed = False
+            self._clear()
+
+    def _own(self, trial_id: int) -> FrozenTrial | None:
+        return self._copy if trial_id == self._trial_id else None
+
+    # ----- reads: the trial's own copy ------------------------------------------------
+    def get_trial(self, trial_id: int) -> FrozenTrial:
+        with self._lock:
+            own = self._own(trial_id)
+            if own is not None:
+                return copy.deepcopy(own)
+        return self._base["get_trial"](trial_id)
+
+    def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
+        return self.get_trial(trial_id).system_attrs
+
+    def get_trial_user_attrs(self, trial_id: int) -> dict[str, Any]:
+        return self.get_trial(trial_id).user_attrs
+
+    # ----- writes: kept back ------------------------------------------------------------
+    def keep(self, *, param: Param | None = None, system_attrs: dict[str, Any] | None = None,
+             user_attrs: dict[str, Any] | None = None,
+             reports: dict[int, float] | None = None, shown: Param | None = None) -> None:
+        """Keep these writes on the trial this process runs, and show them in its copy
+        (``shown``: a parameter already written)."""
+        with self._lock:
+            own = self._copy
+            assert own is not None
+            if param is not None:
+                self._params.append(param)
+            for p in (param, shown):
+                if p is not None:
+                    own.distributions[p.name] = p.distribution
+                    own.params[p.name] = p.distribution.to_external_repr(p.internal)
+            own.system_attrs.update(system_attrs or {})
+            self._system.update(system_attrs or {})
+            own.user_attrs.update(user_attrs or {})
+            self._user.update(user_attrs or {})
+            own.intermediate_values.update(reports or {})
+            self._reports.update(reports or {})
+
+    def set_trial_param(self, trial_id: int, param_name: str, param_value_internal: float,
+                        distribution: BaseDistribution) -> None:
+        key = (self._study_id, param_name)
+        previous = self._distributions.get(key)
+        if not self.holds(trial_id) or previous is None:
+            # The first time this process writes a parameter, Optuna's write checks it
+            # against the study's (a clash is refused as it is suggested); later, here.
+            self._base["set_trial_param"](trial_id, param_name, param_value_internal,
+                                          distribution)
+            if self.holds(trial_id):
+                self._distributions[key] = distribution
+                self.keep(param=None, shown=Param(param_name, param_value_internal,
+                                                  distribution, None))
+            return
+        optuna.distributions.check_distribution_compatibility(previous, distribution)
+        self.keep(param=Param(param_name, param_value_internal, distribution, previous))
+
+    def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
+        if self.holds(trial_id):
+            self.keep(system_attrs={key: value})
+        else:
+            self._base["set_trial_system_attr"](trial_id, key, value)
+
+    def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
+        if self.holds(trial_id):
+            self.keep(user_attrs={key: value})
+        else:
+            self._base["set_trial_user_attr"](trial_id, key, value)
+
+    def set_trial_intermediate_value(self, trial_id: int, step: int,
+                                     intermediate_value: float) -> None:
+        if self.holds(trial_id):
+            self.keep(reports={step: intermediate_value})
+        else:
+            self._base["set_trial_intermediate_value"](trial_id, step, intermediate_value)
+
+    def record_heartbeat(self, trial_id: int) -> None:
+        with self._lock:
+            if self.holds(trial_id) and not self._flushed:
+                self._first_beat = True  # written with the trial's first writes
+                return
+        self._base["record_heartbeat"](trial_id)
+
+    def flush(self) -> None:
+        """Write what is kept back of the trial, in one transaction."""
+        with self._lock:
+            trial_id = self._trial_id
+            if trial_id is None:
+                return
+            if self._params or self._system or self._user or self._reports \
+                    or self._first_beat:
+                self.rdb.write(trial_id, params=self._params, system_attrs=self._system,
+                               user_attrs=self._user, reports=self._reports,
+                               beat=self._first_beat)
+                self.transactions += 1
+                self._clear()
+            self._flushed = True
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        if not self.holds(trial_id) or not state.is_finished():
+            return self._base["set_trial_state_values"](trial_id, state, values)
+        with self._lock:  # the trial ends here: the rest of its writes go with its state
+            params, system, user, reports = self._params, self._system, self._user, \
+                self._reports
+            assert self._copy is not None
+            number = self._copy.number
+            self._trial_id, self._copy = None, None
+            self._clear()
+        try:
+            done = self.rdb.write(trial_id, params=params, system_attrs=system,
+                                  user_attrs=user, reports=reports, state=state,
+                                  values=values)
+        except UpdateFinishedTrialError as exc:
+            # A sweeper failed it meanwhile (the storage was away, or the worker seemed
+            # gone) and retries it: its result is dropped. (Raising here would leave
+            # Optuna's optimize with a FAIL trial it cannot account for.)
+            logger.warning("trial %d was ended by the sweeper before its result was "
+                           "stored (%s); its result is dropped", number,
+                           exc)
+            return False
+        except Exception:
+            # the state could not be written (the storage went away): the trial's record
+            # at least, if the storage takes it; the sweeper ends the trial
+            with contextlib.suppress(Exception):
+                self.rdb.write(trial_id, params=params, system_attrs=system,
+                               user_attrs=user, reports=reports)
+            raise
+        self.transactions += 1
+        return done

@@ -1,0 +1,132 @@
+"""OwnTrial: the trial a worker created is written in two transactions, and stored
+exactly as Optuna's one-write-per-change path stores it."""
+
+from __future__ import annotations
+
+import optuna
+import pytest
+import sqlalchemy
+from optuna.trial import TrialState
+
+from nnsearch.search import own_trial
+
+
+@pytest.fixture
+def storage(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}",
+                                         heartbeat_interval=60)
+    yield storage
+    storage.engine.dispose()
+
+
+def elsewhere(storage: optuna.storages.RDBStorage, name: str) -> optuna.Study:
+    """The study as another process sees it (a storage of its own)."""
+    return optuna.load_study(study_name=name, storage=storage.url)
+
+
+def heartbeats(storage: optuna.storages.RDBStorage) -> int:
+    with storage.engine.connect() as connection:
+        return connection.execute(sqlalchemy.text("SELECT count(*) FROM trial_heartbeats")) \
+            .scalar_one()
+
+
+def objective(trial: optuna.Trial, seen: dict | None = None) -> float:
+    x = trial.suggest_float("x", -1.0, 1.0)
+    n = trial.suggest_int("n", 1, 4)
+    act = trial.suggest_categorical("act", ["relu", "tanh"])
+    own_trial.write(trial, {"worker": "w1", "shape": [n, 2]})
+    trial.set_user_attr("direct", True)
+    trial.set_constraint("size", n - 3.0)
+    own_trial.flush(trial)
+    if seen is not None:  # what another process sees once training starts
+        other = elsewhere(trial.study._storage._backend, trial.study.study_name)
+        seen["during"] = other.trials[trial.number]
+    reports = {}
+    for step in range(3):
+        trial.report(x + step, step)  # Optuna's own report (no defer_report here)
+        reports[step + 10] = x - step
+    own_trial.write(trial, {"result": x, "act": act}, reports)
+    assert reports == {}, "taken"
+    return x * n
+
+
+def comparable(t: optuna.trial.FrozenTrial) -> tuple:
+    return (t.state, t.values, t.params, t.distributions, t.user_attrs,
+            {k: v for k, v in t.system_attrs.items()}, t.intermediate_values)
+
+
+def test_a_trial_is_stored_as_optuna_stores_it_in_two_transactions(storage):
+    plain = optuna.create_study(study_name="plain", storage=storage,
+                                sampler=optuna.samplers.RandomSampler(seed=3))
+    plain.optimize(objective, n_trials=3)
+    kept = optuna.create_study(study_name="kept", storage=storage,
+                               sampler=optuna.samplers.RandomSampler(seed=3))
+    own = own_trial.own_trials(kept)
+    assert own is not None
+    seen: dict = {}
+    kept.optimize(lambda t: objective(t, seen), n_trials=3)
+    assert own.transactions == 3 * 2, "training starts, and the result with its state"
+    for a, b in zip(plain.trials, elsewhere(storage, "kept").trials, strict=True):
+        assert comparable(a) == comparable(b)
+        assert b.datetime_complete is not None and b.constraints == a.constraints
+    during = seen["during"]
+    assert during.state == TrialState.RUNNING and set(during.params) == {"x", "n", "act"}
+    assert during.user_attrs == {"worker": "w1", "shape": during.user_attrs["shape"],
+                                 "direct": True}
+    assert heartbeats(storage) == 3 + 3, "each trial's first beat (with its first writes)"
+    own.remove()
+    kept.optimize(objective, n_trials=1)  # Optuna's own path again
+    assert own.transactions == 6 and len(kept.trials) == 4
+
+
+def test_a_trial_pruned_ends_on_its_last_report_and_a_failed_one_keeps_its_record(storage):
+    study = optuna.create_study(study_name="s", storage=storage)
+    own_trial.own_trials(study)
+
+    def pruned(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0, 1)
+        reports = {0: 0.5, 4: 0.25}
+        own_trial.write(trial, {"why": "pruned"}, reports)
+        raise optuna.TrialPruned()
+
+    def failing(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0, 1)
+        own_trial.write(trial, {"why": "failed"})
+        raise RuntimeError("boom")
+
+    study.optimize(pruned, n_trials=1)
+    study.optimize(failing, n_trials=1, catch=(RuntimeError,))
+    first, second = elsewhere(storage, "s").trials
+    assert (first.state, first.value, first.intermediate_values) == \
+        (TrialState.PRUNED, 0.25, {0: 0.5, 4: 0.25})
+    assert first.user_attrs == {"why": "pruned"} and "x" in first.params
+    assert (second.state, second.user_attrs) == (TrialState.FAIL, {"why": "failed"})
+
+
+def test_a_trial_a_sweeper_ended_meanwhile_is_left_as_the_sweeper_left_it(storage, caplog):
+    study = optuna.create_study(study_name="s", storage=storage)
+    own_trial.own_trials(study)
+
+    def swept(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0, 1)
+        own_trial.flush(trial)
+        other = elsewhere(storage, "s")
+        other._storage.set_trial_state_values(other.trials[0]._trial_id, TrialState.FAIL)
+        own_trial.write(trial, {"result": 1})
+        return 1.0
+
+    study.optimize(swept, n_trials=1)  # (Optuna's optimize would fail on an exception)
+    (trial,) = elsewhere(storage, "s").trials
+    assert trial.state == TrialState.FAIL and trial.user_attrs == {}
+    assert "ended by the sweeper before its result was stored" in caplog.text
+
+
+def test_enqueued_trials_and_other_storages_go_optuna_s_way(storage):
+    study = optuna.create_study(study_name="s", storage=storage)
+    own = own_trial.own_trials(study)
+    assert own is not None
+    study.enqueue_trial({"x": 0.5})
+    study.optimize(objective, n_trials=1)  # a WAITING trial, taken from the queue
+    assert own.transactions == 0 and study.trials[0].params["x"] == 0.5
+    assert study.trials[0].user_attrs["result"] == 0.5
+    assert own_trial.own_trials(optuna.create_study()) is None  # in memory: nothing to do
