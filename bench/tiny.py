@@ -91,7 +91,7 @@ CALLBACK_SECONDS = [0.0]  # the objective's epoch callbacks' seconds so far (tim
 
 
 def clean(db: Path) -> None:
-    for suffix in ("", "-wal", "-shm", ".nnsearch.lock"):
+    for suffix in ("", "-wal", "-shm", ".nnsearch.lock", ".nnsearch.writes"):
         Path(f"{db}{suffix}").unlink(missing_ok=True)
 
 

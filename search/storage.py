@@ -29,6 +29,11 @@ from sqlalchemy.engine import make_url
 from .errors import StorageUnreachable, UsageError
 from .record import RETRY
 
+try:
+    import fcntl
+except ImportError:  # not POSIX: SQLite's busy handler alone
+    fcntl = None  # type: ignore[assignment]
+
 logger = logging.getLogger(__name__)
 
 ENV_STORAGE = "NNSEARCH_STORAGE"
@@ -178,6 +183,8 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
                                                        **kwargs))
         if url.kind == "sqlite":
             _use_wal(storage)
+            if url.path is not None:
+                queue_writes(storage.engine, write_lock_path(url.path))
         return storage
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         if url.path is not None and _disk_full(url.path):
@@ -299,6 +306,47 @@ def _sqlite_pragmas(dbapi_connection: Any, _: Any) -> None:
 def _use_wal(storage: RDBStorage) -> None:
     sqlalchemy.event.listen(storage.engine, "connect", _sqlite_pragmas)
     storage.engine.dispose()  # connections opened while creating the tables lack them
+
+
+_WRITING = "nnsearch.write_lock"  # a connection's info key: the lock's descriptor
+_WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
+
+
+def write_lock_path(db: Path) -> Path:
+    return db.with_name(db.name + ".nnsearch.writes")
+
+
+def queue_writes(engine: sqlalchemy.engine.Engine, lock: Path) -> None:
+    """Writers to this SQLite file wait their turn on an ``flock`` (``lock``) rather than
+    in SQLite's busy handler, which sleeps 1, 2, 5, 10 ms... between tries: with two
+    workers, 7% of their time went in those sleeps (strace), while the writer they
+    waited for held the database for a fraction of a ms. A connection takes the lock
+    before its first write (Python's sqlite3 begins a transaction there) and lets go
+    of it as it goes back to the pool, after its commit or rollback. The OS releases it
+    with a process that dies. Writers that do not take it (another program) still meet
+    SQLite's own lock."""
+    if fcntl is None:
+        return
+
+    def before_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
+        info = conn.connection.info  # kept by the pooled connection across checkouts
+        if _WRITING not in info and statement.lstrip()[:7].upper().startswith(_WRITES):
+            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX)
+            except BaseException:
+                os.close(fd)
+                raise
+            info[_WRITING] = fd
+
+    def release(dbapi_connection: Any, record: Any, *_: Any) -> None:
+        fd = record.info.pop(_WRITING, None) if record is not None else None
+        if fd is not None:
+            os.close(fd)
+
+    sqlalchemy.event.listen(engine, "before_cursor_execute", before_execute)
+    for name in ("checkin", "invalidate", "soft_invalidate", "close"):
+        sqlalchemy.event.listen(engine, name, release)
 
 
 def dispose(storage: optuna.storages.BaseStorage) -> None:
