@@ -80,9 +80,9 @@ patience = "none"
 PHASES = [
     ("ask + sampling", ["study.py:ask", "_trial.py:suggest_"]),
     ("reports + pruning (in fit)", ["objective.py:report"]),
-    ("the record (attributes, reports)", ["_optuna.py:write_record", "_trial.py:set_user_attr"]),
-    ("artifacts (PNG + JSON)", ["artifacts.py:upload_trial_artifacts"]),
-    ("tell", ["_tell.py:_tell_with_warning"]),
+    ("first writes (params, worker, heartbeat)", ["own_trial.py:training_starts"]),
+    ("artifacts (JSON; PNG within budget)", ["artifacts.py:upload_trial_artifacts"]),
+    ("tell (result + state, one write)", ["_tell.py:_tell_with_warning"]),
     ("worker loop (stops, count, lock)", ["worker.py:_slot_free"]),
 ]
 

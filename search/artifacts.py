@@ -46,13 +46,16 @@ def artifact_store(url: StorageURL, create: bool = True) -> FileSystemArtifactSt
 
 
 def upload_trial_artifacts(trial: optuna.Trial, store: FileSystemArtifactStore,
-                           history: History, export: dict[str, Any]) -> None:
-    """Attach the trial's learning curve and exported config to it."""
+                           export: dict[str, Any], history: History | None = None) -> None:
+    """Attach the trial's exported config to it, and its learning curve if ``history``."""
     with tempfile.TemporaryDirectory() as tmp:
-        png = learning_curve_png(history, Path(tmp) / f"trial-{trial.number}-curve.png",
-                                 f"trial {trial.number}")
         config = Path(tmp) / f"trial-{trial.number}.json"
         config.write_text(json.dumps(export, indent=2) + "\n", encoding="utf-8")
-        for path, mimetype in ((png, "image/png"), (config, "application/json")):
+        files = [(config, "application/json")]
+        if history is not None:
+            png = learning_curve_png(history, Path(tmp) / f"trial-{trial.number}-curve.png",
+                                     f"trial {trial.number}")
+            files.insert(0, (png, "image/png"))
+        for path, mimetype in files:
             upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial,
                             mimetype=mimetype)

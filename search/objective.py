@@ -39,12 +39,22 @@ from .training import Folds, cross_validate, metric_value, predict_latency_ms, t
 logger = logging.getLogger(__name__)
 
 REPORT_WRITE_SECONDS = 2.0  # how long a trial's reported values may wait to be written
+# [artifacts] curves = "budget": a worker's learning-curve PNGs take at most this share of
+# the time it trained; the first one's cost (matplotlib's load, then the drawing) is
+# estimated until one is drawn, then each is expected to cost what the last one did
+CURVE_SHARE = 0.1
+FIRST_CURVE_SECONDS = 0.45
 
 
 class Objective:
     """Trains one trial. With an artifact store, a trial that completes as the study's
-    new best also gets its learning-curve PNG and its exported config attached (shown
-    by the dashboard).
+    new best also gets its exported config attached (shown by the dashboard), and its
+    learning-curve PNG as ``[artifacts] curves`` says: for every new best, for none, or
+    (``budget``, the default) while this worker's PNGs take at most ``CURVE_SHARE`` of
+    the time it trained. A PNG costs ~50 ms to draw and ~0.4 s to load matplotlib, once
+    per worker: on a small table, whose trials train for a few ms, drawing every new
+    best's was a fifth of a study's time (``bench/tiny.py``). ``nnsearch train`` and
+    ``report`` draw curves on demand.
     """
 
     def __init__(self, spec: StudySpec, data: Dataset, url: StorageURL,
@@ -65,6 +75,9 @@ class Objective:
         self.worker = record.worker_id()
         self.first_prunable = spec.first_prunable_step()
         self.last_epoch: float = math.inf  # this trial's, once sampled
+        self.trained_seconds = 0.0  # this worker's training so far (its trials' seconds)
+        self.curve_seconds = 0.0  # and its learning-curve PNGs'
+        self.curve_cost = FIRST_CURVE_SECONDS  # what the next PNG is expected to take
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         self._timed_out = False
@@ -84,7 +97,7 @@ class Objective:
         network, training = build_configs(values, data.n_features, data.n_outputs, data.task,
                                           seed)
         self._check_size(trial, network)
-        with_retry(partial(own_trial.flush, trial), "record the trial")  # training starts
+        with_retry(partial(own_trial.training_starts, trial), "record the trial")
         # After the last epoch pruning saves nothing, except with folds: the others.
         self.last_epoch = math.inf if data.n_folds else int(training["epochs"]) - 1
         if data.n_folds:
@@ -93,6 +106,7 @@ class Objective:
         net, history, val_loss, val_score, seconds = train_trial(network, training, data,
                                                                  report)
         value = metric_value(spec.metric, data, val_loss, val_score)
+        self.trained_seconds += seconds
         attrs = record.result_attrs(history, net, seed, seconds)
         attrs[record.VAL_LOSS] = val_loss if math.isfinite(val_loss) else None
         if data.task == "classification":  # whatever the study optimises, show accuracy too
@@ -247,6 +261,7 @@ class Objective:
         folds = cross_validate(network, training, data, spec.metric, after_fold, on_epoch)
         assert folds.net is not None and folds.history is not None
         value = folds.value if folds.values else math.nan
+        self.trained_seconds += folds.seconds
         attrs = record.result_attrs(folds.history, folds.net, seed, folds.seconds)
         loss = float(np.mean(folds.losses)) if folds.losses else math.nan
         attrs[record.VAL_LOSS] = loss if math.isfinite(loss) else None
@@ -263,13 +278,24 @@ class Objective:
             attrs[record.PRUNED_REASON] = reason
         return self._finish(trial, value, attrs, folds.history, reason, folds.net)
 
+    def draws_curve(self) -> bool:
+        """Whether the next new best gets its learning-curve PNG ([artifacts] curves)."""
+        if self.spec.curves != "budget":
+            return self.spec.curves == "every best"
+        return self.curve_seconds + self.curve_cost <= CURVE_SHARE * self.trained_seconds
+
     def _attach_artifacts(self, trial: optuna.Trial, value: float, attrs: dict[str, Any],
                           history: History) -> None:
         try:
             export = build_export(self.spec, trial.study.study_name, self.url, trial.number,
                                   value, trial.params, attrs, self.preprocessing)
             assert self.store is not None
-            upload_trial_artifacts(trial, self.store, history, export)
+            drawn = self.draws_curve()
+            start = time.perf_counter()
+            upload_trial_artifacts(trial, self.store, export, history if drawn else None)
+            if drawn:
+                self.curve_cost = time.perf_counter() - start
+                self.curve_seconds += self.curve_cost
         except OSError as exc:  # a full or unwritable artifact folder must not fail the trial
             logger.warning("trial %d: could not store its artifacts: %s", trial.number, exc)
         except UpdateFinishedTrialError:  # the sweeper ended it (the storage was away)

@@ -13,18 +13,22 @@ a small table's trial that was over a third of the time beyond training
 ``OwnTrial`` is installed on the study's storage object (its methods shadowed on
 the instance, as ``shared_reads`` does). For a trial this process creates, it
 answers ``get_trial`` and the trial's attributes from its own copy, which has every
-write made through it, and keeps those writes back: ``flush`` (the objective calls
-it as training starts) writes them in one transaction, and the trial's final state
-is written in one transaction with whatever came after (its result, constraints,
-artifacts' names, kept-back reports). Heartbeats after the first go straight to the
-storage. A trial taken from the queue (enqueued, a retry) goes Optuna's usual way.
-Where the RDB parts are not there (another storage, or their names moved:
-``_optuna.rdb_of``), nothing is installed and every write goes to the storage.
+write made through it, and keeps those writes back: as training starts (the
+objective calls ``training_starts``) they are written in one transaction with the
+trial's first heartbeat, and the trial's final state is written in one transaction with whatever
+came after (its result, constraints, artifacts' names, kept-back reports). Optuna's
+heartbeat thread beats at the trial's start (that beat goes with the first writes)
+and every interval after: a beat that still finds the first writes kept back (a
+sampler slower than a heartbeat) writes them; later beats go to the storage. A trial
+taken from the queue (enqueued, a retry) goes Optuna's usual way. Where the RDB
+parts are not there (another storage, or their names moved: ``_optuna.rdb_of``),
+nothing is installed and every write goes to the storage.
 
-What keeping writes back costs: until training starts (the few ms of sampling) the
-trial shows without its parameters, worker and heartbeat; a worker that dies then
-leaves a trial that the sweep fails once ``worker.UNCLAIMED_GRACE`` has passed. A
-result and its state are one write: both are stored or neither.
+What keeping writes back costs: until training starts (the few ms of sampling, at
+most a heartbeat interval) the trial shows without its parameters, worker and
+heartbeat; a worker that dies then leaves a trial that the sweep fails once
+``worker.UNCLAIMED_GRACE`` has passed. A result and its state are one write: both
+are stored or neither.
 """
 
 from __future__ import annotations
@@ -33,6 +37,7 @@ import contextlib
 import copy
 import logging
 import threading
+import time
 import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -46,6 +51,8 @@ from ._optuna import RDB, Param, on_created_trials, rdb_of, study_storage, write
 from .shared_reads import shadow
 
 logger = logging.getLogger(__name__)
+
+_FRESH_BEAT_SECONDS = 1.0  # a heartbeat this recent (the first writes') is not written again
 
 _INSTALLED: weakref.WeakKeyDictionary[optuna.storages.BaseStorage, OwnTrial] = \
     weakref.WeakKeyDictionary()
@@ -77,9 +84,9 @@ def write(trial: optuna.Trial, attrs: dict[str, Any],
         own.flush()
 
 
-def flush(trial: optuna.Trial) -> None:
-    """Write what is kept back of ``trial`` now (training starts: the dashboard and the
-    other workers' samplers see its parameters from here on)."""
+def training_starts(trial: optuna.Trial) -> None:
+    """``trial`` starts training: what is kept back of it is written now (the dashboard
+    and the other workers' samplers see its parameters from here on)."""
     own = _INSTALLED.get(trial.storage)
     if own is not None and own.runs(trial):
         own.flush()
@@ -102,6 +109,8 @@ class OwnTrial:
         self._study_id = -1
         self._copy: FrozenTrial | None = None
         self._flushed = False
+        self._beats, self._beat_at = 0, -float("inf")
+        self._heartbeats = storage.get_heartbeat_interval() is not None  # type: ignore[attr-defined]
         self._clear()
         self._distributions: dict[tuple[int, str], BaseDistribution] = {}
         undo_created = on_created_trials(storage, self._created)
@@ -129,7 +138,6 @@ class OwnTrial:
         self._system: dict[str, Any] = {}
         self._user: dict[str, Any] = {}
         self._reports: dict[int, float] = {}
-        self._first_beat = False
 
     def _created(self, study_id: int, trial_id: int, frozen: FrozenTrial) -> None:
         if frozen.state != TrialState.RUNNING:  # enqueued (a retry): not run here yet
@@ -138,6 +146,7 @@ class OwnTrial:
             self._trial_id, self._study_id = trial_id, study_id
             self._copy = copy.deepcopy(frozen)
             self._flushed = False
+            self._beats, self._beat_at = 0, -float("inf")  # the heartbeat thread's calls
             self._clear()
 
     def _own(self, trial_id: int) -> FrozenTrial | None:
@@ -216,11 +225,21 @@ class OwnTrial:
             self._base["set_trial_intermediate_value"](trial_id, step, intermediate_value)
 
     def record_heartbeat(self, trial_id: int) -> None:
+        """Optuna's heartbeat thread, at the trial's start and every interval after: the
+        first beat goes with the trial's first writes, and a beat still finding them kept
+        back (a sampler slower than a heartbeat interval) writes them."""
         with self._lock:
-            if self.holds(trial_id) and not self._flushed:
-                self._first_beat = True  # written with the trial's first writes
-                return
-        self._base["record_heartbeat"](trial_id)
+            own = self.holds(trial_id)
+            if own and not self._flushed:
+                self._beats += 1
+                if self._beats == 1:
+                    return
+            elif own and time.monotonic() - self._beat_at < _FRESH_BEAT_SECONDS:
+                return  # the first writes carried a beat a moment ago
+        if own and not self._flushed:
+            self.flush()
+        else:
+            self._base["record_heartbeat"](trial_id)
 
     def flush(self) -> None:
         """Write what is kept back of the trial, in one transaction."""
@@ -228,13 +247,14 @@ class OwnTrial:
             trial_id = self._trial_id
             if trial_id is None:
                 return
-            if self._params or self._system or self._user or self._reports \
-                    or self._first_beat:
+            beat = not self._flushed and self._heartbeats
+            if self._params or self._system or self._user or self._reports or beat:
                 self.rdb.write(trial_id, params=self._params, system_attrs=self._system,
-                               user_attrs=self._user, reports=self._reports,
-                               beat=self._first_beat)
+                               user_attrs=self._user, reports=self._reports, beat=beat)
                 self.transactions += 1
                 self._clear()
+            if beat:
+                self._beat_at = time.monotonic()
             self._flushed = True
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,

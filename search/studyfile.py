@@ -73,6 +73,8 @@ def _is(value: Any, kind: str) -> bool:
 MAX_FOLDS = 20
 GRACE_FRACTION = 0.1  # budget.grace's default, as a fraction of the timeout
 MAX_RECHECK = 20  # trials re-checked, and extra seeds each
+# [artifacts] curves: which new bests get their learning-curve PNG (see objective.py)
+CURVES = ("budget", "every best", "none")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # it names files (NAME-best.json)
 
 SECTIONS: dict[str, tuple[str, ...]] = {
@@ -84,6 +86,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
              "drop", "categorical", "folds"),
     "budget": ("trials", "timeout", "grace", "target", "stall"),
     "selection": ("recheck", "seeds"),
+    "artifacts": ("curves",),
     "enqueue": (),  # [[enqueue]]: a list of tables, checked by enqueue.to_params
     "space": (),  # checked by space.parse_param
 }
@@ -113,6 +116,7 @@ class StudySpec:
     extra_metrics: tuple[str, ...] = ()  # more objectives after metric: a multi-objective study
     max_params: int | None = None  # [constraints]: a trial beyond one is infeasible
     max_latency_ms: float | None = None
+    curves: str = "budget"  # [artifacts] curves: which new bests get a learning-curve PNG
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -202,18 +206,20 @@ class StudySpec:
                if self.recheck else {}),
             **({"enqueue": [dict(t) for t in self.enqueue]} if self.enqueue else {}),
             **({"constraints": self.constraints} if self.constraints else {}),
+            **({"artifacts": {"curves": self.curves}} if self.curves != "budget" else {}),
         }
 
 
 def definition_changes(stored: dict[str, Any], current: dict[str, Any]) -> list[str]:
     """What differs between two definitions (``StudySpec.to_dict()``), as ``key: old -> new``.
 
-    The budget and the selection are left out: running a study longer, or re-checking
-    its best trials, does not change what its trials are.
+    The budget, the selection and the artifacts are left out: running a study longer,
+    re-checking its best trials or drawing their curves does not change what its trials
+    are.
     """
     changes = []
     for section in dict.fromkeys([*stored, *current]):
-        if section in ("budget", "selection"):
+        if section in ("budget", "selection", "artifacts"):
             continue
         if section == "enqueue":  # a list of tables
             old, new = stored.get(section, _UNSET), current.get(section, _UNSET)
@@ -368,6 +374,11 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
         raise UsageError(f"{where}: selection.seeds must be in [1, {MAX_RECHECK}], but got "
                          f"{seeds}.")
 
+    curves = _get(raw.get("artifacts", {}), "artifacts.curves", where, str, "budget")
+    if curves not in CURVES:
+        raise UsageError(f"{where}: artifacts.curves must be one of "
+                         f"{', '.join(repr(c) for c in CURVES)}, but got {curves!r}.")
+
     space = {key: parse_param(key, value, where) for key, value in raw.get("space", {}).items()}
     check_conditions(space, where)
     enqueue = tuple(raw.get("enqueue", ()))
@@ -382,7 +393,7 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
                      grace=float(grace) if grace is not None else None, enqueue=enqueue,
                      target=float(target) if target is not None else None, stall=stall,
                      recheck=recheck, recheck_seeds=seeds, extra_metrics=tuple(objectives[1:]),
-                     max_params=max_params, max_latency_ms=max_latency,
+                     max_params=max_params, max_latency_ms=max_latency, curves=curves,
                      path=path.resolve() if path is not None else None)
     spec.enqueued_params(where)  # each [[enqueue]] table is checked now, not at create
     return spec

@@ -24,9 +24,11 @@ CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
 
 @pytest.fixture(scope="module")
 def study(tmp_path_factory):
-    """A finished 12-trial iris study (artifacts attached by the workers)."""
+    """A finished 12-trial iris study (artifacts attached by the workers: every new best
+    its curve, which by default only trials long enough to pay for it get)."""
     tmp = tmp_path_factory.mktemp("dash")
     path = write_study(tmp / "small.toml", trials=12, epochs=15)
+    path.write_text(path.read_text() + '\n[artifacts]\ncurves = "every best"\n')
     res = run_cli("run", str(path), "--workers", "2", cwd=tmp)
     assert res.returncode == 0, res.stderr
     return tmp, path

@@ -3,6 +3,8 @@ exactly as Optuna's one-write-per-change path stores it."""
 
 from __future__ import annotations
 
+import time
+
 import optuna
 import pytest
 import sqlalchemy
@@ -37,7 +39,7 @@ def objective(trial: optuna.Trial, seen: dict | None = None) -> float:
     own_trial.write(trial, {"worker": "w1", "shape": [n, 2]})
     trial.set_user_attr("direct", True)
     trial.set_constraint("size", n - 3.0)
-    own_trial.flush(trial)
+    own_trial.training_starts(trial)
     if seen is not None:  # what another process sees once training starts
         other = elsewhere(trial.study._storage._backend, trial.study.study_name)
         seen["during"] = other.trials[trial.number]
@@ -109,7 +111,7 @@ def test_a_trial_a_sweeper_ended_meanwhile_is_left_as_the_sweeper_left_it(storag
 
     def swept(trial: optuna.Trial) -> float:
         trial.suggest_float("x", 0, 1)
-        own_trial.flush(trial)
+        own_trial.training_starts(trial)
         other = elsewhere(storage, "s")
         other._storage.set_trial_state_values(other.trials[0]._trial_id, TrialState.FAIL)
         own_trial.write(trial, {"result": 1})
@@ -130,3 +132,27 @@ def test_enqueued_trials_and_other_storages_go_optuna_s_way(storage):
     assert own.transactions == 0 and study.trials[0].params["x"] == 0.5
     assert study.trials[0].user_attrs["result"] == 0.5
     assert own_trial.own_trials(optuna.create_study()) is None  # in memory: nothing to do
+
+
+def test_a_sampler_slower_than_a_heartbeat_has_its_trial_written_by_the_next_beat(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}",
+                                         heartbeat_interval=1)
+    study = optuna.create_study(study_name="s", storage=storage)
+    own_trial.own_trials(study)
+    study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)  # x is known now
+    seen = []
+
+    def slow(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0, 1)
+        own_trial.write(trial, {"worker": "w1"})
+        other = elsewhere(storage, "s")
+        seen.append(other.trials[1])  # kept back
+        time.sleep(1.6)  # sampling on: the thread beats again at 1 s
+        seen.append(other.trials[1])
+        return 1.0
+
+    study.optimize(slow, n_trials=1)
+    assert (seen[0].params, seen[0].user_attrs) == ({}, {})
+    assert "x" in seen[1].params and seen[1].user_attrs == {"worker": "w1"}
+    assert heartbeats(storage) == 1  # (the first trial ended before any flush: none)
+    storage.engine.dispose()
