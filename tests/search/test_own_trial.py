@@ -13,10 +13,11 @@ from optuna.trial import TrialState
 from nnsearch.search import own_trial
 
 
-@pytest.fixture
-def storage(tmp_path):
-    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}",
-                                         heartbeat_interval=60)
+@pytest.fixture(params=["sqlite", "postgresql"])
+def storage(request, tmp_path):
+    url = f"sqlite:///{tmp_path / 's.db'}" if request.param == "sqlite" \
+        else request.getfixturevalue("pg_url")
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=60)
     yield storage
     storage.engine.dispose()
 
@@ -70,7 +71,9 @@ def test_a_trial_is_stored_as_optuna_stores_it_in_two_transactions(storage):
     assert own.transactions == 3 * 2, "training starts, and the result with its state"
     for a, b in zip(plain.trials, elsewhere(storage, "kept").trials, strict=True):
         assert comparable(a) == comparable(b)
-        assert b.datetime_complete is not None and b.constraints == a.constraints
+        assert b.constraints == a.constraints
+        # stored in Optuna's convention (naive UTC, read back as local time)
+        assert abs((b.datetime_complete - a.datetime_complete).total_seconds()) < 60
     during = seen["during"]
     assert during.state == TrialState.RUNNING and set(during.params) == {"x", "n", "act"}
     assert during.user_attrs == {"worker": "w1", "shape": during.user_attrs["shape"],
