@@ -1,7 +1,7 @@
 """Every private Optuna name nnsearch uses, behind a function with a public fallback.
 
 A private path is kept only where a bench measured that it saves at least 1% of a
-trial, or where no public name exists. Seven are in use:
+trial, or where no public name exists. Eight are in use:
 
 - the logger Optuna reports a failed trial on, which lets ``quiet_failed_trials``
   drop expected failures wherever Optuna's records go; its fallback filters the
@@ -22,6 +22,9 @@ trial, or where no public name exists. Seven are in use:
 - ``throttle_stale_checks``: Optuna's query for stale heartbeats, asked before every
   trial (``_get_stale_trial_ids``, ~0.7 ms: 2.5% of a small trial), made at most once
   a second. Its fallback is a query per trial;
+- ``note_saver``: optuna-dashboard's ``save_note`` loaded from its module alone, not
+  through the package's ``__init__`` (its web app, scikit-learn and SciPy: ~1.1 s of
+  CPU in ``create`` and beside ``run``'s first trials). Its fallback is the import;
 - ``on_created_trials``: the trial as ``RDBStorage._create_new_trial`` made it, for the
   trial ``own_trial.OwnTrial`` keeps (Optuna read it back at once, ~2 ms). Its
   fallback is no ``OwnTrial``;
@@ -49,6 +52,7 @@ from __future__ import annotations
 
 import datetime
 import functools
+import importlib.util
 import json
 import logging
 import sqlite3
@@ -56,6 +60,7 @@ import time
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import optuna
@@ -344,6 +349,39 @@ def throttle_stale_checks(storage: optuna.storages.BaseStorage,
     return undo
 
 
+@functools.cache
+def note_saver() -> Callable[[optuna.Study, str], None]:
+    """optuna-dashboard's ``save_note``, loaded from its own module alone
+    (``optuna_dashboard/_note.py``, which imports only Optuna): the package's
+    ``__init__`` imports its whole web app, and with it scikit-learn and SciPy (through
+    Optuna's importance module), ~1.1 s of CPU that ``run`` spent beside its first
+    trials. Its fallback is the public import."""
+    try:
+        package = importlib.util.find_spec("optuna_dashboard")
+        assert package is not None and package.submodule_search_locations
+        path = Path(next(iter(package.submodule_search_locations))) / "_note.py"
+        spec = importlib.util.spec_from_file_location("nnsearch_dashboard_note", path)
+        assert spec is not None and spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        save: Callable[[optuna.Study, str], None] = module.save_note
+        return save
+    except Exception:
+        from optuna_dashboard import save_note
+
+        return save_note
+
+
+def _note_saver_works() -> bool:
+    from optuna_dashboard import get_note
+
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    body = "# a note\n" + "x" * 5000  # longer than one system attribute
+    note_saver()(study, body)
+    return note_saver.__wrapped__() is not None and get_note(study) == body \
+        and "optuna_dashboard" not in getattr(note_saver(), "__module__", "")
+
+
 def study_storage(study: optuna.Study) -> optuna.storages.BaseStorage | None:
     """The storage object a study reads its trials through (Optuna's cache in front of an
     RDB storage), where ``SharedReads`` goes; None if the name moved (no sharing)."""
@@ -416,6 +454,8 @@ def private_names_in_use() -> dict[str, bool]:
             "parameter, value and heartbeat writes)": _whole_trial_works(),
             "constraint attribute names": _constraints_round_trip(),
             "the stale-trial query (RDBStorage._get_stale_trial_ids)": _throttle_works(),
+            "optuna-dashboard's note module alone (optuna_dashboard/_note.py)":
+                _note_saver_works(),
             "the study's storage object (Study._storage)": _study_storage_is_the_trials()}
 
 

@@ -16,6 +16,7 @@ from typing import Any
 import optuna
 
 from . import record
+from ._optuna import note_saver
 from .cache import cache_dir, cached_data, store_cached
 from .data import Dataset
 from .enqueue import check_sizes, enqueue_all
@@ -231,8 +232,7 @@ def needs_note(opened: OpenStudy) -> bool:
 
 def _set_note(study: optuna.Study, spec: StudySpec, summary: str) -> None:
     try:
-        from optuna_dashboard import save_note
-        save_note(study, study_note(spec, summary))
+        note_saver()(study, study_note(spec, summary))
         study.set_user_attr(NOTE_ATTR, True)
     except Exception as exc:  # the note is a nicety; never fail a create over it
         logger.info("could not save the study's dashboard note: %s", exc)
