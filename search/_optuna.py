@@ -58,6 +58,7 @@ import logging
 import sqlite3
 import time
 import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -272,9 +273,16 @@ class RDB:
         return True
 
 
+_RDBS: weakref.WeakKeyDictionary[optuna.storages.RDBStorage, RDB] = \
+    weakref.WeakKeyDictionary()  # one per storage: its statements are built once
+
+
 def rdb_of(storage: optuna.storages.BaseStorage) -> RDB | None:
     """The RDB parts behind ``storage`` (Optuna wraps an RDB storage in a cache), or None
     where the one-transaction writes do not apply or their names have moved."""
+    known = _RDBS.get(getattr(storage, "_backend", storage))  # type: ignore[arg-type]
+    if known is not None:
+        return known
     try:
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
@@ -298,7 +306,8 @@ def rdb_of(storage: optuna.storages.BaseStorage) -> RDB | None:
     def session(ignore_integrity_error: bool = True) -> Any:
         return _create_scoped_session(session_maker, ignore_integrity_error)
 
-    return RDB(backend, models, session, dialect)
+    rdb = _RDBS[backend] = RDB(backend, models, session, dialect)
+    return rdb
 
 
 def on_created_trials(storage: optuna.storages.BaseStorage,

@@ -8,9 +8,10 @@ not the question), and on a small table's trial these reads were over half of
 the time beyond training (``bench/tiny.py``).
 
 ``SharedReads`` answers a read from the last one for ``window`` seconds. The view
-it gives is a moment old at most, and never older than the last trial this
-process ended (its next read starts afresh), nor than ``expire()``, which the
-worker calls where a count must be exact (under the trial lock, before a sweep).
+it gives is a moment old at most, and never older than ``expire()``, which the
+worker calls as each of its trials starts (the sampler's read then sees every trial
+finished before it, its own last one included) and where a read must be exact (the
+stops, a count by read, a waiting trial to take, a sweep).
 A trial this process has just created may be missing from it: Optuna's readers
 during a trial (the sampler, the pruner) leave the running trial out anyway.
 What a moment-old view can cost: the pruner or the sampler does not yet see a
@@ -78,9 +79,7 @@ class SharedReads:
         self._trials: dict[int, list[FrozenTrial]] = {}  # study id -> all its trials
         self._read_at: dict[int, float] = {}
         self._read = storage.get_all_trials
-        self._set_state = storage.set_trial_state_values
-        self._undo = [shadow(storage, "get_all_trials", self.get_all_trials),
-                      shadow(storage, "set_trial_state_values", self.set_trial_state_values)]
+        self._undo = [shadow(storage, "get_all_trials", self.get_all_trials)]
 
     def remove(self) -> None:
         for undo in reversed(self._undo):
@@ -103,10 +102,3 @@ class SharedReads:
         if states is not None:
             trials = [t for t in trials if t.state in states]
         return copy.deepcopy(trials) if deepcopy else list(trials)
-
-    def set_trial_state_values(self, trial_id: int, state: TrialState,
-                               values: Any = None) -> bool:
-        try:
-            return self._set_state(trial_id, state, values)
-        finally:
-            self.expire()

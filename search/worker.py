@@ -21,6 +21,7 @@ import re
 import signal
 import threading
 import time
+from collections.abc import Callable
 from dataclasses import dataclass
 from types import FrameType
 
@@ -86,12 +87,14 @@ _STATE_FIELDS = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
                  TrialState.WAITING: "waiting"}
 
 
-def count_states(study: optuna.Study) -> Counts:
+def count_states(study: optuna.Study, fresh: Callable[[], None] | None = None) -> Counts:
     """This study's own trials by state, priors left out: one COUNT query on an RDB
     storage (under the trial lock: see ``_optuna.count_by_state``), else a read of the
-    trials (Optuna's cache reads only the trials that changed)."""
+    trials (Optuna's cache reads only the trials that changed), after ``fresh()``."""
     counted = count_by_state(study, record.PRIOR)
     if counted is None:
+        if fresh is not None:
+            fresh()
         return count_trials(study.get_trials(deepcopy=False))
     counts = Counts()
     for state, n in counted.items():
@@ -218,8 +221,8 @@ class Worker:
             self.objective.time_limit = f"the time limit ({timeout:g} s + {grace:g} s grace)"
         self.trials_run = 0
         self.failed = False  # whether the last trial failed (set by _guarded)
-        # the trial it runs is kept in this process (its writes in two transactions);
-        # then one read of the trials serves a moment (it wraps the first's state write)
+        # the trial it runs is kept in this process (its writes in two transactions),
+        # and one read of the trials serves a moment
         self.own = own_trial.own_trials(self.study)
         self.reads = share_reads(self.study)
         storage = study_storage(self.study)
@@ -250,13 +253,15 @@ class Worker:
         exact = self.lock is not None and self.lock.exact
         self.failed = True  # until the objective returns or prunes (no callback reads it back)
         self._release()  # the trial exists: the next worker may count and create its own
-        if not exact and self.budget is not None:
-            self.reads.expire()  # who came first, as the storage has it now
-            if trials_ahead(self.study, trial.number) >= self.budget:
-                trial.set_user_attr(record.SURPLUS, True)
-                trial.set_user_attr(record.FAIL_REASON, f"surplus: the budget of "
-                                    f"{self.budget} trials was already taken by other workers")
-                raise Surplus()
+        # The sampler's read (outside the lock) sees every trial finished before this one.
+        self.reads.expire()
+        # (who came first, as the storage has it: the view was just expired)
+        if not exact and self.budget is not None \
+                and trials_ahead(self.study, trial.number) >= self.budget:
+            trial.set_user_attr(record.SURPLUS, True)
+            trial.set_user_attr(record.FAIL_REASON, f"surplus: the budget of "
+                                f"{self.budget} trials was already taken by other workers")
+            raise Surplus()
         own_trial.write(trial, {record.WORKER: self.objective.worker,
                                 record.WORKER_PROCESS: self.process_tag})
         try:
@@ -283,15 +288,19 @@ class Worker:
         spec = self.opened.spec
         if self.lock is not None:
             self.lock.acquire()
-        self.reads.expire()  # the counts must be exact
         try:
+            if stops.active(spec):
+                self.reads.expire()  # the stops read every trial, as the storage has it
             done = with_retry(lambda: stops.why_done(self.study, spec), "check the stops")
             if done is not None:  # it stays done, whatever a running trial does next
                 reason = done
                 with_retry(lambda: stops.mark_done(self.study, spec, reason),
                            "record the stop")
-            counts = with_retry(lambda: count_states(self.study), "count trials") \
-                if self.budget is not None else None
+            # (a COUNT query, or a read after expire: the counts are exact)
+            counts = with_retry(lambda: count_states(self.study, self.reads.expire),
+                                "count trials") if self.budget is not None else None
+            if counts is not None and counts.waiting:
+                self.reads.expire()  # ask takes a waiting trial first: it must see them all
         except BaseException:
             self._release()
             raise
@@ -310,6 +319,7 @@ class Worker:
         free = counts.finished + counts.running < budget or (
             self.lock is None and counts.waiting > 0)
         if not free:
+            self.reads.expire()  # the sweep looks at the running trials as they are
             try:  # one may free up if a trial fails: sweep before letting go of the lock
                 with_retry(lambda: sweep(self.opened, self.retry, self.orphans_seen, None),
                            "sweep")  # (None: this worker holds the lock already)

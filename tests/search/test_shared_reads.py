@@ -46,13 +46,35 @@ def test_the_window_bounds_how_old_a_view_is(study, monkeypatch):
     assert len(study.get_trials()) == 1
 
 
-def test_a_trial_this_process_ends_starts_afresh(study):
-    reads = share_reads(study, window=60)
-    trial = study.ask()  # its own new trial need not be seen: Optuna's reads leave it out
-    reads.expire()
-    assert [t.state for t in study.get_trials()] == [TrialState.RUNNING]
-    study.tell(trial, 1.0)
-    assert [t.state for t in study.get_trials()] == [TrialState.COMPLETE]
+def test_each_trial_a_worker_starts_sees_every_trial_finished_before_it(tmp_path,
+                                                                      monkeypatch):
+    # One read of the trials serves a second, but each trial's sampler (and pruner)
+    # starts from a fresh one: its own last trial, and others', are in it.
+    from nnsearch.search.objective import Objective
+    from nnsearch.search.study import open_study, target_from_args
+    from nnsearch.search.worker import Worker
+    from tests.helpers import run_cli, write_study
+
+    seen = []
+
+    def objective(self, trial):
+        seen.append((trial.number, len(trial.study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE,)))))
+        if trial.number == 2:  # meanwhile, another process adds a finished trial
+            other = optuna.load_study(study_name="small", storage=f"sqlite:///{db}")
+            other.add_trial(optuna.trial.create_trial(value=0.5))
+        return 0.5
+
+    path = write_study(tmp_path / "small.toml", trials=6)
+    db = tmp_path / "small.db"
+    assert run_cli("create", str(path), cwd=tmp_path).returncode == 0
+    target = target_from_args(str(path), None, None)
+    with open_study(target, heartbeat=True, sampler_offset=0) as opened:
+        monkeypatch.setattr(Objective, "__call__", objective)
+        worker = Worker(opened, 6, None)  # the added trial takes number 3, and a slot
+        assert worker.run() == 5
+        assert worker.reads.shared > 0, "reads within a trial were shared"
+    assert seen == [(0, 0), (1, 1), (2, 2), (4, 4), (5, 5)]
 
 
 def test_states_and_copies_are_honoured(study):
