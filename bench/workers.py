@@ -11,7 +11,7 @@
    training time; the table gives the median, against the in-memory median, as
    a share of the median trial time.
 
-Run: python bench/workers.py [--trials 40] [--overhead-trials 30]
+Run: python bench/workers.py [--trials 40] [--overhead-trials 30] (0: throughput only)
 """
 
 from __future__ import annotations
@@ -159,7 +159,15 @@ def main() -> None:
                   f"{r['wall']:>9.1f}{r['per_min_wall']:>19.1f}"
                   f"{r['per_min_wall'] / one['per_min_wall']:>9.2f}x")
         goal = two["per_min"] / one["per_min"] >= 1.85
-        print(f"goal (2 workers >= 1.85x): {'met' if goal else 'NOT met'}\n")
+        print(f"goal (2 workers >= 1.85x): {'met' if goal else 'NOT met'}")
+        from tiny import ceiling
+
+        ceilings = [ceiling() for _ in range(3)]
+        print(f"this host's ceiling, two CPU-bound processes against one (a pure Python "
+              f"loop): median {statistics.median(ceilings):.2f}x "
+              f"({', '.join(f'{c:.2f}' for c in ceilings)})\n")
+        if not args.overhead_trials:
+            return
 
         pg = postgres_url()
         storages: list[tuple[str, Any]] = [("in-memory", None)]
