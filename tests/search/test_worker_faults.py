@@ -171,13 +171,17 @@ def test_postgres_restarted_mid_run_five_times(tmp_path, pg_url_restartable):
         pytest.skip("cannot restart PostgreSQL here: it needs root and pg_ctlcluster")
     for round_ in range(5):
         name = f"slow{round_}"
-        study = slow_study(tmp_path / f"{name}.toml", epochs=15)
+        # trials of ~1 s (several under the suite's load): a run outlasts the restart
+        study = slow_study(tmp_path / f"{name}.toml", epochs=60)
         study.write_text(study.read_text().replace('name = "slow"', f'name = "{name}"'))
         proc = start_run(tmp_path, str(study), "--workers", "4", "--trials", "6",
                          "--storage", pg_url)
         try:
-            wait_for(lambda name=name: count(trials(pg_url, name), TrialState.RUNNING) >= 1,
+            wait_for(lambda name=name, proc=proc: proc.poll() is not None
+                     or count(trials(pg_url, name), TrialState.RUNNING) >= 1,
                      what="a running trial")
+            assert proc.poll() is None, (round_, "the run ended before a trial was seen running",
+                                         proc.communicate()[1][-2000:])
             time.sleep(0.6 * round_)  # from the first trial's start to the middle of the run
             subprocess.run(command, check=True, timeout=120, capture_output=True)
             _out, err = proc.communicate(timeout=400)

@@ -8,10 +8,7 @@ import pytest
 from optuna.trial import TrialState
 
 from tests.helpers import NNSEARCH, cli_env, run_cli, write_study
-from tests.search.worker_runs import (
-    assert_finished_exactly,
-    trials,
-)
+from tests.search.worker_runs import assert_finished_exactly, slow_study, trials
 
 
 # ----- clean runs ---------------------------------------------------------------------------
@@ -50,14 +47,16 @@ def test_eight_workers_on_tiny_trials_create_no_trial_beyond_the_budget(tmp_path
 
 
 def test_standalone_workers_share_one_budget(tmp_path):
-    study = write_study(tmp_path / "small.toml", trials=9, epochs=15)
+    # trials of ~1 s: a worker cannot take all 9 before the others have started
+    study = slow_study(tmp_path / "slow.toml", epochs=40)
+    study.write_text(study.read_text() + "\n[budget]\ntrials = 9\n")
     assert run_cli("create", str(study), cwd=tmp_path).returncode == 0
     procs = [subprocess.Popen([*NNSEARCH, "worker", str(study)],
                               cwd=tmp_path, env=cli_env(), stderr=subprocess.PIPE, text=True)
              for _ in range(3)]
     for p in procs:
         assert p.wait(timeout=300) == 0, p.stderr.read() if p.stderr else ""
-    ts = trials(f"sqlite:///{tmp_path / 'small.db'}", "small")
+    ts = trials(f"sqlite:///{tmp_path / 'slow.db'}", "slow")
     assert_finished_exactly(ts, 9)
     # Each worker process took part (its host:pid is on its trials).
     assert len({t.user_attrs["nnsearch.worker"] for t in ts if t.state != TrialState.FAIL}) >= 2
