@@ -8,10 +8,9 @@ trial, or where no public name exists. Nine are in use:
   handlers of the public ``optuna`` logger (Optuna's own output);
 - ``RDB.write`` (``rdb_of``): many writes on a running trial in one RDB transaction
   (RDBStorage's session and its trial, parameter, value, attribute, intermediate-value
-  and heartbeat models: one lookup of the trial, one multi-row statement per kind on
-  SQLite and PostgreSQL, and the final state as ``set_trial_state_values`` writes it;
-  a parameter the process writes for the first time goes through Optuna's
-  ``_set_trial_param_without_commit``, which checks it against the study's).
+  and heartbeat models: one lookup of the trial, then one prepared upsert per kind, run
+  once per row, on SQLite and PostgreSQL, and the final state as
+  ``set_trial_state_values`` writes it, only on a trial still running).
   ``write_record`` writes a trial's ~17 result attributes so, instead of one commit per
   key through
   ``trial.set_user_attr``. On a default-study digits trial of ~2 s that saves 0.1-0.5%
@@ -33,7 +32,7 @@ trial, or where no public name exists. Nine are in use:
   fallback is no ``OwnTrial``;
 - ``defer_report``: a trial's reported value put where ``trial.should_prune`` looks
   (``Trial._cached_frozen_trial``, as ``trial.report`` does), its write left to the
-  trial's next ``write_record`` transaction (the same RDB models): a small table's
+  trial's next one-transaction write (the same RDB models): a small table's
   trial reports every few ms, and each report was a commit (~12% of its wall time,
   ``bench/tiny.py``). Its fallback is ``trial.report``;
 - how a constraint is named among a trial's system attributes (``constraints:NAME``):
@@ -58,7 +57,6 @@ import logging
 import sqlite3
 import time
 import warnings
-import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -71,10 +69,10 @@ from optuna.distributions import (
     check_distribution_compatibility,
     distribution_to_json,
 )
+from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.exc import IntegrityError
 
 # Where Optuna logs "Trial N failed ..." with the traceback (optuna/study/_optimize.py).
 _FAILED_TRIAL_LOGGER = "optuna.study._optimize"
@@ -193,7 +191,7 @@ class RDB:
             ).group_by(trials.c.state),
             "state": sqlalchemy.select(trials.c.state).where(
                 trials.c.trial_id == sqlalchemy.bindparam("trial_id")),
-            "param": insert(m.TrialParamModel),
+            "param": upsert(m.TrialParamModel, ["trial_id", "param_name"]),
             "system": upsert(m.TrialSystemAttributeModel, ["trial_id", "key"]),
             "user": upsert(m.TrialUserAttributeModel, ["trial_id", "key"]),
             "report": upsert(m.TrialIntermediateValueModel, ["trial_id", "step"]),
@@ -202,7 +200,8 @@ class RDB:
                 m.TrialHeartbeatModel).values(trial_id=sqlalchemy.bindparam("trial_id"),
                                               heartbeat=sqlalchemy.func.now())),
             "finish": trials.update().where(
-                trials.c.trial_id == sqlalchemy.bindparam("id")).values(
+                trials.c.trial_id == sqlalchemy.bindparam("id"),
+                trials.c.state == TrialState.RUNNING).values(
                 state=sqlalchemy.bindparam("state"),
                 datetime_complete=sqlalchemy.bindparam("complete")),
         }
@@ -214,74 +213,73 @@ class RDB:
               state: TrialState | None = None,
               values: Sequence[float] | None = None) -> bool:
         """All of these writes on the running trial in one transaction, with its final
-        ``state`` and ``values`` last if given (as ``storage.set_trial_state_values``:
-        False if the database refused the state, an IntegrityError). ``beat`` is the
-        trial's first heartbeat. Each kind is one statement run once per row."""
+        ``state`` and ``values`` last if given (as ``storage.set_trial_state_values``
+        writes them; UpdateFinishedTrialError if another process ended the trial first,
+        and nothing is written). ``beat`` is the trial's first heartbeat. Each kind is
+        one statement run once per row; each is an upsert, so a write retried after a
+        commit whose answer was lost stores the same."""
         models, backend, st = self.models, self.backend, self.statements
-        try:
-            with self.session(ignore_integrity_error=False) as s:
-                conn = s.connection()
-                # The trial must still be running (locked for a state change, as Optuna
-                # locks it).
-                ask = st["state"].with_for_update() if state is not None else st["state"]
-                found = conn.execute(ask, {"trial_id": trial_id}).scalar_one_or_none()
-                if found is None:
-                    raise KeyError(f"no trial with trial_id {trial_id}")
-                backend.check_trial_is_updatable(trial_id, TrialState[found]
-                                                 if isinstance(found, str) else found)
-                known = []
-                for p in params or ():
-                    if p.previous is None:  # Optuna's write checks it against the study's
-                        backend._set_trial_param_without_commit(
-                            s, trial_id, p.name, p.internal, p.distribution)
-                        s.flush()
-                    else:
-                        check_distribution_compatibility(p.previous, p.distribution)
-                        known.append({"trial_id": trial_id, "param_name": p.name,
-                                      "param_value": p.internal,
-                                      "distribution_json": distribution_to_json(p.distribution)})
-                rows: dict[str, list[dict[str, Any]]] = {"param": known}
-                for kind, attrs in (("system", system_attrs), ("user", user_attrs)):
-                    rows[kind] = [{"trial_id": trial_id, "key": key, "value_json": json.dumps(v)}
-                                  for key, v in (attrs or {}).items()]
-                rows["report"] = []
-                for step, value in (reports or {}).items():
-                    stored, kind = models.TrialIntermediateValueModel \
-                        .intermediate_value_to_stored_repr(value)
-                    rows["report"].append({"trial_id": trial_id, "step": step,
-                                           "intermediate_value": stored,
-                                           "intermediate_value_type": kind})
-                rows["beat"] = [{"trial_id": trial_id}] if beat else []
-                rows["value"] = []
-                for objective, value in enumerate(values or () if state else ()):
-                    stored, kind = models.TrialValueModel.value_to_stored_repr(value)
-                    rows["value"].append({"trial_id": trial_id, "objective": objective,
-                                          "value": stored, "value_type": kind})
-                for kind, items in rows.items():
-                    if items:
-                        conn.execute(st[kind], items)
-                if state is not None:  # as RDBStorage.set_trial_state_values, for a finish
-                    assert state.is_finished()
-                    # (stored as naive UTC, as Optuna's trial model stores its times)
-                    complete = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
-                    conn.execute(st["finish"], {"id": trial_id, "state": state,
-                                                "complete": complete})
-        except IntegrityError:
-            if state is None:
-                raise
-            return False
+        with self.session(ignore_integrity_error=False) as s:
+            conn = s.connection()
+            # The trial must still be running (on PostgreSQL locked for the state change,
+            # as Optuna locks it; the finish below checks again, in its own statement).
+            ask = st["state"].with_for_update() if state is not None else st["state"]
+            found = conn.execute(ask, {"trial_id": trial_id}).scalar_one_or_none()
+            if found is None:
+                raise KeyError(f"no trial with trial_id {trial_id}")
+            backend.check_trial_is_updatable(trial_id, TrialState[found]
+                                             if isinstance(found, str) else found)
+            known = []
+            for p in params or ():
+                if p.previous is None:  # Optuna's write checks it against the study's
+                    backend._set_trial_param_without_commit(
+                        s, trial_id, p.name, p.internal, p.distribution)
+                    s.flush()
+                else:
+                    check_distribution_compatibility(p.previous, p.distribution)
+                    known.append({"trial_id": trial_id, "param_name": p.name,
+                                  "param_value": p.internal,
+                                  "distribution_json": distribution_to_json(p.distribution)})
+            rows: dict[str, list[dict[str, Any]]] = {"param": known}
+            for kind, attrs in (("system", system_attrs), ("user", user_attrs)):
+                rows[kind] = [{"trial_id": trial_id, "key": key, "value_json": json.dumps(v)}
+                              for key, v in (attrs or {}).items()]
+            rows["report"] = []
+            for step, value in (reports or {}).items():
+                stored, kind = models.TrialIntermediateValueModel \
+                    .intermediate_value_to_stored_repr(value)
+                rows["report"].append({"trial_id": trial_id, "step": step,
+                                       "intermediate_value": stored,
+                                       "intermediate_value_type": kind})
+            rows["beat"] = [{"trial_id": trial_id}] if beat else []
+            rows["value"] = []
+            for objective, value in enumerate(values or () if state else ()):
+                stored, kind = models.TrialValueModel.value_to_stored_repr(value)
+                rows["value"].append({"trial_id": trial_id, "objective": objective,
+                                      "value": stored, "value_type": kind})
+            for kind, items in rows.items():
+                if items:
+                    conn.execute(st[kind], items)
+            if state is not None:  # as RDBStorage.set_trial_state_values, for a finish
+                assert state.is_finished()
+                # (stored as naive UTC, as Optuna's trial model stores its times)
+                complete = datetime.datetime.now(datetime.UTC).replace(tzinfo=None)
+                finished = conn.execute(st["finish"], {"id": trial_id, "state": state,
+                                                       "complete": complete})
+                if finished.rowcount != 1:  # ended meanwhile (the check above is no lock
+                    raise UpdateFinishedTrialError(  # on SQLite): the rest rolls back
+                        f"trial id {trial_id} was ended by another process")
         return True
 
 
-_RDBS: weakref.WeakKeyDictionary[optuna.storages.RDBStorage, RDB] = \
-    weakref.WeakKeyDictionary()  # one per storage: its statements are built once
+_RDB_ATTR = "nnsearch_rdb"  # one RDB per storage, kept on it: its statements built once
 
 
 def rdb_of(storage: optuna.storages.BaseStorage) -> RDB | None:
     """The RDB parts behind ``storage`` (Optuna wraps an RDB storage in a cache), or None
     where the one-transaction writes do not apply or their names have moved."""
-    known = _RDBS.get(getattr(storage, "_backend", storage))  # type: ignore[arg-type]
-    if known is not None:
+    known = vars(getattr(storage, "_backend", storage)).get(_RDB_ATTR)
+    if isinstance(known, RDB):
         return known
     try:
         from optuna.storages._rdb import models
@@ -306,7 +304,8 @@ def rdb_of(storage: optuna.storages.BaseStorage) -> RDB | None:
     def session(ignore_integrity_error: bool = True) -> Any:
         return _create_scoped_session(session_maker, ignore_integrity_error)
 
-    rdb = _RDBS[backend] = RDB(backend, models, session, dialect)
+    rdb = RDB(backend, models, session, dialect)
+    setattr(backend, _RDB_ATTR, rdb)
     return rdb
 
 
@@ -341,8 +340,9 @@ def throttle_stale_checks(storage: optuna.storages.BaseStorage,
     """Optuna's optimize asks the storage for stale trials (a query) before every trial;
     answer the asks within ``window`` seconds of the last query with none (that query's
     were failed by the call that made it). A heartbeat goes stale only after a grace of
-    twice its interval, so this delays no sweep that matters. Returns the undo, or None
-    where the name (``_get_stale_trial_ids``) has moved: every ask queries."""
+    several intervals (nnsearch: three), so this delays no sweep that matters. Returns
+    the undo, or None where the name (``_get_stale_trial_ids``) has moved: every ask
+    queries."""
     query = getattr(storage, "_get_stale_trial_ids", None)
     if query is None:
         return None

@@ -35,10 +35,10 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import json
 import logging
 import threading
 import time
-import weakref
 from collections.abc import Callable, Sequence
 from typing import Any
 
@@ -54,8 +54,12 @@ logger = logging.getLogger(__name__)
 
 _FRESH_BEAT_SECONDS = 1.0  # a heartbeat this recent (the first writes') is not written again
 
-_INSTALLED: weakref.WeakKeyDictionary[optuna.storages.BaseStorage, OwnTrial] = \
-    weakref.WeakKeyDictionary()
+_ATTR = "nnsearch_own_trial"  # where an OwnTrial is found on the storage object it is on
+
+
+def _installed(storage: optuna.storages.BaseStorage) -> OwnTrial | None:
+    own = vars(storage).get(_ATTR)
+    return own if isinstance(own, OwnTrial) else None
 
 
 def own_trials(study: optuna.Study) -> OwnTrial | None:
@@ -65,7 +69,7 @@ def own_trials(study: optuna.Study) -> OwnTrial | None:
     rdb = rdb_of(storage) if storage is not None else None
     if storage is None or rdb is None:
         return None
-    return _INSTALLED.get(storage) or OwnTrial(storage, rdb)
+    return _installed(storage) or OwnTrial(storage, rdb)
 
 
 def write(trial: optuna.Trial, attrs: dict[str, Any],
@@ -73,7 +77,7 @@ def write(trial: optuna.Trial, attrs: dict[str, Any],
     """Write ``attrs`` and the kept-back ``reports`` (emptied once taken) on the running
     ``trial``: with its other kept-back writes where an ``OwnTrial`` holds it (at once
     with ``now``), else at once in one transaction (``_optuna.write_record``)."""
-    own = _INSTALLED.get(trial.storage)
+    own = _installed(trial.storage)
     if own is None or not own.runs(trial):
         write_record(trial, attrs, reports)
         return
@@ -82,14 +86,17 @@ def write(trial: optuna.Trial, attrs: dict[str, Any],
         reports.clear()
     if now:
         own.flush()
+    else:
+        own.training = False  # the trial's result: what follows waits for its state
 
 
 def training_starts(trial: optuna.Trial) -> None:
     """``trial`` starts training: what is kept back of it is written now (the dashboard
     and the other workers' samplers see its parameters from here on)."""
-    own = _INSTALLED.get(trial.storage)
+    own = _installed(trial.storage)
     if own is not None and own.runs(trial):
         own.flush()
+        own.training = True
 
 
 _SHADOWED = ("get_trial", "get_trial_system_attrs", "get_trial_user_attrs",
@@ -104,6 +111,8 @@ class OwnTrial:
         self.storage = storage
         self.rdb = rdb
         self.transactions = 0  # the writes it made of its trials (for tests and benches)
+        self.lost = False  # whether the last trial was ended by a sweeper before its state
+        self.training = False  # between training_starts and the trial's result
         self._lock = threading.Lock()  # Optuna's heartbeat thread writes through it too
         self._trial_id: int | None = None
         self._study_id = -1
@@ -119,12 +128,12 @@ class OwnTrial:
         for name in _SHADOWED:
             self._base[name] = getattr(storage, name)
             self._undo.append(shadow(storage, name, getattr(self, name)))
-        _INSTALLED[storage] = self
+        setattr(storage, _ATTR, self)
 
     def remove(self) -> None:
         for undo in reversed(self._undo):
             undo()
-        _INSTALLED.pop(self.storage, None)
+        vars(self.storage).pop(_ATTR, None)
 
     def holds(self, trial_id: int) -> bool:
         return trial_id == self._trial_id
@@ -146,6 +155,7 @@ class OwnTrial:
             self._trial_id, self._study_id = trial_id, study_id
             self._copy = copy.deepcopy(frozen)
             self._flushed = False
+            self.lost = self.training = False
             self._beats, self._beat_at = 0, -float("inf")  # the heartbeat thread's calls
             self._clear()
 
@@ -172,6 +182,8 @@ class OwnTrial:
              reports: dict[int, float] | None = None, shown: Param | None = None) -> None:
         """Keep these writes on the trial this process runs, and show them in its copy
         (``shown``: a parameter already written)."""
+        for value in [*(system_attrs or {}).values(), *(user_attrs or {}).values()]:
+            json.dumps(value)  # a value Optuna would refuse is refused here, not at the end
         with self._lock:
             own = self._copy
             assert own is not None
@@ -206,10 +218,17 @@ class OwnTrial:
         self.keep(param=Param(param_name, param_value_internal, distribution, previous))
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        if self.holds(trial_id):
-            self.keep(system_attrs={key: value})
-        else:
+        if not self.holds(trial_id):
             self._base["set_trial_system_attr"](trial_id, key, value)
+        elif self.training:
+            # While it trains, a pruner's own records (successive halving's rungs) are for
+            # the other workers' pruners to see: written at once (and shown in the copy).
+            self._base["set_trial_system_attr"](trial_id, key, value)
+            with self._lock:
+                if self._copy is not None:
+                    self._copy.system_attrs[key] = value
+        else:
+            self.keep(system_attrs={key: value})
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         if self.holds(trial_id):
@@ -236,10 +255,14 @@ class OwnTrial:
                     return
             elif own and time.monotonic() - self._beat_at < _FRESH_BEAT_SECONDS:
                 return  # the first writes carried a beat a moment ago
-        if own and not self._flushed:
-            self.flush()
-        else:
+        if not (own and not self._flushed):
             self._base["record_heartbeat"](trial_id)
+            return
+        try:
+            self.flush()
+        except Exception as exc:  # (an error here would end Optuna's heartbeat thread)
+            logger.warning("trial id %d: its first writes not recorded by its heartbeat (%s); "
+                           "trying again at the next", trial_id, exc)
 
     def flush(self) -> None:
         """Write what is kept back of the trial, in one transaction."""
@@ -277,8 +300,8 @@ class OwnTrial:
             # gone) and retries it: its result is dropped. (Raising here would leave
             # Optuna's optimize with a FAIL trial it cannot account for.)
             logger.warning("trial %d was ended by the sweeper before its result was "
-                           "stored (%s); its result is dropped", number,
-                           exc)
+                           "stored (%s); its result is dropped", number, exc)
+            self.lost = True
             return False
         except Exception:
             # the state could not be written (the storage went away): the trial's record

@@ -322,22 +322,33 @@ def queue_writes(engine: sqlalchemy.engine.Engine, lock: Path) -> None:
     workers, 7% of their time went in those sleeps (strace), while the writer they
     waited for held the database for a fraction of a ms. A connection takes the lock
     before its first write (Python's sqlite3 begins a transaction there) and lets go
-    of it as it goes back to the pool, after its commit or rollback. The OS releases it
+    of it as it goes back to the pool, after its commit or rollback; the OS releases it
     with a process that dies. Writers that do not take it (another program) still meet
-    SQLite's own lock."""
+    SQLite's own lock; where the lock file cannot be opened (another user's folder),
+    the write goes on without it.
+
+    The wait has no time limit: a writer stopped in the middle of a transaction (a
+    suspended process) holds every other writer until it goes on or dies, where
+    SQLite's own lock would have failed their writes after ``SQLITE_TIMEOUT``. A thread
+    must not write through two connections to one file at once (it would wait for
+    itself); nnsearch's threads each write through their own session, one at a time."""
     if fcntl is None:
         return
 
     def before_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
         info = conn.connection.info  # kept by the pooled connection across checkouts
-        if _WRITING not in info and statement.lstrip()[:7].upper().startswith(_WRITES):
+        if _WRITING in info or not statement.lstrip()[:7].upper().startswith(_WRITES):
+            return
+        try:
             fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except BaseException:
-                os.close(fd)
-                raise
-            info[_WRITING] = fd
+        except OSError:
+            return  # SQLite's own lock alone
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX)
+        except BaseException:
+            os.close(fd)
+            raise
+        info[_WRITING] = fd
 
     def release(dbapi_connection: Any, record: Any, *_: Any) -> None:
         fd = record.info.pop(_WRITING, None) if record is not None else None
@@ -345,7 +356,7 @@ def queue_writes(engine: sqlalchemy.engine.Engine, lock: Path) -> None:
             os.close(fd)
 
     sqlalchemy.event.listen(engine, "before_cursor_execute", before_execute)
-    for name in ("checkin", "invalidate", "soft_invalidate", "close"):
+    for name in ("checkin", "invalidate", "close"):  # the transaction is over
         sqlalchemy.event.listen(engine, name, release)
 
 

@@ -23,6 +23,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from functools import partial
 from types import FrameType
 
 import optuna
@@ -50,7 +51,7 @@ logger = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_FAILURES = 5
 POLL_SECONDS = 0.5
-STALE_CHECK_SECONDS = 1.0  # Optuna asks before every trial; its grace is 2 heartbeats
+STALE_CHECK_SECONDS = 1.0  # Optuna asks before every trial; stale takes 3 heartbeats
 
 
 class _Done(Exception):
@@ -262,8 +263,9 @@ class Worker:
             trial.set_user_attr(record.FAIL_REASON, f"surplus: the budget of "
                                 f"{self.budget} trials was already taken by other workers")
             raise Surplus()
-        own_trial.write(trial, {record.WORKER: self.objective.worker,
-                                record.WORKER_PROCESS: self.process_tag})
+        with_retry(partial(own_trial.write, trial, {record.WORKER: self.objective.worker,
+                                                     record.WORKER_PROCESS: self.process_tag}),
+                   "record the worker")
         try:
             result = self.objective(trial)
         except Stopped as exc:
@@ -343,6 +345,8 @@ class Worker:
                 finally:
                     self._release()  # if the trial was never created
                 self.trials_run += 1
+                if self.own is not None and self.own.lost:
+                    self.failed = True  # a sweeper ended it first: its result was dropped
                 failures = failures + 1 if self.failed else 0
                 if failures >= MAX_CONSECUTIVE_FAILURES:
                     logger.error("%d trials in a row failed; this worker stops (see the "

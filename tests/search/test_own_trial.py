@@ -159,3 +159,58 @@ def test_a_sampler_slower_than_a_heartbeat_has_its_trial_written_by_the_next_bea
     assert "x" in seen[1].params and seen[1].user_attrs == {"worker": "w1"}
     assert heartbeats(storage) == 1  # (the first trial ended before any flush: none)
     storage.engine.dispose()
+
+
+def test_a_value_optuna_would_refuse_fails_the_trial_where_optuna_did(storage):
+    study = optuna.create_study(study_name="s", storage=storage)
+    own_trial.own_trials(study)
+
+    def bad(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0, 1)
+        own_trial.write(trial, {"not json": object()})
+        return 1.0
+
+    study.optimize(bad, n_trials=1, catch=(TypeError,))  # not the worker's end
+    (trial,) = elsewhere(storage, "s").trials
+    assert trial.state == TrialState.FAIL
+
+
+def test_while_it_trains_a_pruner_s_records_are_written_at_once(storage):
+    study = optuna.create_study(study_name="s", storage=storage)
+    own_trial.own_trials(study)
+    seen = []
+
+    def rungs(trial: optuna.Trial) -> float:
+        trial.suggest_float("x", 0, 1)
+        trial.storage.set_trial_system_attr(trial._trial_id, "before", 1)  # kept
+        own_trial.training_starts(trial)
+        trial.storage.set_trial_system_attr(trial._trial_id, "rung_0", 0.5)  # a pruner's
+        seen.append(elsewhere(storage, "s").trials[0].system_attrs)
+        assert trial.storage.get_trial_system_attrs(trial._trial_id)["rung_0"] == 0.5
+        own_trial.write(trial, {"result": 1})
+        trial.storage.set_trial_system_attr(trial._trial_id, "after", 2)  # kept again
+        seen.append(elsewhere(storage, "s").trials[0].system_attrs)
+        return 1.0
+
+    study.optimize(rungs, n_trials=1)
+    assert seen == [{"before": 1, "rung_0": 0.5}, {"before": 1, "rung_0": 0.5}]
+    assert elsewhere(storage, "s").trials[0].system_attrs == {"before": 1, "rung_0": 0.5,
+                                                             "after": 2}
+
+
+@pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # (ask outside optimize)
+def test_a_heartbeat_that_cannot_write_the_first_writes_does_not_end_the_thread(
+        tmp_path, caplog, monkeypatch):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}",
+                                         heartbeat_interval=60)
+    study = optuna.create_study(study_name="s", storage=storage)
+    own = own_trial.own_trials(study)
+    assert own is not None
+    study.ask()
+    trial_id = study.trials[0]._trial_id
+    monkeypatch.setattr(own.rdb, "write", lambda *a, **k: (_ for _ in ()).throw(
+        OSError("the storage is away")))
+    own.record_heartbeat(trial_id)  # the first beat: kept
+    own.record_heartbeat(trial_id)  # the second: tries to write them, and says so
+    assert "first writes not recorded by its heartbeat (the storage is away)" in caplog.text
+    storage.engine.dispose()
