@@ -66,8 +66,11 @@ def _fmt(value: Any) -> str:
     return f"{value:.6g}" if isinstance(value, float) else str(value)
 
 
-def render_status(status: Status, out: Console, err: Console, as_json: bool = False) -> None:
-    """Print the status: two tables (counts, best trial's params) or one JSON object."""
+def render_status(status: Status, out: Console, err: Console, as_json: bool = False,
+                  summary_follows: bool = False) -> None:
+    """Print the status: two tables (counts, best trial's params) or one JSON object.
+    With ``summary_follows`` (``run``, which ends on a line naming the best trial and its
+    value), the params table is titled by its trial alone."""
     best = status.best
     if as_json:
         data: dict[str, Any] = {"study": status.study, **asdict(status.counts),
@@ -93,8 +96,9 @@ def render_status(status: Status, out: Console, err: Console, as_json: bool = Fa
         return
     if status.objectives:
         out.print(front_table(status.front, status.objectives))
-    params = Table(title=f"the front's best on {status.metric}: trial {best.number} "
-                         f"({best.values[0]:.4f})" if status.objectives else
+    params = Table(title=f"trial {best.number}" if summary_follows else
+                   f"the front's best on {status.metric}: trial {best.number} "
+                   f"({best.values[0]:.4f})" if status.objectives else
                    f"best trial {best.number}: {status.metric}={best.values[0]:.4f}")
     params.add_column("param")
     params.add_column("value", justify="right")

@@ -113,7 +113,7 @@ class RunCommand(Command):
 
                 rechecked = recheck(opened)
             status = with_retry(lambda: study_status(opened, counts), "read the study")
-            render_status(status, stdout, stderr)
+            render_status(status, stdout, stderr, summary_follows=not supervisor.signum)
             if rechecked:
                 _render_recheck(rechecked, spec.metric, stdout)
             if supervisor.signum:

@@ -37,7 +37,8 @@ def test_help_has_examples(tmp_path, command):
 
 def test_run_ends_with_best_trial_and_export(finished):
     tmp, _study, res = finished
-    assert "best trial" in res.stdout
+    assert res.stdout.count("best trial") == 1, res.stdout  # the closing line, once
+    assert res.stdout.rstrip().splitlines()[-3].startswith("best trial")
     exported = tmp / "small-best.json"
     assert f"exported config: {exported}" in res.stdout
     config = json.loads(exported.read_text())
