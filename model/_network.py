@@ -17,7 +17,14 @@ from typing import Any
 import numpy as np
 
 from ._domains import Domain
-from ._functions import ACTIVATIONS, DERIVATIVES, HEADS, OUTPUT_ALIASES, Head
+from ._functions import (
+    ACTIVATIONS,
+    DERIVATIVES,
+    HEADS,
+    OUTPUT_ALIASES,
+    SIGN_ONLY_DERIVATIVES,
+    Head,
+)
 from ._init import INITIALIZERS
 
 DTYPES = ("float32", "float64")
@@ -107,6 +114,7 @@ class Network:
         self.head: Head = head
         self._act = ACTIVATIONS[activation]
         self._act_grad = DERIVATIVES[activation]
+        self._grad_from_z = activation in SIGN_ONLY_DERIVATIVES
 
         shapes = [(i + 1, o) for i, o in zip(self.layer_sizes[:-1], self.layer_sizes[1:],
                                              strict=True)]
@@ -345,9 +353,9 @@ class Network:
             np.matmul(delta, blocks[i][:-1].T, out=prev)
             if masks:
                 prev *= masks[i - 1]
-                self._act_grad(ws.outputs[i - 1], prev)
-            else:
-                self._act_grad(A[:, :-1], prev)
+                self._act_grad(ws.outputs[i - 1], prev)  # f(Z), kept whole
+            else:  # Z itself where the sign is all the derivative reads, else f(Z)
+                self._act_grad(ws.outputs[i - 1] if self._grad_from_z else A[:, :-1], prev)
             delta = prev
         np.matmul(Xa.T, delta, out=grads[0])
         return loss
