@@ -35,11 +35,12 @@ from sqlalchemy import func, select
 from threadpoolctl import threadpool_limits
 
 from nnsearch.search import record
+from nnsearch.search._optuna import count_by_state
 from nnsearch.search.data import load_data
 from nnsearch.search.objective import Objective
 from nnsearch.search.storage import StorageURL, dispose, open_storage
 from nnsearch.search.studyfile import load_study_file
-from nnsearch.search.worker import count_states, trials_ahead
+from nnsearch.search.worker import count_trials, trials_ahead
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -114,9 +115,11 @@ def time_counts(url: StorageURL, attrs: dict[str, Any], n: int) -> dict[str, flo
     # Like a worker: a study object of its own, whose cache follows the growing study.
     reader = optuna.load_study(study_name=name, storage=storage)
     counters: dict[str, Callable[[int], Any]] = {  # what a worker asks before each trial
-        "private": lambda k: (private_counts(storage, reader),
+        # (the count a worker makes: _optuna.count_by_state, as worker.count_states does)
+        "private": lambda k: (count_by_state(reader, record.PRIOR),
                               private_counts(storage, reader, below=k)),
-        "public": lambda k: (count_states(reader), trials_ahead(reader, k)),
+        "public": lambda k: (count_trials(reader.get_trials(deepcopy=False)),
+                             trials_ahead(reader, k)),
     }
     times: dict[str, list[float]] = {k: [] for k in counters}
     for i in range(n):
