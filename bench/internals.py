@@ -53,7 +53,8 @@ def private_write(storage: RDBStorage, trial: optuna.Trial, attrs: dict[str, Any
     from nnsearch.search._optuna import rdb_of
 
     rdb = rdb_of(trial.storage)
-    assert rdb is not None and rdb.write(trial._trial_id, user_attrs=attrs)
+    assert rdb is not None
+    rdb.write(trial._trial_id, user_attrs=attrs)
 
 
 def private_counts(storage: RDBStorage, study: optuna.Study,

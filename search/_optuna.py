@@ -10,7 +10,8 @@ trial, or where no public name exists. Nine are in use:
   (RDBStorage's session and its trial, parameter, value, attribute, intermediate-value
   and heartbeat models: one lookup of the trial, then one prepared upsert per kind, run
   once per row, on SQLite and PostgreSQL, and the final state as
-  ``set_trial_state_values`` writes it, only on a trial still running).
+  ``set_trial_state_values`` writes it, only on a trial still running; a parameter is
+  kept back once Optuna's own write of it has checked it against the study's).
   ``write_record`` writes a trial's ~17 result attributes so, instead of one commit per
   key through
   ``trial.set_user_attr``. On a default-study digits trial of ~2 s that saves 0.1-0.5%
@@ -64,11 +65,7 @@ from typing import Any
 
 import optuna
 import sqlalchemy
-from optuna.distributions import (
-    BaseDistribution,
-    check_distribution_compatibility,
-    distribution_to_json,
-)
+from optuna.distributions import BaseDistribution, distribution_to_json
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
@@ -150,12 +147,12 @@ def defer_report(trial: optuna.Trial, value: float, step: int) -> bool:
 
 @dataclass
 class Param:
-    """A parameter's write, as ``storage.set_trial_param`` takes it."""
+    """A parameter's write, as ``storage.set_trial_param`` takes it (already checked
+    against the study's distribution of it: ``own_trial.OwnTrial.set_trial_param``)."""
 
     name: str
     internal: float
     distribution: BaseDistribution
-    previous: BaseDistribution | None  # this study's distribution of it, where known
 
 
 @dataclass
@@ -211,7 +208,7 @@ class RDB:
               user_attrs: dict[str, Any] | None = None,
               reports: dict[int, float] | None = None, beat: bool = False,
               state: TrialState | None = None,
-              values: Sequence[float] | None = None) -> bool:
+              values: Sequence[float] | None = None) -> None:
         """All of these writes on the running trial in one transaction, with its final
         ``state`` and ``values`` last if given (as ``storage.set_trial_state_values``
         writes them; UpdateFinishedTrialError if another process ended the trial first,
@@ -229,18 +226,10 @@ class RDB:
                 raise KeyError(f"no trial with trial_id {trial_id}")
             backend.check_trial_is_updatable(trial_id, TrialState[found]
                                              if isinstance(found, str) else found)
-            known = []
-            for p in params or ():
-                if p.previous is None:  # Optuna's write checks it against the study's
-                    backend._set_trial_param_without_commit(
-                        s, trial_id, p.name, p.internal, p.distribution)
-                    s.flush()
-                else:
-                    check_distribution_compatibility(p.previous, p.distribution)
-                    known.append({"trial_id": trial_id, "param_name": p.name,
-                                  "param_value": p.internal,
-                                  "distribution_json": distribution_to_json(p.distribution)})
-            rows: dict[str, list[dict[str, Any]]] = {"param": known}
+            rows: dict[str, list[dict[str, Any]]] = {"param": [
+                {"trial_id": trial_id, "param_name": p.name, "param_value": p.internal,
+                 "distribution_json": distribution_to_json(p.distribution)}
+                for p in params or ()]}
             for kind, attrs in (("system", system_attrs), ("user", user_attrs)):
                 rows[kind] = [{"trial_id": trial_id, "key": key, "value_json": json.dumps(v)}
                               for key, v in (attrs or {}).items()]
@@ -269,7 +258,6 @@ class RDB:
                 if finished.rowcount != 1:  # ended meanwhile (the check above is no lock
                     raise UpdateFinishedTrialError(  # on SQLite): the rest rolls back
                         f"trial id {trial_id} was ended by another process")
-        return True
 
 
 _RDB_ATTR = "nnsearch_rdb"  # one RDB per storage, kept on it: its statements built once
@@ -278,7 +266,8 @@ _RDB_ATTR = "nnsearch_rdb"  # one RDB per storage, kept on it: its statements bu
 def rdb_of(storage: optuna.storages.BaseStorage) -> RDB | None:
     """The RDB parts behind ``storage`` (Optuna wraps an RDB storage in a cache), or None
     where the one-transaction writes do not apply or their names have moved."""
-    known = vars(getattr(storage, "_backend", storage)).get(_RDB_ATTR)
+    backend = getattr(storage, "_backend", storage)
+    known = vars(backend).get(_RDB_ATTR)
     if isinstance(known, RDB):
         return known
     try:
@@ -286,7 +275,6 @@ def rdb_of(storage: optuna.storages.BaseStorage) -> RDB | None:
         from optuna.storages._rdb.storage import _create_scoped_session
     except ImportError:
         return None
-    backend = getattr(storage, "_backend", storage)
     if not isinstance(backend, optuna.storages.RDBStorage):
         return None
     session_maker = getattr(backend, "scoped_session", None)
@@ -296,9 +284,7 @@ def rdb_of(storage: optuna.storages.BaseStorage) -> RDB | None:
             or not all(hasattr(models, name) for name in (
                 "TrialModel", "TrialUserAttributeModel", "TrialSystemAttributeModel",
                 "TrialIntermediateValueModel", "TrialHeartbeatModel", "TrialParamModel",
-                "TrialValueModel")) \
-            or not all(hasattr(backend, name) for name in (
-                "_set_trial_param_without_commit", "check_trial_is_updatable")):
+                "TrialValueModel")) or not hasattr(backend, "check_trial_is_updatable"):
         return None
 
     def session(ignore_integrity_error: bool = True) -> Any:
@@ -554,15 +540,14 @@ def _whole_trial_works() -> bool:
             study.ask()
         x = optuna.distributions.FloatDistribution(0.0, 2.0)
         y = optuna.distributions.IntDistribution(0, 3)
-        written = rdb.write(made[0][1], params=[Param("x", 1.5, x, None), Param("y", 2, y, y)],
-                            system_attrs={"s": [1]}, reports={2: 0.5}, beat=True) \
-            and rdb.write(made[0][1], user_attrs={"u": "v"}, state=TrialState.COMPLETE,
-                          values=[0.25])
+        rdb.write(made[0][1], params=[Param("x", 1.5, x), Param("y", 2, y)],
+                  system_attrs={"s": [1]}, reports={2: 0.5}, beat=True)
+        rdb.write(made[0][1], user_attrs={"u": "v"}, state=TrialState.COMPLETE, values=[0.25])
         with storage.engine.connect() as connection:
             beats = connection.execute(sqlalchemy.text(
                 "SELECT count(*) FROM trial_heartbeats")).scalar_one()
         stored = study.trials[0]
-        return written and len(made) == 1 and made[0][2].number == trial.number == 0 \
+        return len(made) == 1 and made[0][2].number == trial.number == 0 \
             and stored.state == TrialState.COMPLETE and stored.values == [0.25] \
             and stored.params == {"x": 1.5, "y": 2} and stored.distributions == {"x": x, "y": y} \
             and stored.system_attrs == {"s": [1]} and stored.user_attrs == {"u": "v"} \

@@ -159,15 +159,11 @@ class OwnTrial:
             self._beats, self._beat_at = 0, -float("inf")  # the heartbeat thread's calls
             self._clear()
 
-    def _own(self, trial_id: int) -> FrozenTrial | None:
-        return self._copy if trial_id == self._trial_id else None
-
     # ----- reads: the trial's own copy ------------------------------------------------
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:
-            own = self._own(trial_id)
-            if own is not None:
-                return copy.deepcopy(own)
+            if self.holds(trial_id) and self._copy is not None:
+                return copy.deepcopy(self._copy)
         return self._base["get_trial"](trial_id)
 
     def get_trial_system_attrs(self, trial_id: int) -> dict[str, Any]:
@@ -211,11 +207,10 @@ class OwnTrial:
                                           distribution)
             if self.holds(trial_id):
                 self._distributions[key] = distribution
-                self.keep(param=None, shown=Param(param_name, param_value_internal,
-                                                  distribution, None))
+                self.keep(shown=Param(param_name, param_value_internal, distribution))
             return
         optuna.distributions.check_distribution_compatibility(previous, distribution)
-        self.keep(param=Param(param_name, param_value_internal, distribution, previous))
+        self.keep(param=Param(param_name, param_value_internal, distribution))
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
         if not self.holds(trial_id):
@@ -292,7 +287,7 @@ class OwnTrial:
             self._trial_id, self._copy = None, None
             self._clear()
         try:
-            done = self.rdb.write(trial_id, params=params, system_attrs=system,
+            self.rdb.write(trial_id, params=params, system_attrs=system,
                                   user_attrs=user, reports=reports, state=state,
                                   values=values)
         except UpdateFinishedTrialError as exc:
@@ -311,4 +306,4 @@ class OwnTrial:
                                user_attrs=user, reports=reports)
             raise
         self.transactions += 1
-        return done
+        return True

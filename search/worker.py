@@ -82,6 +82,10 @@ class Counts:
     def finished(self) -> int:
         return self.complete + self.pruned
 
+    def add(self, state: TrialState, n: int = 1) -> None:
+        name = _STATE_FIELDS[state]
+        setattr(self, name, getattr(self, name) + n)
+
 
 _STATE_FIELDS = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
                  TrialState.FAIL: "failed", TrialState.RUNNING: "running",
@@ -99,8 +103,7 @@ def count_states(study: optuna.Study, fresh: Callable[[], None] | None = None) -
         return count_trials(study.get_trials(deepcopy=False))
     counts = Counts()
     for state, n in counted.items():
-        name = _STATE_FIELDS[state]
-        setattr(counts, name, getattr(counts, name) + n)
+        counts.add(state, n)
     return counts
 
 
@@ -108,10 +111,8 @@ def count_trials(trials: list[FrozenTrial]) -> Counts:
     """``count_states`` of trials already read."""
     counts = Counts()
     for t in trials:
-        if record.is_prior(t):  # another study's: no budget counts it
-            continue
-        name = _STATE_FIELDS[t.state]
-        setattr(counts, name, getattr(counts, name) + 1)
+        if not record.is_prior(t):  # another study's: no budget counts it
+            counts.add(t.state)
     return counts
 
 
