@@ -31,8 +31,36 @@ def _tanh(Z: Array, out: Array) -> None:
     np.tanh(Z, out=out)
 
 
+# NumPy's maximum against a scalar takes a loop ~3x slower per element than against
+# an array while the data is in cache (NumPy 2.4: 3.8 against 1.3 us for 64 x 128
+# float32); from a few million elements on, memory bound, the scalar is as fast.
+ZEROS_MAX = 1 << 21
+_zero_buffers: dict[np.dtype, Array] = {}
+_zero_views: dict[tuple[tuple[int, ...], np.dtype, bool], Array] = {}
+
+
+def _zeros_like(Z: Array) -> Array | float:
+    """A read-only zero array of Z's shape, dtype and order: a view of one buffer per dtype."""
+    key = (Z.shape, Z.dtype, Z.flags.f_contiguous)
+    zeros = _zero_views.get(key)
+    if zeros is None:
+        if Z.size > ZEROS_MAX:
+            return 0.0
+        buf = _zero_buffers.get(Z.dtype)
+        if buf is None or buf.size < Z.size:
+            buf = np.zeros(min(max(Z.size, 2 * (0 if buf is None else buf.size), 1 << 16),
+                               ZEROS_MAX), Z.dtype)
+            buf.flags.writeable = False
+            _zero_buffers[Z.dtype] = buf
+            _zero_views.clear()  # views of the old buffers go with them
+        if len(_zero_views) >= 64:  # shapes come and go (inference on any batch)
+            _zero_views.clear()
+        zeros = _zero_views[key] = buf[:Z.size].reshape(Z.shape, order="F" if key[2] else "C")
+    return zeros
+
+
 def _relu(Z: Array, out: Array) -> None:
-    np.maximum(Z, 0, out=out)
+    np.maximum(Z, _zeros_like(Z), out=out)
 
 
 def _leaky_relu(Z: Array, out: Array) -> None:
@@ -72,11 +100,6 @@ DERIVATIVES: dict[str, Callable[[Array, Array], None]] = {
     "relu": _relu_grad,
     "leaky_relu": _leaky_relu_grad,
 }
-
-# Activations whose derivative reads only the sign of H, which Z shares: given Z itself
-# it is the same (the network passes its contiguous Z buffer rather than H, a strided
-# view beside the bias column: ~1.4 us less per layer and batch of 64 x 128).
-SIGN_ONLY_DERIVATIVES = frozenset({"relu", "leaky_relu"})
 
 EPS = {np.dtype(np.float32): 1e-7, np.dtype(np.float64): 1e-15}
 

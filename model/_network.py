@@ -22,7 +22,6 @@ from ._functions import (
     DERIVATIVES,
     HEADS,
     OUTPUT_ALIASES,
-    SIGN_ONLY_DERIVATIVES,
     Head,
 )
 from ._init import INITIALIZERS
@@ -114,7 +113,6 @@ class Network:
         self.head: Head = head
         self._act = ACTIVATIONS[activation]
         self._act_grad = DERIVATIVES[activation]
-        self._grad_from_z = activation in SIGN_ONLY_DERIVATIVES
 
         shapes = [(i + 1, o) for i, o in zip(self.layer_sizes[:-1], self.layer_sizes[1:],
                                              strict=True)]
@@ -290,13 +288,17 @@ class Network:
     def _workspace(self, n: int) -> _Workspace:
         ws = self._workspaces.get(n)
         if ws is None:
+            # Hidden buffers are column-major: a layer's activations A[:, :-1] (all but
+            # the ones column) are then one contiguous block, so every elementwise
+            # step runs on contiguous memory, and BLAS takes either order as it is.
             inputs = []
             for width in self.layer_sizes[1:-1]:
-                buf = np.empty((n, width + 1), self.dtype)
+                buf = np.empty((n, width + 1), self.dtype, order="F")
                 buf[:, -1] = 1
                 inputs.append(buf)
-            outputs = [np.empty((n, w), self.dtype) for w in self.layer_sizes[1:]]
-            deltas = [np.empty((n, w), self.dtype) for w in self.layer_sizes[1:-1]]
+            outputs = [np.empty((n, w), self.dtype, order="F") for w in self.layer_sizes[1:-1]]
+            outputs.append(np.empty((n, self.layer_sizes[-1]), self.dtype))  # beside Y's rows
+            deltas = [np.empty((n, w), self.dtype, order="F") for w in self.layer_sizes[1:-1]]
             ws = self._workspaces[n] = _Workspace(inputs, outputs, deltas, [])
         return ws
 
@@ -319,8 +321,9 @@ class Network:
             A = ws.inputs[i]
             if dropout:
                 self._act(Z, Z)  # kept whole: the derivative needs f(Z) before dropout
-                mask = rng.random(Z.shape, dtype=self.dtype) < keep  # type: ignore[union-attr]
-                mask = mask.astype(self.dtype)
+                # drawn unit by unit (column-major, the buffers' order)
+                draws = rng.random(Z.shape[::-1], dtype=self.dtype).T  # type: ignore[union-attr]
+                mask = (draws < keep).astype(self.dtype)
                 mask *= 1.0 / keep
                 ws.masks.append(mask)
                 np.multiply(Z, mask, out=A[:, :-1])
@@ -354,8 +357,8 @@ class Network:
             if masks:
                 prev *= masks[i - 1]
                 self._act_grad(ws.outputs[i - 1], prev)  # f(Z), kept whole
-            else:  # Z itself where the sign is all the derivative reads, else f(Z)
-                self._act_grad(ws.outputs[i - 1] if self._grad_from_z else A[:, :-1], prev)
+            else:
+                self._act_grad(A[:, :-1], prev)
             delta = prev
         np.matmul(Xa.T, delta, out=grads[0])
         return loss

@@ -175,3 +175,37 @@ def test_a_network_too_big_is_refused_before_anything_is_allocated():
     peak = tracemalloc.get_traced_memory()[1]
     tracemalloc.stop()
     assert peak < 10 << 20 and MAX_PARAMS == 2**28
+
+
+@pytest.mark.parametrize("activation", ["relu", "leaky_relu", "sigmoid", "tanh"])
+@pytest.mark.parametrize("layout", ["C", "F", "strided"])
+def test_activations_agree_with_their_formula_on_every_layout(activation, layout):
+    from nnsearch.model._functions import ACTIVATIONS, LEAKY_SLOPE
+
+    Z = np.random.default_rng(0).standard_normal((37, 11)).astype(np.float32)
+    Z[0, :3] = [0.0, -0.0, 1e-30]
+    expected = {"relu": np.where(Z > 0, Z, 0), "leaky_relu": np.where(Z > 0, Z, LEAKY_SLOPE * Z),
+                "sigmoid": 1 / (1 + np.exp(-Z.astype(np.float64))), "tanh": np.tanh(Z)}[activation]
+    # C: a plain array; F: the network's hidden buffers (column-major, beside a ones
+    # column); strided: the same slice of a row-major buffer
+    buf = np.full((37, 12), 7.0, np.float32, order="F" if layout == "F" else "C")
+    out = np.empty((37, 11), np.float32) if layout == "C" else buf[:, :-1]
+    ACTIVATIONS[activation](np.asarray(Z, order="F" if layout == "F" else "C"), out)
+    np.testing.assert_allclose(out, expected, rtol=1e-6, atol=1e-7)
+    assert np.all(buf[:, -1] == 7.0)  # nothing written beside the output
+
+
+def test_relu_zeros_are_shared_read_only_and_bounded():
+    from nnsearch.model import _functions as f
+
+    Z = np.asfortranarray(np.ones((64, 128), np.float32))
+    zeros = f._zeros_like(Z)
+    assert isinstance(zeros, np.ndarray) and zeros.shape == Z.shape and not zeros.any()
+    assert zeros.flags.f_contiguous and not zeros.flags.writeable
+    assert f._zeros_like(Z) is zeros  # a second call reuses the view
+    for n in range(1, 200):  # many shapes: the views are capped, the buffer too
+        f._zeros_like(np.empty((n, 3), np.float32))
+    assert len(f._zero_views) <= 64
+    big = np.empty(f.ZEROS_MAX + 1, np.float32)
+    assert f._zeros_like(big) == 0.0  # past the cap, NumPy's scalar (as fast there)
+    assert all(buf.size <= f.ZEROS_MAX and not buf.any() for buf in f._zero_buffers.values())
