@@ -7,6 +7,10 @@ pass every epoch. The "floor" row runs only the matrix products (train and
 validation) and the Adam step on our buffers: the best that equal work can do
 here; "of floor" is a peer's speed against it, repeat by repeat (the peers are
 timed round robin). Goal (issue #14): nnsearch at 90% of the floor or more.
+The "bound" row adds to the floor, inlined, the steps no trainer of this network
+can skip (shuffle, ReLUs and their derivatives, softmax, loss, the head's
+gradient), each as the one NumPy call the network makes: how near NumPy's own
+per-call cost lets any NumPy network come to the floor at this size.
 Run: python bench/network.py [--repeats 5]
 """
 
@@ -102,6 +106,57 @@ def time_floor(hidden: list[int], data: tuple[np.ndarray, ...],
     return time.perf_counter() - t, float("nan")
 
 
+@np.errstate(all="ignore")
+def time_bound(hidden: list[int], data: tuple[np.ndarray, ...],
+               seed: int) -> tuple[float, float]:
+    """The floor plus each step a trainer of this network cannot skip, inlined.
+
+    Per epoch a shuffle; per batch the hidden ReLUs and their derivatives, softmax,
+    the loss and the head's gradient, each the NumPy call our network makes: what
+    NumPy itself costs at this size, without our code's Python around it. A NumPy
+    network passes this row's share of the floor only by noise, or by doing these
+    steps in fewer or cheaper calls.
+    """
+    from nnsearch.model._functions import ACTIVATIONS, DERIVATIVES
+    from nnsearch.model._optimizers import Adam
+
+    X_tr, y_tr, X_va, _, _, _ = data
+    net = Network([64, *hidden, 10], init="glorot_uniform", seed=seed)
+    Xa, Xv, Y = net.augment(X_tr), net.augment(X_va), net.encode_targets(y_tr)
+    opt = Adam(net.flat.size, net.dtype)
+    relu, relu_grad, head = ACTIVATIONS["relu"], DERIVATIVES["relu"], net.head
+    blocks, grads, last = net.blocks, net.grad_blocks, len(net.blocks) - 1
+    rng = np.random.default_rng(seed)
+    t = time.perf_counter()
+    for _ in range(EPOCHS):
+        perm = rng.permutation(len(Xa))
+        Xs, Ys = Xa[perm], Y[perm]
+        for start in range(0, len(Xa), BATCH):
+            xb, yb = Xs[start:start + BATCH], Ys[start:start + BATCH]
+            ws = net._workspace(len(xb))
+            a = xb
+            for i in range(last):
+                np.matmul(a, blocks[i], out=ws.outputs[i])
+                a = ws.inputs[i]
+                relu(ws.outputs[i], a[:, :-1])
+            P = ws.outputs[last]
+            np.matmul(a, blocks[last], out=P)
+            head.activate(P)
+            head.loss(P, yb)
+            P -= yb
+            P *= 1.0 / len(xb)
+            delta = P
+            for i in range(last, 0, -1):
+                np.matmul(ws.inputs[i - 1].T, delta, out=grads[i])
+                np.matmul(delta, blocks[i][:-1].T, out=ws.deltas[i - 1])
+                delta = ws.deltas[i - 1]
+                relu_grad(ws.inputs[i - 1][:, :-1], delta)
+            np.matmul(xb.T, delta, out=grads[0])
+            opt.step(net.flat, net.grad, 1e-9)
+        net.forward_augmented(Xv)
+    return time.perf_counter() - t, float("nan")
+
+
 def time_sklearn(hidden: list[int], data: tuple[np.ndarray, ...],
                  seed: int) -> tuple[float, float]:
     X_tr, y_tr, _, _, X_te, y_te = data
@@ -151,7 +206,8 @@ def main() -> None:
     data = split()
     n_train, n_val = len(data[0]), len(data[2])
     peers = {"nnsearch": time_ours, "sklearn MLPClassifier": time_sklearn,
-             "floor: GEMMs + Adam only": time_floor}
+             "floor: GEMMs + Adam only": time_floor,
+             "bound: floor + NumPy steps": time_bound}
     try:
         import torch  # noqa: F401
 
