@@ -54,6 +54,10 @@ class _Workspace:
     outputs: list[np.ndarray]
     deltas: list[np.ndarray]
     masks: list[np.ndarray]  # this batch's dropout masks, already scaled by 1/keep
+    # views made once: each input without its ones column (the layer's activations)
+    # and transposed (for the weight gradient)
+    hidden: list[np.ndarray]
+    inputs_t: list[np.ndarray]
 
 
 def param_count(layer_sizes: Sequence[int]) -> int:
@@ -126,6 +130,7 @@ class Network:
                        zip(self.offsets[:-1], self.offsets[1:], shapes, strict=True)]
         self.grad_blocks = [self.grad[a:b].reshape(s) for a, b, s in
                             zip(self.offsets[:-1], self.offsets[1:], shapes, strict=True)]
+        self._weights_t = [block[:-1].T for block in self.blocks]  # for backprop's deltas
         # Start of every tensor (W1, b1, W2, b2, ...) in the flat buffer.
         starts = []
         for a, (rows, cols) in zip(self.offsets[:-1], shapes, strict=True):
@@ -299,7 +304,9 @@ class Network:
             outputs = [np.empty((n, w), self.dtype, order="F") for w in self.layer_sizes[1:-1]]
             outputs.append(np.empty((n, self.layer_sizes[-1]), self.dtype))  # beside Y's rows
             deltas = [np.empty((n, w), self.dtype, order="F") for w in self.layer_sizes[1:-1]]
-            ws = self._workspaces[n] = _Workspace(inputs, outputs, deltas, [])
+            ws = self._workspaces[n] = _Workspace(inputs, outputs, deltas, [],
+                                                  [a[:, :-1] for a in inputs],
+                                                  [a.T for a in inputs])
         return ws
 
     def forward_augmented(self, Xa: np.ndarray,
@@ -326,9 +333,9 @@ class Network:
                 mask = (draws < keep).astype(self.dtype)
                 mask *= 1.0 / keep
                 ws.masks.append(mask)
-                np.multiply(Z, mask, out=A[:, :-1])
+                np.multiply(Z, mask, out=ws.hidden[i])
             else:
-                self._act(Z, A[:, :-1])
+                self._act(Z, ws.hidden[i])
         P = ws.outputs[last]
         np.matmul(A, blocks[last], out=P)
         self.head.activate(P)
@@ -348,17 +355,16 @@ class Network:
         delta = P  # the head's output is no longer needed: it becomes d(loss)/dZ
         delta -= Y
         delta *= self.head.grad_scale / (n * P.shape[1] if self.head.mean_over_outputs else n)
-        blocks, grads, masks = self.blocks, self.grad_blocks, ws.masks
-        for i in range(len(blocks) - 1, 0, -1):
-            A = ws.inputs[i - 1]
-            np.matmul(A.T, delta, out=grads[i])
+        grads, weights_t, masks = self.grad_blocks, self._weights_t, ws.masks
+        for i in range(len(grads) - 1, 0, -1):
+            np.matmul(ws.inputs_t[i - 1], delta, out=grads[i])
             prev = ws.deltas[i - 1]
-            np.matmul(delta, blocks[i][:-1].T, out=prev)
+            np.matmul(delta, weights_t[i], out=prev)
             if masks:
                 prev *= masks[i - 1]
                 self._act_grad(ws.outputs[i - 1], prev)  # f(Z), kept whole
             else:
-                self._act_grad(A[:, :-1], prev)
+                self._act_grad(ws.hidden[i - 1], prev)
             delta = prev
         np.matmul(Xa.T, delta, out=grads[0])
         return loss
