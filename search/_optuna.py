@@ -296,12 +296,15 @@ def rdb_of(storage: optuna.storages.BaseStorage) -> RDB | None:
 
 
 def on_created_trials(storage: optuna.storages.BaseStorage,
-                      created: Callable[[int, int, FrozenTrial], None]
+                      created: Callable[[int, int, FrozenTrial], None],
+                      template: Callable[[], FrozenTrial | None] | None = None,
                       ) -> Callable[[], None] | None:
     """Call ``created`` with each trial this process creates through ``storage``: its
     study id, its trial id, and the trial as the RDB storage made it
-    (``RDBStorage._create_new_trial``, which Optuna's cache calls). Returns the undo, or
-    None where that name has moved."""
+    (``RDBStorage._create_new_trial``, which Optuna's cache calls). A new trial (not one
+    enqueued) is made from ``template()`` where given: Optuna's own way of creating a
+    trial with attributes, in the creation's transaction. Returns the undo, or None
+    where that name has moved."""
     rdb = rdb_of(storage)
     make = getattr(rdb.backend, "_create_new_trial", None) if rdb is not None else None
     if rdb is None or make is None:
@@ -309,6 +312,8 @@ def on_created_trials(storage: optuna.storages.BaseStorage,
     backend = rdb.backend
 
     def create(study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
+        if template_trial is None and template is not None:
+            template_trial = template()
         frozen = make(study_id, template_trial)
         created(study_id, frozen._trial_id, frozen)
         return frozen

@@ -26,9 +26,10 @@ nothing is installed and every write goes to the storage.
 
 What keeping writes back costs: until training starts (the few ms of sampling, at
 most a heartbeat interval) the trial shows without its parameters, worker and
-heartbeat; a worker that dies then leaves a trial that the sweep fails once
-``worker.UNCLAIMED_GRACE`` has passed. A result and its state are one write: both
-are stored or neither.
+heartbeat. It is created with its creator's claim (``claim``: ``record.CREATOR``, in
+the creation's transaction), so a worker of this host that dies then is found at
+once (``record.holder``); one elsewhere, once ``worker.UNCLAIMED_GRACE`` has passed.
+A result and its state are one write: both are stored or neither.
 """
 
 from __future__ import annotations
@@ -40,6 +41,7 @@ import logging
 import threading
 import time
 from collections.abc import Callable, Sequence
+from datetime import datetime
 from typing import Any
 
 import optuna
@@ -122,7 +124,9 @@ class OwnTrial:
         self._heartbeats = storage.get_heartbeat_interval() is not None  # type: ignore[attr-defined]
         self._clear()
         self._distributions: dict[tuple[int, str], BaseDistribution] = {}
-        undo_created = on_created_trials(storage, self._created)
+        # user attributes each trial it creates is created with (the worker's claim)
+        self.claim: dict[str, Any] = {}
+        undo_created = on_created_trials(storage, self._created, self._template)
         self._undo = [undo_created] if undo_created is not None else []
         self._base: dict[str, Callable[..., Any]] = {}  # the storage's own methods
         for name in _SHADOWED:
@@ -147,6 +151,15 @@ class OwnTrial:
         self._system: dict[str, Any] = {}
         self._user: dict[str, Any] = {}
         self._reports: dict[int, float] = {}
+
+    def _template(self) -> FrozenTrial | None:
+        if not self.claim:
+            return None
+        # as Optuna makes a new trial (its start in local time), with the claim
+        return FrozenTrial(number=-1, state=TrialState.RUNNING, value=None, values=None,
+                           datetime_start=datetime.now(), datetime_complete=None, params={},
+                           distributions={}, user_attrs=dict(self.claim), system_attrs={},
+                           intermediate_values={}, trial_id=-1)
 
     def _created(self, study_id: int, trial_id: int, frozen: FrozenTrial) -> None:
         if frozen.state != TrialState.RUNNING:  # enqueued (a retry): not run here yet

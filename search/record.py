@@ -24,6 +24,9 @@ from nnsearch.model import History, Network
 # Written by a worker when it takes a trial, before training: who runs it.
 WORKER = "nnsearch.worker"  # host:pid
 WORKER_PROCESS = "nnsearch.worker_process"  # its pid namespace and start time (Linux)
+# Written as the trial is created, by a worker creating its own: [host:pid, process tag].
+# Until WORKER is written (as training starts) it is how a dead worker's trial is found.
+CREATOR = "nnsearch.created_by"
 # Written with the trial's result.
 NETWORK = "network"  # Network(**...) arguments
 TRAINING = "training"  # TrainConfig(**...) arguments
@@ -84,6 +87,19 @@ def owner_gone(owner: str, tag: str | None = None) -> bool:
         return b"nnsearch" not in Path(f"/proc/{pid_text}/cmdline").read_bytes()
     except OSError:
         return False
+
+
+def holder(trial: FrozenTrial) -> tuple[str, str | None] | None:
+    """The worker that holds this trial (``host:pid`` and its process tag): the one that
+    runs it, else the one that created it and has not yet started it; None if neither
+    is recorded."""
+    owner = trial.user_attrs.get(WORKER)
+    if owner is not None:
+        return owner, trial.user_attrs.get(WORKER_PROCESS)
+    creator = trial.user_attrs.get(CREATOR)
+    if isinstance(creator, list) and len(creator) == 2 and isinstance(creator[0], str):
+        return creator[0], creator[1] if isinstance(creator[1], str) else None
+    return None
 
 
 def written_by_worker(trial: FrozenTrial) -> bool:

@@ -70,6 +70,7 @@ class Slot:
     restarts: int = 0
     pids: list[int] = field(default_factory=list)
     restart_at: float | None = None  # a restart waiting out its backoff (monotonic time)
+    settled: bool = False  # down for good, and its trials failed
 
 
 def worker_env(url: StorageURL) -> dict[str, str]:
@@ -89,10 +90,12 @@ def worker_env(url: StorageURL) -> dict[str, str]:
 
 class Supervisor:
     def __init__(self, opened: OpenStudy, worker_args: list[str], workers: int,
-                 budget: int | None, console: Console) -> None:
+                 budget: int | None, console: Console, timeout: float | None = None) -> None:
         self.opened = opened
         self.study = opened.study
-        self.worker_args = worker_args
+        self.worker_args = worker_args  # all but the timeout, which is the run's
+        self.timeout = timeout
+        self.deadline: float | None = None  # the run's timeout on the monotonic clock
         self.n_workers = workers
         self.budget = budget
         self.console = console
@@ -117,8 +120,10 @@ class Supervisor:
     def _spawn(self, index: int, restarts: int = 0) -> subprocess.Popen[bytes]:
         # Every worker process gets its own sampler seed, a restarted one too.
         offset = record.seed_offset(index, restarts)
+        left = [] if self.deadline is None else \
+            ["--timeout", f"{max(self.deadline - time.monotonic(), 0.001):.3f}"]
         cmd = [sys.executable, "-P", "-m", "nnsearch", *self.log_flags, "worker",
-               *self.worker_args,
+               *self.worker_args, *left,
                "--sampler-seed-offset", str(offset)]
         process = subprocess.Popen(cmd, env=worker_env(self.opened.url),
                                    start_new_session=True, stdin=subprocess.DEVNULL)
@@ -139,6 +144,8 @@ class Supervisor:
     def start(self) -> None:
         self.finished_at_start = with_retry(lambda: count_states(self.study),
                                             "count trials").finished
+        if self.timeout is not None:  # a restarted worker gets what is left of it
+            self.deadline = time.monotonic() + self.timeout
         for i in range(self.n_workers):
             proc = self._spawn(i)
             self.slots.append(Slot(i, proc, pids=[proc.pid]))
@@ -163,11 +170,18 @@ class Supervisor:
             code = slot.process.poll()
             if code is None or code == 0:
                 continue
-            if code == UsageError.exit_code or self._budget_done(counts) \
-                    or slot.restarts >= MAX_RESTARTS_PER_WORKER:
-                # A bad input (restarting would not help), the budget is done, or it was
-                # restarted enough: it stays down, and no restart is pending any more.
+            budget_done = self._budget_done(counts)
+            if code == UsageError.exit_code or budget_done \
+                    or slot.restarts >= MAX_RESTARTS_PER_WORKER or self._time_up():
+                # A bad input (restarting would not help), the budget is done, it was
+                # restarted enough, or the timeout has passed: it stays down, and no
+                # restart is pending any more. Its trial is failed (and retried, for a
+                # later run, while the budget is not done).
                 slot.restart_at = None
+                if not slot.settled:
+                    slot.settled = True
+                    self._fail_trials_of([slot.process.pid], f"worker exited with code {code} "
+                                         "during the trial", retry=not budget_done)
                 continue
             if code == STORAGE_UNREACHABLE and slot.restart_at is None:
                 # It gave up on the storage: the others likely did too. Jittered backoff,
@@ -187,13 +201,16 @@ class Supervisor:
             slot.restart_at = None
             slot.pids.append(slot.process.pid)
 
+    def _time_up(self) -> bool:
+        return self.deadline is not None and time.monotonic() >= self.deadline
+
     def _fail_trials_of(self, pids: list[int], reason: str, retry: bool) -> None:
         """Fail the RUNNING trials that workers of ours (``pids``) held; retry them if asked."""
         owners = {record.worker_id(pid) for pid in pids}
         with locked(self.lock):
             running = self.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,))
             fail_trials(self.opened,
-                        [t for t in running if t.user_attrs.get(record.WORKER) in owners],
+                        [t for t in running if (record.holder(t) or ("",))[0] in owners],
                         reason, self.retry_trial if retry else None)
 
     def alive(self) -> bool:
@@ -339,11 +356,9 @@ class Supervisor:
         with_retry(partial(self._fail_trials_of, pids, reason, retry=False), "fail trials")
 
 
-def worker_args_for(study_file: Path | None, study_name: str,
-                    budget: int | None, timeout: float | None) -> list[str]:
+def worker_args_for(study_file: Path | None, study_name: str, budget: int | None) -> list[str]:
+    """A worker's arguments but the timeout (``Supervisor`` adds what is left of it)."""
     args = [str(study_file)] if study_file is not None else ["--study", study_name]
     if budget is not None:
         args += ["--trials", str(budget)]
-    if timeout is not None:
-        args += ["--timeout", str(timeout)]
     return args

@@ -148,21 +148,23 @@ UNCLAIMED_GRACE = 60.0  # seconds a RUNNING trial may go without a worker record
 
 def fail_orphans(opened: OpenStudy, retry: record.Retry, seen: dict[int, float]) -> int:
     """Fail and retry the RUNNING trials that no live worker owns: a worker of this host
-    that is gone (killed, a power cut), or none at all for ``UNCLAIMED_GRACE`` seconds
-    of this process's clock (its worker died between taking the trial and recording
+    that is gone (killed, a power cut; the one that created the trial, until training
+    starts), or none recorded as running it for ``UNCLAIMED_GRACE`` seconds of this
+    process's clock (its worker, elsewhere, died before training, or before recording
     itself). ``seen`` keeps when each unclaimed trial was first seen, across calls.
     Heartbeats catch the rest on SQLite and PostgreSQL. Returns how many it failed."""
     now = time.monotonic()
     orphans: dict[str, list[FrozenTrial]] = {}
     unclaimed = set()
     for t in opened.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        owner = t.user_attrs.get(record.WORKER)
-        if owner is None:
+        held = record.holder(t)
+        if held is not None and record.owner_gone(*held):
+            started = "" if record.WORKER in t.user_attrs else " before the trial trained"
+            orphans.setdefault(f"its worker {held[0]} is gone{started}", []).append(t)
+        elif record.WORKER not in t.user_attrs:  # its worker elsewhere, or none recorded
             unclaimed.add(t.number)
             if now - seen.setdefault(t.number, now) > UNCLAIMED_GRACE:
                 orphans.setdefault("no worker took it up (its worker died first)", []).append(t)
-        elif record.owner_gone(owner, t.user_attrs.get(record.WORKER_PROCESS)):
-            orphans.setdefault(f"its worker {owner} is gone", []).append(t)
     for number in set(seen) - unclaimed:
         del seen[number]
     for reason, trials in orphans.items():
@@ -226,6 +228,8 @@ class Worker:
         # the trial it runs is kept in this process (its writes in two transactions),
         # and one read of the trials serves a moment
         self.own = own_trial.own_trials(self.study)
+        if self.own is not None:  # its trials are created with its name on them
+            self.own.claim = {record.CREATOR: [self.objective.worker, self.process_tag]}
         self.reads = share_reads(self.study)
         storage = study_storage(self.study)
         if storage is not None:  # Optuna's stale-heartbeat query, at most once a second

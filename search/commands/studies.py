@@ -101,8 +101,8 @@ class RunCommand(Command):
                             f"; {prior.left_out} left out (outside this space or its "
                             "constraints)" if prior.left_out else "")
             file = t.spec.path if t.spec else None
-            supervisor = Supervisor(opened, worker_args_for(file, spec.name, budget, timeout),
-                                    args.workers, budget, stderr)
+            supervisor = Supervisor(opened, worker_args_for(file, spec.name, budget),
+                                    args.workers, budget, stderr, timeout=timeout)
             supervisor.log_flags = ["-q"] if args.quiet else ["-v"] * args.verbose
             if needs_note(opened):  # (a new one's): once the workers are under way
                 supervisor.after_first_trial = partial(save_note, opened)

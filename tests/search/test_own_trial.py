@@ -84,6 +84,30 @@ def test_a_trial_is_stored_as_optuna_stores_it_in_two_transactions(storage):
     assert own.transactions == 6 and len(kept.trials) == 4
 
 
+def test_a_trial_is_created_with_its_worker_s_claim_and_an_enqueued_one_is_not(storage):
+    study = optuna.create_study(study_name="s", storage=storage)
+    own = own_trial.own_trials(study)
+    claim = {"nnsearch.created_by": ["host:1", "tag"]}
+    own.claim = claim
+    seen = []
+
+    def objective(trial):  # before its first writes, as another process sees it
+        seen.append(elsewhere(storage, "s").trials[trial.number])
+        trial.suggest_float("x", 0, 1)
+        own_trial.training_starts(trial)
+        return 1.0
+
+    study.optimize(objective, n_trials=1)
+    study.enqueue_trial({"x": 0.5})
+    study.optimize(objective, n_trials=1)
+    assert seen[0].state == TrialState.RUNNING and seen[0].params == {}
+    assert seen[0].user_attrs == claim, "in the creation's own transaction"
+    assert seen[1].user_attrs == {}, "an enqueued trial is not created here"
+    stored = elsewhere(storage, "s").trials
+    assert stored[0].user_attrs == claim and stored[0].params.keys() == {"x"}
+    assert own.transactions == 2 + 0, "the claim costs no transaction of its own"
+
+
 def test_a_trial_pruned_ends_on_its_last_report_and_a_failed_one_keeps_its_record(storage):
     study = optuna.create_study(study_name="s", storage=storage)
     own_trial.own_trials(study)

@@ -121,10 +121,53 @@ def test_workers_find_an_uninstalled_checkout_they_were_started_from(monkeypatch
 def test_when_a_worker_is_not_restarted(sup, code, counts, restarts_before):
     sup.start()
     sup.slots[0].restarts = restarts_before
+    held = running_trial(sup.study, sup.slots[0].process.pid)
     die(sup.slots[0], code)
     sup._check_workers(counts)
+    sup._check_workers(counts)  # a second look fails nothing twice
     assert sup.spawned == [(0, 0), (1, 0)]
     assert sup.slots[0].restarts == restarts_before
+    trials = sup.study.get_trials()
+    # A worker that stays down leaves no trial running (a later run would wait on it):
+    # failed, and retried for that run while the budget is not done.
+    assert trials[held].state == (TrialState.RUNNING if code == 0 else TrialState.FAIL)
+    retried = [t.system_attrs["failed_trial"] for t in trials if t.state == TrialState.WAITING]
+    assert retried == ([held] if code != 0 and counts.finished < 10 else [])
+
+
+def test_a_restarted_worker_gets_what_is_left_of_the_run_s_timeout(monkeypatch):
+    storage = optuna.storages.InMemoryStorage()
+    study = optuna.create_study(study_name="s", storage=storage)
+    opened = OpenStudy(study, parse_study({"study": {"name": "s"}}, "test"), storage,
+                       StorageURL.parse("sqlite:///:memory:"))
+    s = supervisor.Supervisor(opened, ["s.toml"], workers=1, budget=10,
+                              console=Console(quiet=True), timeout=30)
+    commands, real = [], subprocess.Popen
+
+    def popen(cmd, **kwargs):
+        commands.append(cmd)
+        return real([sys.executable, "-c", SLEEPER])
+
+    monkeypatch.setattr(supervisor.subprocess, "Popen", popen)
+    try:
+        s.start()
+        timeout = float(commands[0][commands[0].index("--timeout") + 1])
+        assert 29 < timeout <= 30
+        s.deadline = time.monotonic() + 5  # 25 s later
+        die(s.slots[0], 1)
+        s._check_workers(Counts())
+        timeout = float(commands[1][commands[1].index("--timeout") + 1])
+        assert 4 < timeout <= 5, "not the whole timeout again"
+        held = running_trial(study, s.slots[0].process.pid)
+        s.deadline = time.monotonic() - 1  # the timeout has passed: no restart
+        die(s.slots[0], 1)
+        s._check_workers(Counts())
+        assert len(commands) == 2 and not s.alive()
+        assert study.get_trials()[held].state == TrialState.FAIL
+    finally:
+        for slot in s.slots:
+            slot.process.kill()
+            slot.process.wait()
 
 
 def test_restarts_get_their_own_sampler_seed(sup):
@@ -179,8 +222,17 @@ def test_orphaned_trials_are_failed_and_retried(sup, monkeypatch):
         time.sleep(0.01)  # until it has exec'd
     mine = running_trial(sup.study, alive.pid)  # a live worker of this host
     silent = sup.study.ask().number  # its worker died before recording itself
+    unstarted = sup.study.ask()  # created by a worker that died before training it
+    unstarted.set_user_attr(record.CREATOR, [record.worker_id(gone.pid), ""])
+    sampling = sup.study.ask()  # created by a live worker, still sampling
+    sampling.set_user_attr(record.CREATOR, [record.worker_id(alive.pid),
+                                            record.process_tag(alive.pid)])
     seen = {}
-    assert worker.fail_orphans(sup.opened, sup.retry_trial, seen) == 1  # the gone one
+    assert worker.fail_orphans(sup.opened, sup.retry_trial, seen) == 2  # the gone ones
+    assert "is gone before the trial trained" in \
+        sup.study.get_trials()[unstarted.number].user_attrs[record.FAIL_REASON]
+    assert sup.study.get_trials()[sampling.number].state == TrialState.RUNNING
+    sup.study.tell(sampling, 1.0)
     time.sleep(0.1)  # unclaimed for longer than the grace, by this process's clock
     assert worker.fail_orphans(sup.opened, sup.retry_trial, seen) == 1
     trials = sup.study.get_trials()
@@ -190,7 +242,7 @@ def test_orphaned_trials_are_failed_and_retried(sup, monkeypatch):
     assert trials[elsewhere.number].state == trials[mine].state == TrialState.RUNNING
     retried = sorted(t.system_attrs["failed_trial"] for t in trials
                      if t.state == TrialState.WAITING)
-    assert retried == sorted([dead, silent])
+    assert retried == sorted([dead, silent, unstarted.number])
     alive.kill()
     alive.wait()
     assert worker.fail_orphans(sup.opened, sup.retry_trial, seen) == 1  # now it is gone too
