@@ -34,6 +34,9 @@ METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
     "val_loss": ("minimize", ("classification", "regression")),
     "val_rmse": ("minimize", ("regression",)),
 }
+# The values each metric can take (what a budget.target must lie in).
+METRIC_RANGES: dict[str, tuple[float, float]] = {
+    "val_accuracy": (0.0, 1.0), "val_loss": (0.0, math.inf), "val_rmse": (0.0, math.inf)}
 # Costs a multi-objective study may trade against its quality metric (both minimised):
 # the network's parameter count, and its median single-row predict time after training.
 COSTS: dict[str, str] = {"n_params": "minimize", "latency_ms": "minimize"}
@@ -348,8 +351,9 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
     if trials is not None and trials < 1:
         raise UsageError(f"{where}: budget.trials must be >= 1, but got {trials}.")
     timeout = _get(budget, "budget.timeout", where, (int, float), None)
-    if timeout is not None and timeout <= 0:
-        raise UsageError(f"{where}: budget.timeout must be > 0 seconds, but got {timeout}.")
+    if timeout is not None and not 0 < timeout < math.inf:
+        raise UsageError(f"{where}: budget.timeout must be a finite number of seconds > 0, "
+                         f"but got {timeout}.")
     grace = _get(budget, "budget.grace", where, (int, float), None)
     if grace is not None and not 0 <= grace < math.inf:
         raise UsageError(f"{where}: budget.grace must be a number of seconds >= 0, but got "
@@ -359,6 +363,11 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
     if target is not None and not (abs(target) < 1e308 and math.isfinite(target)):
         raise UsageError(f"{where}: budget.target must be a finite value of {metric}, but got "
                          f"{target}.")
+    low, high = METRIC_RANGES.get(metric, (-math.inf, math.inf))
+    if target is not None and not low <= target <= high:
+        span = f"[{low:g}, {high:g}]" if high < math.inf else f">= {low:g}"
+        raise UsageError(f"{where}: budget.target must be a value {metric} can take ({span}), "
+                         f"but got {target}.")
     stall = _get(budget, "budget.stall", where, int, None)
     if stall is not None and stall < 1:
         raise UsageError(f"{where}: budget.stall must be a number of finished trials >= 1, "

@@ -338,6 +338,12 @@ def _table_and_stop_cases(tmp: Path, study: Path, good: str, variant):
             "[budget]", "[budget]\nstall = 0"))], "budget.stall must be a number of finished"),
         "a target in words": (["run", variant("tw.toml", good.replace(
             "[budget]", '[budget]\ntarget = "high"'))], "budget.target must be int or float"),
+        "a target the metric never takes": (["run", variant("tr.toml", good.replace(
+            "[budget]", "[budget]\ntarget = 2.0"))],
+            "budget.target must be a value val_accuracy can take ([0, 1]), but got 2.0"),
+        "an endless timeout in the file": (["run", variant("ti.toml", good.replace(
+            "[budget]", "[budget]\ntimeout = inf"))],
+            "budget.timeout must be a finite number of seconds > 0, but got inf"),
         "trials in an unknown state": (["trials", str(study), "--state", "done"],
                                        "unknown state 'done'"),
         "trials sorted by an unknown key": (["trials", str(study), "--sort", "speed"],
@@ -452,7 +458,8 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "report into a file", "from an empty name",
          "from a study that is not there", "from itself",
          "from a study with no finished trial",
-         "a stall of zero", "a target in words", "trials in an unknown state",
+         "a stall of zero", "a target in words", "a target the metric never takes",
+         "an endless timeout in the file", "trials in an unknown state",
          "trials sorted by an unknown key", "export in an unknown format",
          "enqueue outside the space, CLI", "enqueue a file that is not JSON"]
 
