@@ -14,7 +14,7 @@ from typing import Any
 
 import optuna
 
-from nnsearch.model import param_count
+from nnsearch.model import MAX_PARAMS, param_count
 
 from .errors import UsageError
 from .space import CONDITIONS, DEFAULTS, PARAMS, Param, width_label, width_layer
@@ -139,20 +139,26 @@ def smallest_size(space: dict[str, Param], n_inputs: int, n_outputs: int) -> int
 
 def check_sizes(params: list[dict[str, Any]], space: dict[str, Param], bound: int | None,
                 n_inputs: int, n_outputs: int, where: str) -> None:
-    """UsageError if no network of the space fits max_params, or an enqueued one breaks it."""
-    if bound is None:
-        return
+    """UsageError if no network of the space fits max_params (or, without one, the most a
+    network holds), or an enqueued one breaks it."""
+    limit = bound if bound is not None else MAX_PARAMS
+    what = f"constraints.max_params = {limit:,}" if bound is not None \
+        else f"the most a network holds ({MAX_PARAMS:,})"
     least = smallest_size(space, n_inputs, n_outputs)
-    if least > bound:
-        raise UsageError(f"{where}: constraints.max_params = {bound:,} is below the smallest "
-                         f"network the space builds ({least:,} parameters on "
-                         f"{n_inputs} inputs and {n_outputs} outputs): every trial would be "
-                         "infeasible.")
+    if least > limit:
+        if bound is not None:
+            raise UsageError(f"{where}: constraints.max_params = {bound:,} is below the smallest "
+                             f"network the space builds ({least:,} parameters on "
+                             f"{n_inputs} inputs and {n_outputs} outputs): every trial would "
+                             "be infeasible.")
+        raise UsageError(f"{where}: the smallest network the space builds has {least:,} "
+                         f"parameters on {n_inputs} inputs and {n_outputs} outputs, over {what}: "
+                         "lower space.width or space.n_layers.")
     for i, trial in enumerate(params):
         size = network_size(trial, space, n_inputs, n_outputs)
-        if size is not None and size > bound:
+        if size is not None and size > limit:
             raise UsageError(f"{where}: enqueued trial {i + 1} builds {size:,} parameters, "
-                             f"over constraints.max_params = {bound:,}: it would never train.")
+                             f"over {what}: it would never train.")
 
 
 def enqueue_all(study: optuna.Study, trials: list[dict[str, Any]]) -> None:

@@ -22,7 +22,7 @@ from optuna.artifacts import FileSystemArtifactStore
 from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import TrialState
 
-from nnsearch.model import History, Network, param_count
+from nnsearch.model import MAX_PARAMS, History, Network, param_count
 
 from . import own_trial, record
 from ._optuna import defer_report
@@ -125,16 +125,17 @@ class Objective:
 
     def _check_size(self, trial: optuna.Trial, network: dict[str, Any]) -> None:
         """[constraints] max_params, known before training: recorded as the trial's
-        constraint; a network beyond it is not trained (it ends pruned, infeasible)."""
+        constraint; a network beyond it (or, without one, beyond the most a network
+        holds) is not trained: it ends pruned, infeasible."""
         bound = self.spec.max_params
-        if bound is None:
-            return
         n = param_count(network["layer_sizes"])
-        with_retry(partial(trial.set_constraint, "max_params", n - bound),
-                   "record the constraint")
-        if n > bound:
-            reason = f"infeasible: {n:,} parameters > constraints.max_params {bound:,}; " \
-                     "not trained"
+        if bound is not None:
+            with_retry(partial(trial.set_constraint, "max_params", n - bound),
+                       "record the constraint")
+        if n > (bound if bound is not None else MAX_PARAMS):
+            reason = f"infeasible: {n:,} parameters > " + (
+                f"constraints.max_params {bound:,}" if bound is not None
+                else f"the most a network holds ({MAX_PARAMS:,})") + "; not trained"
             with_retry(partial(own_trial.write, trial, {"n_params": n,
                                                         record.PRUNED_REASON: reason}),
                        "record the trial")

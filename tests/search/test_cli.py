@@ -341,6 +341,11 @@ def _table_and_stop_cases(tmp: Path, study: Path, good: str, variant):
         "a target the metric never takes": (["run", variant("tr.toml", good.replace(
             "[budget]", "[budget]\ntarget = 2.0"))],
             "budget.target must be a value val_accuracy can take ([0, 1]), but got 2.0"),
+        "a space of networks too big to hold": (["run", variant("big.toml", good.replace(
+            "n_layers = { low = 1, high = 2 }", "n_layers = 4").replace(
+            "width = { low = 8, high = 32 }", "width = 65536"))],
+            "the smallest network the space builds has 12,885,622,787 parameters on 4 "
+            "inputs and 3 outputs, over the most a network holds (268,435,456)"),
         "an endless timeout in the file": (["run", variant("ti.toml", good.replace(
             "[budget]", "[budget]\ntimeout = inf"))],
             "budget.timeout must be a finite number of seconds > 0, but got inf"),
@@ -459,7 +464,8 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "from a study that is not there", "from itself",
          "from a study with no finished trial",
          "a stall of zero", "a target in words", "a target the metric never takes",
-         "an endless timeout in the file", "trials in an unknown state",
+         "an endless timeout in the file", "a space of networks too big to hold",
+         "trials in an unknown state",
          "trials sorted by an unknown key", "export in an unknown format",
          "enqueue outside the space, CLI", "enqueue a file that is not JSON"]
 
