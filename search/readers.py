@@ -16,6 +16,7 @@ from __future__ import annotations
 import csv
 import logging
 import os
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -124,8 +125,14 @@ def _read_frame(path: Path, header: list[str], keep: list[str], dtype: dict[int,
         # index_col=False: rows that all end with a comma (one field more than the
         # header) would otherwise turn their first column into the index and shift the
         # rest one place left.
-        frame = pd.read_csv(path, header=0, dtype=dtype, encoding="utf-8-sig",
-                            skipinitialspace=True, low_memory=False, index_col=False)
+        with warnings.catch_warnings():
+            # A first data row longer than the header (not by an empty trailing field)
+            # only warns, and pandas drops its extra cells: refused, as further down.
+            warnings.simplefilter("error", pd.errors.ParserWarning)
+            frame = pd.read_csv(path, header=0, dtype=dtype, encoding="utf-8-sig",
+                                skipinitialspace=True, low_memory=False, index_col=False)
+    except pd.errors.ParserWarning:
+        raise UsageError(_longer_row(path, len(header))) from None
     except pd.errors.ParserError as exc:
         import re
 
@@ -142,6 +149,20 @@ def _read_frame(path: Path, header: list[str], keep: list[str], dtype: dict[int,
                          "data).") from None
     frame.columns = header
     return frame[keep]
+
+
+def _longer_row(path: Path, width: int) -> str:
+    """The message for the first row with a non-empty cell beyond the header's ``width``."""
+    with path.open(newline="", encoding="utf-8-sig") as fh:
+        reader = csv.reader(fh)
+        for row in reader:  # up to the header, the first non-empty row
+            if any(cell.strip() for cell in row):
+                break
+        for row in reader:
+            if len(row) > width and any(cell.strip() for cell in row[width:]):
+                return (f"{path}: line {reader.line_num} has {len(row)} fields, the header "
+                        f"has {width}.")
+    return f"{path}: a row has more fields than the header's {width}."
 
 
 def _text_column(name: str, series: Any) -> Column:

@@ -257,6 +257,9 @@ def _bad_cases(tmp: Path, study: Path):
             "holds 9 pixels, but the data has 4 features"),
         "duplicated header": (["run", csv_study("dup", base_rows.replace("a,b,", "a,a,", 1))],
                               "names column(s) ['a'] more than once"),
+        "a first row longer than the header": (
+            ["run", csv_study("long", base_rows.replace("0.5,0,x\n", "0.5,0,x,extra\n", 1))],
+            "long.csv: line 2 has 4 fields, the header has 3."),
         "empty target cell": (["run", csv_study("notlabel", base_rows + "1.5,2,\n")],
                               "1 row(s) have an empty or missing target 'label' "
                               "(first at line 32;"),
@@ -444,7 +447,8 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "unknown study name", "trial does not exist", "no completed trial",
          "corrupt model", "negative trials", "an endless timeout", "not an export",
          "missing storage file", "metric for wrong task", "unknown dataset",
-         "image shape vs features", "duplicated header", "empty target cell",
+         "image shape vs features", "duplicated header",
+         "a first row longer than the header", "empty target cell",
          "export: outputs vs classes", "export: no layer_sizes", "export: unknown key",
          "export: huge layer", "export: nested too deeply", "edited split seed", "negative grace",
          "enqueue outside the space", "enqueue as one table",
