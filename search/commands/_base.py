@@ -23,10 +23,13 @@ stderr = Console(stderr=True)
 
 
 # ----- argument types and shared arguments ---------------------------------------------------
-def number(kind: type, minimum: float, strict: bool) -> Callable[[str], Any]:
-    """An argparse type: a ``kind`` number above ``minimum`` (or equal, unless strict)."""
+def number(kind: type, minimum: float, strict: bool,
+           maximum: float = math.inf) -> Callable[[str], Any]:
+    """An argparse type: a ``kind`` number above ``minimum`` (or equal, unless strict),
+    and at most ``maximum``."""
     noun = "whole number" if kind is int else "number"
-    bound = f"> {minimum}" if strict else f">= {minimum}"
+    bound = (f"> {minimum}" if strict else f">= {minimum}") + \
+        (f" and <= {maximum}" if maximum < math.inf else "")
 
     def parse(text: str) -> Any:
         try:
@@ -35,7 +38,7 @@ def number(kind: type, minimum: float, strict: bool) -> Callable[[str], Any]:
             raise argparse.ArgumentTypeError(f"must be a {noun}, but got {text!r}") from None
         if not math.isfinite(value):
             raise argparse.ArgumentTypeError(f"must be a finite {noun} {bound}, but got {text}")
-        if value < minimum or (strict and value == minimum):
+        if value < minimum or (strict and value == minimum) or value > maximum:
             raise argparse.ArgumentTypeError(f"must be {bound}, but got {text}")
         return value
 
@@ -45,6 +48,8 @@ def number(kind: type, minimum: float, strict: bool) -> Callable[[str], Any]:
 positive_int = number(int, 1, strict=False)
 nonnegative_int = number(int, 0, strict=False)
 positive_float = number(float, 0, strict=True)
+port = number(int, 1, strict=False, maximum=65535)
+port_or_zero = number(int, 0, strict=False, maximum=65535)  # 0: the system picks one
 
 
 def study_args(p: argparse.ArgumentParser, file_required: bool = False) -> None:

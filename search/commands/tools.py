@@ -17,7 +17,8 @@ from ..starter import EXAMPLES
 from ._base import (
     Command,
     check_output,
-    nonnegative_int,
+    port,
+    port_or_zero,
     positive_int,
     stdout,
     storage_args,
@@ -202,7 +203,7 @@ class DashboardCommand(Command):
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         storage_args(p, "serve")
         p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-        p.add_argument("--port", type=nonnegative_int, default=8080,
+        p.add_argument("--port", type=port_or_zero, default=8080,
                        help="port (default 8080; 0 picks a free one)")
         p.add_argument("--read-only", action="store_true",
                        help="refuse every request but GET/HEAD with 403 (the default when "
@@ -264,7 +265,7 @@ class ProxyCommand(Command):
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         storage_args(p, "put behind the proxy")
         p.add_argument("--host", default="127.0.0.1", help="address to bind (default 127.0.0.1)")
-        p.add_argument("--port", type=positive_int, default=13000, help="port (default 13000)")
+        p.add_argument("--port", type=port, default=13000, help="port (default 13000)")
 
     def take_action(self, args: argparse.Namespace) -> int:
         from ..storage import dispose, open_storage
