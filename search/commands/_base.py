@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -102,6 +103,8 @@ def check_output(output: str, overwrite: bool = True, export: bool = False) -> P
         raise UsageError(f"{path.parent}: no such folder.")
     if path.is_dir():
         raise UsageError(f"{path} is a folder; give a file name.")
+    if not os.access(path.parent, os.W_OK):  # (written beside, then moved into place)
+        raise UsageError(f"cannot write {path}: its folder is read-only.")
     if path.exists():
         if not overwrite:
             raise UsageError(f"{path} exists; choose another -o FILE, or remove it first.")

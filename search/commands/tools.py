@@ -84,7 +84,7 @@ class TrainCommand(Command):
         from ..plots import learning_curve_png
 
         config = read_export(args.config)
-        out = check_output(args.output) if args.output else Path(args.config).with_suffix(".npz")
+        out = check_output(args.output or str(Path(args.config).with_suffix(".npz")))
         net, history, data, metrics = retrain(config, str(args.config))
         study, number = config["study"].get("name"), config["trial"].get("number")
         metadata = {"preprocessing": data.preprocessing(), "trial": number, "study": study,

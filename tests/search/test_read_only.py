@@ -53,3 +53,10 @@ def test_status_export_and_train_work_on_a_read_only_folder(read_only_study, tmp
     # Writing commands say why they cannot, in one line.
     res = run_cli("run", str(study), "--trials", "3", cwd=out)
     assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    # train's default output is beside its export: refused before any training, as is an
+    # init there (both failed with a raw OSError, train only after the whole retrain)
+    res = run_cli("train", str(folder / "small-best.json"), cwd=out)
+    assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "small-best.npz: its folder is read-only" in res.stderr
+    res = run_cli("init", "--example", "digits", "-o", str(folder / "d.toml"), cwd=out)
+    assert res.returncode == 2 and "d.toml: its folder is read-only" in res.stderr, res.stderr
