@@ -312,24 +312,30 @@ class EnqueueCommand(Command):
         from ..export import read_config
         from ..stops import why_done
         from ..study import accepted_data, open_study
+        from ..worker import count_states
 
         table = read_config(args.config)
         with open_study(target(args), heartbeat=True) as opened:
             params = to_params(table, opened.spec.space, args.config)
-            if opened.spec.max_params is not None:
-                data = accepted_data(opened, notes=False)
-                check_sizes([params], opened.spec.space, opened.spec.max_params,
-                            data.n_features, data.n_outputs, args.config)
+            data = accepted_data(opened, notes=False)
+            check_sizes([params], opened.spec.space, opened.spec.max_params,
+                        data.n_features, data.n_outputs, args.config)
             opened.study.enqueue_trial(params)
             # Ours: the last trial queued with these params (a worker may have taken it).
             number = max(t.number for t in opened.study.get_trials(deepcopy=False)
                          if t.system_attrs.get("fixed_params") == params)
             done = why_done(opened.study, opened.spec)
+            finished = count_states(opened.study).finished
         stdout.print(f"enqueued trial {number}: the next worker runs it (nnsearch run or "
                      "worker)")
+        budget = opened.spec.trials
         if done is not None:
             logger.warning("the study is done (%s): raise its budget.stall or change its "
                            "budget.target for a worker to take it", done)
+        elif budget is not None and finished >= budget:
+            logger.warning("the study already has its %d finished trials (budget.trials): run "
+                           "it with --trials %d or more for a worker to take it", budget,
+                           finished + 1)
         return 0
 
 

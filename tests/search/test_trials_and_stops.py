@@ -81,6 +81,8 @@ def test_enqueue_an_export_and_a_table(ran):
     res = run_cli("enqueue", str(study), str(exported), cwd=tmp)
     assert res.returncode == 0, res.stderr
     assert f"enqueued trial {before}" in res.stdout
+    # the budget is spent: say how a worker would take it
+    assert "already has its" in res.stderr and "run it with --trials" in res.stderr
     table = tmp / "table.json"
     table.write_text(json.dumps({"n_layers": 2, "width": [9, 30], "activation": "tanh"}))
     res = run_cli("enqueue", str(study), str(table), cwd=tmp)
