@@ -159,3 +159,36 @@ def test_a_heartbeat_that_cannot_be_written_is_one_log_line(tmp_path, monkeypatc
     monkeypatch.setattr(optuna.storages.RDBStorage, "record_heartbeat", lost)
     storage.record_heartbeat(1)  # does not raise
     assert "heartbeat of trial id" in caplog.text and "server closed" in caplog.text
+
+
+def test_a_journal_writer_killed_holding_the_lock_holds_up_no_one(tmp_path):
+    # Optuna's journal lock is a file a killed writer leaves behind: the other workers
+    # waited out a 30 s grace. nnsearch's is an flock, which the OS drops with its holder.
+    import subprocess
+    import sys
+    import time
+
+    import optuna
+
+    from nnsearch.search.storage import open_storage
+
+    url = StorageURL.parse(f"journal:///{tmp_path / 'j.log'}")
+    holder = subprocess.Popen([sys.executable, "-c", (
+        "import time\n"
+        "from nnsearch.search.storage import StorageURL, open_storage\n"
+        f"storage = open_storage(StorageURL.parse({str(url)!r}))\n"
+        "storage._backend._lock.acquire()  # the lock its appends take\n"
+        "print('held', flush=True)\n"
+        "time.sleep(60)")], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        holder.kill()  # kill -9 while it holds the lock
+        holder.wait()
+        started = time.monotonic()
+        study = optuna.create_study(study_name="j", storage=open_storage(url))
+        study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=3)
+        assert time.monotonic() - started < 10, "waited for a dead writer"
+        assert len(optuna.load_study(study_name="j", storage=open_storage(url)).trials) == 3
+    finally:
+        holder.kill()
+        holder.wait()
