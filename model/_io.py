@@ -47,6 +47,10 @@ def load(path: str | Path) -> Network:
 
 
 def _read(path: str | Path) -> tuple[dict[str, Any], np.ndarray]:
+    # np.load takes any other file for a pickle, and its error says how to load one
+    # unsafely: a model file is an .npz archive, nothing else is read.
+    if Path(path).is_file() and not zipfile.is_zipfile(path):
+        raise ValueError(f"{path}: not an nnsearch model file (not an .npz archive).")
     try:
         with np.load(Path(path), allow_pickle=False) as data:
             header = json.loads(str(data["config"]))

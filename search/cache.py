@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset, DataSpec, file_fingerprint, load_data
-from .errors import UsageError
+from .errors import not_a_file
 from .readers import BUILTIN, resolve_path
 from .storage import StorageURL
 from .tabular import Preprocessor
@@ -60,7 +60,7 @@ def cached_data(spec: DataSpec, base: Path | None, folder: Path | None,
     else:
         path = resolve_path(spec.source, base)
         if not path.is_file():
-            raise UsageError(f"data file not found: {path}")
+            raise not_a_file(path, "data file")
         source = file_fingerprint(path)
     found = load_cached(folder, spec, source)
     if found is not None:

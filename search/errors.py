@@ -25,3 +25,17 @@ class StorageUnreachable(UsageError):
     supervisor restarts such a worker after a backoff."""
 
     exit_code = STORAGE_UNREACHABLE
+
+
+def not_a_file(path: object, what: str) -> UsageError:
+    """The error for a ``what`` ("data file", "study file") at ``path`` that is not a
+    regular file: missing, a folder, or a stream or device."""
+    from pathlib import Path
+
+    p = Path(str(path))
+    if str(path) == "-" or (p.exists() and not p.is_dir()):
+        return UsageError(f"{what} {path} is not a regular file: nnsearch reads files, not "
+                          "standard input, pipes or devices.")
+    if p.is_dir():
+        return UsageError(f"{what} {path} is a folder; give a file.")
+    return UsageError(f"{what} not found: {path}")

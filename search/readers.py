@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError
+from .errors import UsageError, not_a_file
 from .tabular import MISSING, Column, Table
 
 logger = logging.getLogger(__name__)
@@ -151,6 +151,25 @@ def _read_frame(path: Path, header: list[str], keep: list[str], dtype: dict[int,
     return frame[keep]
 
 
+def line_of(path: Path, row: int) -> int:
+    """The line on which data row ``row`` (0-based, as pandas counts them: blank lines
+    skipped) starts: a quoted cell may hold line breaks. Read only for an error."""
+    try:
+        with path.open(newline="", encoding="utf-8-sig") as fh:
+            reader = csv.reader(fh)
+            seen, end = -1, 0  # -1: the header
+            for cells in reader:
+                start, end = end + 1, reader.line_num
+                if not cells:
+                    continue
+                if seen == row:
+                    return start
+                seen += 1
+    except (OSError, UnicodeDecodeError, csv.Error):
+        pass
+    return row + 2
+
+
 def _longer_row(path: Path, width: int) -> str:
     """The message for the first row with a non-empty cell beyond the header's ``width``."""
     with path.open(newline="", encoding="utf-8-sig") as fh:
@@ -190,13 +209,14 @@ def _numeric_column(path: Path, name: str, series: Any, categorical: bool,
     values = pd.to_numeric(series, errors="coerce").to_numpy(dtype=np.float64)
     bad = np.flatnonzero(np.isnan(values) & series.notna().to_numpy())
     if bad.size:
+        line = line_of(path, int(bad[0]))
         raise UsageError(f"{path}: column {name!r} is numeric except {bad.size} cell(s) (e.g. "
-                         f"{str(series.iloc[bad[0]])!r} at line {int(bad[0]) + 2}); fix them"
+                         f"{str(series.iloc[bad[0]])!r} at line {line}); fix them"
                          + ("." if at_predict else ", or list the column in data.categorical."))
     if np.isinf(values).any():
         row = int(np.flatnonzero(np.isinf(values))[0])
         raise UsageError(f"{path}: column {name!r} holds infinite values (first at line "
-                         f"{row + 2}).")
+                         f"{line_of(path, row)}).")
     return Column(name, values)
 
 
@@ -254,16 +274,17 @@ def read_csv(path: Path, target: str | None, drop: tuple[str, ...] = (),
     if target is not None:
         empty = np.flatnonzero(pd.isna(y) | (y == ""))
         if empty.size:
+            line = line_of(path, int(empty[0]))
             raise UsageError(f"{path}: {empty.size} row(s) have an empty or missing target "
-                             f"{target!r} (first at line {int(empty[0]) + 2}; NA, N/A, null "
-                             "and NaN count as missing); fill or drop them.")
+                             f"{target!r} (first at line {line}; NA, N/A, null and NaN count "
+                             "as missing); fill or drop them.")
         numbers = _mostly_numeric(pd.Series(y))
         typos = np.zeros(0, dtype=int) if numbers is None else \
             np.flatnonzero(numbers.isna().to_numpy())
         if typos.size:  # a quantity with a typo, not thousands of classes
             raise UsageError(f"{path}: the target {target!r} is numeric except {typos.size} "
                              f"cell(s) (e.g. {str(y[typos[0]]).strip()!r} at line "
-                             f"{int(typos[0]) + 2}); fix them.")
+                             f"{line_of(path, int(typos[0]))}); fix them.")
         codes, labels = stripped_distinct(y)
         y = labels[codes]
     columns = []
@@ -325,7 +346,7 @@ def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
 def raw_file(path: Path, target: str | None, drop: tuple[str, ...] = (),
              categorical: tuple[str, ...] = ()) -> Raw:
     if not path.is_file():
-        raise UsageError(f"data file not found: {path}")
+        raise not_a_file(path, "data file")
     if file_kind(path) == ".csv":
         if not target:
             raise UsageError(f"{path}: a CSV source needs data.target, the name of the "
@@ -347,7 +368,7 @@ def read_rows(path: Path, columns: list[dict[str, Any]]) -> Table:
     ``X``, in the training's order.
     """
     if not path.is_file():
-        raise UsageError(f"data file not found: {path}")
+        raise not_a_file(path, "data file")
     names = [c["name"] for c in columns]
     if file_kind(path) == ".npz":
         if any(c["kind"] == "text" for c in columns):

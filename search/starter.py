@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import infer_task, load_data, normalise_labels
-from .errors import UsageError
+from .errors import UsageError, not_a_file
 from .readers import csv_header, file_kind, read_csv, resolve_path
 from .studyfile import parse_study
 from .tabular import MISSING
@@ -71,7 +71,7 @@ def study_for_table(data: str, target: str | None, output: Path | None) -> tuple
     """The study file's text for ``data`` (a CSV path) and what was inferred."""
     path = resolve_path(data, Path.cwd())
     if not path.is_file():
-        raise UsageError(f"data file not found: {path}")
+        raise not_a_file(path, "data file")
     if file_kind(path) != ".csv":
         raise UsageError(f"{path}: init reads a .csv table; for an .npz, write the study "
                          "file from an example (nnsearch init --example digits).")

@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from ..errors import UsageError
+from ..errors import UsageError, not_a_file
 from ..starter import EXAMPLES
 from ._base import (
     Command,
@@ -133,7 +133,9 @@ class PredictCommand(Command):
 
         model_path = Path(args.model)
         if not model_path.is_file():
-            raise UsageError(f"model file not found: {model_path}")
+            raise not_a_file(model_path, "model file")
+        if not Path(args.data).is_file():  # before the model is read
+            raise not_a_file(args.data, "data file")
         try:
             net = load(model_path)
         except ValueError as exc:

@@ -150,3 +150,13 @@ def test_the_record_survives_json_and_a_020_record_still_predicts():
     old = Preprocessor.from_dict({"feature_names": ["a", "b"], "x_mean": [2.0, 4.0],
                                   "x_scale": [1.0, 2.0]})
     np.testing.assert_array_equal(old.transform(table), [[-1, -1], [1, 1]])
+
+
+def test_an_error_names_the_line_where_the_row_starts_past_quoted_line_breaks(tmp_path):
+    path = tmp_path / "t.csv"
+    rows = ['a,note,label', '1.5,"two\nlines",x', '', '2.5,"three\nmore\nlines",y']
+    rows += [f"{i}.5,plain,{'xy'[i % 2]}" for i in range(20)] + ["oops,plain,x"]
+    path.write_text("\n".join(rows) + "\n")
+    with pytest.raises(UsageError, match=r"'oops' at line 28\)"):
+        read_csv(path, "label")
+    assert path.read_text().splitlines()[27] == "oops,plain,x"  # line 28, row 22
