@@ -2,6 +2,6 @@
 
 import sys
 
-from nnsearch.search.cli import main
+from nnsearch import main
 
 sys.exit(main())
