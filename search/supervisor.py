@@ -120,8 +120,10 @@ class Supervisor:
     def _spawn(self, index: int, restarts: int = 0) -> subprocess.Popen[bytes]:
         # Every worker process gets its own sampler seed, a restarted one too.
         offset = record.seed_offset(index, restarts)
-        left = [] if self.deadline is None else \
-            ["--timeout", f"{max(self.deadline - time.monotonic(), 0.001):.3f}"]
+        left = []  # the run's timeout; a restart, what is left of it
+        if self.timeout is not None and self.deadline is not None:
+            left = ["--timeout", str(self.timeout) if not restarts else
+                    f"{max(self.deadline - time.monotonic(), 0.001):.3f}"]
         cmd = [sys.executable, "-P", "-m", "nnsearch", *self.log_flags, "worker",
                *self.worker_args, *left,
                "--sampler-seed-offset", str(offset)]
