@@ -2,6 +2,6 @@
 
 import sys
 
-from nnsearch import main
+from nnsearch._command import main
 
 sys.exit(main())

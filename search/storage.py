@@ -162,7 +162,9 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
     if url.kind == "journal":
         assert url.path is not None
         lock = JournalFlock(url.path) if fcntl is not None else None
-        return JournalStorage(JournalFileBackend(str(url.path), lock_obj=lock))
+        # (Optuna only calls acquire() and release(); its base class is not public)
+        return JournalStorage(JournalFileBackend(str(url.path),
+                                                 lock_obj=lock))  # type: ignore[arg-type]
     if url.kind == "sqlite" and url.path is not None and must_exist and not heartbeat \
             and not _writable(url.path):
         return _read_only_sqlite(url)
