@@ -203,6 +203,14 @@ class Supervisor:
             slot.restart_at = None
             slot.pids.append(slot.process.pid)
 
+    def overdue(self) -> bool:
+        """Past the run's timeout, its grace and the time a stopping worker is given to
+        record its trial: a worker still running then is stuck (stopped, hung)."""
+        if self.deadline is None or self.timeout is None:
+            return False
+        late = self.opened.spec.grace_after(self.timeout) + WORKER_STOP_SECONDS
+        return time.monotonic() > self.deadline + late and self.alive()
+
     def _time_up(self) -> bool:
         return self.deadline is not None and time.monotonic() >= self.deadline
 
@@ -263,7 +271,7 @@ class Supervisor:
                         raise
                     logger.warning("storage unreachable (%s); still watching", error_reason(exc))
                 progress.update(task, completed=counts.finished, info=info)
-                if not self.alive() or self.interrupted.is_set():
+                if not self.alive() or self.interrupted.is_set() or self.overdue():
                     break
                 self.wake.wait(POLL_SECONDS)
                 self.wake.clear()
@@ -292,6 +300,11 @@ class Supervisor:
             self.console.print(f"[yellow]stopping: {self.signal_name}; ending running trials "
                                "as FAIL[/]")
             self.stop(self.signum)
+        elif self.overdue():
+            late = sum(slot.process.poll() is None for slot in self.slots)
+            logger.warning("%d worker(s) still running %.0f s after the time limit (stopped "
+                           "or hung): stopping them", late, time.monotonic() - self.deadline)
+            self.stop(signal.SIGTERM, "the time limit (its worker did not stop)")
         else:
             self._start_aside(None)  # if no trial was seen running: now
             if self._aside is not None:
@@ -346,6 +359,7 @@ class Supervisor:
             if slot.process.poll() is None:
                 with contextlib.suppress(ProcessLookupError):
                     os.kill(slot.process.pid, forward)
+                    os.kill(slot.process.pid, signal.SIGCONT)  # a stopped one, to hear it
         deadline = time.monotonic() + WORKER_STOP_SECONDS
         for slot in self.slots:
             try:

@@ -324,3 +324,27 @@ def test_a_note_left_to_the_run_is_written_by_a_later_one_and_an_old_study_s_kep
         assert opened.study.user_attrs[NOTE_ATTR] is True
         opened.study.set_user_attr(NOTE_ATTR, None)  # a study from before the note was tracked
         assert not needs_note(opened), "its note (maybe edited by a user) is left alone"
+
+
+def test_a_worker_that_does_not_stop_at_the_time_limit_is_stopped(sup, monkeypatch,
+                                                                   caplog):
+    # A stopped (SIGSTOP) or hung worker held `run` past its timeout for good.
+    import signal
+
+    monkeypatch.setattr(supervisor, "WORKER_STOP_SECONDS", 0.5)
+    monkeypatch.setattr(supervisor, "POLL_SECONDS", 0.05)
+    monkeypatch.setattr(sup, "install_signal_handlers", lambda: None)  # (not main thread)
+    sup.timeout = 0.2  # + a grace of 0.02 s + 0.5 s to stop: overdue after ~0.7 s
+    started = time.monotonic()
+    run = __import__("threading").Thread(target=sup.run)
+    run.start()
+    while len(sup.slots) < 2 and time.monotonic() - started < 10:
+        time.sleep(0.01)
+    held = running_trial(sup.study, sup.slots[0].process.pid)
+    os.kill(sup.slots[0].process.pid, signal.SIGSTOP)
+    run.join(timeout=30)
+    assert not run.is_alive() and time.monotonic() - started < 10
+    assert all(slot.process.poll() is not None for slot in sup.slots)
+    # (failed by the sweep or by the stop: the stand-in is no nnsearch process)
+    assert sup.study.get_trials()[held].state == TrialState.FAIL
+    assert "after the time limit (stopped or hung): stopping them" in caplog.text
