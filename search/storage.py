@@ -165,9 +165,13 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
         # (Optuna only calls acquire() and release(); its base class is not public)
         return JournalStorage(JournalFileBackend(str(url.path),
                                                  lock_obj=lock))  # type: ignore[arg-type]
-    if url.kind == "sqlite" and url.path is not None and must_exist and not heartbeat \
-            and not _writable(url.path):
-        return _read_only_sqlite(url)
+    if url.kind == "sqlite" and url.path is not None and not _writable(url.path) \
+            and url.path.exists():
+        if must_exist and not heartbeat:
+            return _read_only_sqlite(url)
+        if heartbeat:  # a worker would fail every write, and be restarted to fail again
+            raise UsageError(f"storage {url} is read-only here; only status, export and "
+                             "report can read it.")
     if url.kind == "grpc":
         return _grpc_proxy(url)
     engine_kwargs: dict[str, Any] = {}
@@ -178,6 +182,9 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
         if url.kind == "postgresql":
             engine_kwargs["connect_args"] = {"connect_timeout": 10}
     kwargs: dict[str, Any] = {}
+    if must_exist and url.path is None and url.kind != "grpc":
+        _must_hold_studies(url, engine_kwargs)
+        kwargs["skip_table_creation"] = True  # a command that reads creates nothing
     if heartbeat:
         interval, grace = heartbeat_settings()
         kwargs = {"heartbeat_interval": interval, "grace_period": grace,
@@ -206,6 +213,22 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
     except Exception as exc:  # e.g. ArgumentError for a malformed URL
         raise UsageError(f"cannot open storage {url}: {type(exc).__name__}: "
                          f"{error_reason(exc)}") from None
+
+
+def _must_hold_studies(url: StorageURL, engine_kwargs: dict[str, Any]) -> None:
+    """UsageError unless the database at ``url`` has Optuna's tables: a command that
+    only reads must not create them (in any database it is pointed at)."""
+    try:
+        engine = sqlalchemy.create_engine(url.secret, **engine_kwargs)
+        try:
+            found = sqlalchemy.inspect(engine).has_table("studies")
+        finally:
+            engine.dispose()
+    except sqlalchemy.exc.SQLAlchemyError:
+        return  # unreachable, say: the storage's own opening says so
+    if not found:
+        raise UsageError(f"no storage at {url}: it holds no studies; create the study first "
+                         "(nnsearch create STUDY_FILE).")
 
 
 _RACING = ("already exists", "duplicate key", "UNIQUE constraint", "locked")  # two creators

@@ -1,5 +1,6 @@
 """Storage URLs: parsed once into a StorageURL (kind, file, redacted form, driver)."""
 
+import os
 from pathlib import Path
 
 import pytest
@@ -192,3 +193,42 @@ def test_a_journal_writer_killed_holding_the_lock_holds_up_no_one(tmp_path):
     finally:
         holder.kill()
         holder.wait()
+
+
+def test_commands_that_read_create_no_tables_in_a_database(pg_url, tmp_path):
+    # `status` pointed at any PostgreSQL database created Optuna's 13 tables there.
+    import sqlalchemy
+
+    from tests.helpers import run_cli
+
+    for command in (["status", "--study", "s"], ["trials", "--study", "s"]):
+        res = run_cli(*command, "--storage", pg_url, cwd=tmp_path)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert "it holds no studies; create the study first" in res.stderr
+    engine = sqlalchemy.create_engine(pg_url)
+    try:
+        assert sqlalchemy.inspect(engine).get_table_names() == []
+    finally:
+        engine.dispose()
+
+
+def test_a_read_only_sqlite_file_is_refused_by_a_command_that_writes(tmp_path):
+    # A file its worker could not write (chattr +i, a read-only mount) had every worker
+    # fail and restart, and the run end as if its timeout had.
+    from tests.helpers import run_cli, write_study
+    from tests.search.test_read_only import chattr
+
+    study = write_study(tmp_path / "s.toml", trials=2, epochs=2)
+    assert run_cli("create", str(study), cwd=tmp_path).returncode == 0
+    db = tmp_path / "s.db"  # beside the study file, named as it is
+    if not chattr("+i", db):
+        if os.environ.get("CI") == "true":
+            pytest.fail("chattr +i is needed to make a file read-only for root")
+        pytest.skip("chattr +i is not available here")
+    try:
+        res = run_cli("run", str(study), "--workers", "2", cwd=tmp_path, timeout=60)
+        assert res.returncode == 2 and len(res.stderr.strip().splitlines()) == 1, res.stderr
+        assert "is read-only here; only status, export and report can read it" in res.stderr
+        assert run_cli("status", str(study), cwd=tmp_path).returncode == 0
+    finally:
+        chattr("-i", db)
