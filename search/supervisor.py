@@ -300,7 +300,7 @@ class Supervisor:
             self.console.print(f"[yellow]stopping: {self.signal_name}; ending running trials "
                                "as FAIL[/]")
             self.stop(self.signum)
-        elif self.overdue():
+        elif self.overdue() and self.deadline is not None:
             late = sum(slot.process.poll() is None for slot in self.slots)
             logger.warning("%d worker(s) still running %.0f s after the time limit (stopped "
                            "or hung): stopping them", late, time.monotonic() - self.deadline)

@@ -21,7 +21,7 @@ import re
 import signal
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import partial
 from types import FrameType
@@ -42,7 +42,7 @@ from ._optuna import (
 from .artifacts import artifact_store
 from .errors import Stopped
 from .objective import Objective
-from .shared_reads import share_reads
+from .shared_reads import shadow, share_reads
 from .storage import error_reason, is_transient, with_retry
 from .study import OpenStudy, StudySpec, accepted_data
 from .trial_lock import TrialLock, locked, trial_lock
@@ -172,6 +172,33 @@ def fail_orphans(opened: OpenStudy, retry: record.Retry, seen: dict[int, float])
     return sum(map(len, orphans.values()))
 
 
+STALE_REASON = "its heartbeat stopped (its worker hung, or lost the storage, or died elsewhere)"
+
+
+def fail_stale(opened: OpenStudy) -> None:
+    """Optuna's sweep of stale heartbeats (``fail_stale_trials``, which retries what it
+    fails), each trial it fails given its ``fail_reason`` first: every failed trial says
+    why."""
+    storage = study_storage(opened.study)
+    if storage is None:
+        fail_stale_trials(opened.study)
+        return
+    base = storage.set_trial_state_values
+
+    def set_state(trial_id: int, state: TrialState,
+                  values: Sequence[float] | None = None) -> bool:
+        if state == TrialState.FAIL:
+            with contextlib.suppress(UpdateFinishedTrialError, RuntimeError):
+                storage.set_trial_user_attr(trial_id, record.FAIL_REASON, STALE_REASON)
+        return base(trial_id, state, values)
+
+    undo = shadow(storage, "set_trial_state_values", set_state)
+    try:
+        fail_stale_trials(opened.study)
+    finally:
+        undo()
+
+
 def sweep(opened: OpenStudy, retry: record.Retry, seen: dict[int, float],
           lock: TrialLock | None, wait: bool = True) -> bool:
     """Fail (and retry) the trials no live worker owns: a stale heartbeat, a worker of
@@ -180,7 +207,7 @@ def sweep(opened: OpenStudy, retry: record.Retry, seen: dict[int, float],
     without ``wait``, only if the lock is free. Whether it swept."""
     with locked(lock, wait) as held:
         if held:
-            fail_stale_trials(opened.study)
+            fail_stale(opened)
             fail_orphans(opened, retry, seen)
         return held
 

@@ -348,3 +348,30 @@ def test_a_worker_that_does_not_stop_at_the_time_limit_is_stopped(sup, monkeypat
     # (failed by the sweep or by the stop: the stand-in is no nnsearch process)
     assert sup.study.get_trials()[held].state == TrialState.FAIL
     assert "after the time limit (stopped or hung): stopping them" in caplog.text
+
+
+def test_a_trial_failed_for_its_stale_heartbeat_says_why(tmp_path):
+    # Optuna's sweep of stale heartbeats failed a hung worker's trial with no reason.
+    from nnsearch.search import worker
+
+    url = f"sqlite:///{tmp_path / 'h.db'}"
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=1,
+                                         heartbeat_stale_trial_callback=record.RETRY)
+    study = optuna.create_study(study_name="h", storage=storage)
+    opened = OpenStudy(study, parse_study({"study": {"name": "h"}}, "test"), storage,
+                       StorageURL.parse(url))
+    hung = study.ask()
+    storage.record_heartbeat(hung._trial_id)
+    fresh = study.ask()
+    time.sleep(2.2)
+    storage.record_heartbeat(fresh._trial_id)  # this one still beats
+    assert worker.sweep(opened, record.RETRY, {}, None)
+    trials = study.get_trials()
+    assert trials[hung.number].state == TrialState.FAIL
+    assert trials[hung.number].user_attrs[record.FAIL_REASON] == worker.STALE_REASON
+    assert trials[fresh.number].state == TrialState.RUNNING
+    assert record.FAIL_REASON not in trials[fresh.number].user_attrs
+    assert [t.system_attrs["failed_trial"] for t in trials
+            if t.state == TrialState.WAITING] == [hung.number]  # retried, as before
+    assert "set_trial_state_values" not in vars(study._storage), "the storage is put back"
+    storage.engine.dispose()
