@@ -46,6 +46,7 @@ from .storage import (
 from .study import OpenStudy
 from .trial_lock import locked, trial_lock
 from .worker import (
+    ENV_RUN,
     Counts,
     catchable_signals,
     count_states,
@@ -76,6 +77,7 @@ class Slot:
 def worker_env(url: StorageURL) -> dict[str, str]:
     env = dict(os.environ)
     env[ENV_STORAGE] = url.secret  # not on the command line, where ps would show a password
+    env[ENV_RUN] = str(os.getpid())  # the workers stop once this process is gone
     # Workers start with -P, so the folder run from is not on their path. When that folder
     # is where this nnsearch comes from (a checkout run as `python -m nnsearch`, not
     # installed), the workers need it to find the same package.

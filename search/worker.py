@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import re
 import signal
 import threading
@@ -51,6 +52,8 @@ logger = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_FAILURES = 5
 POLL_SECONDS = 0.5
+ENV_RUN = "NNSEARCH_RUN_PID"  # set by `run` for its workers: its pid, to watch
+RUN_CHECK_SECONDS = 1.0  # how often a worker started by `run` checks that it is there
 STALE_CHECK_SECONDS = 1.0  # Optuna asks before every trial; stale takes 3 heartbeats
 
 
@@ -275,6 +278,18 @@ class Worker:
 
         for signum in catchable_signals():
             signal.signal(signum, handler)
+
+    def watch_run(self, run_pid: int) -> None:
+        """Stop as a signal would once the ``run`` that started this worker is gone
+        (killed, say by the OOM killer): its workers went on unwatched, without a
+        timeout until the whole budget was spent."""
+        def watch() -> None:
+            while not self.stop.wait(RUN_CHECK_SECONDS):
+                if os.getppid() != run_pid:
+                    self.objective.stop_reason = f"the end of its run (pid {run_pid})"
+                    self.stop.set()
+
+        threading.Thread(target=watch, name="watch-run", daemon=True).start()
 
     def _release(self) -> None:
         if self.lock is not None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import logging
+import os
 import sys
 from functools import partial
 from pathlib import Path
@@ -196,7 +197,7 @@ class WorkerCommand(Command):
     def take_action(self, args: argparse.Namespace) -> int:
         from .. import record
         from ..study import open_study
-        from ..worker import Worker
+        from ..worker import ENV_RUN, Worker
 
         t = target(args)
         offset = args.sampler_seed_offset
@@ -207,6 +208,9 @@ class WorkerCommand(Command):
             _warn_unused_grace(spec, args.timeout or spec.timeout)
             worker = Worker(opened, args.trials or spec.trials, args.timeout or spec.timeout)
             worker.install_signal_handlers()
+            run_pid = os.environ.get(ENV_RUN, "")
+            if run_pid.isdigit():  # started by `run`: stop once it is gone
+                worker.watch_run(int(run_pid))
             n = worker.run()
         logger.info("worker %s ran %d trial(s)", worker.objective.worker, n)
         return 128 + worker.signum if worker.signum else 0

@@ -115,6 +115,27 @@ def test_a_signal_stops_the_run_and_leaves_no_orphan(tmp_path, signum, close_pip
     assert stopped and all("stopped by" in t.user_attrs["fail_reason"] for t in stopped)
 
 
+def test_workers_stop_once_their_run_is_killed(tmp_path):
+    # A run killed outright (the OOM killer) left its workers to go on, unwatched, until
+    # their whole budget was spent.
+    study = slow_study(tmp_path / "slow.toml")
+    url = f"sqlite:///{tmp_path / 'slow.db'}"
+    proc = start_run(tmp_path, str(study), "--workers", "2", "--trials", "50")
+    try:
+        wait_for(lambda: running_with_worker(url, "slow", 0.3), what="a running trial")
+        assert len(worker_pids(str(study))) == 2
+        proc.kill()
+        proc.wait(timeout=30)
+        wait_for(lambda: not worker_pids(str(study)), timeout=30, what="the workers to exit")
+    finally:
+        proc.kill()
+    ts = trials(url, "slow")
+    assert count(ts, TrialState.RUNNING) == 0
+    stopped = [t for t in ts if t.state == TrialState.FAIL]
+    assert stopped and all(t.user_attrs["fail_reason"].startswith(
+        "worker stopped by the end of its run (pid ") for t in stopped)
+
+
 def test_a_power_cut_on_the_journal_then_a_rerun_finishes(tmp_path):
     # The supervisor and its workers die at once: no one fails their RUNNING trials,
     # and the journal file has no heartbeat. The re-run finds them orphaned.
