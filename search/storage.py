@@ -305,17 +305,21 @@ def error_reason(exc: BaseException) -> str:
     return (str(getattr(cause, "orig", None) or cause).strip().splitlines() or [""])[0]
 
 
+GRPC_READY_SECONDS = 10.0  # how long a command waits for a storage proxy to answer
+
+
 def _grpc_proxy(url: StorageURL) -> optuna.storages.BaseStorage:
     try:
         from optuna.storages import GrpcStorageProxy
 
         assert url.host is not None and url.port is not None
         proxy = GrpcStorageProxy(host=url.host, port=url.port)
-        proxy.wait_server_ready(timeout=10)
+        proxy.wait_server_ready(timeout=GRPC_READY_SECONDS)
     except ImportError:
         raise UsageError("grpc:// storages need grpcio: pip install 'nnsearch[grpc]'.") from None
-    except Exception as exc:
-        raise UsageError(f"cannot reach the storage proxy {url}: {exc}") from None
+    except Exception as exc:  # (a proxy that does not answer: exit 3, as a database's)
+        raise StorageUnreachable(f"cannot reach the storage proxy {url}: "
+                                 f"{error_reason(exc) or type(exc).__name__}") from None
     return proxy
 
 

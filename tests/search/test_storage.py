@@ -232,3 +232,14 @@ def test_a_read_only_sqlite_file_is_refused_by_a_command_that_writes(tmp_path):
         assert run_cli("status", str(study), cwd=tmp_path).returncode == 0
     finally:
         chattr("-i", db)
+
+
+def test_a_storage_proxy_that_does_not_answer_is_unreachable_exit_3(monkeypatch):
+    pytest.importorskip("grpc")
+    from nnsearch.search import storage
+    from nnsearch.search.errors import StorageUnreachable
+
+    monkeypatch.setattr(storage, "GRPC_READY_SECONDS", 0.5)
+    with pytest.raises(StorageUnreachable, match="cannot reach the storage proxy") as caught:
+        storage.open_storage(StorageURL.parse("grpc://127.0.0.1:1"))
+    assert caught.value.exit_code == 3  # as a database that does not answer (it was 2)
