@@ -224,8 +224,11 @@ def _must_hold_studies(url: StorageURL, engine_kwargs: dict[str, Any]) -> None:
             found = sqlalchemy.inspect(engine).has_table("studies")
         finally:
             engine.dispose()
-    except sqlalchemy.exc.SQLAlchemyError:
-        return  # unreachable, say: the storage's own opening says so
+    except sqlalchemy.exc.SQLAlchemyError as exc:  # as the storage's own opening says it
+        if is_transient(exc):
+            raise StorageUnreachable(f"cannot reach storage {url}: {error_reason(exc)}") \
+                from None
+        raise UsageError(f"cannot reach storage {url}: {error_reason(exc)}") from None
     if not found:
         raise UsageError(f"no storage at {url}: it holds no studies; create the study first "
                          "(nnsearch create STUDY_FILE).")
