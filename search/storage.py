@@ -187,8 +187,8 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
         kwargs["skip_table_creation"] = True  # a command that reads creates nothing
     if heartbeat:
         interval, grace = heartbeat_settings()
-        kwargs = {"heartbeat_interval": interval, "grace_period": grace,
-                  "heartbeat_stale_trial_callback": RETRY}
+        kwargs |= {"heartbeat_interval": interval, "grace_period": grace,
+                   "heartbeat_stale_trial_callback": RETRY}
     try:
         storage = _create_schema_once(lambda: _Storage(url.secret, engine_kwargs=engine_kwargs,
                                                        **kwargs))
