@@ -17,13 +17,7 @@ from typing import Any
 import numpy as np
 
 from ._domains import Domain
-from ._functions import (
-    ACTIVATIONS,
-    DERIVATIVES,
-    HEADS,
-    OUTPUT_ALIASES,
-    Head,
-)
+from ._functions import ACTIVATIONS, DERIVATIVES, HEADS, OUTPUT_ALIASES, Head
 from ._init import INITIALIZERS
 
 DTYPES = ("float32", "float64")

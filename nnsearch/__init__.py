@@ -11,4 +11,3 @@ __version__ = "0.2.0"
 
 # Every logger of the package lives under "nnsearch"; the CLI gives it a handler.
 logging.getLogger(__name__).addHandler(logging.NullHandler())
-

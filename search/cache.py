@@ -27,7 +27,7 @@ from typing import Any
 import numpy as np
 
 from .data import Dataset, DataSpec, file_fingerprint, load_data
-from .errors import not_a_file
+from .errors import require_file
 from .readers import BUILTIN, resolve_path
 from .storage import StorageURL
 from .tabular import Preprocessor
@@ -59,8 +59,7 @@ def cached_data(spec: DataSpec, base: Path | None, folder: Path | None,
         source = builtin_id(spec.source)
     else:
         path = resolve_path(spec.source, base)
-        if not path.is_file():
-            raise not_a_file(path, "data file")
+        require_file(path, "data file")
         source = file_fingerprint(path)
     found = load_cached(folder, spec, source)
     if found is not None:

@@ -19,7 +19,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError, not_a_file
+from .errors import UsageError, require_file
 from .readers import (
     BUILTIN,
     Raw,
@@ -281,8 +281,7 @@ def load_data(spec: DataSpec, base: Path | None = None, fingerprint: str | None 
     if spec.source in BUILTIN:
         return _build(spec, spec.source, None)
     path = resolve_path(spec.source, base)
-    if not path.is_file():
-        raise not_a_file(path, "data file")
+    require_file(path, "data file")
     return _build(spec, str(path), fingerprint or file_fingerprint(path), raw)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 
 class Stopped(KeyboardInterrupt):
     """A worker was told to stop (SIGTERM/SIGINT); raised between epochs.
@@ -27,15 +29,16 @@ class StorageUnreachable(UsageError):
     exit_code = STORAGE_UNREACHABLE
 
 
-def not_a_file(path: object, what: str) -> UsageError:
-    """The error for a ``what`` ("data file", "study file") at ``path`` that is not a
-    regular file: missing, a folder, or a stream or device."""
-    from pathlib import Path
 
-    p = Path(str(path))
+def require_file(path: str | Path, what: str) -> None:
+    """UsageError unless ``path`` is a regular file: ``what`` ("data file", "study
+    file") missing, a folder, or a stream or device."""
+    p = Path(path)
+    if p.is_file():
+        return
     if str(path) == "-" or (p.exists() and not p.is_dir()):
-        return UsageError(f"{what} {path} is not a regular file: nnsearch reads files, not "
-                          "standard input, pipes or devices.")
+        raise UsageError(f"{what} {path} is not a regular file: nnsearch reads files, not "
+                         "standard input, pipes or devices.")
     if p.is_dir():
-        return UsageError(f"{what} {path} is a folder; give a file.")
-    return UsageError(f"{what} not found: {path}")
+        raise UsageError(f"{what} {path} is a folder; give a file.")
+    raise UsageError(f"{what} not found: {path}")

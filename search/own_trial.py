@@ -226,17 +226,16 @@ class OwnTrial:
         self.keep(param=Param(param_name, param_value_internal, distribution))
 
     def set_trial_system_attr(self, trial_id: int, key: str, value: Any) -> None:
-        if not self.holds(trial_id):
-            self._base["set_trial_system_attr"](trial_id, key, value)
-        elif self.training:
-            # While it trains, a pruner's own records (successive halving's rungs) are for
-            # the other workers' pruners to see: written at once (and shown in the copy).
-            self._base["set_trial_system_attr"](trial_id, key, value)
-            with self._lock:
-                if self._copy is not None:
-                    self._copy.system_attrs[key] = value
-        else:
+        if self.holds(trial_id) and not self.training:
             self.keep(system_attrs={key: value})
+            return
+        # Not this process's trial; or, while it trains, a pruner's own records
+        # (successive halving's rungs), for the other workers' pruners to see: written at
+        # once (and shown in the copy).
+        self._base["set_trial_system_attr"](trial_id, key, value)
+        with self._lock:
+            if self.holds(trial_id) and self._copy is not None:
+                self._copy.system_attrs[key] = value
 
     def set_trial_user_attr(self, trial_id: int, key: str, value: Any) -> None:
         if self.holds(trial_id):
@@ -256,14 +255,14 @@ class OwnTrial:
         first beat goes with the trial's first writes, and a beat still finding them kept
         back (a sampler slower than a heartbeat interval) writes them."""
         with self._lock:
-            own = self.holds(trial_id)
-            if own and not self._flushed:
+            kept = self.holds(trial_id) and not self._flushed  # its first writes, still
+            if kept:
                 self._beats += 1
                 if self._beats == 1:
                     return
-            elif own and time.monotonic() - self._beat_at < _FRESH_BEAT_SECONDS:
+            elif self.holds(trial_id) and time.monotonic() - self._beat_at < _FRESH_BEAT_SECONDS:
                 return  # the first writes carried a beat a moment ago
-        if not (own and not self._flushed):
+        if not kept:
             self._base["record_heartbeat"](trial_id)
             return
         try:
@@ -300,9 +299,8 @@ class OwnTrial:
             self._trial_id, self._copy = None, None
             self._clear()
         try:
-            self.rdb.write(trial_id, params=params, system_attrs=system,
-                                  user_attrs=user, reports=reports, state=state,
-                                  values=values)
+            self.rdb.write(trial_id, params=params, system_attrs=system, user_attrs=user,
+                           reports=reports, state=state, values=values)
         except UpdateFinishedTrialError as exc:
             # A sweeper failed it meanwhile (the storage was away, or the worker seemed
             # gone) and retries it: its result is dropped. (Raising here would leave

@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from .errors import UsageError, not_a_file
+from .errors import UsageError, require_file
 from .tabular import MISSING, Column, Table
 
 logger = logging.getLogger(__name__)
@@ -345,8 +345,7 @@ def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 def raw_file(path: Path, target: str | None, drop: tuple[str, ...] = (),
              categorical: tuple[str, ...] = ()) -> Raw:
-    if not path.is_file():
-        raise not_a_file(path, "data file")
+    require_file(path, "data file")
     if file_kind(path) == ".csv":
         if not target:
             raise UsageError(f"{path}: a CSV source needs data.target, the name of the "
@@ -367,8 +366,7 @@ def read_rows(path: Path, columns: list[dict[str, Any]]) -> Table:
     columns the model does not use are ignored, with a note); an .npz gives them as
     ``X``, in the training's order.
     """
-    if not path.is_file():
-        raise not_a_file(path, "data file")
+    require_file(path, "data file")
     names = [c["name"] for c in columns]
     if file_kind(path) == ".npz":
         if any(c["kind"] == "text" for c in columns):

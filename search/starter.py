@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .data import infer_task, load_data, normalise_labels
-from .errors import UsageError, not_a_file
+from .errors import UsageError, require_file
 from .readers import csv_header, file_kind, read_csv, resolve_path
 from .studyfile import parse_study
 from .tabular import MISSING
@@ -70,8 +70,7 @@ def _q(text: str) -> str:
 def study_for_table(data: str, target: str | None, output: Path | None) -> tuple[str, Inferred]:
     """The study file's text for ``data`` (a CSV path) and what was inferred."""
     path = resolve_path(data, Path.cwd())
-    if not path.is_file():
-        raise not_a_file(path, "data file")
+    require_file(path, "data file")
     if file_kind(path) != ".csv":
         raise UsageError(f"{path}: init reads a .csv table; for an .npz, write the study "
                          "file from an example (nnsearch init --example digits).")

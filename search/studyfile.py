@@ -24,7 +24,7 @@ from nnsearch.model import MAX_PARAMS
 
 from .data import TASKS, DataSpec, check_images
 from .enqueue import to_params
-from .errors import UsageError, not_a_file
+from .errors import UsageError, require_file
 from .readers import BUILTIN
 from .space import CONDITIONS, DEFAULTS, Param, parse_param
 
@@ -255,8 +255,7 @@ def _quote_line(path: Path, exc: tomllib.TOMLDecodeError) -> str:
 
 def load_study_file(path: str | Path) -> StudySpec:
     path = Path(path)
-    if not path.is_file():
-        raise not_a_file(path, "study file")
+    require_file(path, "study file")
     try:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
     except tomllib.TOMLDecodeError as exc:

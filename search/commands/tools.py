@@ -12,7 +12,7 @@ from pathlib import Path
 
 from rich.table import Table
 
-from ..errors import UsageError, not_a_file
+from ..errors import UsageError, require_file
 from ..starter import EXAMPLES
 from ._base import (
     Command,
@@ -132,10 +132,8 @@ class PredictCommand(Command):
         from ..tabular import OTHER, Preprocessor
 
         model_path = Path(args.model)
-        if not model_path.is_file():
-            raise not_a_file(model_path, "model file")
-        if not Path(args.data).is_file():  # before the model is read
-            raise not_a_file(args.data, "data file")
+        require_file(model_path, "model file")
+        require_file(args.data, "data file")  # before the model is read
         try:
             net = load(model_path)
         except ValueError as exc:

@@ -13,7 +13,9 @@ from tests.helpers import run_cli, worker_pids, write_study
 from tests.search.worker_runs import (
     assert_finished_exactly,
     count,
+    failed_and_none_running,
     running_with_worker,
+    slow_run,
     slow_study,
     start_run,
     trials,
@@ -67,20 +69,12 @@ def test_the_time_limit_stops_trials_still_running(tmp_path):
 
 # ----- Ctrl-C -------------------------------------------------------------------------------
 def test_ctrl_c_fails_running_trials_and_run_resumes(tmp_path):
-    study = slow_study(tmp_path / "slow.toml")
-    url = f"sqlite:///{tmp_path / 'slow.db'}"
-    proc = start_run(tmp_path, str(study), "--workers", "2", "--trials", "6")
-    try:
-        wait_for(lambda: running_with_worker(url, "slow", 0.3), what="a running trial")
+    with slow_run(tmp_path, 6) as (study, url, proc):
         proc.send_signal(signal.SIGINT)
         _out, err = proc.communicate(timeout=120)
-    finally:
-        proc.kill()
     assert proc.returncode != 0
     assert "run the same command again to resume" in err
-    ts = trials(url, "slow")
-    assert count(ts, TrialState.RUNNING) == 0
-    stopped = [t for t in ts if t.state == TrialState.FAIL]
+    stopped = failed_and_none_running(url)
     assert stopped and all("stopped by SIGINT" in t.user_attrs.get("fail_reason", "")
                            for t in stopped)  # what the user pressed, not what was forwarded
     res = run_cli("run", str(study), "--workers", "2", "--trials", "6", cwd=tmp_path)
@@ -94,44 +88,28 @@ def test_ctrl_c_fails_running_trials_and_run_resumes(tmp_path):
                                                      (signal.SIGTERM, True)])
 def test_a_signal_stops_the_run_and_leaves_no_orphan(tmp_path, signum, close_pipes):
     # SIGHUP: the terminal closed. SIGTERM with closed pipes: `| head`, a dead ssh or tee.
-    study = slow_study(tmp_path / "slow.toml")
-    url = f"sqlite:///{tmp_path / 'slow.db'}"
-    proc = start_run(tmp_path, str(study), "--workers", "2", "--trials", "6")
-    try:
-        wait_for(lambda: running_with_worker(url, "slow", 0.3), what="a running trial")
+    with slow_run(tmp_path, 6) as (study, url, proc):
         assert len(worker_pids(str(study))) == 2
         if close_pipes:
             proc.stdout.close()
             proc.stderr.close()
         proc.send_signal(signum)
         proc.wait(timeout=120)
-    finally:
-        proc.kill()
     assert proc.returncode == 128 + signum
     wait_for(lambda: not worker_pids(str(study)), timeout=30, what="the workers to exit")
-    ts = trials(url, "slow")
-    assert count(ts, TrialState.RUNNING) == 0
-    stopped = [t for t in ts if t.state == TrialState.FAIL]
+    stopped = failed_and_none_running(url)
     assert stopped and all("stopped by" in t.user_attrs["fail_reason"] for t in stopped)
 
 
 def test_workers_stop_once_their_run_is_killed(tmp_path):
     # A run killed outright (the OOM killer) left its workers to go on, unwatched, until
     # their whole budget was spent.
-    study = slow_study(tmp_path / "slow.toml")
-    url = f"sqlite:///{tmp_path / 'slow.db'}"
-    proc = start_run(tmp_path, str(study), "--workers", "2", "--trials", "50")
-    try:
-        wait_for(lambda: running_with_worker(url, "slow", 0.3), what="a running trial")
+    with slow_run(tmp_path, 50) as (study, url, proc):
         assert len(worker_pids(str(study))) == 2
         proc.kill()
         proc.wait(timeout=30)
         wait_for(lambda: not worker_pids(str(study)), timeout=30, what="the workers to exit")
-    finally:
-        proc.kill()
-    ts = trials(url, "slow")
-    assert count(ts, TrialState.RUNNING) == 0
-    stopped = [t for t in ts if t.state == TrialState.FAIL]
+    stopped = failed_and_none_running(url)
     assert stopped and all(t.user_attrs["fail_reason"].startswith(
         "worker stopped by the end of its run (pid ") for t in stopped)
 

@@ -3,6 +3,8 @@
 import signal
 import subprocess
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import optuna
@@ -91,3 +93,24 @@ def running_with_worker(url: str, name: str, min_seconds: float = 0.3):
                 and t.datetime_start and now - t.datetime_start.timestamp() >= min_seconds:
             return t
     return None
+
+
+@contextmanager
+def slow_run(tmp: Path, trials: int) -> Iterator[tuple[Path, str, subprocess.Popen[str]]]:
+    """The slow study run by 2 workers to ``trials``, caught with a trial running;
+    (study file, storage URL, the run's process), which is killed on the way out."""
+    study = slow_study(tmp / "slow.toml")
+    url = f"sqlite:///{tmp / 'slow.db'}"
+    proc = start_run(tmp, str(study), "--workers", "2", "--trials", str(trials))
+    try:
+        wait_for(lambda: running_with_worker(url, "slow", 0.3), what="a running trial")
+        yield study, url, proc
+    finally:
+        proc.kill()
+
+
+def failed_and_none_running(url: str) -> list[optuna.trial.FrozenTrial]:
+    """The slow study's FAIL trials, once none is left RUNNING."""
+    ts = trials(url, "slow")
+    assert count(ts, TrialState.RUNNING) == 0
+    return [t for t in ts if t.state == TrialState.FAIL]
