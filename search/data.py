@@ -55,6 +55,7 @@ class DataSpec:
     drop: tuple[str, ...] = ()  # CSV columns not to use
     categorical: tuple[str, ...] = ()  # numeric CSV columns that are codes of categories
     folds: int = 0  # k-fold cross-validation over train + validation (0: one validation split)
+    unlabelled: str = "refuse"  # CSV rows with no target: refused, or "drop": left out
 
     def __post_init__(self) -> None:
         for name in ("image_shape", "drop", "categorical"):  # JSON gives lists
@@ -76,6 +77,8 @@ class DataSpec:
             data["drop"] = list(self.drop)
         if self.categorical:
             data["categorical"] = list(self.categorical)
+        if self.unlabelled != "refuse":
+            data["unlabelled"] = self.unlabelled
         if self.folds:  # only when set, likewise; the folds replace the validation share
             data["folds"] = self.folds
             del data["validation"]
@@ -294,7 +297,8 @@ def _build(spec: DataSpec, where: str, fingerprint: str | None,
         table = numeric_table(X, names)
         task = spec.task or BUILTIN[spec.source]
     else:
-        table, y = raw or raw_file(Path(where), spec.target, spec.drop, spec.categorical)
+        table, y = raw or raw_file(Path(where), spec.target, spec.drop, spec.categorical,
+                                    spec.unlabelled)
         task = spec.task
         if task is None:
             task, note = infer_task(y)

@@ -151,9 +151,17 @@ def build_export(spec: StudySpec, study_name: str, url: StorageURL, number: int,
         "network": network,
         "training": training,
         "seed": training["seed"],
+        **({"estimate": estimate(spec.metric, attrs)} if record.FOLD_VALUES in attrs else {}),
         **({"preprocessing": preprocessing} if preprocessing is not None else {}),
         "versions": versions(),
     }
+
+
+def estimate(metric: str, attrs: dict[str, Any]) -> dict[str, Any]:
+    """The cross-validation estimate of the study's metric: the folds' mean and spread."""
+    values = [float(v) for v in attrs[record.FOLD_VALUES]]
+    return {"metric": metric, "mean": float(np.mean(values)), "folds": len(values),
+            "sd": float(np.std(values, ddof=1)) if len(values) > 1 else None}
 
 
 MAX_CONFIG_BYTES = 50_000_000  # an export is a few kB; a bigger file is something else
@@ -269,6 +277,10 @@ def retrain(config: dict[str, Any], where: str, data: Dataset | None = None,
     if data.n_folds:
         metrics["folds"] = data.n_folds
         metrics["refit_epochs"] = history.epochs_run if test else math.nan
+        # the cross-validation estimate's spread: the sd of the folds' scores
+        scale = data.y_scale if data.task == "regression" else 1.0
+        if len(folds.scores) > 1:
+            metrics["val_sd"] = float(np.std(folds.scores, ddof=1)) * scale
     metrics[f"trial_{metric}"] = trial_value
     return net, history, data, metrics
 

@@ -242,12 +242,18 @@ def _label(value: Any) -> str:
     return text
 
 
+UNLABELLED = ("refuse", "drop")  # data.unlabelled: what a row with no target value gets
+
+
 def read_csv(path: Path, target: str | None, drop: tuple[str, ...] = (),
-             categorical: tuple[str, ...] = (), identifiers: list[str] | None = None) -> Raw:
+             categorical: tuple[str, ...] = (), identifiers: list[str] | None = None,
+             unlabelled: str = "refuse", dropped: list[int] | None = None) -> Raw:
     """The table's feature columns and its target column (as given, stripped text).
 
     An identifier column is refused, or, when ``identifiers`` is a list, left out and
-    named there (``nnsearch init`` writes them into data.drop)."""
+    named there (``nnsearch init`` writes them into data.drop). Rows with no target
+    value are refused, or with ``unlabelled = "drop"`` left out (their count appended
+    to ``dropped``, when given)."""
     import pandas as pd
 
     header = csv_header(path)
@@ -273,11 +279,23 @@ def read_csv(path: Path, target: str | None, drop: tuple[str, ...] = (),
     y = frame.pop(target).to_numpy(dtype=object) if target is not None else np.zeros(0)
     if target is not None:
         empty = np.flatnonzero(pd.isna(y) | (y == ""))
+        if empty.size and unlabelled == "drop" and empty.size < len(y):
+            keep = np.ones(len(y), bool)
+            keep[empty] = False
+            frame, y = frame.loc[keep].reset_index(drop=True), y[keep]
+            if dropped is not None:  # the caller says so
+                dropped.append(int(empty.size))
+            else:
+                logger.info("%s: %d of %d row(s) have no target %r: left out "
+                            "(data.unlabelled = \"drop\")", path.name, empty.size, len(keep),
+                            target)
+            empty = empty[:0]
         if empty.size:
             line = line_of(path, int(empty[0]))
             raise UsageError(f"{path}: {empty.size} row(s) have an empty or missing target "
                              f"{target!r} (first at line {line}; NA, N/A, null and NaN count "
-                             "as missing); fill or drop them.")
+                             "as missing); fill them, or leave them out with data.unlabelled = "
+                             "\"drop\".")
         numbers = _mostly_numeric(pd.Series(y))
         typos = np.zeros(0, dtype=int) if numbers is None else \
             np.flatnonzero(numbers.isna().to_numpy())
@@ -344,13 +362,13 @@ def read_npz(path: Path, keys: tuple[str, ...]) -> dict[str, np.ndarray]:
 
 
 def raw_file(path: Path, target: str | None, drop: tuple[str, ...] = (),
-             categorical: tuple[str, ...] = ()) -> Raw:
+             categorical: tuple[str, ...] = (), unlabelled: str = "refuse") -> Raw:
     require_file(path, "data file")
     if file_kind(path) == ".csv":
         if not target:
             raise UsageError(f"{path}: a CSV source needs data.target, the name of the "
                              "target column.")
-        return read_csv(path, target, drop, categorical)
+        return read_csv(path, target, drop, categorical, unlabelled=unlabelled)
     arrays = read_npz(path, ("X", "y"))
     X, y = arrays["X"], arrays["y"]
     if y.ndim != 1 or len(X) != len(y):

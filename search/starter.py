@@ -29,10 +29,13 @@ from .studyfile import parse_study
 from .tabular import MISSING
 
 EXAMPLES = ("digits", "article", "digits_tradeoff")
-IMBALANCED = 0.1  # a smallest class below this share: accuracy misleads, so val_loss
-CV_ROWS = 10_000  # up to this many rows, init writes k-fold cross-validation
+CV_ROWS = 10_000  # up to this many rows, init writes k-fold cross-validation...
 FOLDS = 3
-LARGE = 50_000  # rows from which init writes larger batches
+SMALL = 2_000  # ...with more folds up to this many: trials are cheap, scores noisy
+SMALL_FOLDS = 5
+LARGE = 10_000  # rows from which init writes larger batches and a smaller space
+# The time budget init writes: TIMEOUT_STEP seconds per ROWS_PER_STEP rows, within bounds
+TIMEOUT_STEP, ROWS_PER_STEP, MAX_TIMEOUT = 60, 5_000, 900
 
 
 def example_text(name: str) -> str:
@@ -80,10 +83,15 @@ def study_for_table(data: str, target: str | None, output: Path | None) -> tuple
         raise UsageError("--target COL is required: the column to predict"
                          + (f" (columns: {shown})." if shown else "."))
     identifiers: list[str] = []
-    table, y = read_csv(path, target, identifiers=identifiers)
+    dropped: list[int] = []
+    table, y = read_csv(path, target, identifiers=identifiers, unlabelled="drop",
+                        dropped=dropped)
     task, note = infer_task(y)
     info = Inferred()
-    info.add(f"{path.name}: {len(table)} rows, {len(table.columns)} feature column(s)")
+    unlabelled = dropped[0] if dropped else 0
+    info.add(f"{path.name}: {len(table)} rows, {len(table.columns)} feature column(s)"
+             + (f"; {unlabelled} more row(s) have no {target!r}: left out "
+                "(data.unlabelled)" if unlabelled else ""))
     numeric = [c for c in table.columns if not c.is_text]
     text = [c for c in table.columns if c.is_text]
     missing = sum(int(np.isnan(c.values).sum()) for c in numeric) + sum(
@@ -106,8 +114,10 @@ def study_for_table(data: str, target: str | None, output: Path | None) -> tuple
     folder = output.parent if output else Path.cwd()
     # Folds need 3 rows of each class outside the test split; a class too small for that
     # is too small for one validation split too, and is refused either way.
+    rows = len(table)
+    folds = 0 if rows > CV_ROWS else SMALL_FOLDS if rows <= SMALL else FOLDS
     text_out = _render(study_name(path), source, target, task, metric, why, identifiers,
-                       info, len(table), folds=len(table) <= CV_ROWS)
+                       info, rows, folds=folds, unlabelled=unlabelled)
     spec = parse_study(tomllib.loads(text_out), "the generated study file",
                        folder / "study.toml")  # what init writes always validates...
     load_data(spec.data, spec.base_dir, raw=(table, y))  # ...and splits as run will split it
@@ -118,10 +128,29 @@ def _metric(task: str, counts: np.ndarray) -> tuple[str, str]:
     if task == "regression":
         return "val_rmse", "root mean squared error, in the target's units"
     share = counts.min() / counts.sum()
-    if share < IMBALANCED:
-        return "val_loss", (f"the smallest class is {share:.1%} of the rows, so accuracy "
-                            "would reward ignoring it")
-    return "val_accuracy", f"{len(counts)} classes, the smallest {share:.1%} of the rows"
+    return "val_loss", (f"log-loss: smooth where accuracy moves a row at a time (and "
+                        f"rewards ignoring a small class); {len(counts)} classes, the "
+                        f"smallest {share:.1%} of the rows")
+
+
+def timeout_for(rows: int) -> int:
+    """The search's time budget for a table of ``rows`` rows, in seconds."""
+    return min(MAX_TIMEOUT, TIMEOUT_STEP * max(1, -(-rows // ROWS_PER_STEP)))
+
+
+def fit_space(space: str, rows: int) -> str:
+    """The default [space] fitted to a large table: an epoch over its rows costs what
+    ``rows / LARGE`` small tables' epochs cost, so narrower networks, fewer epochs and
+    larger batches keep a trial to seconds (more of them finish in the budget)."""
+    if rows <= LARGE:
+        return space
+    for key, line in (("width", "width = { low = 16, high = 256, log = true }          "
+                                "# per layer (narrower: a large table)"),
+                      ("batch_size", "batch_size = [128, 256, 512]"),
+                      ("epochs", "epochs = 40"), ("patience", "patience = 5")):
+        space, n = re.subn(rf"^{key} = [^\n]*$", line, space, flags=re.M)
+        assert n == 1, f"studies/digits.toml: {key} must be one line of its [space]"
+    return space
 
 
 def _source(path: Path, output: Path | None) -> str:
@@ -149,21 +178,22 @@ def default_sections() -> dict[str, str]:
 
 
 def _render(name: str, source: str, target: str, task: str, metric: str, why: str,
-            identifiers: list[str], info: Inferred, rows: int, folds: bool) -> str:
+            identifiers: list[str], info: Inferred, rows: int, folds: int,
+            unlabelled: int = 0) -> str:
     found = "\n".join(f"#   {_one_line(line)}" for line in info.lines)
     drop = f"drop = [{', '.join(map(_q, identifiers))}]  # identifiers: no signal, only " \
            "noise\n" if identifiers else ""
     task_line = f"task = {_q(task)}  # inferred; classification | regression"
+    if unlabelled:
+        task_line += (f'\nunlabelled = "drop"           # {unlabelled} row(s) have no target '
+                      'value: left out (without this line they are refused)')
     default = default_sections()
-    space = default["space"]
-    if rows > LARGE:  # larger batches: an epoch of small ones takes too long
-        space, n = re.subn(r"^batch_size = [^\n]*$", "batch_size = [128, 256, 512]", space,
-                           flags=re.M)
-        assert n == 1, "studies/digits.toml: batch_size must be one line of its [space]"
-    split = (f"folds = {FOLDS}                    # cross-validation over what the test split "
+    space = fit_space(default["space"], rows)
+    split = (f"folds = {folds}                    # cross-validation over what the test split "
              "leaves (one validation split instead: remove it, add validation = 0.2)"
              if folds else
              f"validation = 0.2             # (cross-validation instead: folds = {FOLDS})")
+    timeout = timeout_for(rows)
     return f"""\
 # A study for {source}, written by `nnsearch init`. What it found:
 {found}
@@ -188,9 +218,10 @@ test = 0.2                   # held out: never seen by the search
 seed = 0
 
 [budget]
-trials = 100
-# timeout = 600              # seconds: stop starting trials after this
-# grace = 60                 # ...and stop the trials still running this long after it
+{f"timeout = {timeout}":<29}# seconds for {rows:,} rows: no trial starts after this,
+                             # and one still running at timeout + grace is stopped
+{f"# grace = {max(1, timeout // 10)}":<29}# (default: a tenth of the timeout)
+# trials = 500               # also stop after this many finished trials
 # target = 0.99              # stop once a trial reaches this value of the metric
 # stall = 30                 # stop after 30 finished trials without a new best
 

@@ -25,7 +25,7 @@ from nnsearch.model import MAX_PARAMS
 from .data import TASKS, DataSpec, check_images
 from .enqueue import to_params
 from .errors import UsageError, require_file
-from .readers import BUILTIN
+from .readers import BUILTIN, UNLABELLED
 from .space import CONDITIONS, DEFAULTS, Param, parse_param
 
 # metric -> (direction, tasks it applies to)
@@ -86,7 +86,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "sampler": ("name",),  # plus the sampler's own keyword arguments
     "pruner": ("name", "report_every"),  # plus the pruner's own keyword arguments
     "data": ("source", "target", "task", "validation", "test", "seed", "image_shape", "shift",
-             "drop", "categorical", "folds"),
+             "drop", "categorical", "folds", "unlabelled"),
     "budget": ("trials", "timeout", "grace", "target", "stall"),
     "selection": ("recheck", "seeds"),
     "artifacts": ("curves",),
@@ -486,6 +486,15 @@ def _get(table: dict[str, Any], key: str, where: str, kind: Any, default: Any) -
     return value
 
 
+def _choice(table: dict[str, Any], key: str, where: str, choices: tuple[str, ...]) -> str:
+    """One of ``choices`` (the first when the key is absent)."""
+    value = _get(table, key, where, str, choices[0])
+    if value not in choices:
+        raise UsageError(f"{where}: {key} must be one of {', '.join(map(repr, choices))}, "
+                         f"but got {value!r}.")
+    return value
+
+
 def _parse_data(table: dict[str, Any], where: str) -> DataSpec:
     source = _get(table, "data.source", where, str, "digits")
     if source not in BUILTIN and not source.lower().endswith((".csv", ".npz")):
@@ -538,10 +547,12 @@ def _parse_data(table: dict[str, Any], where: str) -> DataSpec:
                     seed=_seed(table, "data.seed", where),
                     image_shape=tuple(shape) if shape else None, shift=shift,
                     drop=_names(table, "drop", where),
-                    categorical=_names(table, "categorical", where), folds=folds)
-    if (spec.drop or spec.categorical) and not source.lower().endswith(".csv"):
-        raise UsageError(f"{where}: data.drop and data.categorical name columns of a CSV "
-                         f"source, but the source is {source!r}.")
+                    categorical=_names(table, "categorical", where), folds=folds,
+                    unlabelled=_choice(table, "data.unlabelled", where, UNLABELLED))
+    if (spec.drop or spec.categorical or "unlabelled" in table) \
+            and not source.lower().endswith(".csv"):
+        raise UsageError(f"{where}: data.drop, data.categorical and data.unlabelled are about "
+                         f"a CSV source's columns and rows, but the source is {source!r}.")
     both = sorted(set(spec.drop) & set(spec.categorical))
     if both:
         raise UsageError(f"{where}: column(s) {both} are in both data.drop and "

@@ -96,14 +96,17 @@ class TrainCommand(Command):
         head = ["val_accuracy", "test_accuracy"] if data.task == "classification" \
             else ["val_rmse", "test_rmse"]
         if args.json:
-            shown = {k: metrics[k] for k in [*head, "val_loss", "test_loss", "folds",
+            shown = {k: metrics[k] for k in [*head, "val_sd", "val_loss", "test_loss", "folds",
                                              "refit_epochs"] if k in metrics}
             sys.stdout.write(json.dumps(shown | {"model": str(path), "plot": str(plot)}) + "\n")
         else:
-            line = " ".join(f"{k}={metrics[k]:.4f}" for k in head)
-            if "folds" in metrics:  # val_*: the folds' mean; test_*: the refitted network's
-                line += (f" (val: mean of {metrics['folds']} folds; test: refitted on train + "
-                         f"validation for {metrics['refit_epochs']} epochs)")
+            line = " ".join(f"{k}={metrics[k]:.4f}" + (f" ± {metrics['val_sd']:.4f}"
+                                                         if k.startswith("val_") and
+                                                         "val_sd" in metrics else "")
+                            for k in head)
+            if "folds" in metrics:  # val_*: the folds' mean (± their sd); test_*: the refit's
+                line += (f" (val: mean ± sd of {metrics['folds']} folds; test: refitted on "
+                         f"train + validation for {metrics['refit_epochs']} epochs)")
             sys.stdout.write(line + "\n")
         if mismatch:
             print(f"nnsearch train: error: {mismatch}", file=sys.stderr)

@@ -195,8 +195,8 @@ def test_an_integer_target_with_many_values_is_regression_with_a_note(tmp_path):
     res = _ok(run_cli("init", "houses.csv", "--target", "price", cwd=tmp_path))
     assert "task: regression of 'price'" in res.stderr and "metric: val_rmse" in res.stderr
     text = (tmp_path / "houses.toml").read_text()
-    assert "trials = 100" in text
-    text = text.replace("trials = 100", "trials = 6")
+    assert "\ntimeout = 60 " in text and "\ntrials" not in text  # a time budget, no count
+    text = text.replace("[budget]\n", "[budget]\ntrials = 6\n")
     (tmp_path / "houses.toml").write_text(text.replace('task = "regression"', ""))
     res = _ok(run_cli("run", "houses.toml", "--workers", "2", cwd=tmp_path))
     assert "taken as regression" in res.stderr and "data.task" in res.stderr
@@ -206,3 +206,70 @@ def test_an_integer_target_with_many_values_is_regression_with_a_note(tmp_path):
     out = _ok(run_cli("predict", "houses-best.npz", "houses.csv", cwd=tmp_path)).stdout
     values = np.array([float(v) for v in out.splitlines()[1:]])
     assert abs(values.mean() - price.mean()) < 0.2 * price.std()
+
+
+def _hitters_like(path, rows=120, unlabelled=15, seed=0):
+    """A salary table as published: a text column, and rows whose salary is not known."""
+    rng = np.random.default_rng(seed)
+    years = rng.integers(1, 20, rows)
+    hits = rng.integers(20, 200, rows)
+    league = rng.choice(["A", "N"], rows)
+    salary = (50 * years + 2 * hits + 100 * (league == "N") + rng.normal(0, 40, rows)).round(1)
+    cells = [str(v) for v in salary]
+    for i in rng.choice(rows, unlabelled, replace=False):
+        cells[i] = ["", "NA"][i % 2]
+    return _write(path, [["years", "hits", "league", "salary"],
+                         *zip(years, hits, league, cells, strict=True)])
+
+
+def test_init_leaves_out_unlabelled_rows_and_says_so(tmp_path):
+    _hitters_like(tmp_path / "pay.csv")
+    res = _ok(run_cli("init", "pay.csv", "--target", "salary", cwd=tmp_path))
+    assert "105 rows" in res.stderr and "15 more row(s) have no 'salary'" in res.stderr
+    text = (tmp_path / "pay.toml").read_text()
+    assert 'unlabelled = "drop"' in text and "15 row(s) have no target value" in text
+    # the same file without that line refuses the rows, naming the option, before any work
+    (tmp_path / "strict.toml").write_text(text.replace('unlabelled = "drop"', "")
+                                          .replace('name = "pay"', 'name = "strict"'))
+    res = run_cli("run", "strict.toml", "--trials", "1", cwd=tmp_path)
+    assert res.returncode == 2, res.stderr
+    assert "15 row(s) have an empty or missing target 'salary'" in res.stderr
+    assert 'data.unlabelled = "drop"' in res.stderr
+    assert len(res.stderr.strip().splitlines()) == 1
+    assert not (tmp_path / "strict.db").exists()
+    # a value init would never write, and a key for a bundled set
+    for bad, message in (('unlabelled = "drop"', 'unlabelled = "keep"'),
+                         ('source = "pay.csv"', 'source = "pay.npz"')):
+        (tmp_path / "bad.toml").write_text(text.replace(bad, message))
+        res = run_cli("create", "bad.toml", cwd=tmp_path)
+        assert res.returncode == 2 and "data.unlabelled" in res.stderr, res.stderr
+
+
+@pytest.mark.slow
+def test_an_init_study_spends_its_time_and_predicts_in_the_target_units(tmp_path):
+    """A study as init writes it: a time budget and no trial count, so a small table's
+    search goes on until its timeout; its export predicts salaries, not z-scores."""
+    import time
+
+    _hitters_like(tmp_path / "pay.csv")
+    _ok(run_cli("init", "pay.csv", "--target", "salary", cwd=tmp_path))
+    text = (tmp_path / "pay.toml").read_text()
+    (tmp_path / "pay.toml").write_text(text.replace("\ntimeout = 60 ", "\ntimeout = 6 "))
+    start = time.monotonic()
+    _ok(run_cli("run", "pay.toml", "--workers", "2", cwd=tmp_path))
+    assert time.monotonic() - start >= 6  # not ended by a count of trials
+    status = json.loads(_ok(run_cli("status", "pay.toml", "--json", cwd=tmp_path)).stdout)
+    assert status["complete"] + status["pruned"] > 3, status
+    export = json.loads((tmp_path / "pay-best.json").read_text())
+    estimate = export["estimate"]
+    assert estimate["metric"] == "val_rmse" and estimate["folds"] == 5
+    assert estimate["sd"] > 0 and estimate["mean"] == export["trial"]["value"]
+    res = _ok(run_cli("train", "pay-best.json", cwd=tmp_path))
+    assert " ± " in res.stdout and "mean ± sd of 5 folds" in res.stdout
+    rows = _rows(tmp_path / "pay.csv")
+    labelled = [r for r in rows[1:] if r[3] not in ("", "NA")]
+    out = _ok(run_cli("predict", "pay-best.npz", "pay.csv", cwd=tmp_path)).stdout.splitlines()
+    values = np.array([float(v) for v in out[1:]])
+    assert len(values) == len(rows) - 1  # unlabelled rows are predicted too
+    truth = np.array([float(r[3]) for r in labelled])
+    assert abs(values.mean() - truth.mean()) < 0.3 * truth.std()  # salaries, not z-scores
