@@ -76,28 +76,34 @@ class TrainCommand(Command):
                        help="where to write the model (default: CONFIG with .npz); the "
                             "learning curve goes beside it as .png")
         p.add_argument("--json", action="store_true", help="print the metrics as JSON")
+        p.add_argument("--holdout", action="store_true",
+                       help="write the network the test figure scores (trained without the "
+                            "test rows); by default the model is refitted on every row")
 
     def take_action(self, args: argparse.Namespace) -> int:
         from nnsearch.model import save
 
-        from ..export import check_reproduction, read_export, retrain
+        from ..export import check_reproduction, read_export, refit_all, retrain
         from ..plots import learning_curve_png
 
         config = read_export(args.config)
         out = check_output(args.output or str(Path(args.config).with_suffix(".npz")))
         net, history, data, metrics = retrain(config, str(args.config))
+        mismatch = check_reproduction(config, metrics)
+        if not args.holdout and not mismatch:  # the epochs the search found, on every row
+            epochs = metrics.get("refit_epochs") or history.best_epoch + 1
+            net, metrics["model_rows"] = refit_all(config, data, int(epochs))
         study, number = config["study"].get("name"), config["trial"].get("number")
         metadata = {"preprocessing": data.preprocessing(), "trial": number, "study": study,
                     "data_fingerprint": data.fingerprint}
         path = save(net, out, metadata=metadata)
         plot = learning_curve_png(history, path.with_suffix(".png"), f"{study} trial {number}")
-        mismatch = check_reproduction(config, metrics)
         logger.info("wrote the model to %s and its learning curve to %s", path, plot)
         head = ["val_accuracy", "test_accuracy"] if data.task == "classification" \
             else ["val_rmse", "test_rmse"]
         if args.json:
             shown = {k: metrics[k] for k in [*head, "val_sd", "val_loss", "test_loss", "folds",
-                                             "refit_epochs"] if k in metrics}
+                                             "refit_epochs", "model_rows"] if k in metrics}
             sys.stdout.write(json.dumps(shown | {"model": str(path), "plot": str(plot)}) + "\n")
         else:
             line = " ".join(f"{k}={metrics[k]:.4f}" + (f" ± {metrics['val_sd']:.4f}"
@@ -107,6 +113,8 @@ class TrainCommand(Command):
             if "folds" in metrics:  # val_*: the folds' mean (± their sd); test_*: the refit's
                 line += (f" (val: mean ± sd of {metrics['folds']} folds; test: refitted on "
                          f"train + validation for {metrics['refit_epochs']} epochs)")
+            if "model_rows" in metrics:
+                line += f"; the model: refitted on all {metrics['model_rows']} rows"
             sys.stdout.write(line + "\n")
         if mismatch:
             print(f"nnsearch train: error: {mismatch}", file=sys.stderr)

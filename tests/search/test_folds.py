@@ -119,20 +119,30 @@ def test_folds_on_iris_end_to_end_prune_fold_by_fold_and_train_refits(tmp_path):
     assert metrics["folds"] == 3 and metrics["refit_epochs"] == epochs
     assert metrics["test_accuracy"] >= 0.8  # iris: margin for any CPU
 
-    # train refits one network on train + validation (all 120 rows outside the test
-    # split) for that many epochs, as the README says: the same weights, rebuilt here
+    # the test figure is one network refitted on train + validation (all 120 rows outside
+    # the test split) for that many epochs, as the README says; the model file is refitted
+    # on all 150 rows for as many (--holdout keeps the scored one): both rebuilt here
+    from dataclasses import replace
+
     from nnsearch.model import load
     from nnsearch.search.training import refit
 
     data = load_data(DataSpec(**export["data"]))
     assert len(data.X_train) == 120 and len(data.X_test) == 30
+    assert metrics["model_rows"] == 150
     net, history = refit(export["network"], export["training"], data, epochs)
     assert history.epochs_run == epochs
+    every = replace(data, X_train=np.concatenate([data.X_train, data.X_test]),
+                    y_train=np.concatenate([data.y_train, data.y_test]))
+    net_all, _ = refit(export["network"], export["training"], every, epochs)
     model = load(tmp_path / "cv-best.npz")
-    assert np.array_equal(model.forward(data.X_test), net.forward(data.X_test))
-    out = run_cli("train", "cv-best.json", cwd=tmp_path).stdout
-    assert f"val: mean of 3 folds; test: refitted on train + validation for {epochs} epochs" \
-        in out
+    assert np.array_equal(model.forward(data.X_test), net_all.forward(data.X_test))
+    out = run_cli("train", "cv-best.json", "--holdout", "-o", "held.npz", cwd=tmp_path).stdout
+    assert f"val: mean ± sd of 3 folds; test: refitted on train + validation for {epochs} " \
+        "epochs)" in out and "refitted on all" not in out
+    held = load(tmp_path / "held.npz")
+    assert np.array_equal(held.forward(data.X_test), net.forward(data.X_test))
+    assert not np.array_equal(held.forward(data.X_test), model.forward(data.X_test))
 
 
 def test_the_first_fold_is_judged_epoch_by_epoch(tmp_path):
