@@ -10,7 +10,9 @@ killed worker's, swept as stale) does not count, so its retry takes its place.
 
 The timeout stops a worker starting trials; a trial still running ``grace``
 seconds after it (``budget.grace``, by default a tenth of the timeout) is
-stopped at its next epoch and ends pruned, so a run ends near its timeout.
+stopped at its next epoch and ends pruned, so a run ends near its timeout. Nor does
+a worker start a trial that its typical completed trial says could not finish before
+that time limit: it would only be stopped there.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ import logging
 import os
 import re
 import signal
+import statistics
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -52,6 +55,7 @@ logger = logging.getLogger(__name__)
 
 MAX_CONSECUTIVE_FAILURES = 5
 POLL_SECONDS = 0.5
+TYPICAL_OF = 9  # a worker's typical trial: the median of its last this many completed
 ENV_RUN = "NNSEARCH_RUN_PID"  # set by `run` for its workers: its pid, to watch
 RUN_CHECK_SECONDS = 1.0  # how often a worker started by `run` checks that it is there
 STALE_CHECK_SECONDS = 1.0  # Optuna asks before every trial; stale takes 3 heartbeats
@@ -255,6 +259,7 @@ class Worker:
             self.objective.time_limit = f"the time limit ({timeout:g} s + {grace:g} s grace)"
         self.trials_run = 0
         self.failed = False  # whether the last trial failed (set by _guarded)
+        self.trial_seconds: list[float] = []  # its completed trials' durations, latest last
         # the trial it runs is kept in this process (its writes in two transactions),
         # and one read of the trials serves a moment
         self.own = own_trial.own_trials(self.study)
@@ -313,6 +318,7 @@ class Worker:
         with_retry(partial(own_trial.write, trial, {record.WORKER: self.objective.worker,
                                                      record.WORKER_PROCESS: self.process_tag}),
                    "record the worker")
+        start = time.monotonic()
         try:
             result = self.objective(trial)
         except Stopped as exc:
@@ -327,7 +333,23 @@ class Worker:
                                     f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
             raise
         self.failed = False
+        self.trial_seconds = [*self.trial_seconds[-(TYPICAL_OF - 1):], time.monotonic() - start]
         return result
+
+    def _no_time_for_a_trial(self) -> str | None:
+        """Why this worker should start no more trials: a trial as long as its typical
+        completed one (the median of its last ``TYPICAL_OF``, once it has 3) would not
+        finish before the time limit, and would only be stopped there."""
+        limit = self.objective.deadline
+        if limit is None or len(self.trial_seconds) < 3:
+            return None
+        typical = statistics.median(self.trial_seconds)
+        left = limit - time.monotonic()
+        if left >= typical:
+            return None
+        return (f"{max(0.0, left):.1f} s are left before the time limit, and a trial takes "
+                f"{typical:.1f} s (the median of this worker's last "
+                f"{len(self.trial_seconds)} completed)")
 
     def _slot_free(self) -> bool:
         """Whether this worker may take a trial now (true: with the trial lock held, if
@@ -381,6 +403,9 @@ class Worker:
         failures = 0
         while not self.stop.is_set():
             if self.deadline is not None and time.monotonic() >= self.deadline:
+                break
+            if (why := self._no_time_for_a_trial()) is not None:
+                logger.info("no more trials: %s", why)
                 break
             try:
                 if not self._slot_free():  # every slot is taken (and swept)

@@ -87,3 +87,22 @@ def test_worker_needs_an_existing_study(tmp_path):
 
 
 # ----- a killed worker ----------------------------------------------------------------------
+
+
+def test_a_worker_starts_no_trial_that_its_typical_trial_says_cannot_finish():
+    import time
+    from types import SimpleNamespace
+
+    from nnsearch.search.worker import Worker
+
+    worker = Worker.__new__(Worker)  # the rule alone: no study behind it
+    worker.objective = SimpleNamespace(deadline=time.monotonic() + 5.0)
+    worker.trial_seconds = [9.0, 10.0]
+    assert worker._no_time_for_a_trial() is None  # two trials say too little
+    worker.trial_seconds = [9.0, 10.0, 30.0]
+    why = worker._no_time_for_a_trial()
+    assert why is not None and "a trial takes 10.0 s" in why and "last 3 completed" in why
+    worker.objective.deadline = time.monotonic() + 11.0
+    assert worker._no_time_for_a_trial() is None
+    worker.objective.deadline = None  # no timeout
+    assert worker._no_time_for_a_trial() is None
