@@ -316,6 +316,7 @@ def run_default(side: str, X: pd.DataFrame, y: pd.Series, X_test: pd.DataFrame,
             HistGradientBoostingRegressor
         encode = make_column_transformer(
             (OrdinalEncoder(handle_unknown="use_encoded_value", unknown_value=np.nan,
+                            max_categories=250,  # HGB takes at most 255
                             encoded_missing_value=np.nan), text),
             remainder="passthrough", verbose_feature_names_out=False)
         model = make_pipeline(encode, cls(categorical_features=list(range(len(text))) or None,
