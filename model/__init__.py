@@ -1,6 +1,7 @@
 """A from-scratch NumPy multilayer perceptron and its trainer (never imports Optuna)."""
 
 from ._domains import Domain
+from ._ensemble import Ensemble
 from ._functions import ACTIVATIONS, DERIVATIVES, HEADS, OUTPUT_ALIASES
 from ._init import EXPECTED_VARIANCE, INITIALIZERS
 from ._io import load, read_header, save
@@ -34,6 +35,7 @@ __all__ = [
     "TRAIN_CONDITIONS",
     "TRAIN_DOMAINS",
     "Domain",
+    "Ensemble",
     "History",
     "Network",
     "TrainConfig",

@@ -1,4 +1,8 @@
-"""Save and load networks: weights as .npz arrays, the config as JSON, no pickles."""
+"""Save and load networks: weights as .npz arrays, the config as JSON, no pickles.
+
+A file holds one network (its flat buffer and config), or an ``Ensemble``: the
+members' flat buffers one after the other in ``flat``, and each member's config and
+weight in the header's ``members``. ``load`` gives back what was saved."""
 
 from __future__ import annotations
 
@@ -9,13 +13,16 @@ from typing import Any
 
 import numpy as np
 
+from ._ensemble import Ensemble
 from ._network import Network
 
 FORMAT = "nnsearch.model/1"
 
 
-def save(net: Network, path: str | Path, metadata: dict[str, Any] | None = None) -> Path:
-    """Write ``net`` to ``path`` (.npz): the flat parameters plus a JSON config.
+def save(net: Network | Ensemble, path: str | Path,
+         metadata: dict[str, Any] | None = None) -> Path:
+    """Write ``net`` (a network or an ensemble) to ``path`` (.npz): the flat parameters
+    plus a JSON config.
 
     ``metadata`` (JSON-serialisable) travels with the model, e.g. the
     preprocessing a caller needs to predict on raw data.
@@ -23,9 +30,15 @@ def save(net: Network, path: str | Path, metadata: dict[str, Any] | None = None)
     path = Path(path)
     if path.suffix != ".npz":
         path = path.with_suffix(path.suffix + ".npz")
-    header = {"format": FORMAT, "network": net.config(), "metadata": metadata or {}}
+    nets = net.members if isinstance(net, Ensemble) else [net]
+    header: dict[str, Any] = {"format": FORMAT, "network": nets[0].config(),
+                              "metadata": metadata or {}}
+    if isinstance(net, Ensemble):
+        header["members"] = [{"network": n.config(), "weight": float(w)}
+                             for n, w in zip(nets, net.weights, strict=True)]
+    flat = np.concatenate([n.flat for n in nets]) if len(nets) > 1 else nets[0].flat
     with path.open("wb") as fh:
-        np.savez(fh, flat=net.flat, config=np.array(json.dumps(header)))
+        np.savez(fh, flat=flat, config=np.array(json.dumps(header)))
     return path
 
 
@@ -34,16 +47,30 @@ def read_header(path: str | Path) -> dict[str, Any]:
     return _read(path)[0]
 
 
-def load(path: str | Path) -> Network:
-    """Rebuild a saved network; it predicts exactly what the saved one did."""
+def load(path: str | Path) -> Network | Ensemble:
+    """Rebuild a saved network or ensemble; it predicts exactly what the saved one did."""
     header, flat = _read(path)
-    net = Network(**header["network"])
-    if flat.shape != net.flat.shape:
-        raise ValueError(f"{path}: holds {flat.size} parameters but its config needs "
-                         f"{net.flat.size}.")
-    np.copyto(net.flat, flat)
-    net.metadata = header.get("metadata", {})  # type: ignore[attr-defined]
-    return net
+    members = header.get("members")
+    try:
+        configs = [m["network"] for m in members] if members else [header["network"]]
+        nets = [Network(**config) for config in configs]
+        weights = [float(m["weight"]) for m in members] if members else None
+    except (TypeError, KeyError, ValueError) as exc:
+        raise ValueError(f"{path}: not an nnsearch model file (bad config: {exc}).") from None
+    need = sum(n.flat.size for n in nets)
+    if flat.ndim != 1 or flat.size != need:
+        raise ValueError(f"{path}: holds {flat.size} parameters but its config needs {need}.")
+    at = 0
+    for net in nets:
+        np.copyto(net.flat, flat[at:at + net.flat.size])
+        at += net.flat.size
+    metadata = header.get("metadata", {})
+    if members:
+        ensemble = Ensemble(nets, weights)
+        ensemble.metadata = metadata
+        return ensemble
+    nets[0].metadata = metadata  # type: ignore[attr-defined]
+    return nets[0]
 
 
 def _read(path: str | Path) -> tuple[dict[str, Any], np.ndarray]:

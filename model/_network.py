@@ -153,6 +153,10 @@ class Network:
     def is_classifier(self) -> bool:
         return self.head.is_classifier
 
+    @property
+    def n_inputs(self) -> int:
+        return int(self.layer_sizes[0])
+
     def config(self) -> dict[str, Any]:
         """The constructor arguments: ``Network(**net.config())`` rebuilds this network."""
         return {

@@ -11,6 +11,7 @@ from typing import Any
 import numpy as np
 
 from ._domains import Domain
+from ._ensemble import Ensemble
 from ._network import Network
 from ._optimizers import OPTIMIZERS
 from ._schedules import SCHEDULES
@@ -111,14 +112,14 @@ class History:
 EpochCallback = Callable[[int, dict[str, Any]], bool | None]
 
 
-def evaluate(net: Network, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
+def evaluate(net: Network | Ensemble, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(mean loss, metric) on (X, y): accuracy for classifiers, RMSE for regressors."""
     P = net.forward(X)
     Y = net.encode_targets(y)
     return net.loss_from_output(P, Y), _metric(net, P, Y)
 
 
-def _metric(net: Network, P: np.ndarray, Y: np.ndarray) -> float:
+def _metric(net: Network | Ensemble, P: np.ndarray, Y: np.ndarray) -> float:
     if net.head.task == "multiclass":
         return float(np.mean(P.argmax(axis=1) == Y.argmax(axis=1)))
     if net.head.task == "binary":

@@ -17,7 +17,6 @@ import logging
 import math
 from dataclasses import dataclass
 
-import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 from threadpoolctl import threadpool_limits
 
@@ -40,11 +39,6 @@ class Rechecked:
         return recheck_mean(self.values)
 
 
-def recheck_seed(seed: int, k: int) -> int:
-    """The k-th extra seed of a trial whose seed is ``seed`` (31 bits, never the seed)."""
-    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0] >> 1)
-
-
 def recheck(opened: OpenStudy) -> list[Rechecked]:
     """Retrain the study's top ``spec.recheck`` trials with ``spec.recheck_seeds`` more
     seeds each, store the values with the study and return them (best trial first)."""
@@ -60,7 +54,7 @@ def recheck(opened: OpenStudy) -> list[Rechecked]:
         values: list[float | None] = [float(trial.value)]
         for k in range(1, spec.recheck_seeds + 1):
             again = copy.deepcopy(config)
-            seed = recheck_seed(int(config["seed"]), k)
+            seed = record.other_seed(int(config["seed"]), k)
             again["network"]["seed"] = again["training"]["seed"] = again["seed"] = seed
             with threadpool_limits(limits=1, user_api="blas"):
                 *_, metrics = retrain(again, f"trial {trial.number}", data, test=False)

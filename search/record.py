@@ -120,6 +120,12 @@ def trial_seed(study_seed: int, trial_number: int) -> int:
     return int(np.random.SeedSequence(entropy).generate_state(1)[0] >> 1)
 
 
+def other_seed(seed: int, k: int) -> int:
+    """The k-th other seed of a network whose seed is ``seed`` (31 bits, never the seed):
+    a re-check's extra seeds, and ``train``'s other members."""
+    return int(np.random.SeedSequence([seed, k]).generate_state(1)[0] >> 1)
+
+
 def seed_offset(index: int, restarts: int) -> int:
     """The sampler-seed offset of worker ``index`` of a run, after ``restarts`` restarts.
 

@@ -77,33 +77,51 @@ class TrainCommand(Command):
                             "learning curve goes beside it as .png")
         p.add_argument("--json", action="store_true", help="print the metrics as JSON")
         p.add_argument("--holdout", action="store_true",
-                       help="write the network the test figure scores (trained without the "
+                       help="write the networks the test figure scores (trained without the "
                             "test rows); by default the model is refitted on every row")
+        p.add_argument("--seeds", type=int, metavar="K",
+                       help="average K networks of the configuration, with other seeds "
+                            "(default: 5 up to 10,000 rows, else 1; 1: the trial's alone)")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from nnsearch.model import save
+        from nnsearch.model import Ensemble, Network, save
 
-        from ..export import check_reproduction, read_export, refit_all, retrain
+        from ..export import (
+            MAX_SEEDS,
+            check_reproduction,
+            default_seeds,
+            read_export,
+            refit_all,
+            retrain,
+            seed_members,
+        )
         from ..plots import learning_curve_png
 
+        if args.seeds is not None and not 1 <= args.seeds <= MAX_SEEDS:
+            raise UsageError(f"--seeds must be in [1, {MAX_SEEDS}], but got {args.seeds}.")
         config = read_export(args.config)
         out = check_output(args.output or str(Path(args.config).with_suffix(".npz")))
         net, history, data, metrics = retrain(config, str(args.config))
         mismatch = check_reproduction(config, metrics)
+        nets, configs, epochs = seed_members(config, data, net, history, metrics,
+                                             args.seeds or default_seeds(data)) \
+            if not mismatch else ([net], [config], [0])
         if not args.holdout and not mismatch:  # the epochs the search found, on every row
-            epochs = metrics.get("refit_epochs") or history.best_epoch + 1
-            net, metrics["model_rows"] = refit_all(config, data, int(epochs))
+            refits = [refit_all(c, data, e) for c, e in zip(configs, epochs, strict=True)]
+            nets, metrics["model_rows"] = [n for n, _ in refits], refits[0][1]
+        model: Network | Ensemble = nets[0] if len(nets) == 1 else Ensemble(nets)
         study, number = config["study"].get("name"), config["trial"].get("number")
         metadata = {"preprocessing": data.preprocessing(), "trial": number, "study": study,
                     "data_fingerprint": data.fingerprint}
-        path = save(net, out, metadata=metadata)
+        path = save(model, out, metadata=metadata)
         plot = learning_curve_png(history, path.with_suffix(".png"), f"{study} trial {number}")
         logger.info("wrote the model to %s and its learning curve to %s", path, plot)
         head = ["val_accuracy", "test_accuracy"] if data.task == "classification" \
             else ["val_rmse", "test_rmse"]
         if args.json:
             shown = {k: metrics[k] for k in [*head, "val_sd", "val_loss", "test_loss", "folds",
-                                             "refit_epochs", "model_rows"] if k in metrics}
+                                             "refit_epochs", "seeds", f"{head[1]}_single",
+                                             "model_rows"] if k in metrics}
             sys.stdout.write(json.dumps(shown | {"model": str(path), "plot": str(plot)}) + "\n")
         else:
             line = " ".join(f"{k}={metrics[k]:.4f}" + (f" ± {metrics['val_sd']:.4f}"
@@ -113,6 +131,9 @@ class TrainCommand(Command):
             if "folds" in metrics:  # val_*: the folds' mean (± their sd); test_*: the refit's
                 line += (f" (val: mean ± sd of {metrics['folds']} folds; test: refitted on "
                          f"train + validation for {metrics['refit_epochs']} epochs)")
+            if "seeds" in metrics:
+                line += (f"; test: the average of {metrics['seeds']} seeds (the trial's alone: "
+                         f"{metrics[f'{head[1]}_single']:.4f})")
             if "model_rows" in metrics:
                 line += f"; the model: refitted on all {metrics['model_rows']} rows"
             sys.stdout.write(line + "\n")
@@ -163,9 +184,9 @@ class PredictCommand(Command):
             logger.warning("rows with a category not seen in training, taken as %s: %s",
                            OTHER, counts)
         X = prep.transform(table)
-        if X.shape[1] != net.config()["layer_sizes"][0]:
+        if X.shape[1] != net.n_inputs:
             raise UsageError(f"{model_path}: its preprocessing gives {X.shape[1]} inputs, but "
-                             f"the network takes {net.config()['layer_sizes'][0]}.")
+                             f"the network takes {net.n_inputs}.")
         header = ["prediction"]
         rows = [[p] for p in decode_predictions(net.predict(X), record)]
         if args.proba:

@@ -255,6 +255,7 @@ def _bad_cases(tmp: Path, study: Path):
         "an endless timeout": (["run", str(study), "--timeout", "inf"],
                                "--timeout: must be a finite number > 0, but got inf"),
         "not an export": (["train", str(study)], "not valid JSON"),
+        "no seeds": (["train", str(study), "--seeds", "0"], "--seeds must be in [1, 20]"),
         "missing storage file": (["status", "--study", "small", "--storage",
                                   f"sqlite:///{tmp / 'absent.db'}"], "no storage at"),
         "metric for wrong task": (["run", variant("task.toml", good.replace(

@@ -124,7 +124,9 @@ def test_folds_on_iris_end_to_end_prune_fold_by_fold_and_train_refits(tmp_path):
     # on all 150 rows for as many (--holdout keeps the scored one): both rebuilt here
     from dataclasses import replace
 
-    from nnsearch.model import load
+    from nnsearch.model import Ensemble, load
+    from nnsearch.search.export import with_seed
+    from nnsearch.search.record import other_seed
     from nnsearch.search.training import refit
 
     data = load_data(DataSpec(**export["data"]))
@@ -135,11 +137,18 @@ def test_folds_on_iris_end_to_end_prune_fold_by_fold_and_train_refits(tmp_path):
     every = replace(data, X_train=np.concatenate([data.X_train, data.X_test]),
                     y_train=np.concatenate([data.y_train, data.y_test]))
     net_all, _ = refit(export["network"], export["training"], every, epochs)
+    # ...as five networks (a small table): the trial's seed first, then its other seeds
     model = load(tmp_path / "cv-best.npz")
-    assert np.array_equal(model.forward(data.X_test), net_all.forward(data.X_test))
-    out = run_cli("train", "cv-best.json", "--holdout", "-o", "held.npz", cwd=tmp_path).stdout
+    assert isinstance(model, Ensemble) and len(model.members) == 5 == metrics["seeds"]
+    assert np.array_equal(model.members[0].forward(data.X_test), net_all.forward(data.X_test))
+    other = with_seed(export, other_seed(export["seed"], 4))
+    net_4, _ = refit(other["network"], other["training"], every, epochs)
+    assert np.array_equal(model.members[4].forward(data.X_test), net_4.forward(data.X_test))
+    assert "test_accuracy_single" in metrics  # the trial's own network's figure, beside
+    out = run_cli("train", "cv-best.json", "--holdout", "--seeds", "1", "-o", "held.npz",
+                  cwd=tmp_path).stdout
     assert f"val: mean ± sd of 3 folds; test: refitted on train + validation for {epochs} " \
-        "epochs)" in out and "refitted on all" not in out
+        "epochs)" in out and "refitted on all" not in out and "seeds" not in out
     held = load(tmp_path / "held.npz")
     assert np.array_equal(held.forward(data.X_test), net.forward(data.X_test))
     assert not np.array_equal(held.forward(data.X_test), model.forward(data.X_test))
