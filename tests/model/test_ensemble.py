@@ -29,7 +29,7 @@ def test_an_ensemble_averages_its_members_outputs_with_their_weights(output):
 
 
 def test_an_ensemble_is_saved_and_loaded_as_it_predicts(tmp_path):
-    nets = _nets([5, 6, 3], "softmax") + [Network([5, 9, 4, 3], output="softmax", seed=7)]
+    nets = [*_nets([5, 6, 3], "softmax"), Network([5, 9, 4, 3], output="softmax", seed=7)]
     ens = Ensemble(nets, [0.1, 0.2, 0.3, 0.4])
     path = save(ens, tmp_path / "m.npz", metadata={"k": 1})
     back = load(path)
