@@ -196,6 +196,8 @@ def _tail(text: str, n: int = 300) -> str:
 
 def run_nnsearch(split: OuterSplit, table: RealTable, folder: Path,
                  args: argparse.Namespace) -> dict[str, Any]:
+    if args.reuse_search:
+        return train_and_predict(split, table, folder, {"test": math.nan}, args)
     split.train.to_csv(folder / "train.csv", index=False)
     split.test.drop(columns=[table.target]).to_csv(folder / "test.csv", index=False)
     out: dict[str, Any] = {"test": math.nan}
@@ -214,7 +216,19 @@ def run_nnsearch(split: OuterSplit, table: RealTable, folder: Path,
     best = folder / f"{study['study']['name']}-best.json"
     if res.returncode or not best.is_file():
         return out | {"error": f"run exited {res.returncode}: {_tail(res.stderr)}"}
-    res = _cli(["-q", "train", best.name, "--json"], folder)
+    return train_and_predict(split, table, folder, out, args)
+
+
+def train_and_predict(split: OuterSplit, table: RealTable, folder: Path, out: dict[str, Any],
+                      args: argparse.Namespace) -> dict[str, Any]:
+    study = tomllib.loads((folder / "train.toml").read_text("utf-8"))
+    out |= {"drop": study["data"].get("drop", []), "metric": study["study"]["metric"]}
+    best = folder / f"{study['study']['name']}-best.json"
+    if not best.is_file():
+        return out | {"error": f"no {best.name}"}
+    start = time.perf_counter()
+    res = _cli(["-q", "train", best.name, "--json", *args.train_args.split()], folder)
+    out["train_seconds"] = time.perf_counter() - start
     if res.returncode:
         return out | {"error": f"train exited {res.returncode}: {_tail(res.stderr)}"}
     out["train"] = json.loads(res.stdout.strip().splitlines()[-1])
@@ -484,7 +498,14 @@ def main() -> None:
                         help="keep what --json FILE holds; run only what it does not")
     parser.add_argument("--keep", type=Path, metavar="FOLDER",
                         help="keep each run's folder (study, exports, models) here")
+    parser.add_argument("--reuse-search", action="store_true",
+                        help="with --keep FOLDER of an earlier run: train and predict again "
+                             "on its searches (what train does, compared on the same studies)")
+    parser.add_argument("--train-args", default="",
+                        help="more arguments for nnsearch train (e.g. '--seeds 1')")
     args = parser.parse_args()
+    if args.reuse_search and not args.keep:
+        parser.error("--reuse-search needs --keep FOLDER (an earlier run's folders)")
     names = [t.strip() for t in args.tables.split(",") if t.strip()]
     sides = [s.strip() for s in args.sides.split(",") if s.strip()]
     if unknown := [t for t in names if t not in TABLES]:

@@ -107,8 +107,18 @@ class TrainCommand(Command):
                                              args.seeds or default_seeds(data)) \
             if not mismatch else ([net], [config], [0])
         if not args.holdout and not mismatch:  # the epochs the search found, on every row
-            refits = [refit_all(c, data, e) for c, e in zip(configs, epochs, strict=True)]
-            nets, metrics["model_rows"] = [n for n, _ in refits], refits[0][1]
+            refits = []
+            for c, e in zip(configs, epochs, strict=True):
+                try:
+                    refits.append(refit_all(c, data, e))
+                except UsageError as exc:  # a diverged refit: that seed is left out
+                    logger.warning("seed %s left out of the model: %s", c["seed"], exc)
+            if refits:
+                nets, metrics["model_rows"] = [n for n, _ in refits], refits[0][1]
+            else:
+                logger.warning("every refit on every row diverged: the model is the "
+                               "network(s) trained without the test rows, as the test "
+                               "figure scores them")
         model: Network | Ensemble = nets[0] if len(nets) == 1 else Ensemble(nets)
         study, number = config["study"].get("name"), config["trial"].get("number")
         metadata = {"preprocessing": data.preprocessing(), "trial": number, "study": study,

@@ -543,3 +543,35 @@ def test_output_lost_to_a_full_disk_is_an_error(with_empty_study):
                              stdout=full, stderr=subprocess.PIPE, env=cli_env(), timeout=120)
     assert res.returncode == 1, res.stderr
     assert "the output could not be written (No space left on device)" in res.stderr
+
+
+def test_a_refit_on_every_row_that_diverges_leaves_its_seed_out(finished, tmp_path,
+                                                                 monkeypatch, capsys):
+    """train's refits on every row may diverge where the search's did not (more rows an
+    epoch): that seed is left out of the model, with a warning; none left, the model is
+    the networks the test figure scores."""
+    from nnsearch.model import Ensemble, Network, load
+    from nnsearch.search import cli, export
+    from nnsearch.search.errors import UsageError
+
+    tmp, _study, _ = finished
+    config = tmp_path / "best.json"
+    shutil.copy(tmp / "small-best.json", config)
+    real, calls = export.refit_all, []
+
+    def flaky(cfg, data, epochs):
+        calls.append(cfg["seed"])
+        if len(calls) % 2 == 0 or "none" in str(config):
+            raise UsageError("the refit on every row diverged at epoch 3 (the folds did not).")
+        return real(cfg, data, epochs)
+
+    monkeypatch.setattr(export, "refit_all", flaky)
+    monkeypatch.chdir(tmp_path)
+    assert cli.main(["train", str(config), "--seeds", "4", "-o", "m.npz"]) == 0
+    model = load(tmp_path / "m.npz")
+    assert isinstance(model, Ensemble) and len(model.members) == 2 and len(calls) == 4
+    assert "refitted on all" in capsys.readouterr().out
+    config = config.rename(tmp_path / "none.json")
+    assert cli.main(["train", str(config), "--seeds", "1", "-o", "one.npz"]) == 0
+    assert isinstance(load(tmp_path / "one.npz"), Network)
+    assert "refitted on all" not in capsys.readouterr().out
