@@ -470,6 +470,22 @@ def _constraints_round_trip() -> bool:
             and study.trials[0].constraints == {"max_params": 3.0})
 
 
+FIXED_PARAMS = "fixed_params"  # where enqueue_trial keeps a queued trial's parameters
+
+
+def enqueued_params(trial: FrozenTrial) -> dict[str, Any] | None:
+    """The parameters ``study.enqueue_trial`` queued a trial with (Optuna keeps them in
+    its system attributes under a private name; no public accessor), else None."""
+    params = trial.system_attrs.get(FIXED_PARAMS)
+    return params if isinstance(params, dict) else None
+
+
+def _enqueued_params_round_trip() -> bool:
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    study.enqueue_trial({"x": 1.5})
+    return enqueued_params(study.trials[0]) == {"x": 1.5}
+
+
 def private_names_in_use() -> dict[str, bool]:
     """Each private name, and whether Optuna still uses it (a live check)."""
     seen: list[str] = []
@@ -492,6 +508,7 @@ def private_names_in_use() -> dict[str, bool]:
             "a whole trial in one transaction (RDBStorage._create_new_trial, its "
             "parameter, value and heartbeat writes)": _whole_trial_works(),
             "constraint attribute names": _constraints_round_trip(),
+            f"an enqueued trial's parameters ({FIXED_PARAMS!r})": _enqueued_params_round_trip(),
             "the stale-trial query (RDBStorage._get_stale_trial_ids)": _throttle_works(),
             "a COUNT of the trials by state (the trial and attribute tables)":
                 _count_works(),

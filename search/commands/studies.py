@@ -312,6 +312,7 @@ class EnqueueCommand(Command):
                             "object of searched parameters in the study file's names")
 
     def take_action(self, args: argparse.Namespace) -> int:
+        from .._optuna import enqueued_params
         from ..enqueue import check_sizes, to_params
         from ..export import read_config
         from ..stops import why_done
@@ -327,7 +328,7 @@ class EnqueueCommand(Command):
             opened.study.enqueue_trial(params)
             # Ours: the last trial queued with these params (a worker may have taken it).
             number = max(t.number for t in opened.study.get_trials(deepcopy=False)
-                         if t.system_attrs.get("fixed_params") == params)
+                         if enqueued_params(t) == params)
             done = why_done(opened.study, opened.spec)
             finished = count_states(opened.study).finished
         stdout.print(f"enqueued trial {number}: the next worker runs it (nnsearch run or "

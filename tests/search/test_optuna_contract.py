@@ -54,6 +54,9 @@ def test_a_trial_failed_by_a_storage_error_is_one_line_without_traceback(caplog)
     assert bug.exc_info is not None  # any other failure keeps its traceback
 
 
+PRIVATE_STRINGS = {"fixed_params"}
+
+
 def test_no_other_module_names_a_private_optuna_module():
     import ast
     from pathlib import Path
@@ -73,6 +76,9 @@ def test_no_other_module_names_a_private_optuna_module():
                     f"{path.name}: {owner}.{node.attr}"
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 assert not node.value.startswith("optuna.") or "._" not in node.value, path
+                # Optuna's private string conventions (an enqueued trial's system
+                # attribute) are named in _optuna.py alone
+                assert node.value not in PRIVATE_STRINGS, (path.name, node.value)
 
 
 def test_telling_a_trial_the_sweeper_ended_says_cannot_tell():
