@@ -501,6 +501,9 @@ def main() -> None:
     parser.add_argument("--reuse-search", action="store_true",
                         help="with --keep FOLDER of an earlier run: train and predict again "
                              "on its searches (what train does, compared on the same studies)")
+    parser.add_argument("--report", type=Path, nargs="+", metavar="FILE",
+                        help="run nothing: print the table of these --json files' results "
+                             "(merged, a later file's side over an earlier's)")
     parser.add_argument("--train-args", default="",
                         help="more arguments for nnsearch train (e.g. '--seeds 1')")
     args = parser.parse_args()
@@ -515,6 +518,15 @@ def main() -> None:
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     results: dict[str, dict[str, dict[str, Any]]] = {}
+    if args.report:
+        for path in args.report:
+            for name, runs in json.loads(path.read_text())["results"].items():
+                for seed, run in runs.items():
+                    results.setdefault(name, {}).setdefault(seed, {}).update(run)
+        kept = {n: {sd: r for sd, r in results[n].items() if int(sd) in seeds
+                    and all(side in r for side in sides)} for n in names if n in results}
+        print_report(summarise({n: r for n, r in kept.items() if r}, sides), sides)
+        return
     if args.resume and args.json and args.json.is_file():
         results = json.loads(args.json.read_text())["results"]
     print(f"machine: {machine()}")

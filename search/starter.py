@@ -115,7 +115,9 @@ def study_for_table(data: str, target: str | None, output: Path | None) -> tuple
     # Folds need 3 rows of each class outside the test split; a class too small for that
     # is too small for one validation split too, and is refused either way.
     rows = len(table)
-    folds = 0 if rows > CV_ROWS else SMALL_FOLDS if rows <= SMALL else FOLDS
+    folds = 0 if rows > CV_ROWS else FOLDS
+    if rows <= SMALL and (task == "regression" or counts.min() * 0.8 >= SMALL_FOLDS):
+        folds = SMALL_FOLDS  # (a fold needs a row of each class outside the test split)
     text_out = _render(study_name(path), source, target, task, metric, why, identifiers,
                        info, rows, folds=folds, unlabelled=unlabelled)
     spec = parse_study(tomllib.loads(text_out), "the generated study file",
@@ -144,7 +146,7 @@ def fit_space(space: str, rows: int) -> str:
     larger batches keep a trial to seconds (more of them finish in the budget)."""
     if rows <= LARGE:
         return space
-    for key, line in (("width", "width = { low = 16, high = 256, log = true }          "
+    for key, line in (("width", "width = { low = 16, high = 512, log = true }          "
                                 "# per layer (narrower: a large table)"),
                       ("batch_size", "batch_size = [128, 256, 512]"),
                       ("epochs", "epochs = 40"), ("patience", "patience = 5")):

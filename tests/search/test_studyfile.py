@@ -309,7 +309,13 @@ def test_init_writes_the_default_space_and_folds_for_a_small_table(tmp_path):
     assert spec.space == default.space  # one default space, not a hand-kept copy
     assert (spec.sampler, spec.sampler_args) == (default.sampler, default.sampler_args)
     assert (spec.pruner, spec.pruner_args) == (default.pruner, default.pruner_args)
-    assert spec.data.folds == 3  # a small table is cross-validated
+    assert spec.data.folds == 5  # a small table is cross-validated, 5 folds up to 2,000 rows
+    assert spec.metric == "val_loss" and spec.timeout == 60 and spec.trials is None
+
+    # a class of 4 rows is too few for 5 folds outside the test split: 3 folds
+    (tmp_path / "four.csv").write_text(rows + "".join(f"{i}.5,1,z\n" for i in range(4)))
+    text, _ = study_for_table(str(tmp_path / "four.csv"), "label", tmp_path / "4.toml")
+    assert parse_study(tomllib.loads(text), "init", tmp_path / "4.toml").data.folds == 3
 
     # a class of 3 rows is too few for 3 folds, and for one validation split alike
     (tmp_path / "few.csv").write_text(rows + "".join(f"{i}.5,1,z\n" for i in range(3)))
@@ -317,9 +323,10 @@ def test_init_writes_the_default_space_and_folds_for_a_small_table(tmp_path):
         study_for_table(str(tmp_path / "few.csv"), "label", tmp_path / "f.toml")
 
 
-@pytest.mark.parametrize(("rows", "folds", "batches"), [
-    (20_000, False, [32, 64, 128]), (60_000, False, [128, 256, 512])])
-def test_init_for_a_large_table(rows, folds, batches):
+@pytest.mark.parametrize(("rows", "folds", "batches", "timeout"), [
+    (9_000, 0, [32, 64, 128], 120), (20_000, 0, [128, 256, 512], 240),
+    (60_000, 0, [128, 256, 512], 720), (500_000, 0, [128, 256, 512], 900)])
+def test_init_for_a_large_table(rows, folds, batches, timeout):
     import tomllib
 
     from nnsearch.search.starter import Inferred, _render
@@ -329,6 +336,10 @@ def test_init_for_a_large_table(rows, folds, batches):
     raw = tomllib.loads(text)
     assert raw["space"]["batch_size"] == batches
     assert "folds" not in raw["data"] and raw["data"]["validation"] == 0.2
+    assert raw["budget"] == {"timeout": timeout}  # time, no count: 60 s per 5,000 rows
+    large = rows > 10_000  # a smaller space: trials of seconds
+    assert raw["space"]["width"]["high"] == (512 if large else 1024)
+    assert raw["space"]["epochs"] == (40 if large else 100)
     parse_study(raw, "init")  # valid as written
 
 
