@@ -339,7 +339,7 @@ def test_init_for_a_large_table(rows, folds, batches, timeout):
     assert raw["budget"] == {"timeout": timeout}  # time, no count: 60 s per 5,000 rows
     large = rows > 10_000  # a smaller space: trials of seconds
     assert raw["space"]["width"]["high"] == (512 if large else 1024)
-    assert raw["space"]["epochs"] == (40 if large else 100)
+    assert raw["space"]["epochs"] == 100 and raw["space"]["patience"] == 10
     parse_study(raw, "init")  # valid as written
 
 
