@@ -522,7 +522,10 @@ def main() -> None:
         for path in args.report:
             for name, runs in json.loads(path.read_text())["results"].items():
                 for seed, run in runs.items():
-                    results.setdefault(name, {}).setdefault(seed, {}).update(run)
+                    for side, got in run.items():  # (--reuse-search keeps the run's wall)
+                        results.setdefault(name, {}).setdefault(seed, {}).setdefault(
+                            side, {}).update({k: v for k, v in got.items()
+                                              if not (k == "wall" and math.isnan(v))})
         kept = {n: {sd: r for sd, r in results[n].items() if int(sd) in seeds
                     and all(side in r for side in sides)} for n in names if n in results}
         print_report(summarise({n: r for n, r in kept.items() if r}, sides), sides)
