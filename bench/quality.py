@@ -280,26 +280,34 @@ def tpe_worker(path: str, seed: int, seconds: float, task: str,
         study.optimize(objective, timeout=seconds)
 
 
-def run_tpe(split: Split, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    folds = [_prepare(split, fit_rows, rows) for fit_rows, rows in split.pairs()]
-    path = str(tmp / "mlp.journal")
-    direction = "maximize" if split.task == "classification" else "minimize"
+def tpe_search(path: str, task: str, worker: Any, args_of: Any, n: int
+               ) -> tuple[optuna.Study, float, list[int | None]]:
+    """(a)'s search: a study in the journal file ``path`` that ``n`` spawned processes of
+    ``worker(*args_of(i))`` share; the study, the wall time and their exit codes."""
+    direction = "maximize" if task == "classification" else "minimize"
     optuna.create_study(study_name="mlp", storage=journal(path), direction=direction)
     ctx = multiprocessing.get_context("spawn")
     start = time.perf_counter()
-    procs = [ctx.Process(target=tpe_worker,
-                         args=(path, args.sampler_seed + i, args.seconds, split.task, folds))
-             for i in range(args.workers)]
+    procs = [ctx.Process(target=worker, args=args_of(i)) for i in range(n)]
     for p in procs:
         p.start()
     for p in procs:
         p.join()
     wall = time.perf_counter() - start
     study = optuna.load_study(study_name="mlp", storage=journal(path))
+    return study, wall, [p.exitcode for p in procs]
+
+
+def run_tpe(split: Split, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
+    folds = [_prepare(split, fit_rows, rows) for fit_rows, rows in split.pairs()]
+    path = str(tmp / "mlp.journal")
+    study, wall, exitcodes = tpe_search(
+        path, split.task, tpe_worker,
+        lambda i: (path, args.sampler_seed + i, args.seconds, split.task, folds), args.workers)
     trials = study.get_trials(deepcopy=False)
     out: dict[str, Any] = {"wall": wall, "trials": len(trials),
                            "failed": sum(t.state.name == "FAIL" for t in trials),
-                           "exitcodes": [p.exitcode for p in procs]}
+                           "exitcodes": exitcodes}
     try:
         best = study.best_trial
     except ValueError:

@@ -40,7 +40,6 @@ import argparse
 import io
 import json
 import math
-import multiprocessing
 import os
 import shlex
 import statistics
@@ -60,7 +59,7 @@ import pandas as pd
 from threadpoolctl import threadpool_limits
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from quality import journal, machine, quiet_sklearn
+from quality import journal, machine, make_mlp, quiet_sklearn, suggest, tpe_search
 
 NNSEARCH = [sys.executable, "-P", "-m", "nnsearch"]  # -P: nothing in the cwd shadows it
 SIDES = ("nnsearch", "a", "b", "c")
@@ -287,18 +286,6 @@ def pipeline(X: pd.DataFrame, task: str, model: Any) -> Any:
     return pipe
 
 
-def mlp(task: str, params: dict[str, Any] | None = None) -> Any:
-    from sklearn.neural_network import MLPClassifier, MLPRegressor
-
-    cls = MLPClassifier if task == "classification" else MLPRegressor
-    if not params:
-        return cls(random_state=RANDOM_STATE)
-    widths = tuple(params[f"width_{i}"] for i in range(params["n_layers"]))
-    return cls(hidden_layer_sizes=widths, activation=params["activation"],
-               alpha=params["alpha"], learning_rate_init=params["learning_rate_init"],
-               batch_size=params["batch_size"], random_state=RANDOM_STATE)
-
-
 def _text_as_str(X: pd.DataFrame) -> pd.DataFrame:
     """Text columns as str with missing cells as NaN (pandas may hold mixed objects)."""
     X = X.copy()
@@ -323,7 +310,7 @@ def run_default(side: str, X: pd.DataFrame, y: pd.Series, X_test: pd.DataFrame,
 
     quiet_sklearn()
     if side == "b":
-        model = pipeline(X, task, mlp(task))
+        model = pipeline(X, task, make_mlp(task, {}, len(X)))
     else:
         text = _text_columns(X)
         cls = HistGradientBoostingClassifier if task == "classification" else \
@@ -338,17 +325,6 @@ def run_default(side: str, X: pd.DataFrame, y: pd.Series, X_test: pd.DataFrame,
     start = time.perf_counter()
     test = fit_score(model, X, y, X_test, y_test, task)
     return {"test": test, "wall": time.perf_counter() - start}
-
-
-def _suggest(trial: optuna.Trial) -> dict[str, Any]:
-    n_layers = trial.suggest_int("n_layers", 1, 3)
-    for i in range(n_layers):
-        trial.suggest_int(f"width_{i}", 16, 512, log=True)
-    trial.suggest_categorical("activation", ["relu", "tanh", "logistic"])
-    trial.suggest_float("alpha", 1e-6, 1e-1, log=True)
-    trial.suggest_float("learning_rate_init", 1e-4, 1e-1, log=True)
-    trial.suggest_int("batch_size", 16, 256, log=True)
-    return dict(trial.params)
 
 
 def _cv_pairs(n: int, y: pd.Series, task: str) -> list[tuple[np.ndarray, np.ndarray]]:
@@ -372,9 +348,9 @@ def tpe_worker(path: str, seed: int, seconds: float, task: str, X: pd.DataFrame,
     pairs = _cv_pairs(len(X), y, task)
 
     def objective(trial: optuna.Trial) -> float:
-        params = _suggest(trial)
-        values = [fit_score(pipeline(X, task, mlp(task, params)), X.iloc[f], y.iloc[f],
-                            X.iloc[v], y.iloc[v], task) for f, v in pairs]
+        params = suggest(trial)
+        values = [fit_score(pipeline(X, task, make_mlp(task, params, len(X))), X.iloc[f],
+                            y.iloc[f], X.iloc[v], y.iloc[v], task) for f, v in pairs]
         value = float(np.mean(values))
         if not math.isfinite(value):
             raise optuna.TrialPruned("diverged")
@@ -388,19 +364,10 @@ def tpe_worker(path: str, seed: int, seconds: float, task: str, X: pd.DataFrame,
 def run_tpe(X: pd.DataFrame, y: pd.Series, X_test: pd.DataFrame, y_test: pd.Series,
             task: str, folder: Path, args: argparse.Namespace, seed: int) -> dict[str, Any]:
     path = str(folder / "mlp.journal")
-    direction = "maximize" if task == "classification" else "minimize"
-    optuna.create_study(study_name="mlp", storage=journal(path), direction=direction)
-    ctx = multiprocessing.get_context("spawn")
     start = time.perf_counter()
-    procs = [ctx.Process(target=tpe_worker,
-                         args=(path, 1000 * seed + i, args.seconds, task, X, y))
-             for i in range(args.workers)]
-    for p in procs:
-        p.start()
-    for p in procs:
-        p.join()
-    wall = time.perf_counter() - start
-    study = optuna.load_study(study_name="mlp", storage=journal(path))
+    study, wall, _ = tpe_search(path, task, tpe_worker,
+                                lambda i: (path, 1000 * seed + i, args.seconds, task, X, y),
+                                args.workers)
     trials = study.get_trials(deepcopy=False)
     out = {"search_wall": wall, "trials": len(trials)}
     try:
@@ -408,7 +375,8 @@ def run_tpe(X: pd.DataFrame, y: pd.Series, X_test: pd.DataFrame, y_test: pd.Seri
     except ValueError:
         return out | {"test": math.nan, "wall": wall, "error": "no completed trial"}
     quiet_sklearn()
-    test = fit_score(pipeline(X, task, mlp(task, best.params)), X, y, X_test, y_test, task)
+    test = fit_score(pipeline(X, task, make_mlp(task, best.params, len(X))), X, y, X_test,
+                     y_test, task)
     return out | {"test": test, "wall": time.perf_counter() - start, "params": best.params}
 
 

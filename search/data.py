@@ -56,6 +56,7 @@ class DataSpec:
     categorical: tuple[str, ...] = ()  # numeric CSV columns that are codes of categories
     folds: int = 0  # k-fold cross-validation over train + validation (0: one validation split)
     unlabelled: str = "refuse"  # CSV rows with no target: refused, or "drop": left out
+    clip: bool = False  # numbers beyond the training rows' range taken at its edge
 
     def __post_init__(self) -> None:
         for name in ("image_shape", "drop", "categorical"):  # JSON gives lists
@@ -79,6 +80,8 @@ class DataSpec:
             data["categorical"] = list(self.categorical)
         if self.unlabelled != "refuse":
             data["unlabelled"] = self.unlabelled
+        if self.clip:
+            data["clip"] = True
         if self.folds:  # only when set, likewise; the folds replace the validation share
             data["folds"] = self.folds
             del data["validation"]
@@ -346,7 +349,7 @@ def _build(spec: DataSpec, where: str, fingerprint: str | None,
         idx_val = idx_train[:0]
     else:
         idx_train, idx_val, idx_test = split_rows(spec, len(table), stratify, where)
-    prep = fit_preprocessor(table, idx_train)
+    prep = fit_preprocessor(table, idx_train, clip=spec.clip)
     if spec.drop:
         prep.summary["dropped"] = list(spec.drop)
     y_train = y_out[idx_train]

@@ -218,6 +218,8 @@ target = {_q(target)}
 {task_line}
 {drop}# categorical = ["zip"]  # numeric codes that are categories, one-hot like text
 {split}
+clip = true                  # numbers beyond the training rows' range are taken at its
+                             # edge: a network extrapolates an outlier wildly
 test = 0.2                   # held out: never seen by the search
 seed = 0
 

@@ -86,7 +86,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "sampler": ("name",),  # plus the sampler's own keyword arguments
     "pruner": ("name", "report_every"),  # plus the pruner's own keyword arguments
     "data": ("source", "target", "task", "validation", "test", "seed", "image_shape", "shift",
-             "drop", "categorical", "folds", "unlabelled"),
+             "drop", "categorical", "folds", "unlabelled", "clip"),
     "budget": ("trials", "timeout", "grace", "target", "stall"),
     "selection": ("recheck", "seeds"),
     "artifacts": ("curves",),
@@ -548,7 +548,8 @@ def _parse_data(table: dict[str, Any], where: str) -> DataSpec:
                     image_shape=tuple(shape) if shape else None, shift=shift,
                     drop=_names(table, "drop", where),
                     categorical=_names(table, "categorical", where), folds=folds,
-                    unlabelled=_choice(table, "data.unlabelled", where, UNLABELLED))
+                    unlabelled=_choice(table, "data.unlabelled", where, UNLABELLED),
+                    clip=_get(table, "data.clip", where, bool, False))
     if (spec.drop or spec.categorical or "unlabelled" in table) \
             and not source.lower().endswith(".csv"):
         raise UsageError(f"{where}: data.drop, data.categorical and data.unlabelled are about "

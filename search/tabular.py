@@ -114,6 +114,8 @@ class Preprocessor:
                     missing = np.isnan(values)
                     if spec["median"] is not None:
                         values = np.where(missing, spec["median"], values)
+                    if "low" in spec:  # data.clip: the training rows' range
+                        values = np.clip(values, spec["low"], spec["high"])
                     block[:, at] = (values - mean[at]) / scale[at]
                     if spec["indicator"]:
                         block[:, at + 1] = (missing - mean[at + 1]) / scale[at + 1]
@@ -164,8 +166,9 @@ class Preprocessor:
         return counts
 
 
-def fit_preprocessor(table: Table, rows: np.ndarray) -> Preprocessor:
-    """Fit on ``rows`` (the training split) of ``table``."""
+def fit_preprocessor(table: Table, rows: np.ndarray, clip: bool = False) -> Preprocessor:
+    """Fit on ``rows`` (the training split) of ``table``; with ``clip``, a number outside
+    the range those rows span is taken at its edge (``low``, ``high``) when transformed."""
     columns: list[dict[str, Any]] = []
     names: list[str] = []
     means: list[float] = []
@@ -188,7 +191,9 @@ def fit_preprocessor(table: Table, rows: np.ndarray) -> Preprocessor:
             median = float(np.median(present)) if present.size else 0.0
             filled = np.where(missing, median, values)
             columns.append({"name": col.name, "kind": "numeric", "median": median,
-                            "indicator": bool(n_missing)})
+                            "indicator": bool(n_missing),
+                            **({"low": float(filled.min()), "high": float(filled.max())}
+                               if clip and n else {})})
             add(col.name, float(filled.mean()), float(filled.std()))
             if n_missing:
                 p = n_missing / n

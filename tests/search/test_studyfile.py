@@ -311,6 +311,7 @@ def test_init_writes_the_default_space_and_folds_for_a_small_table(tmp_path):
     assert (spec.pruner, spec.pruner_args) == (default.pruner, default.pruner_args)
     assert spec.data.folds == 5  # a small table is cross-validated, 5 folds up to 2,000 rows
     assert spec.metric == "val_loss" and spec.timeout == 60 and spec.trials is None
+    assert spec.data.clip  # numbers beyond the training rows' range taken at its edge
 
     # a class of 4 rows is too few for 5 folds outside the test split: 3 folds
     (tmp_path / "four.csv").write_text(rows + "".join(f"{i}.5,1,z\n" for i in range(4)))

@@ -41,6 +41,34 @@ def test_missing_numbers_get_the_training_median_and_an_indicator(tmp_path):
     np.testing.assert_allclose(scaled.mean(axis=0), 0, atol=1e-6)  # standardised on train
 
 
+def test_clip_takes_numbers_beyond_the_training_range_at_its_edge(tmp_path):
+    rows = _mixed()
+    for i, value in ((3, "1e6"), (5, "-1e6")):  # outliers outside the training rows, as
+        rows[i + 1] = value + rows[i + 1][rows[i + 1].index(","):]  # data-entry slips make
+    table, _ = read_csv(_table(tmp_path, rows), "label")
+    values = table.columns[0].values
+    train = np.arange(0, 200, 2)
+    prep = fit_preprocessor(table, train, clip=True)
+    low, high = prep.columns[0]["low"], prep.columns[0]["high"]
+    assert (low, high) == (np.nanmin(values[train]), np.nanmax(values[train]))
+    raw = prep.transform(table, standardise=False)
+    assert raw[3, 0] == pytest.approx(high) and raw[5, 0] == pytest.approx(low)
+    assert raw[7, 0] == pytest.approx(values[7])  # within the range: as it was
+    assert raw[0, 0] == pytest.approx(prep.columns[0]["median"])  # missing: the median
+    # the record says so, and a record without it (clip off, or before 0.3) does not clip
+    again = Preprocessor.from_dict(prep.to_dict())
+    assert again.transform(table, standardise=False)[3, 0] == pytest.approx(high)
+    plain = fit_preprocessor(table, train)
+    assert "low" not in plain.columns[0]
+    assert plain.transform(table, standardise=False)[3, 0] == pytest.approx(1e6)
+    # the same split, fitted and clipped through the study file's data.clip
+    path = tmp_path / "t.csv"
+    on = load_data(DataSpec(str(path), target="label", clip=True))
+    off = load_data(DataSpec(str(path), target="label"))
+    assert np.array_equal(on.X_train, off.X_train)  # the rows it was fitted on: unchanged
+    assert on.X_test.max() <= on.X_train.max() + 1e-6
+
+
 def test_text_columns_are_one_hot_with_a_missing_category_and_other(tmp_path):
     table, _ = read_csv(_table(tmp_path, _mixed()), "label")
     color = table.columns[1]
