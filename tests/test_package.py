@@ -139,16 +139,20 @@ def test_run_from_a_folder_whose_modules_would_shadow_ours(tmp_path):
 
 def test_a_ctrl_c_while_the_command_line_loads_is_no_traceback(tmp_path):
     # The command line's imports take a few tenths of a second; a Ctrl-C in them
-    # printed a KeyboardInterrupt traceback. The entry point is timed from inside (a
-    # signal sent from outside may land before Python, or the package, is loaded).
+    # printed a KeyboardInterrupt traceback. The signal is sent from inside, as the
+    # command line's first module starts to load (a timer, or a signal from outside,
+    # may land before the package is loaded or after the imports are done).
     import subprocess
     import sys
 
     from tests.helpers import cli_env
 
-    code = ("import os, signal, sys, threading\n"
+    code = ("import os, signal, sys\n"
             "from nnsearch._command import main\n"
-            "threading.Timer(0.01, os.kill, (os.getpid(), signal.SIGINT)).start()\n"
+            "def hook(event, args):\n"
+            "    if event == 'import' and args[0] == 'nnsearch.search.cli':\n"
+            "        os.kill(os.getpid(), signal.SIGINT)\n"
+            "sys.addaudithook(hook)\n"
             "sys.argv = ['nnsearch', 'status', '--storage', 'sqlite:///x.db']\n"
             "sys.exit(main())\n")
     res = subprocess.run([sys.executable, "-P", "-c", code], cwd=tmp_path, env=cli_env(),
