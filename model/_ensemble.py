@@ -7,7 +7,7 @@ from typing import Any
 
 import numpy as np
 
-from ._network import Network
+from ._network import Network, predict_from_output, proba_from_output
 
 
 class Ensemble:
@@ -55,7 +55,7 @@ class Ensemble:
 
     @property
     def n_inputs(self) -> int:
-        return int(self.members[0].config()["layer_sizes"][0])
+        return self.members[0].n_inputs
 
     def forward(self, X: np.ndarray) -> np.ndarray:
         """The weighted mean of the members' head outputs."""
@@ -68,13 +68,9 @@ class Ensemble:
         if not self.is_classifier:
             raise ValueError("predict_proba is for classifiers, but this ensemble's "
                              "networks are regressors.")
-        P = self.forward(X)
-        return np.hstack([1 - P, P]) if P.shape[1] == 1 else P
+        return proba_from_output(self.forward(X), self.head.task)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class indices for classifiers (of the averaged probabilities), values for
         regressors (1-d when one output)."""
-        P = self.forward(X)
-        if self.is_classifier:
-            return (P[:, 0] > 0.5).astype(np.intp) if P.shape[1] == 1 else P.argmax(axis=1)
-        return P[:, 0] if P.shape[1] == 1 else P
+        return predict_from_output(self.forward(X), self.head.task)

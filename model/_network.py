@@ -238,19 +238,11 @@ class Network:
         if not self.is_classifier:
             raise ValueError("predict_proba is for classifiers, but this network's "
                              f"output={self.output!r} is a regressor.")
-        P = self.forward(X)
-        if self.head.task == "binary":
-            return np.hstack([1 - P, P])
-        return P
+        return proba_from_output(self.forward(X), self.head.task)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Class indices for classifiers, values for regressors (1-d when one output)."""
-        P = self.forward(X)
-        if self.head.task == "multiclass":
-            return P.argmax(axis=1)
-        if self.head.task == "binary":
-            return (P[:, 0] > 0.5).astype(np.intp)
-        return P[:, 0] if P.shape[1] == 1 else P
+        return predict_from_output(self.forward(X), self.head.task)
 
     def loss(self, X: np.ndarray, y: np.ndarray, l2: float = 0.0) -> float:
         """Mean loss on (X, y) with dropout off, plus 0.5 * l2 * ||W||^2."""
@@ -366,3 +358,18 @@ class Network:
             delta = prev
         np.matmul(Xa.T, delta, out=grads[0])
         return loss
+
+
+def proba_from_output(P: np.ndarray, task: str) -> np.ndarray:
+    """A classifier head's output as one probability per class (binary: two columns)."""
+    return np.hstack([1 - P, P]) if task == "binary" else P
+
+
+def predict_from_output(P: np.ndarray, task: str) -> np.ndarray:
+    """A head's output as class indices for classifiers, values for regressors (1-d
+    when one output): what ``Network.predict`` and ``Ensemble.predict`` return."""
+    if task == "multiclass":
+        return P.argmax(axis=1)
+    if task == "binary":
+        return (P[:, 0] > 0.5).astype(np.intp)
+    return P[:, 0] if P.shape[1] == 1 else P

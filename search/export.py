@@ -358,10 +358,9 @@ def refit_all(config: dict[str, Any], data: Dataset, epochs: int) -> tuple[Netwo
     rows = replace(data, X_train=X, y_train=y, X_val=data.X_val[:0], y_val=data.y_val[:0],
                    X_test=data.X_test[:0], y_test=data.y_test[:0], fold_ids=None)
     try:
-        net, _ = refit(config["network"], config["training"], rows, epochs)
+        net, _ = refit(config["network"], config["training"], rows, epochs, "every row")
     except ValueError as exc:
-        raise UsageError(f"{exc.args[0].replace('train + validation', 'every row')}.") \
-            from None
+        raise UsageError(f"{exc}.") from None
     copies = 4 * int(config["data"].get("shift") or 0) + 1  # shifted images follow each row
     return net, len(data.X_train) // copies + len(data.X_val) + len(data.X_test)
 

@@ -136,15 +136,16 @@ def cross_validate(network: dict[str, Any], training: dict[str, Any], data: Data
 
 
 def refit(network: dict[str, Any], training: dict[str, Any], data: Dataset,
-          epochs: int) -> tuple[Network, History]:
+          epochs: int, rows: str = "train + validation") -> tuple[Network, History]:
     """Train on all of ``data``'s train (+ validation, with folds) for ``epochs`` epochs,
-    the learning-rate schedule as in the folds, with no early stopping."""
+    the learning-rate schedule as in the folds, with no early stopping; ``rows`` names
+    what it trains on when it diverges."""
     net = Network(**network)
     config = TrainConfig(**{**training, "patience": None})
     with threadpool_limits(1):
         history = fit(net, data.X_train, data.y_train, None, None, config,
                       on_epoch_end=lambda epoch, _: epoch + 1 >= epochs)
     if history.diverged:
-        raise ValueError(f"the refit on train + validation diverged at epoch "
+        raise ValueError(f"the refit on {rows} diverged at epoch "
                          f"{history.epochs_run - 1} (the folds did not)")
     return net, history
