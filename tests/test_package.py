@@ -149,6 +149,7 @@ def test_a_ctrl_c_while_the_command_line_loads_is_no_traceback(tmp_path):
 
     code = ("import os, signal, sys\n"
             "from nnsearch._command import main\n"
+            "signal.signal(signal.SIGINT, signal.default_int_handler)  # as in a terminal\n"
             "def hook(event, args):\n"
             "    if event == 'import' and args[0] == 'nnsearch.search.cli':\n"
             "        os.kill(os.getpid(), signal.SIGINT)\n"
