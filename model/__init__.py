@@ -15,6 +15,7 @@ from ._train import (
     History,
     TrainConfig,
     evaluate,
+    evaluate_outputs,
     fit,
 )
 
@@ -40,6 +41,7 @@ __all__ = [
     "Network",
     "TrainConfig",
     "evaluate",
+    "evaluate_outputs",
     "fit",
     "load",
     "param_count",

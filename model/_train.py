@@ -114,7 +114,13 @@ EpochCallback = Callable[[int, dict[str, Any]], bool | None]
 
 def evaluate(net: Network | Ensemble, X: np.ndarray, y: np.ndarray) -> tuple[float, float]:
     """(mean loss, metric) on (X, y): accuracy for classifiers, RMSE for regressors."""
-    P = net.forward(X)
+    return evaluate_outputs(net, net.forward(X), y)
+
+
+def evaluate_outputs(net: Network | Ensemble, P: np.ndarray, y: np.ndarray
+                     ) -> tuple[float, float]:
+    """(mean loss, metric) of head outputs ``P`` (``net.forward``'s, or an average of
+    several) against ``y``, judged as ``net``'s head judges them."""
     Y = net.encode_targets(y)
     return net.loss_from_output(P, Y), _metric(net, P, Y)
 

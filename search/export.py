@@ -203,14 +203,18 @@ def read_config(path: str | Path) -> dict[str, Any]:
 
 
 def read_export(path: str | Path) -> dict[str, Any]:
-    config = load_json(path)
+    return check_export(load_json(path), str(path))
+
+
+def check_export(config: Any, where: str) -> dict[str, Any]:
+    """``config`` if it is a trial export with every section, else UsageError."""
     if not isinstance(config, dict) or config.get("format") != FORMAT:
         found = config.get("format") if isinstance(config, dict) else type(config).__name__
-        raise UsageError(f"{path}: not an nnsearch trial export (format {found!r}, "
+        raise UsageError(f"{where}: not an nnsearch trial export (format {found!r}, "
                          f"expected {FORMAT!r}).")
     for key in ("study", "trial", "data", "network", "training"):
         if not isinstance(config.get(key), dict):
-            raise UsageError(f"{path}: the export lacks its {key!r} section.")
+            raise UsageError(f"{where}: the export lacks its {key!r} section.")
     return config
 
 

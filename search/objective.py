@@ -28,13 +28,21 @@ from . import own_trial, record
 from ._optuna import defer_report
 from .artifacts import upload_trial_artifacts
 from .data import Dataset
+from .ensemble import keep_predictions
 from .errors import Stopped
 from .export import build_export
 from .front import dominates, feasible, signs
 from .space import build_configs, sample
 from .storage import StorageURL, with_retry
 from .studyfile import StudySpec
-from .training import Folds, cross_validate, metric_value, predict_latency_ms, train_trial
+from .training import (
+    Folds,
+    cross_validate,
+    metric_value,
+    predict_latency_ms,
+    train_trial,
+    validation_outputs,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -121,7 +129,8 @@ class Objective:
             reason = "non-finite validation metric"
         if reason is not None:
             attrs[record.PRUNED_REASON] = reason
-        return self._finish(trial, value, attrs, history, reason, net)
+        outputs = validation_outputs(net, data) if reason is None and self.keeps else None
+        return self._finish(trial, value, attrs, history, reason, net, outputs)
 
     def _check_size(self, trial: optuna.Trial, network: dict[str, Any]) -> None:
         """[constraints] max_params, known before training: recorded as the trial's
@@ -199,8 +208,8 @@ class Objective:
                 record.TRAINING: training}
 
     def _finish(self, trial: optuna.Trial, value: float, attrs: dict[str, Any],
-                history: History, reason: str | None,
-                net: Network) -> float | tuple[float, ...]:
+                history: History, reason: str | None, net: Network,
+                outputs: np.ndarray | None = None) -> float | tuple[float, ...]:
         spec = self.spec
         if reason is None and spec.needs_latency():
             # one training row: with folds there is no validation split
@@ -219,7 +228,24 @@ class Objective:
         values = (value, *(float(attrs[name]) for name in spec.extra_metrics))
         if self.store is not None and fits and self._new_best(trial, values):
             self._attach_artifacts(trial, value, attrs, history)
+        if self.store is not None and fits and outputs is not None:
+            self._keep_predictions(trial, outputs, value)
         return values if spec.multi else value
+
+    @property
+    def keeps(self) -> bool:
+        """Whether completed trials' validation outputs are kept for the ensemble."""
+        return self.store is not None and self.spec.ensemble > 1 and not self.spec.multi
+
+    def _keep_predictions(self, trial: optuna.Trial, outputs: np.ndarray,
+                          value: float) -> None:
+        try:
+            keep_predictions(trial, self.store, outputs, value)  # type: ignore[arg-type]
+        except OSError as exc:  # a full or unwritable artifact folder must not fail it
+            logger.warning("trial %d: could not keep its predictions: %s", trial.number, exc)
+        except UpdateFinishedTrialError:
+            logger.warning("trial %d was ended by the sweeper while its predictions were "
+                           "kept; its result is dropped", trial.number)
 
     @staticmethod
     def _new_best(trial: optuna.Trial, values: tuple[float, ...]) -> bool:
@@ -259,7 +285,8 @@ class Objective:
             self._report(trial, folds.values[-1] if wilcoxon else folds.value, base + i)
             return base + i >= self.first_prunable and trial.should_prune()
 
-        folds = cross_validate(network, training, data, spec.metric, after_fold, on_epoch)
+        folds = cross_validate(network, training, data, spec.metric, after_fold, on_epoch,
+                               outputs=self.keeps)
         assert folds.net is not None and folds.history is not None
         value = folds.value if folds.values else math.nan
         self.trained_seconds += folds.seconds
@@ -277,7 +304,8 @@ class Objective:
             reason = f"{self._stopped_by()} {folds.stopped}" if folds.pruned \
                 else folds.stopped
             attrs[record.PRUNED_REASON] = reason
-        return self._finish(trial, value, attrs, folds.history, reason, folds.net)
+        return self._finish(trial, value, attrs, folds.history, reason, folds.net,
+                            folds.outputs if reason is None else None)
 
     def draws_curve(self) -> bool:
         """Whether the next new best gets its learning-curve PNG ([artifacts] curves)."""

@@ -76,6 +76,8 @@ def _is(value: Any, kind: str) -> bool:
 MAX_FOLDS = 20
 GRACE_FRACTION = 0.1  # budget.grace's default, as a fraction of the timeout
 MAX_RECHECK = 20  # trials re-checked, and extra seeds each
+ENSEMBLE = 8  # [selection] ensemble: at most this many trials in the export's ensemble
+MAX_ENSEMBLE = 25
 # [artifacts] curves: which new bests get their learning-curve PNG (see objective.py)
 CURVES = ("budget", "every best", "none")
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # it names files (NAME-best.json)
@@ -88,7 +90,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "data": ("source", "target", "task", "validation", "test", "seed", "image_shape", "shift",
              "drop", "categorical", "folds", "unlabelled", "clip"),
     "budget": ("trials", "timeout", "grace", "target", "stall"),
-    "selection": ("recheck", "seeds"),
+    "selection": ("recheck", "seeds", "ensemble"),
     "artifacts": ("curves",),
     "enqueue": (),  # [[enqueue]]: a list of tables, checked by enqueue.to_params
     "space": (),  # checked by space.parse_param
@@ -116,6 +118,8 @@ class StudySpec:
     stall: int | None = None  # stop after this many finished trials without a new best
     recheck: int = 0  # the top trials retrained with more seeds before the export picks
     recheck_seeds: int = 2  # extra seeds per re-checked trial
+    # the most trials the export's ensemble holds (1: the single best; search/ensemble.py)
+    ensemble: int = ENSEMBLE
     extra_metrics: tuple[str, ...] = ()  # more objectives after metric: a multi-objective study
     max_params: int | None = None  # [constraints]: a trial beyond one is infeasible
     max_latency_ms: float | None = None
@@ -130,6 +134,12 @@ class StudySpec:
     @property
     def multi(self) -> bool:
         return bool(self.extra_metrics)
+
+    @property
+    def default_ensemble(self) -> int:
+        """``[selection] ensemble`` when the file does not say: none with several
+        objectives (a front has no single best to beat)."""
+        return 1 if self.multi else ENSEMBLE
 
     @property
     def directions(self) -> list[str]:
@@ -205,8 +215,11 @@ class StudySpec:
                                          ("stall", self.stall)) if v is not None},
             "space": {name: p.to_toml_value() for name, p in self.space.items()},
             # only when set: definitions stored before it stay the same
-            **({"selection": {"recheck": self.recheck, "seeds": self.recheck_seeds}}
-               if self.recheck else {}),
+            **({"selection": {**({"recheck": self.recheck, "seeds": self.recheck_seeds}
+                                 if self.recheck else {}),
+                              **({"ensemble": self.ensemble}
+                                 if self.ensemble != self.default_ensemble else {})}}
+               if self.recheck or self.ensemble != self.default_ensemble else {}),
             **({"enqueue": [dict(t) for t in self.enqueue]} if self.enqueue else {}),
             **({"constraints": self.constraints} if self.constraints else {}),
             **({"artifacts": {"curves": self.curves}} if self.curves != "budget" else {}),
@@ -381,6 +394,10 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
     if not 1 <= seeds <= MAX_RECHECK:
         raise UsageError(f"{where}: selection.seeds must be in [1, {MAX_RECHECK}], but got "
                          f"{seeds}.")
+    ensemble = _get(selection, "selection.ensemble", where, int, 1 if multi else ENSEMBLE)
+    if not 1 <= ensemble <= MAX_ENSEMBLE:
+        raise UsageError(f"{where}: selection.ensemble must be a number of trials in [1, "
+                         f"{MAX_ENSEMBLE}] (1: the single best), but got {ensemble}.")
 
     curves = _get(raw.get("artifacts", {}), "artifacts.curves", where, str, "budget")
     if curves not in CURVES:
@@ -392,7 +409,7 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
     enqueue = tuple(raw.get("enqueue", ()))
     max_params, max_latency = _parse_constraints(raw.get("constraints", {}), where)
     if multi:
-        _check_multi(raw, sampler, target, stall, recheck, where)
+        _check_multi(raw, sampler, target, stall, recheck, ensemble, where)
         pruner, pruner_args = "none", {}  # Optuna prunes one objective only
     spec = StudySpec(name=name, metric=metric, direction=inferred[0], seed=seed, sampler=sampler,
                      sampler_args=sampler_args, pruner=pruner, pruner_args=pruner_args,
@@ -400,7 +417,8 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
                      timeout=float(timeout) if timeout is not None else None, space=space,
                      grace=float(grace) if grace is not None else None, enqueue=enqueue,
                      target=float(target) if target is not None else None, stall=stall,
-                     recheck=recheck, recheck_seeds=seeds, extra_metrics=tuple(objectives[1:]),
+                     recheck=recheck, recheck_seeds=seeds, ensemble=ensemble,
+                     extra_metrics=tuple(objectives[1:]),
                      max_params=max_params, max_latency_ms=max_latency, curves=curves,
                      path=path.resolve() if path is not None else None)
     spec.enqueued_params(where)  # each [[enqueue]] table is checked now, not at create
@@ -451,7 +469,7 @@ def _parse_constraints(table: dict[str, Any], where: str) -> tuple[int | None, f
 
 
 def _check_multi(raw: dict[str, Any], sampler: str, target: float | None, stall: int | None,
-                 recheck: int, where: str) -> None:
+                 recheck: int, ensemble: int, where: str) -> None:
     """What a multi-objective study cannot have, each with its way out."""
     if sampler not in MULTI_SAMPLERS:
         raise UsageError(f"{where}: sampler.name: {sampler} searches one objective; with "
@@ -462,7 +480,8 @@ def _check_multi(raw: dict[str, Any], sampler: str, target: float | None, stall:
                          "(a trial reports one value per epoch); remove [pruner] (early "
                          "stopping by patience still ends a trial that stops improving).")
     for key, value in (("budget.target", target), ("budget.stall", stall),
-                       ("selection.recheck", recheck or None)):
+                       ("selection.recheck", recheck or None),
+                       ("selection.ensemble", ensemble if ensemble > 1 else None)):
         if value is not None:
             raise UsageError(f"{where}: {key} applies to a single-objective study (a "
                              "multi-objective one has a front, not a best value); remove it.")

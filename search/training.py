@@ -53,6 +53,12 @@ def train_trial(network: dict[str, Any], training: dict[str, Any], data: Dataset
     return net, history, loss, score, seconds
 
 
+def validation_outputs(net: Network, data: Dataset) -> np.ndarray:
+    """The network's head outputs on the validation rows (float32), BLAS as in training."""
+    with threadpool_limits(1):
+        return net.forward(data.X_val).astype(np.float32, copy=False)
+
+
 LATENCY_REPEATS = 31
 
 
@@ -89,6 +95,9 @@ class Folds:
     history: History | None = None  # the last fold trained (the one that stopped, if any)
     stopped: str | None = None  # why it ended before the last fold
     pruned: bool = False  # stopped by after_fold or on_epoch_end, not by divergence
+    # with ``outputs``: each train + validation row's prediction by the fold that
+    # validated on it (the out-of-fold predictions an ensemble is selected on)
+    outputs: np.ndarray | None = None
 
     @property
     def value(self) -> float:
@@ -102,16 +111,22 @@ class Folds:
 
 def cross_validate(network: dict[str, Any], training: dict[str, Any], data: Dataset,
                    metric: str, after_fold: Callable[[int, Folds], bool] | None = None,
-                   on_epoch_end: Any = None) -> Folds:
+                   on_epoch_end: Any = None, outputs: bool = False) -> Folds:
     """Train the config on each of ``data``'s folds in turn (each made when it is
     trained: a worker holds one fold's copy at a time). ``after_fold(i, so_far)`` is
     asked after every fold but the last; true stops (pruning). A fold that diverges or
-    is stopped by ``on_epoch_end`` ends it too."""
+    is stopped by ``on_epoch_end`` ends it too. With ``outputs``, the out-of-fold
+    predictions are kept (``Folds.outputs``)."""
     out = Folds()
     k = data.n_folds
+    assert data.fold_ids is not None
     for i in range(k):
         fold = data.fold(i)
         net, history, loss, score, seconds = train_trial(network, training, fold, on_epoch_end)
+        if outputs and not (history.diverged or history.stopped_by_callback):
+            if out.outputs is None:
+                out.outputs = np.zeros((len(data.fold_ids), net.layer_sizes[-1]), np.float32)
+            out.outputs[data.fold_ids == i] = validation_outputs(net, fold)
         if out.net is None:
             out.net = net
         out.history = history

@@ -70,6 +70,7 @@ class RunCommand(Command):
                             "that fit this space as a prior, once; they count in no budget")
 
     def take_action(self, args: argparse.Namespace) -> int:
+        from ..ensemble import choose_for, describe, ensemble_export
         from ..export import export_trial
         from ..prior import add, collect
         from ..status import render_status, study_status
@@ -128,7 +129,10 @@ class RunCommand(Command):
             default = f"{spec.name}-best.json"
             out = Path(args.export) if args.export else \
                 t.spec.path.with_name(default) if t.spec and t.spec.path else Path(default)
-            write_json(with_retry(lambda: export_trial(opened.study, spec, best, t.url),
+            choice = with_retry(lambda: choose_for(opened, best), "read the kept predictions")
+            write_json(with_retry(lambda: ensemble_export(opened.study, spec, t.url, choice)
+                                  if choice.is_ensemble else
+                                  export_trial(opened.study, spec, best, t.url),
                                   "read the best trial"), str(out))
             done = with_retry(lambda: why_done(opened.study, spec), "check the stops")
         mean = next((r.mean for r in rechecked if r.number == best.number), None)
@@ -136,6 +140,10 @@ class RunCommand(Command):
         stdout.print(f"{label} trial {best.number}: {spec.metric}={best.values[0]:.4f}"
                      + (f", re-checked mean {mean:.4f} over {spec.recheck_seeds + 1} seeds"
                         if mean is not None else ""))
+        if choice.is_ensemble:
+            stdout.print(describe(choice, spec.metric))
+        elif spec.ensemble > 1:
+            logger.info("exported trial %d alone: %s", best.number, choice.why_single)
         stdout.print(f"exported config: {out}")
         stdout.print(f"retrain it with: nnsearch train {out}")
         if done is not None:
@@ -352,16 +360,23 @@ class ExportCommand(Command):
     def add_arguments(self, p: argparse.ArgumentParser) -> None:
         study_args(p)
         p.add_argument("--trial", type=nonnegative_int, metavar="N", help="this trial number")
+        p.add_argument("--ensemble", action="store_true",
+                       help="the ensemble of the best trials that run exports ([selection] "
+                            "ensemble), or the best trial where none beats it")
         p.add_argument("-o", "--output", metavar="FILE", help="write here instead of stdout")
         p.add_argument("--format", choices=("json", "yaml", "params"), default="json",
                        help="json (default: what train takes), yaml (the same), params (the "
                             "trial's parameters alone, as Optuna's enqueue_trial takes them)")
 
     def take_action(self, args: argparse.Namespace) -> int:
+        from ..ensemble import choose_for, describe, ensemble_export
         from ..export import export_trial, pick_trial
         from ..study import open_study
 
         t = target(args)
+        if args.ensemble and (args.trial is not None or args.format == "params"):
+            raise UsageError("--ensemble exports several trials: not with --trial or "
+                             "--format params.")
         if args.output and args.output != "-":
             check_output(args.output, export=True)  # never over a study file or a table
         with open_study(t) as opened:
@@ -369,7 +384,15 @@ class ExportCommand(Command):
             if skipped:
                 logger.warning("skipped completed trial(s) %s: their values were not written "
                                "by a worker (e.g. set through the dashboard)", skipped)
-            export = export_trial(opened.study, opened.spec, trial, t.url)
+            choice = choose_for(opened, trial) if args.ensemble else None
+            if choice is not None and choice.is_ensemble:
+                export = ensemble_export(opened.study, opened.spec, t.url, choice)
+                logger.info("%s", describe(choice, opened.spec.metric))
+            else:
+                if choice is not None:
+                    logger.info("no ensemble: %s; exporting trial %d", choice.why_single,
+                                trial.number)
+                export = export_trial(opened.study, opened.spec, trial, t.url)
         if args.format == "params":
             write_json(trial.params, args.output)
         elif args.format == "yaml":
@@ -379,7 +402,8 @@ class ExportCommand(Command):
         else:
             write_json(export, args.output)
         if args.output and args.output != "-":
-            logger.info("wrote trial %d to %s", trial.number, args.output)
+            logger.info("wrote %s to %s", f"trial {trial.number}" if export.get("trial")
+                        else "the ensemble", args.output)
         return 0
 
 

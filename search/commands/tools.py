@@ -9,6 +9,7 @@ import json
 import logging
 import sys
 from pathlib import Path
+from typing import Any
 
 from rich.table import Table
 
@@ -86,11 +87,13 @@ class TrainCommand(Command):
     def take_action(self, args: argparse.Namespace) -> int:
         from nnsearch.model import Ensemble, Network, save
 
+        from ..ensemble import is_ensemble
         from ..export import (
             MAX_SEEDS,
+            check_export,
             check_reproduction,
             default_seeds,
-            read_export,
+            load_json,
             refit_all,
             retrain,
             seed_members,
@@ -99,7 +102,10 @@ class TrainCommand(Command):
 
         if args.seeds is not None and not 1 <= args.seeds <= MAX_SEEDS:
             raise UsageError(f"--seeds must be in [1, {MAX_SEEDS}], but got {args.seeds}.")
-        config = read_export(args.config)
+        config = load_json(args.config)
+        if is_ensemble(config):
+            return self._train_ensemble(config, args)
+        config = check_export(config, str(args.config))
         out = check_output(args.output or str(Path(args.config).with_suffix(".npz")))
         net, history, data, metrics = retrain(config, str(args.config))
         mismatch = check_reproduction(config, metrics)
@@ -151,6 +157,51 @@ class TrainCommand(Command):
             print(f"nnsearch train: error: {mismatch}", file=sys.stderr)
             return 1
         return 0
+
+    @staticmethod
+    def _train_ensemble(config: dict[str, Any], args: argparse.Namespace) -> int:
+        """An ``nnsearch.ensemble/1`` export: every member refitted (``train_members``);
+        the ensemble's test figure, then each member's."""
+        from nnsearch.model import save
+
+        from ..ensemble import train_members
+        from ..plots import learning_curve_png
+
+        out = check_output(args.output or str(Path(args.config).with_suffix(".npz")))
+        trained = train_members(config, str(args.config), args.seeds, args.holdout)
+        data, metrics = trained.data, trained.metrics
+        study = config["study"].get("name")
+        numbers = [n for n, _, _ in trained.members]
+        metadata = {"preprocessing": data.preprocessing(), "trials": numbers, "study": study,
+                    "data_fingerprint": data.fingerprint}
+        path = save(trained.model, out, metadata=metadata)
+        plot = learning_curve_png(trained.history, path.with_suffix(".png"),
+                                  f"{study} trial {numbers[0]}")
+        logger.info("wrote the model (%d networks) to %s and the first member's learning "
+                    "curve to %s", metrics["networks"], path, plot)
+        test = "test_accuracy" if data.task == "classification" else "test_rmse"
+        estimate = config.get("estimate") or {}
+        if args.json:
+            shown = {test: metrics[test], "test_loss": metrics["test_loss"],
+                     "estimate": estimate.get("ensemble"), "members": [
+                         {"trial": n, "weight": w, test: m[test],
+                          f"trial_{config['study'].get('metric')}":
+                          m.get(f"trial_{config['study'].get('metric')}")}
+                         for n, w, m in trained.members]}
+            sys.stdout.write(json.dumps(shown | {"model": str(path), "plot": str(plot)}) + "\n")
+        else:
+            line = f"{test}={metrics[test]:.4f}: the ensemble of {len(numbers)} trials"
+            if isinstance(estimate.get("ensemble"), int | float):
+                line += (f" ({estimate.get('metric')}={estimate['ensemble']:.4f} on the kept "
+                         "predictions)")
+            sys.stdout.write(line + "\n")
+            for n, w, m in trained.members:
+                sys.stdout.write(f"  trial {n} (weight {w:.2f}): {test}={m[test]:.4f}\n")
+            if not args.holdout and not trained.mismatches:
+                sys.stdout.write("the model: refitted on every row\n")
+        for mismatch in trained.mismatches:
+            print(f"nnsearch train: error: {mismatch}", file=sys.stderr)
+        return 1 if trained.mismatches else 0
 
 
 class PredictCommand(Command):

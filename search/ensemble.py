@@ -1,0 +1,357 @@
+"""Ensembles of the search's best trials (``[selection] ensemble = K``).
+
+Picking the one trial with the best validation score picks, in part, the luckiest one.
+As auto-sklearn and AutoGluon do, the export can instead be a weighted team of trials,
+chosen by greedy forward selection with replacement (Caruana et al., 2004) on the
+predictions each trial made on rows it did not train on:
+
+- **kept**: a worker stores a completed trial's validation outputs (with folds, the
+  out-of-fold predictions over train + validation; else the validation rows') as an
+  ``.npy`` artifact of the trial, in the artifact store every worker and ``run`` reach
+  (``artifacts.artifact_dir``), only while the trial ranks among the study's best
+  ``CANDIDATES``; the one it pushes out loses its file. The storage holds only the
+  artifact's id, so study reads stay as small as before.
+- **selected** at the end of ``run`` (and by ``export --ensemble``): ``STEPS`` rounds, each
+  adding the trial whose outputs improve the average most on the study's metric, at most
+  ``K`` distinct trials; the round with the best score decides the weights. Where no
+  ensemble beats the single best trial on those rows, the export is that trial.
+- **exported** as ``nnsearch.ensemble/1``: each member's full trial export and its weight;
+  ``train`` refits every member as a single export is refitted (``train_members``).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import io
+import logging
+import math
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import optuna
+from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta, upload_artifact
+from optuna.trial import FrozenTrial, TrialState
+from threadpoolctl import threadpool_limits
+
+from nnsearch.model import Ensemble, Network, evaluate, evaluate_outputs
+
+from . import record
+from .data import Dataset
+from .errors import UsageError
+from .export import (
+    check_export,
+    check_reproduction,
+    default_seeds,
+    export_trial,
+    rank_trials,
+    refit_all,
+    retrain,
+    seed_members,
+    versions,
+)
+from .front import feasible, signs
+from .storage import StorageURL
+from .studyfile import StudySpec
+from .training import metric_value
+
+logger = logging.getLogger(__name__)
+
+FORMAT = "nnsearch.ensemble/1"
+PREDICTIONS = "predictions-{}.npy"  # a trial's kept validation outputs (an artifact)
+CANDIDATES = 25  # trials whose outputs are kept: the study's best by value
+STEPS = 40  # rounds of greedy selection (with replacement): weights are k / rounds
+WEIGHT_SUM_TOLERANCE = 1e-6
+
+
+def keep_predictions(trial: optuna.Trial, store: FileSystemArtifactStore,
+                     outputs: np.ndarray, value: float) -> bool:
+    """Store a completed trial's validation ``outputs`` if it ranks among the study's best
+    ``CANDIDATES`` (ties go to the earlier trial), and remove the outputs of the trial it
+    pushes out; whether they were stored."""
+    study = trial.study
+    sign = signs(study.directions)[0]
+    done = sorted((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+                   if feasible(t) and not record.is_prior(t) and t.number != trial.number),
+                  key=lambda t: sign * t.values[0])
+    if sum(sign * t.values[0] <= sign * value for t in done) >= CANDIDATES:
+        return False
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / PREDICTIONS.format(trial.number)
+        np.save(path, outputs.astype(np.float32, copy=False), allow_pickle=False)
+        upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial,
+                        mimetype="application/octet-stream")
+    if len(done) >= CANDIDATES:  # the one now ranked CANDIDATES + 1
+        out = done[CANDIDATES - 1]
+        for meta in get_all_artifact_meta(out, storage=trial.storage):
+            if meta.filename == PREDICTIONS.format(out.number):
+                with contextlib.suppress(Exception):  # another worker removed it first
+                    store.remove(meta.artifact_id)
+    return True
+
+
+def targets(data: Dataset) -> np.ndarray:
+    """The labels of the rows a trial's kept outputs predict: with folds, every train +
+    validation row (out of fold); else the validation rows."""
+    if data.fold_ids is not None:
+        return data.y_train[:len(data.fold_ids)]
+    return data.y_val
+
+
+def load_candidates(trials: list[FrozenTrial], storage: optuna.storages.BaseStorage,
+                    store: FileSystemArtifactStore | None, rows: int
+                    ) -> list[tuple[FrozenTrial, np.ndarray]]:
+    """The kept outputs of ``trials`` (best first), for at most ``CANDIDATES`` of them;
+    a trial without them (written before, pushed out, a damaged file) is passed over."""
+    found: list[tuple[FrozenTrial, np.ndarray]] = []
+    if store is None:
+        return found
+    for trial in trials:
+        name = PREDICTIONS.format(trial.number)
+        for meta in get_all_artifact_meta(trial, storage=storage):
+            if meta.filename != name:
+                continue
+            try:
+                with store.open_reader(meta.artifact_id) as f:
+                    outputs = np.load(io.BytesIO(f.read()), allow_pickle=False)
+            except Exception:
+                continue
+            if outputs.ndim == 2 and len(outputs) == rows and np.all(np.isfinite(outputs)):
+                found.append((trial, outputs))
+                break
+        if len(found) == CANDIDATES:
+            break
+    return found
+
+
+def _judge(metric: str) -> Any:
+    """A key to minimise from evaluate's (loss, score): the study's metric first, then
+    the loss (accuracy on a few hundred rows ties often)."""
+    if metric == "val_accuracy":
+        return lambda loss, score: (-score, loss)
+    if metric == "val_loss":
+        return lambda loss, score: (loss,)
+    return lambda loss, score: (score, loss)
+
+
+def greedy(outputs: list[np.ndarray], y: np.ndarray, net: Network, metric: str, size: int,
+           steps: int = STEPS) -> tuple[np.ndarray, tuple[float, ...]]:
+    """Caruana's forward selection with replacement: ``steps`` rounds, each adding the
+    candidate whose outputs make the average best; once ``size`` distinct candidates
+    are in, only they are added again. Returns the counts of the best round (ties: the
+    earlier, smaller team) and its key."""
+    key = _judge(metric)
+    total = np.zeros(outputs[0].shape, np.float64)
+    counts = np.zeros(len(outputs), np.intp)
+    best: tuple[tuple[float, ...], np.ndarray] | None = None
+    for step in range(1, steps + 1):
+        allowed = np.flatnonzero(counts) if np.count_nonzero(counts) >= size \
+            else range(len(outputs))
+        scored = min((key(*evaluate_outputs(net, (total + outputs[i]) / step, y)), i)
+                     for i in allowed)
+        total += outputs[scored[1]]
+        counts[scored[1]] += 1
+        if best is None or scored[0] < best[0]:
+            best = (scored[0], counts.copy())
+    assert best is not None
+    return best[1], best[0]
+
+
+@dataclass
+class Choice:
+    """What the selection found: the members (trial, weight), best weight first, and
+    the scores on the kept outputs in the study's metric."""
+
+    single: FrozenTrial  # the trial the export picks alone
+    members: list[tuple[FrozenTrial, float]] = field(default_factory=list)
+    score: float = math.nan  # the ensemble's
+    single_score: float = math.nan  # the single trial's, on the same rows
+    candidates: int = 0
+    rows: int = 0
+    why_single: str = ""  # when there is no ensemble
+
+    @property
+    def is_ensemble(self) -> bool:
+        return len(self.members) > 1
+
+
+def choose(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: StudySpec,
+           data: Dataset, single: FrozenTrial, store: FileSystemArtifactStore | None
+           ) -> Choice:
+    """Select an ensemble of the study's trials whose outputs were kept; the single
+    ``single`` (the export's own pick) where none does better on those rows."""
+    choice = Choice(single)
+    if spec.ensemble <= 1:
+        choice.why_single = "selection.ensemble = 1"
+        return choice
+    y = targets(data)
+    done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+            if record.written_by_worker(t) and feasible(t)]
+    ranked = rank_trials(study, done)
+    if single in ranked:  # the export's pick first: it is what an ensemble must beat
+        ranked.remove(single)
+        ranked.insert(0, single)
+    found = load_candidates(ranked, storage, store, len(y))
+    choice.candidates, choice.rows = len(found), len(y)
+    if len(found) < 2:
+        choice.why_single = f"{len(found)} trial(s) with kept predictions"
+        return choice
+    net = Network(**found[0][0].user_attrs[record.NETWORK])
+    outputs = [o for _, o in found]
+    counts, _ = greedy(outputs, y, net, spec.metric, spec.ensemble)
+
+    def value(P: np.ndarray) -> float:
+        loss, score = evaluate_outputs(net, P, y)
+        return metric_value(spec.metric, data, loss, score)
+
+    weights = counts / counts.sum()
+    choice.score = value(sum(w * o.astype(np.float64) for w, o in zip(weights, outputs,
+                                                                      strict=True)))
+    alone = next((o for t, o in found if t.number == single.number), outputs[0])
+    choice.single_score = value(alone.astype(np.float64))
+    sign = signs(study.directions)[0]
+    if np.count_nonzero(counts) < 2 or not sign * choice.score < sign * choice.single_score:
+        choice.why_single = (f"no ensemble of the best {len(found)} beat it on the kept "
+                             f"predictions of {len(y):,} rows")
+        return choice
+    order = np.argsort(-counts, kind="stable")
+    choice.members = [(found[i][0], float(weights[i])) for i in order if counts[i]]
+    return choice
+
+
+def ensemble_export(study: optuna.Study, spec: StudySpec, url: StorageURL,
+                    choice: Choice) -> dict[str, Any]:
+    """The ``nnsearch.ensemble/1`` document: each member's trial export and its weight."""
+    exports = [export_trial(study, spec, t, url) for t, _ in choice.members]
+    return {
+        "format": FORMAT,
+        "study": exports[0]["study"],
+        "members": [{"weight": w, "export": e}
+                    for (_, w), e in zip(choice.members, exports, strict=True)],
+        "estimate": {"metric": spec.metric, "ensemble": choice.score,
+                     "single": choice.single_score, "single_trial": choice.single.number,
+                     "rows": choice.rows, "candidates": choice.candidates},
+        "versions": versions(),
+    }
+
+
+def is_ensemble(config: Any) -> bool:
+    return isinstance(config, dict) and config.get("format") == FORMAT
+
+
+def check_ensemble(config: dict[str, Any], where: str) -> list[dict[str, Any]]:
+    """The members' exports of an ensemble export, or UsageError: no members, a damaged
+    member, weights that are not >= 0 summing to 1, a member of another study or data."""
+    members = config.get("members")
+    study = config.get("study")
+    if not isinstance(members, list) or not members or not isinstance(study, dict):
+        raise UsageError(f"{where}: the ensemble export lacks its 'study' or 'members'.")
+    weights: list[float] = []
+    exports: list[dict[str, Any]] = []
+    for i, member in enumerate(members):
+        if not isinstance(member, dict) or not isinstance(member.get("export"), dict):
+            raise UsageError(f"{where}: member {i} of the ensemble lacks its export.")
+        w = member.get("weight")
+        if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) \
+                or w < 0:
+            raise UsageError(f"{where}: member {i}'s weight must be a number >= 0, but got "
+                             f"{w!r}.")
+        export = check_export(member["export"], f"{where}: member {i}")
+        if export["study"].get("name") != study.get("name"):
+            raise UsageError(f"{where}: member {i} (trial {export['trial'].get('number')}) "
+                             f"is of study {export['study'].get('name')!r}, not of the "
+                             f"ensemble's {study.get('name')!r}.")
+        if exports and export["data"] != exports[0]["data"]:
+            raise UsageError(f"{where}: member {i} was trained on other data than member 0.")
+        weights.append(float(w))
+        exports.append(export)
+    if abs(sum(weights) - 1) > WEIGHT_SUM_TOLERANCE:
+        raise UsageError(f"{where}: the members' weights sum to {sum(weights):g}, not 1.")
+    return exports
+
+
+@dataclass
+class Trained:
+    """What ``train_members`` built: the model, the data, the ensemble's metrics, each
+    member's (trial number, weight, metrics), the first member's history, and the
+    members whose trial value was not reproduced."""
+
+    model: Network | Ensemble
+    data: Dataset
+    metrics: dict[str, float]
+    members: list[tuple[int, float, dict[str, float]]]
+    history: Any
+    mismatches: list[str]
+
+
+def train_members(config: dict[str, Any], where: str, seeds: int | None,
+                  holdout: bool) -> Trained:
+    """Refit every member of an ensemble export as ``train`` refits a single export
+    (its trial value reproduced; ``seeds`` networks each, default: a single export's
+    seeds shared out among the members; refitted on every row unless ``holdout``), and
+    score the weighted ensemble of the networks trained without the test rows."""
+    exports = check_ensemble(config, where)
+    data = None
+    nets: list[Network] = []  # the model's
+    net_weights: list[float] = []
+    scored: list[Network] = []  # trained without the test rows: the test figure's
+    scored_weights: list[float] = []
+    members, mismatches = [], []
+    history = None
+    for export, member in zip(exports, config["members"], strict=True):
+        weight, number = float(member["weight"]), export["trial"].get("number")
+        net, hist, data, metrics = retrain(export, f"{where}: trial {number}", data)
+        history = history or hist
+        mismatch = check_reproduction(export, metrics)
+        k = seeds or max(1, math.ceil(default_seeds(data) / len(exports)))
+        own, configs, epochs = seed_members(export, data, net, hist, metrics, k) \
+            if not mismatch else ([net], [export], [0])
+        if mismatch:
+            mismatches.append(mismatch)
+        scored += own
+        scored_weights += [weight / len(own)] * len(own)
+        if not holdout and not mismatch:
+            refits = []
+            for c, e in zip(configs, epochs, strict=True):
+                try:
+                    refits.append(refit_all(c, data, e)[0])
+                except UsageError as exc:
+                    logger.warning("trial %s seed %s left out of the model: %s", number,
+                                   c["seed"], exc)
+            own = refits or own
+        nets += own
+        net_weights += [weight / len(own)] * len(own)
+        members.append((number, weight, metrics))
+    assert data is not None
+    with threadpool_limits(1):
+        loss, score = evaluate(Ensemble(scored, scored_weights), data.X_test, data.y_test)
+    test = "test_accuracy" if data.task == "classification" else "test_rmse"
+    metrics = {test: metric_value("val_rmse", data, loss, score) if data.task == "regression"
+               else score, "test_loss": loss, "members": len(members),
+               "networks": len(nets)}
+    model = nets[0] if len(nets) == 1 else Ensemble(nets, net_weights)
+    return Trained(model, data, metrics, members, history, mismatches)
+
+
+def choose_for(opened: Any, single: FrozenTrial) -> Choice:
+    """``choose`` for an open study (``study.OpenStudy``): its data from the cache the
+    workers filled, the kept outputs from its artifact store."""
+    from .artifacts import artifact_store
+    from .cache import cache_dir, cached_data
+
+    spec = opened.spec
+    if spec.ensemble <= 1 or spec.multi:
+        return Choice(single, why_single="selection.ensemble = 1")
+    data = cached_data(spec.data, spec.base_dir, cache_dir(opened.url))
+    return choose(opened.study, opened.storage, spec, data, single,
+                  artifact_store(opened.url, create=False))
+
+
+def describe(choice: Choice, metric: str) -> str:
+    """One line: the ensemble's members and its score beside the single trial's."""
+    members = ", ".join(f"{t.number} ×{w:.2f}" for t, w in choice.members)
+    return (f"ensemble of {len(choice.members)} trials ({members}): {metric}="
+            f"{choice.score:.4f} on the kept predictions of {choice.rows:,} rows; trial "
+            f"{choice.single.number} alone: {choice.single_score:.4f}")

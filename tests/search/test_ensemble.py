@@ -1,0 +1,162 @@
+"""[selection] ensemble: kept predictions, Caruana's selection, the ensemble export."""
+
+import json
+
+import numpy as np
+import optuna
+import pandas as pd
+import pytest
+
+from nnsearch.model import Network
+from nnsearch.search.ensemble import CANDIDATES, FORMAT, greedy, load_candidates
+from tests.helpers import messy_table, run_cli, write_study
+
+
+def _complementary(n: int = 60) -> tuple[list[np.ndarray], np.ndarray]:
+    """Three classes; A is sure and right on the first half and unsure on the second, B
+    the reverse, C middling everywhere: A alone beats C, and A with B beats both."""
+    y = np.arange(n) % 3
+    first = np.arange(n) < n // 2
+
+    def outputs(p_right: np.ndarray) -> np.ndarray:
+        P = np.tile(((1 - p_right) / 2)[:, None], (1, 3))
+        P[np.arange(n), y] = p_right
+        return P.astype(np.float32)
+
+    a = outputs(np.where(first, 0.98, 0.4))
+    b = outputs(np.where(first, 0.4, 0.98))
+    c = outputs(np.full(n, 0.6))
+    return [c, a, b], y
+
+
+def test_the_selection_finds_two_complementary_networks():
+    outputs, y = _complementary()
+    judge = Network([4, 3], output="softmax")
+    counts, key = greedy(outputs, y, judge, "val_loss", size=8)
+    assert counts[0] == 0 and counts[1] > 0 and counts[2] > 0  # A and B, not C
+    assert abs(int(counts[1]) - int(counts[2])) <= 1  # about equal weights
+    alone = [greedy([o], y, judge, "val_loss", size=1)[1][0] for o in outputs]
+    assert key[0] < min(alone) - 0.05
+    # with one member allowed, it is the best single: A or B, never C
+    one, _ = greedy(outputs, y, judge, "val_loss", size=1)
+    assert np.count_nonzero(one) == 1 and one[0] == 0
+
+
+def test_on_accuracy_the_selection_breaks_ties_by_the_loss():
+    outputs, y = _complementary()
+    judge = Network([4, 3], output="softmax")
+    counts, key = greedy(outputs, y, judge, "val_accuracy", size=8)
+    assert key[0] == -1.0  # every row right
+    assert counts[1] > 0 and counts[2] > 0
+
+
+@pytest.fixture(scope="module")
+def ensemble_run(tmp_path_factory):
+    """A study on a messy CSV, run by one worker (the same trials every time), whose export
+    is an ensemble; then trained."""
+    tmp = tmp_path_factory.mktemp("ensemble")
+    messy_table(tmp / "messy.csv", rows=400)
+    study = write_study(tmp / "ens.toml", name="ens", source="messy.csv", trials=12,
+                        epochs=30, metric="val_loss",
+                        data_extra='target = "label"\ndrop = ["id"]\nfolds = 3')
+    res = run_cli("run", str(study), "--workers", "1", cwd=tmp)
+    assert res.returncode == 0, res.stderr
+    assert "ensemble of " in res.stdout and " alone: " in res.stdout, res.stdout
+    export = json.loads((tmp / "ens-best.json").read_text())
+    assert export["format"] == FORMAT
+    res = run_cli("train", "ens-best.json", "--json", cwd=tmp)
+    assert res.returncode == 0, res.stderr
+    return tmp, export, json.loads(res.stdout)
+
+
+def test_an_ensemble_export_trains_and_predicts_the_same_from_shuffled_columns(ensemble_run):
+    tmp, export, trained = ensemble_run
+    members = export["members"]
+    assert len(members) >= 2 and abs(sum(m["weight"] for m in members) - 1) < 1e-9
+    estimate = export["estimate"]
+    assert estimate["ensemble"] < estimate["single"]  # val_loss: lower is better
+    # every member's trial value reproduced, and each member's test figure printed
+    numbers = [m["export"]["trial"]["number"] for m in members]
+    assert [m["trial"] for m in trained["members"]] == numbers
+    for shown, member in zip(trained["members"], members, strict=True):
+        assert shown["trial_val_loss"] == member["export"]["trial"]["value"]
+        assert 0 <= shown["test_accuracy"] <= 1
+    assert 0.5 < trained["test_accuracy"] <= 1
+    table = pd.read_csv(tmp / "messy.csv")
+    table[table.columns[::-1]].to_csv(tmp / "shuffled.csv", index=False)
+    first = run_cli("predict", "ens-best.npz", "messy.csv", "--proba", cwd=tmp)
+    again = run_cli("predict", "ens-best.npz", "shuffled.csv", "--proba", cwd=tmp)
+    assert first.returncode == 0 and again.returncode == 0, first.stderr + again.stderr
+    assert first.stdout == again.stdout
+    rows = pd.read_csv(pd.io.common.StringIO(first.stdout))
+    assert len(rows) == len(table) and np.allclose(rows.filter(like="p(").sum(axis=1), 1,
+                                                   atol=1e-5)
+    # export --ensemble gives what run wrote; export alone, the single best
+    res = run_cli("export", "ens.toml", "--ensemble", cwd=tmp)
+    assert res.returncode == 0, res.stderr
+    assert [m["export"]["trial"]["number"] for m in json.loads(res.stdout)["members"]] \
+        == numbers
+    single = json.loads(run_cli("export", "ens.toml", cwd=tmp).stdout)
+    assert single["trial"]["number"] == estimate["single_trial"]
+
+
+@pytest.mark.parametrize("damage, words", [
+    ("missing", "member 1 of the ensemble lacks its export"),
+    ("weights", "weights sum to"),
+    ("study", "is of study 'other'"),
+])
+def test_a_damaged_ensemble_export_is_one_line_and_exit_2(ensemble_run, damage, words):
+    tmp, export, _ = ensemble_run
+    bad = json.loads(json.dumps(export))
+    if damage == "missing":
+        del bad["members"][1]["export"]
+    elif damage == "weights":
+        for m in bad["members"]:
+            m["weight"] *= 2
+    else:
+        bad["members"][1]["export"]["study"]["name"] = "other"
+    (tmp / f"bad-{damage}.json").write_text(json.dumps(bad))
+    res = run_cli("train", f"bad-{damage}.json", "-o", f"bad-{damage}.npz", cwd=tmp)
+    assert res.returncode == 2
+    assert words in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
+    assert "Traceback" not in res.stderr and not (tmp / f"bad-{damage}.npz").exists()
+
+
+def test_ensemble_1_exports_the_single_best_and_keeps_no_predictions(tmp_path):
+    study = write_study(tmp_path / "one.toml", name="one", trials=4, metric="val_loss")
+    study.write_text(study.read_text() + "\n[selection]\nensemble = 1\n")
+    res = run_cli("run", str(study), "--workers", "1", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "one-best.json").read_text())["format"] == "nnsearch.trial/1"
+    assert not list((tmp_path / "one-artifacts").glob("**/*predictions*")) and \
+        "ensemble of" not in res.stdout
+
+
+def test_with_2_workers_on_postgresql_every_top_trial_keeps_its_predictions(tmp_path, pg_url,
+                                                                           monkeypatch):
+    """The predictions the ensemble needs are all found, and no more are kept than the
+    candidates (plus what workers finishing at once may add)."""
+    study = write_study(tmp_path / "pg.toml", name="pg", trials=CANDIDATES + 15, epochs=10,
+                        metric="val_loss", data_extra="folds = 3")
+    study.write_text(study.read_text().replace('name = "median"\nn_startup_trials = 2',
+                                               'name = "none"'))  # every trial completes
+    res = run_cli("run", str(study), "--workers", "2", "--storage", pg_url, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    from nnsearch.search.artifacts import artifact_store
+    from nnsearch.search.export import rank_trials
+    from nnsearch.search.storage import StorageURL, open_storage
+
+    monkeypatch.chdir(tmp_path)  # where the workers kept their artifacts (no shared folder)
+    url = StorageURL.resolve(pg_url, None)
+    storage = open_storage(url, heartbeat=False)
+    loaded = optuna.load_study(study_name="pg", storage=storage)
+    complete = loaded.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,))
+    assert len(complete) > CANDIDATES
+    top = rank_trials(loaded, complete)[:CANDIDATES]
+    store = artifact_store(url, create=False)
+    found = load_candidates(top, storage, store, rows=120)  # iris: 150 rows, 30 for test
+    assert [t.number for t, _ in found] == [t.number for t in top]
+    files = list((tmp_path / "nnsearch-artifacts").rglob("*"))
+    kept = sum(1 for f in files if f.is_file() and f.stat().st_size > 1000 and
+               f.read_bytes()[:6] == b"\x93NUMPY")
+    assert CANDIDATES <= kept <= CANDIDATES + 4
