@@ -166,7 +166,8 @@ class Choice:
 
     single: FrozenTrial  # the trial the export picks alone
     members: list[tuple[FrozenTrial, float]] = field(default_factory=list)
-    score: float = math.nan  # the ensemble's
+    score: float = math.nan  # the ensemble's (with folds, the mean of values)
+    values: list[float] = field(default_factory=list)  # the ensemble's, fold by fold
     single_score: float = math.nan  # the single trial's, on the same rows
     candidates: int = 0
     rows: int = 0
@@ -202,15 +203,19 @@ def choose(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: Stud
     outputs = [o for _, o in found]
     counts, _ = greedy(outputs, y, net, spec.metric, spec.ensemble)
 
-    def value(P: np.ndarray) -> float:
-        loss, score = evaluate_outputs(net, P, y)
-        return metric_value(spec.metric, data, loss, score)
+    def values(P: np.ndarray) -> list[float]:
+        """The study's metric of outputs ``P``, fold by fold as a trial's value is (one
+        value on a validation split)."""
+        parts = [data.fold_ids == i for i in range(data.n_folds)] or [slice(None)]
+        return [metric_value(spec.metric, data, *evaluate_outputs(net, P[rows], y[rows]))
+                for rows in parts]
 
     weights = counts / counts.sum()
-    choice.score = value(sum(w * o.astype(np.float64) for w, o in zip(weights, outputs,
-                                                                      strict=True)))
+    choice.values = values(sum(w * o.astype(np.float64) for w, o in zip(weights, outputs,
+                                                                       strict=True)))
+    choice.score = float(np.mean(choice.values))
     alone = next((o for t, o in found if t.number == single.number), outputs[0])
-    choice.single_score = value(alone.astype(np.float64))
+    choice.single_score = float(np.mean(values(alone.astype(np.float64))))
     sign = signs(study.directions)[0]
     if np.count_nonzero(counts) < 2 or not sign * choice.score < sign * choice.single_score:
         choice.why_single = (f"no ensemble of the best {len(found)} beat it on the kept "
@@ -230,9 +235,14 @@ def ensemble_export(study: optuna.Study, spec: StudySpec, url: StorageURL,
         "study": exports[0]["study"],
         "members": [{"weight": w, "export": e}
                     for (_, w), e in zip(choice.members, exports, strict=True)],
-        "estimate": {"metric": spec.metric, "ensemble": choice.score,
-                     "single": choice.single_score, "single_trial": choice.single.number,
-                     "rows": choice.rows, "candidates": choice.candidates},
+        # as a trial export's: the ensemble's metric on its kept predictions (selected on
+        # them: a little optimistic), with folds their mean and spread; the single best's
+        "estimate": {"metric": spec.metric, "mean": choice.score, "folds": len(choice.values)
+                     if len(choice.values) > 1 else None,
+                     "sd": float(np.std(choice.values, ddof=1)) if len(choice.values) > 1
+                     else None, "single": choice.single_score,
+                     "single_trial": choice.single.number, "rows": choice.rows,
+                     "candidates": choice.candidates},
         "versions": versions(),
     }
 

@@ -181,19 +181,25 @@ class TrainCommand(Command):
                     "curve to %s", metrics["networks"], path, plot)
         test = "test_accuracy" if data.task == "classification" else "test_rmse"
         estimate = config.get("estimate") or {}
+        metric = str(config["study"].get("metric"))
+        mean, sd, folds = (estimate.get(k) for k in ("mean", "sd", "folds"))
         if args.json:
-            shown = {test: metrics[test], "test_loss": metrics["test_loss"],
-                     "estimate": estimate.get("ensemble"), "members": [
+            shown = {metric: mean, "val_sd": sd, "folds": folds, test: metrics[test],
+                     "test_loss": metrics["test_loss"], "members": [
                          {"trial": n, "weight": w, test: m[test],
-                          f"trial_{config['study'].get('metric')}":
-                          m.get(f"trial_{config['study'].get('metric')}")}
+                          f"trial_{metric}": m.get(f"trial_{metric}")}
                          for n, w, m in trained.members]}
             sys.stdout.write(json.dumps(shown | {"model": str(path), "plot": str(plot)}) + "\n")
         else:
-            line = f"{test}={metrics[test]:.4f}: the ensemble of {len(numbers)} trials"
-            if isinstance(estimate.get("ensemble"), int | float):
-                line += (f" ({estimate.get('metric')}={estimate['ensemble']:.4f} on the kept "
-                         "predictions)")
+            line = f"{test}={metrics[test]:.4f}"
+            if isinstance(mean, int | float):
+                line = f"{metric}={mean:.4f}" + (f" ± {sd:.4f}" if isinstance(
+                    sd, int | float) else "") + " " + line
+                line += (" (val: the ensemble's predictions on rows its members did not "
+                         "train on" + (f", mean ± sd of {folds} folds" if folds else "") + ";")
+            else:
+                line += " ("
+            line += f" test: the ensemble of {len(numbers)} trials)"
             sys.stdout.write(line + "\n")
             for n, w, m in trained.members:
                 sys.stdout.write(f"  trial {n} (weight {w:.2f}): {test}={m[test]:.4f}\n")

@@ -14,6 +14,8 @@ from nnsearch.search.objective import CURVE_SHARE, FIRST_CURVE_SECONDS, Objectiv
 from nnsearch.search.studyfile import definition_changes, load_study_file
 from tests.helpers import run_cli, write_study
 
+NPY = "application/octet-stream"
+
 
 def artifact_kinds(db, name: str = "small") -> dict[int, set[str]]:
     """Trial number -> the mimetypes of its artifacts."""
@@ -31,16 +33,17 @@ def test_small_trials_get_their_config_and_no_curve_unless_asked(tmp_path):
     res = run_cli("run", str(path), "--workers", "1", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     kinds = artifact_kinds(tmp_path / "small.db")
-    # trial 0 is the first best; a few ms of training pay for no PNG (~0.45 s the first)
-    assert kinds[0] == {"application/json"}
-    assert all(k <= {"application/json"} for k in kinds.values())
+    # trial 0 is the first best; a few ms of training pay for no PNG (~0.45 s the first);
+    # every trial of the best 25 keeps its validation predictions for the ensemble (.npy)
+    assert kinds[0] == {"application/json", NPY}
+    assert all(k <= {"application/json", NPY} for k in kinds.values())
 
     asked = tmp_path / "asked"
     asked.mkdir()
     path = write_study(asked / "small.toml", trials=2, epochs=10)
     path.write_text(path.read_text() + '\n[artifacts]\ncurves = "every best"\n')
     assert run_cli("run", str(path), "--workers", "1", cwd=asked).returncode == 0
-    assert artifact_kinds(asked / "small.db")[0] == {"application/json", "image/png"}
+    assert artifact_kinds(asked / "small.db")[0] == {"application/json", "image/png", NPY}
 
 
 def test_the_curve_budget_is_a_share_of_the_training_time():

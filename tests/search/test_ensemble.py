@@ -74,7 +74,9 @@ def test_an_ensemble_export_trains_and_predicts_the_same_from_shuffled_columns(e
     members = export["members"]
     assert len(members) >= 2 and abs(sum(m["weight"] for m in members) - 1) < 1e-9
     estimate = export["estimate"]
-    assert estimate["ensemble"] < estimate["single"]  # val_loss: lower is better
+    assert estimate["mean"] < estimate["single"]  # val_loss: lower is better
+    assert estimate["folds"] == 3 and estimate["sd"] > 0 and trained["val_loss"] == \
+        estimate["mean"]
     # every member's trial value reproduced, and each member's test figure printed
     numbers = [m["export"]["trial"]["number"] for m in members]
     assert [m["trial"] for m in trained["members"]] == numbers

@@ -83,7 +83,7 @@ def test_folds_are_stored_only_when_set():
 def test_folds_on_iris_end_to_end_prune_fold_by_fold_and_train_refits(tmp_path):
     # report_every > epochs: no epoch is reported, so every prune is a fold's
     study = _study(tmp_path, pruner_extra="n_startup_trials = 3\nreport_every = 100",
-                   extra="\n[selection]\nrecheck = 2\nseeds = 1\n")
+                   extra="\n[selection]\nrecheck = 2\nseeds = 1\nensemble = 1\n")
     res = run_cli("run", str(study), "--workers", "2", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "Traceback" not in res.stderr
