@@ -299,8 +299,9 @@ class Trained:
 def train_members(config: dict[str, Any], where: str, seeds: int | None,
                   holdout: bool) -> Trained:
     """Refit every member of an ensemble export as ``train`` refits a single export
-    (its trial value reproduced; ``seeds`` networks each, default: a single export's
-    seeds shared out among the members; refitted on every row unless ``holdout``), and
+    (its trial value reproduced; ``seeds`` networks each, default: as many as a single
+    export gets, for each member: on five tables of the bench, one seed per member lost
+    to the best trial's five seeds; refitted on every row unless ``holdout``), and
     score the weighted ensemble of the networks trained without the test rows."""
     exports = check_ensemble(config, where)
     data = None
@@ -315,7 +316,7 @@ def train_members(config: dict[str, Any], where: str, seeds: int | None,
         net, hist, data, metrics = retrain(export, f"{where}: trial {number}", data)
         history = history or hist
         mismatch = check_reproduction(export, metrics)
-        k = seeds or max(1, math.ceil(default_seeds(data) / len(exports)))
+        k = seeds or default_seeds(data)
         own, configs, epochs = seed_members(export, data, net, hist, metrics, k) \
             if not mismatch else ([net], [export], [0])
         if mismatch:

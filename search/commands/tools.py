@@ -82,7 +82,8 @@ class TrainCommand(Command):
                             "test rows); by default the model is refitted on every row")
         p.add_argument("--seeds", type=int, metavar="K",
                        help="average K networks of the configuration, with other seeds "
-                            "(default: 5 up to 10,000 rows, else 1; 1: the trial's alone)")
+                            "(default: 5 up to 10,000 rows, else 1; 1: the trial's alone; "
+                            "an ensemble export: K for each member)")
 
     def take_action(self, args: argparse.Namespace) -> int:
         from nnsearch.model import Ensemble, Network, save
