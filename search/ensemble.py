@@ -63,6 +63,7 @@ FORMAT = "nnsearch.ensemble/1"
 PREDICTIONS = "predictions-{}.npy"  # a trial's kept validation outputs (an artifact)
 CANDIDATES = 25  # trials whose outputs are kept: the study's best by value
 STEPS = 40  # rounds of greedy selection (with replacement): weights are k / rounds
+CHECK_PARTS = 5  # without folds, the validation rows' parts for cross_check
 WEIGHT_SUM_TOLERANCE = 1e-6
 
 
@@ -159,6 +160,26 @@ def greedy(outputs: list[np.ndarray], y: np.ndarray, net: Network, metric: str, 
     return best[1], best[0]
 
 
+def cross_check(outputs: list[np.ndarray], y: np.ndarray, net: Network, metric: str,
+                size: int, parts: list[np.ndarray], value: Any) -> tuple[float, float]:
+    """The selection judged on rows it did not see: for each part of the rows, an
+    ensemble selected on the other parts, and the single candidate best on them, both
+    scored on that part by ``value(P, y)``; the means over the parts (ensemble, single).
+    The score the selection optimised flatters it; this one does not."""
+    key = _judge(metric)
+    ensemble, single = [], []
+    for held in parts:
+        seen = ~held
+        counts, _ = greedy([o[seen] for o in outputs], y[seen], net, metric, size)
+        weights = counts / counts.sum()
+        ensemble.append(value(sum(w * o[held].astype(np.float64)
+                                  for w, o in zip(weights, outputs, strict=True)), y[held]))
+        best = min(range(len(outputs)), key=lambda i: key(*evaluate_outputs(
+            net, outputs[i][seen], y[seen])))
+        single.append(value(outputs[best][held].astype(np.float64), y[held]))
+    return float(np.mean(ensemble)), float(np.mean(single))
+
+
 @dataclass
 class Choice:
     """What the selection found: the members (trial, weight), best weight first, and
@@ -168,6 +189,7 @@ class Choice:
     members: list[tuple[FrozenTrial, float]] = field(default_factory=list)
     score: float = math.nan  # the ensemble's (with folds, the mean of values)
     values: list[float] = field(default_factory=list)  # the ensemble's, fold by fold
+    checked: tuple[float, float] = (math.nan, math.nan)  # cross_check's (ensemble, single)
     single_score: float = math.nan  # the single trial's, on the same rows
     candidates: int = 0
     rows: int = 0
@@ -221,6 +243,16 @@ def choose(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: Stud
         choice.why_single = (f"no ensemble of the best {len(found)} beat it on the kept "
                              f"predictions of {len(y):,} rows")
         return choice
+    part = data.fold_ids if data.fold_ids is not None else np.arange(len(y)) % CHECK_PARTS
+    parts = [part == i for i in range(int(part.max()) + 1)]
+    choice.checked = cross_check(outputs, y, net, spec.metric, spec.ensemble, parts,
+                                 lambda P, Y: metric_value(spec.metric, data,
+                                                           *evaluate_outputs(net, P, Y)))
+    if not sign * choice.checked[0] < sign * choice.checked[1]:
+        choice.why_single = (f"an ensemble beat it on the kept predictions of {len(y):,} "
+                             "rows, but not on rows its selection did not see "
+                             f"({choice.checked[0]:.4f} against {choice.checked[1]:.4f})")
+        return choice
     order = np.argsort(-counts, kind="stable")
     choice.members = [(found[i][0], float(weights[i])) for i in order if counts[i]]
     return choice
@@ -242,6 +274,8 @@ def ensemble_export(study: optuna.Study, spec: StudySpec, url: StorageURL,
                      "sd": float(np.std(choice.values, ddof=1)) if len(choice.values) > 1
                      else None, "single": choice.single_score,
                      "single_trial": choice.single.number, "rows": choice.rows,
+                     "cross_checked": {"ensemble": choice.checked[0],
+                                       "single": choice.checked[1]},
                      "candidates": choice.candidates},
         "versions": versions(),
     }
