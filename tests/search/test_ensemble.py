@@ -8,7 +8,14 @@ import pandas as pd
 import pytest
 
 from nnsearch.model import Network
-from nnsearch.search.ensemble import CANDIDATES, FORMAT, greedy, load_candidates
+from nnsearch.model import evaluate_outputs
+from nnsearch.search.ensemble import (
+    CANDIDATES,
+    FORMAT,
+    cross_check,
+    greedy,
+    load_candidates,
+)
 from tests.helpers import messy_table, run_cli, write_study
 
 
@@ -48,6 +55,22 @@ def test_on_accuracy_the_selection_breaks_ties_by_the_loss():
     counts, key = greedy(outputs, y, judge, "val_accuracy", size=8)
     assert key[0] == -1.0  # every row right
     assert counts[1] > 0 and counts[2] > 0
+
+
+def _loss(net):
+    return lambda P, y: evaluate_outputs(net, P, y)[0]
+
+
+def test_the_cross_check_scores_the_selection_on_rows_it_did_not_see():
+    outputs, y = _complementary()
+    judge = Network([4, 3], output="softmax")
+    parts = [np.arange(len(y)) % 5 == i for i in range(5)]
+    team, alone = cross_check(outputs, y, judge, "val_loss", 8, parts, _loss(judge))
+    assert team < alone - 0.05
+    # a team of one trial's copies is that trial: the cross-check sees no gain
+    copies = [outputs[1]] * 3
+    team, alone = cross_check(copies, y, judge, "val_loss", 8, parts, _loss(judge))
+    assert team == pytest.approx(alone)
 
 
 @pytest.fixture(scope="module")
