@@ -7,8 +7,7 @@ import optuna
 import pandas as pd
 import pytest
 
-from nnsearch.model import Network
-from nnsearch.model import evaluate_outputs
+from nnsearch.model import Network, evaluate_outputs
 from nnsearch.search.ensemble import (
     CANDIDATES,
     FORMAT,
