@@ -178,7 +178,7 @@ def load_json(path: str | Path) -> Any:
     if path.stat().st_size > MAX_CONFIG_BYTES:
         raise UsageError(f"{path}: {path.stat().st_size:,} bytes is too big for a config.")
     try:
-        return json.loads(path.read_text(encoding="utf-8"))
+        return json.loads(path.read_text(encoding="utf-8-sig"))
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise UsageError(f"{path}: not valid JSON ({exc}).") from None
     except RecursionError:

@@ -260,7 +260,7 @@ def _show(value: Any) -> str:
 def _quote_line(path: Path, exc: tomllib.TOMLDecodeError) -> str:
     """The line a TOML error points at, e.g. the key written twice."""
     match = re.search(r"at line (\d+)", str(exc))
-    lines = path.read_text(encoding="utf-8").splitlines()
+    lines = path.read_text(encoding="utf-8-sig").splitlines()
     if not match or not 0 < int(match.group(1)) <= len(lines):
         return ""
     return f": {lines[int(match.group(1)) - 1].strip()[:80]!r}"
@@ -270,7 +270,7 @@ def load_study_file(path: str | Path) -> StudySpec:
     path = Path(path)
     require_file(path, "study file")
     try:
-        raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        raw = tomllib.loads(path.read_text(encoding="utf-8-sig"))
     except tomllib.TOMLDecodeError as exc:
         raise UsageError(f"{path}: TOML syntax error: {exc}{_quote_line(path, exc)}.") \
             from None

@@ -19,6 +19,7 @@ from nnsearch.search.space import (
     sample,
 )
 from nnsearch.search.studyfile import METRICS, load_study_file, parse_study
+from tests.helpers import run_cli, write_study
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -353,3 +354,12 @@ def test_every_shipped_study_file_parses():
     tradeoff = load_study_file(ROOT / "studies" / "digits_tradeoff.toml")
     assert tradeoff.objectives == ("val_accuracy", "n_params") and tradeoff.pruner == "none"
     assert tradeoff.directions == ["maximize", "minimize"] and tradeoff.max_params == 50000
+
+
+def test_a_study_file_saved_with_a_byte_order_mark_is_read(tmp_path):
+    """Notepad saves UTF-8 with a byte-order mark: it is still the UTF-8 it says."""
+    study = write_study(tmp_path / "bom.toml", name="bom", trials=1, epochs=2)
+    study.write_bytes(b"\xef\xbb\xbf" + study.read_bytes())
+    res = run_cli("run", str(study), cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert (tmp_path / "bom-best.json").is_file()
