@@ -219,6 +219,11 @@ def infer_task(y: np.ndarray) -> tuple[str, str | None]:
         return "regression", (f"data.task: taken as regression (the target has {distinct} "
                               "distinct integer values); set data.task = \"classification\" "
                               "if they are classes.")
+    if distinct > REGRESSION_DISTINCT:
+        return "classification", (f"data.task: taken as classification into {distinct} "
+                                  f"classes (the target's distinct integer values, in "
+                                  f"{len(labels):,} rows); set data.task = \"regression\" "
+                                  "if it is a quantity.")
     return "classification", None
 
 

@@ -107,7 +107,10 @@ def study_for_table(data: str, target: str | None, output: Path | None) -> tuple
     metric, why = _metric(task, counts)
     distinct = len(counts)
     info.add(f"task: {task} of {target!r} ({distinct} distinct value(s)"
-             + (", integers taken as a quantity" if note else "") + f"); metric: {metric}")
+             + (", integers taken as a quantity" if note and task == "regression" else "")
+             + f"); metric: {metric}")
+    if note and task == "classification":
+        info.add(note)
     source = _source(path, output)
     import tomllib
 

@@ -208,6 +208,18 @@ def test_an_integer_target_with_many_values_is_regression_with_a_note(tmp_path):
     assert abs(values.mean() - price.mean()) < 0.2 * price.std()
 
 
+def test_an_integer_target_of_many_classes_says_how_it_was_taken(tmp_path):
+    """200 distinct integers in 6,000 rows are few enough to be classes, but a user should
+    hear that it was a choice, and how to make the other."""
+    rng = np.random.default_rng(0)
+    x = rng.normal(size=6000)
+    code = rng.integers(0, 200, 6000)
+    _write(tmp_path / "codes.csv", [["x", "code"], *zip(x.round(3), code, strict=True)])
+    res = _ok(run_cli("init", "codes.csv", "--target", "code", cwd=tmp_path))
+    assert "taken as classification into 200 classes" in res.stderr
+    assert 'data.task = "regression"' in res.stderr
+
+
 def _hitters_like(path, rows=120, unlabelled=15, seed=0):
     """A salary table as published: a text column, and rows whose salary is not known."""
     rng = np.random.default_rng(seed)
