@@ -35,6 +35,7 @@ import nnsearch
 from . import record
 from .errors import STORAGE_UNREACHABLE, UsageError
 from .front import feasible, signs
+from .stops import why_done
 from .storage import (
     ENV_STORAGE,
     StorageURL,
@@ -278,8 +279,18 @@ class Supervisor:
                 self.wake.wait(POLL_SECONDS)
                 self.wake.clear()
             counts, info = read()
-            progress.update(task, completed=counts.finished, info=info)
+            progress.update(task, completed=counts.finished, info=self._final(info))
         return counts
+
+    def _final(self, info: str) -> str:
+        """The bar's last line: no ETA; why the study stopped, if a target or stall did."""
+        info = info.split(" eta ")[0]
+        try:
+            why = with_retry(lambda: why_done(self.study, self.opened.spec), "check the stops")
+        except Exception as exc:
+            logger.debug("stops unread for the bar: %s", exc)
+            why = None
+        return f"{info} stopped: {why}" if why else info
 
     def run(self) -> Counts:
         """Start the workers, watch them to the budget or a signal; the final counts.

@@ -109,6 +109,9 @@ def test_a_target_stops_every_worker(tmp_path):
     res = run_cli("run", str(study), "--workers", "2", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "stopped: trial" in res.stdout and "reached the target val_accuracy 0.5" in res.stdout
+    # the progress bar ends saying why, with no ETA for trials that will not run
+    bar = [line for line in res.stderr.splitlines() if "best " in line and "/min" in line]
+    assert bar and "stopped: trial" in bar[-1] and " eta " not in bar[-1], res.stderr
     ts = trials(f"sqlite:///{tmp_path / 't.db'}", "t")
     first = min((t for t in ts if t.state == TrialState.COMPLETE and t.value >= 0.5),
                 key=lambda t: t.datetime_complete)
