@@ -130,6 +130,7 @@ def collect(url: StorageURL, source: str, spec: StudySpec) -> Prior:
                              f"{_describe(objectives, directions)}, this study "
                              f"{_describe(list(spec.objectives), spec.directions)}; a prior "
                              "must have the same objectives.")
+        _check_validation(source, other.user_attrs, spec)
         finished = with_retry(lambda: other.get_trials(
             deepcopy=False, states=(TrialState.COMPLETE, TrialState.PRUNED)), "read trials")
     finally:
@@ -148,6 +149,27 @@ def collect(url: StorageURL, source: str, spec: StudySpec) -> Prior:
                          "trial(s) fits this study's space"
                          + (" and constraints" if spec.constraints else "") + ".")
     return prior
+
+
+def _validation(folds: Any) -> str:
+    return f"{folds} folds" if folds else "one validation split"
+
+
+def _check_validation(source: str, attrs: dict[str, Any], spec: StudySpec) -> None:
+    """UsageError unless the other study measured its values as this one does: the
+    folds' mean and fold steps beside one split's values (and epochs) would be compared
+    as one."""
+    from .study import SPEC_ATTR
+
+    stored = attrs.get(SPEC_ATTR)
+    data = stored.get("data") if isinstance(stored, dict) else None
+    if not isinstance(data, dict):
+        return  # not made by nnsearch: _fit finds no trial of it fits
+    if (data.get("folds") or None) != (spec.data.folds or None):
+        raise UsageError(f"--from-study {source}: it validated on "
+                         f"{_validation(data.get('folds'))}, this study on "
+                         f"{_validation(spec.data.folds)}; a prior's values must be measured "
+                         "as this study's are (data.folds).")
 
 
 def _describe(objectives: list[str], directions: list[str]) -> str:

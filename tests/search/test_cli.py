@@ -432,6 +432,12 @@ def _trade_off_cases(good: str, variant, db: str):
                                "--from-study needs the name of a study in the same storage"),
         "from itself": (["run", variant("f2.toml", good), "--storage", db, "--from-study",
                          "small"], "--from-study small: that is this study"),
+        "from a study validated otherwise": (
+            ["run", variant("f5.toml", good.replace('name = "small"', 'name = "f5"').replace(
+                'source = "iris"', 'source = "iris"\nfolds = 3')), "--storage", db,
+             "--from-study", "small"],
+            "--from-study small: it validated on one validation split, this study on 3 "
+            "folds"),
         "from a study with no finished trial": (
             ["run", variant("f3.toml", good), "--storage", db, "--from-study", "empty"],
             "--from-study empty: none of its 0 finished trial(s) fits this study's space"),
@@ -477,7 +483,7 @@ CASES = ["missing file", "TOML syntax", "unknown key", "reversed range", "unknow
          "max_params below 1", "a negative latency bound", "an unknown constraint",
          "a max_params no network meets", "an enqueued network over max_params",
          "report into a file", "from an empty name",
-         "from a study that is not there", "from itself",
+         "from a study that is not there", "from itself", "from a study validated otherwise",
          "from a study with no finished trial",
          "a stall of zero", "a target in words", "a target the metric never takes",
          "an endless timeout in the file", "a space of networks too big to hold",
