@@ -82,8 +82,11 @@ def pick_trial(study: optuna.Study, number: int | None,
         why = (f"none complete but {len(skipped)} not written by a worker" if skipped and
                not genuine else f"{len(genuine)} complete, all infeasible" if genuine
                else "none complete")
+        priors = sum(1 for t in trials if record.is_prior(t))
         raise UsageError(f"study {study.study_name!r} has no completed trial to export "
-                         f"({len(trials)} trial(s), {why}).")
+                         f"({len(trials) - priors} trial(s) of its own, {why}"
+                         + (f"; and {priors} prior(s) from another study, which are never "
+                            "exported" if priors else "") + ").")
     if len(study.directions) > 1:
         return pareto_front(fit, study.directions)[0], skipped
     ranked = rank_trials(study, fit)

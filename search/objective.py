@@ -82,6 +82,9 @@ class Objective:
         self.store = store
         self.worker = record.worker_id()
         self.first_prunable = spec.first_prunable_step()
+        # the pruner's warm-up counts this study's own completed trials, not priors
+        # (run --from-study): Optuna's counts every completed trial it holds
+        self.startup = spec.startup_trials()
         self.last_epoch: float = math.inf  # this trial's, once sampled
         self.trained_seconds = 0.0  # this worker's training so far (its trials' seconds)
         self.curve_seconds = 0.0  # and its learning-curve PNGs'
@@ -165,7 +168,8 @@ class Objective:
             self._report(trial, value, epoch)
             # Asking the pruner reads every trial: not before it can act, nor at the
             # last epoch, when pruning would save nothing.
-            return self.first_prunable <= epoch < self.last_epoch and trial.should_prune()
+            return self.first_prunable <= epoch < self.last_epoch and self._warm(trial) \
+                and trial.should_prune()
 
         return report
 
@@ -186,6 +190,18 @@ class Objective:
         with_retry(partial(own_trial.write, trial, {}, self._reports, now=True),
                    "record reports")
         self._reports_written = time.monotonic()
+
+    def _warm(self, trial: optuna.Trial) -> bool:
+        """Whether the study has the pruner's startup trials of its own, priors aside
+        (once it has, it always will)."""
+        if self.startup:
+            own = sum(1 for t in trial.study.get_trials(deepcopy=False,
+                                                        states=(TrialState.COMPLETE,))
+                      if not record.is_prior(t))
+            if own < self.startup:
+                return False
+            self.startup = 0
+        return True
 
     def _must_stop(self) -> bool:
         """Asked every epoch: a signal raises Stopped; past the deadline, true (the trial
@@ -283,7 +299,8 @@ class Objective:
             if spec.multi:
                 return False  # (Optuna takes no reports from a multi-objective trial)
             self._report(trial, folds.values[-1] if wilcoxon else folds.value, base + i)
-            return base + i >= self.first_prunable and trial.should_prune()
+            return base + i >= self.first_prunable and self._warm(trial) and \
+                trial.should_prune()
 
         folds = cross_validate(network, training, data, spec.metric, after_fold, on_epoch,
                                outputs=self.keeps)

@@ -185,6 +185,17 @@ class StudySpec:
                 return value - first if isinstance(value, int) else 0
         return 0
 
+    def startup_trials(self) -> int:
+        """The completed trials the pruner waits for before it prunes (its
+        ``n_startup_trials``; 0 for a pruner without one)."""
+        if self.pruner == "none":
+            return 0
+        param = inspect.signature(PRUNERS[self.pruner]).parameters.get("n_startup_trials")
+        if param is None:
+            return 0
+        value = self.pruner_args.get("n_startup_trials", param.default)
+        return value if isinstance(value, int) else 0
+
     def enqueued_params(self, where: str | None = None) -> list[dict[str, Any]]:
         """The [[enqueue]] trials in Optuna's parameter names, each checked against the
         space (UsageError naming ``where``, the study file by default)."""

@@ -222,7 +222,36 @@ def test_from_study_adds_a_prior_once_and_counts_it_in_no_budget(tmp_path):
     assert {"mo", "short"}.isdisjoint(optuna.get_all_study_names(db))
 
 
+def test_priors_do_not_take_the_pruners_warm_up_from_a_studys_own_first_trials(tmp_path):
+    """With priors, a small budget's own trials were all pruned at epoch 0 (the priors
+    counted as the median pruner's startup trials) and run exited 1."""
+    source = write_study(tmp_path / "old.toml", name="old", trials=15)
+    assert run_cli("run", str(source), "--workers", "2", cwd=tmp_path).returncode == 0
+    db = f"sqlite:///{tmp_path / 'old.db'}"
+    chain = write_study(tmp_path / "chain.toml", name="chain", trials=2)  # startup: 2
+    res = run_cli("run", str(chain), "--storage", db, "--workers", "1", "--from-study", "old",
+                  cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    own = [t for t in trials(db, "chain") if not record.is_prior(t)]
+    assert [t.state for t in own] == [TrialState.COMPLETE] * 2
+
+
 # ----- units -----------------------------------------------------------------------------
+def test_no_trial_to_export_counts_priors_as_priors():
+    from nnsearch.search.errors import UsageError
+    from nnsearch.search.export import pick_trial
+
+    study = optuna.create_study(study_name="chain", direction="maximize")
+    dist = {"x": optuna.distributions.FloatDistribution(0, 1)}
+    study.add_trial(optuna.trial.create_trial(params={"x": 0.5}, distributions=dist,
+                                              value=0.9, user_attrs={record.PRIOR: "old#1"}))
+    study.add_trial(optuna.trial.create_trial(state=TrialState.PRUNED, params={"x": 0.1},
+                                              distributions=dist, value=0.2))
+    with pytest.raises(UsageError, match=r"\(1 trial\(s\) of its own, none complete; and 1 "
+                       r"prior\(s\) from another study, which are never exported\)"):
+        pick_trial(study, None)
+
+
 def test_the_front_is_the_non_dominated_feasible_trials_best_first():
     directions = [StudyDirection.MAXIMIZE, StudyDirection.MINIMIZE]
     study = optuna.create_study(directions=directions)
