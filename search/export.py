@@ -222,9 +222,11 @@ def check_export(config: Any, where: str) -> dict[str, Any]:
 
 
 def retrain(config: dict[str, Any], where: str, data: Dataset | None = None,
-            test: bool = True) -> tuple[Network, History, Dataset, dict[str, float]]:
+            test: bool = True, on_epoch_end: Any = None
+            ) -> tuple[Network, History, Dataset, dict[str, float]]:
     """Rebuild and retrain an exported trial (on ``data`` if given, already loaded from
     the export's data section); metrics on validation and test (unless not ``test``).
+    ``on_epoch_end`` is fit's callback (e.g. one that raises ``Stopped`` on a signal).
 
     With folds, validation means the folds' mean, and the network returned is refitted
     on train + validation (with ``test``; else the first fold's)."""
@@ -252,9 +254,11 @@ def retrain(config: dict[str, Any], where: str, data: Dataset | None = None,
         if data.n_folds:
             # The trial's value is its cross-validation mean (reproduced here); the network
             # kept is refitted on train + validation for the folds' mean epochs.
-            folds = cross_validate(network, training, data, metric)
+            folds = cross_validate(network, training, data, metric,
+                                   on_epoch_end=on_epoch_end)
         else:
-            net, history, loss_va, score_va, _ = train_trial(network, training, data)
+            net, history, loss_va, score_va, _ = train_trial(network, training, data,
+                                                             on_epoch_end)
             trial_value = metric_value(metric, data, loss_va, score_va)
     except (ValueError, TypeError) as exc:  # TypeError: a missing or unknown key
         raise UsageError(f"{where}: bad network or training section: {exc}") from None

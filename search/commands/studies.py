@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import contextlib
 import logging
 import os
 import sys
@@ -111,14 +112,16 @@ class RunCommand(Command):
             counts = supervisor.run()
             rechecked = []
             if spec.recheck and not supervisor.signum and counts.complete:
+                from ..errors import Stopped
                 from ..recheck import recheck
 
-                rechecked = recheck(opened)
+                with contextlib.suppress(Stopped):  # a signal: supervisor.signum says so
+                    rechecked = recheck(opened, supervisor.interrupted)
             status = with_retry(lambda: study_status(opened, counts), "read the study")
             render_status(status, stdout, stderr, summary_follows=not supervisor.signum)
             if rechecked:
                 _render_recheck(rechecked, spec.metric, stdout)
-            if supervisor.signum:
+            if supervisor.signum and not rechecked:  # (a re-check that finished is used)
                 stderr.print(f"stopped by {supervisor.signal_name}; run the same command again "
                              "to resume")
                 return 128 + supervisor.signum
@@ -146,6 +149,9 @@ class RunCommand(Command):
             logger.info("exported trial %d alone: %s", best.number, choice.why_single)
         stdout.print(f"exported config: {out}")
         stdout.print(f"retrain it with: nnsearch train {out}")
+        if supervisor.signum:
+            stderr.print(f"stopped by {supervisor.signal_name} after the re-check")
+            return 128 + supervisor.signum
         if done is not None:
             stdout.print(f"stopped: {done}")
             return 0

@@ -1,10 +1,13 @@
 """[selection] recheck: the top trials retrained with more seeds, the export picks by the mean."""
 
 import json
+import os
+import signal
+import subprocess
 
 import numpy as np
 
-from tests.helpers import run_cli, write_study
+from tests.helpers import NNSEARCH, cli_env, run_cli, write_study
 
 
 def test_run_rechecks_the_top_trials_and_exports_by_the_mean(tmp_path):
@@ -34,3 +37,33 @@ def test_run_rechecks_the_top_trials_and_exports_by_the_mean(tmp_path):
     res = run_cli("run", str(study), "--trials", "6", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "re-check of the top 2 trial(s)" in res.stdout
+
+
+def test_ctrl_c_stops_the_recheck_and_a_finished_recheck_is_used_again(tmp_path):
+    """A signal during the re-check stops it at the next epoch (it re-checked every
+    trial first, then exited without an export); a later run re-checks once, and the
+    next uses what is stored while the top trials are the same."""
+    study = write_study(tmp_path / "small.toml", trials=6, epochs=60, data_extra="folds = 5")
+    text = study.read_text().replace('name = "median"\nn_startup_trials = 2', 'name = "none"')
+    study.write_text(text + "\n[selection]\nrecheck = 5\nseeds = 4\n")
+    proc = subprocess.Popen([*NNSEARCH, "run", str(study), "--workers", "2"], cwd=tmp_path,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cli_env(), start_new_session=True)
+    seen = []
+    for line in proc.stderr:
+        seen.append(line)
+        if "re-checked trial" in line:
+            break
+    os.killpg(proc.pid, signal.SIGINT)  # as a terminal's Ctrl-C reaches the whole group
+    _out, err = proc.communicate(timeout=120)
+    assert proc.returncode == 130, err
+    assert "".join([*seen, err]).count("re-checked trial") <= 2, err  # of 5
+    assert "Traceback" not in err and not (tmp_path / "small-best.json").exists()
+    res = run_cli("run", str(study), "--workers", "2", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert res.stderr.count("re-checked trial") == 5
+    assert (tmp_path / "small-best.json").is_file()
+    again = run_cli("run", str(study), "--workers", "2", cwd=tmp_path)
+    assert again.returncode == 0, again.stderr
+    assert "re-checked already" in again.stderr and "re-checked trial" not in again.stderr
+    assert "re-check of the top 5 trial(s)" in again.stdout
