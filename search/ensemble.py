@@ -64,33 +64,42 @@ PREDICTIONS = "predictions-{}.npy"  # a trial's kept validation outputs (an arti
 CANDIDATES = 25  # trials whose outputs are kept: the study's best by value
 STEPS = 40  # rounds of greedy selection (with replacement): weights are k / rounds
 CHECK_PARTS = 5  # without folds, the validation rows' parts for cross_check
+PUSHED_OUT = 4  # trials ranked just below the candidates whose kept outputs are removed
 WEIGHT_SUM_TOLERANCE = 1e-6
 
 
 def keep_predictions(trial: optuna.Trial, store: FileSystemArtifactStore,
-                     outputs: np.ndarray, value: float) -> bool:
+                     outputs: np.ndarray, value: float, loss: float | None) -> bool:
     """Store a completed trial's validation ``outputs`` if it ranks among the study's best
-    ``CANDIDATES`` (ties go to the earlier trial), and remove the outputs of the trial it
-    pushes out; whether they were stored."""
+    ``CANDIDATES`` (ranked as the export ranks them: ``export.rank_trials``), and remove
+    those of the trials now ranked just below them (``PUSHED_OUT`` of them: two workers
+    finishing at once each see the other's trial still running); whether they were
+    stored."""
     study = trial.study
+    done = rank_trials(study, [t for t in study.get_trials(
+        deepcopy=False, states=(TrialState.COMPLETE,))
+        if feasible(t) and not record.is_prior(t) and t.number != trial.number])
     sign = signs(study.directions)[0]
-    done = sorted((t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                   if feasible(t) and not record.is_prior(t) and t.number != trial.number),
-                  key=lambda t: sign * t.values[0])
-    if sum(sign * t.values[0] <= sign * value for t in done) >= CANDIDATES:
+    mine = (sign * value, math.inf if loss is None else float(loss), trial.number)
+    if sum(_rank(t, sign) < mine for t in done) >= CANDIDATES:
         return False
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / PREDICTIONS.format(trial.number)
         np.save(path, outputs.astype(np.float32, copy=False), allow_pickle=False)
         upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial,
                         mimetype="application/octet-stream")
-    if len(done) >= CANDIDATES:  # the one now ranked CANDIDATES + 1
-        out = done[CANDIDATES - 1]
+    for out in done[CANDIDATES - 1:CANDIDATES - 1 + PUSHED_OUT]:  # now ranked below
         for meta in get_all_artifact_meta(out, storage=trial.storage):
             if meta.filename == PREDICTIONS.format(out.number):
                 with contextlib.suppress(Exception):  # another worker removed it first
                     store.remove(meta.artifact_id)
     return True
+
+
+def _rank(trial: FrozenTrial, sign: float) -> tuple[float, float, int]:
+    """``rank_trials``' key of a completed trial."""
+    loss = trial.user_attrs.get(record.VAL_LOSS)
+    return (sign * trial.values[0], math.inf if loss is None else float(loss), trial.number)
 
 
 def targets(data: Dataset) -> np.ndarray:
@@ -164,8 +173,9 @@ def cross_check(outputs: list[np.ndarray], y: np.ndarray, net: Network, metric: 
                 size: int, parts: list[np.ndarray], value: Any) -> tuple[float, float]:
     """The selection judged on rows it did not see: for each part of the rows, an
     ensemble selected on the other parts, and the single candidate best on them, both
-    scored on that part by ``value(P, y)``; the means over the parts (ensemble, single).
-    The score the selection optimised flatters it; this one does not."""
+    scored on that part by ``value(P, y)``; the means over the parts (ensemble, single),
+    which ``choose`` compares. The score the selection optimised flatters it; this one
+    does not."""
     key = _judge(metric)
     ensemble, single = [], []
     for held in parts:
@@ -221,7 +231,12 @@ def choose(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: Stud
     if len(found) < 2:
         choice.why_single = f"{len(found)} trial(s) with kept predictions"
         return choice
-    net = Network(**found[0][0].user_attrs[record.NETWORK])
+    alone = next((o for t, o in found if t.number == single.number), None)
+    if alone is None:
+        choice.why_single = f"trial {single.number}'s predictions were not kept"
+        return choice
+    config = found[0][0].user_attrs[record.NETWORK]  # the judge: its head and outputs
+    net = Network([1, config["layer_sizes"][-1]], output=config["output"])
     outputs = [o for _, o in found]
     counts, _ = greedy(outputs, y, net, spec.metric, spec.ensemble)
 
@@ -236,7 +251,6 @@ def choose(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: Stud
     choice.values = values(sum(w * o.astype(np.float64) for w, o in zip(weights, outputs,
                                                                        strict=True)))
     choice.score = float(np.mean(choice.values))
-    alone = next((o for t, o in found if t.number == single.number), outputs[0])
     choice.single_score = float(np.mean(values(alone.astype(np.float64))))
     sign = signs(study.directions)[0]
     if np.count_nonzero(counts) < 2 or not sign * choice.score < sign * choice.single_score:
@@ -286,22 +300,27 @@ def is_ensemble(config: Any) -> bool:
 
 
 def check_ensemble(config: dict[str, Any], where: str) -> list[dict[str, Any]]:
-    """The members' exports of an ensemble export, or UsageError: no members, a damaged
-    member, weights that are not >= 0 summing to 1, a member of another study or data."""
+    """The members' exports of an ensemble export, or UsageError: no members or more than
+    ``MAX_ENSEMBLE``, a damaged member, weights that are not > 0 summing to 1, a member
+    of another study or data, an estimate that is not numbers."""
+    from .studyfile import MAX_ENSEMBLE
+
     members = config.get("members")
     study = config.get("study")
     if not isinstance(members, list) or not members or not isinstance(study, dict):
         raise UsageError(f"{where}: the ensemble export lacks its 'study' or 'members'.")
+    if len(members) > MAX_ENSEMBLE:
+        raise UsageError(f"{where}: {len(members)} members; an ensemble holds at most "
+                         f"{MAX_ENSEMBLE}.")
     weights: list[float] = []
     exports: list[dict[str, Any]] = []
     for i, member in enumerate(members):
         if not isinstance(member, dict) or not isinstance(member.get("export"), dict):
             raise UsageError(f"{where}: member {i} of the ensemble lacks its export.")
-        w = member.get("weight")
-        if isinstance(w, bool) or not isinstance(w, int | float) or not math.isfinite(w) \
-                or w < 0:
-            raise UsageError(f"{where}: member {i}'s weight must be a number >= 0, but got "
-                             f"{w!r}.")
+        w = _number(member.get("weight"))
+        if w is None or w <= 0:
+            raise UsageError(f"{where}: member {i}'s weight must be a number > 0, but got "
+                             f"{str(member.get('weight'))[:40]!r}.")
         export = check_export(member["export"], f"{where}: member {i}")
         if export["study"].get("name") != study.get("name"):
             raise UsageError(f"{where}: member {i} (trial {export['trial'].get('number')}) "
@@ -309,11 +328,27 @@ def check_ensemble(config: dict[str, Any], where: str) -> list[dict[str, Any]]:
                              f"ensemble's {study.get('name')!r}.")
         if exports and export["data"] != exports[0]["data"]:
             raise UsageError(f"{where}: member {i} was trained on other data than member 0.")
-        weights.append(float(w))
+        weights.append(w)
         exports.append(export)
     if abs(sum(weights) - 1) > WEIGHT_SUM_TOLERANCE:
         raise UsageError(f"{where}: the members' weights sum to {sum(weights):g}, not 1.")
+    estimate = config.get("estimate", {})
+    if not isinstance(estimate, dict) or any(
+            _number(estimate.get(k)) is None for k in ("mean", "sd") if
+            estimate.get(k) is not None):
+        raise UsageError(f"{where}: the ensemble's 'estimate' is not its figures.")
     return exports
+
+
+def _number(value: Any) -> float | None:
+    """``value`` as a finite float, or None (a bool, text, an integer too big)."""
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    try:
+        number = float(value)
+    except OverflowError:
+        return None
+    return number if math.isfinite(number) else None
 
 
 @dataclass
@@ -328,6 +363,7 @@ class Trained:
     members: list[tuple[int, float, dict[str, float]]]
     history: Any
     mismatches: list[str]
+    all_rows: bool  # the model's networks were all refitted on every row
 
 
 def train_members(config: dict[str, Any], where: str, seeds: int | None,
@@ -345,6 +381,7 @@ def train_members(config: dict[str, Any], where: str, seeds: int | None,
     scored_weights: list[float] = []
     members, mismatches = [], []
     history = None
+    all_rows = True  # every member refitted on every row
     for export, member in zip(exports, config["members"], strict=True):
         weight, number = float(member["weight"]), export["trial"].get("number")
         net, hist, data, metrics = retrain(export, f"{where}: trial {number}", data)
@@ -365,7 +402,13 @@ def train_members(config: dict[str, Any], where: str, seeds: int | None,
                 except UsageError as exc:
                     logger.warning("trial %s seed %s left out of the model: %s", number,
                                    c["seed"], exc)
+            if not refits:
+                logger.warning("trial %s: every refit on every row diverged: the model "
+                               "keeps its networks trained without the test rows", number)
+                all_rows = False
             own = refits or own
+        else:
+            all_rows = False
         nets += own
         net_weights += [weight / len(own)] * len(own)
         members.append((number, weight, metrics))
@@ -377,19 +420,20 @@ def train_members(config: dict[str, Any], where: str, seeds: int | None,
                else score, "test_loss": loss, "members": len(members),
                "networks": len(nets)}
     model = nets[0] if len(nets) == 1 else Ensemble(nets, net_weights)
-    return Trained(model, data, metrics, members, history, mismatches)
+    return Trained(model, data, metrics, members, history, mismatches, all_rows)
 
 
 def choose_for(opened: Any, single: FrozenTrial) -> Choice:
-    """``choose`` for an open study (``study.OpenStudy``): its data from the cache the
-    workers filled, the kept outputs from its artifact store."""
+    """``choose`` for an open study (``study.OpenStudy``): its data (from the cache the
+    workers filled; UsageError if it changed since), the kept outputs from its artifact
+    store."""
     from .artifacts import artifact_store
-    from .cache import cache_dir, cached_data
+    from .study import accepted_data
 
     spec = opened.spec
     if spec.ensemble <= 1 or spec.multi:
         return Choice(single, why_single="selection.ensemble = 1")
-    data = cached_data(spec.data, spec.base_dir, cache_dir(opened.url))
+    data = accepted_data(opened, notes=False)  # the study's own: its fingerprint checked
     return choose(opened.study, opened.storage, spec, data, single,
                   artifact_store(opened.url, create=False))
 

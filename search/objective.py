@@ -245,7 +245,7 @@ class Objective:
         if self.store is not None and fits and self._new_best(trial, values):
             self._attach_artifacts(trial, value, attrs, history)
         if self.store is not None and fits and outputs is not None:
-            self._keep_predictions(trial, outputs, value)
+            self._keep_predictions(trial, outputs, value, attrs.get(record.VAL_LOSS))
         return values if spec.multi else value
 
     @property
@@ -253,15 +253,19 @@ class Objective:
         """Whether completed trials' validation outputs are kept for the ensemble."""
         return self.store is not None and self.spec.ensemble > 1 and not self.spec.multi
 
-    def _keep_predictions(self, trial: optuna.Trial, outputs: np.ndarray,
-                          value: float) -> None:
+    def _keep_predictions(self, trial: optuna.Trial, outputs: np.ndarray, value: float,
+                          loss: float | None) -> None:
+        """``ensemble.keep_predictions``: what goes wrong there (a full folder, the
+        storage away) costs the ensemble a candidate, never the trial its result."""
+        assert self.store is not None
         try:
-            keep_predictions(trial, self.store, outputs, value)  # type: ignore[arg-type]
-        except OSError as exc:  # a full or unwritable artifact folder must not fail it
-            logger.warning("trial %d: could not keep its predictions: %s", trial.number, exc)
+            with_retry(partial(keep_predictions, trial, self.store, outputs, value, loss),
+                       "keep the trial's predictions")
         except UpdateFinishedTrialError:
             logger.warning("trial %d was ended by the sweeper while its predictions were "
                            "kept; its result is dropped", trial.number)
+        except Exception as exc:
+            logger.warning("trial %d: could not keep its predictions: %s", trial.number, exc)
 
     @staticmethod
     def _new_best(trial: optuna.Trial, values: tuple[float, ...]) -> bool:

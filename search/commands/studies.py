@@ -71,7 +71,7 @@ class RunCommand(Command):
                             "that fit this space as a prior, once; they count in no budget")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from ..ensemble import choose_for, describe, ensemble_export
+        from ..ensemble import Choice, choose_for, describe, ensemble_export
         from ..export import export_trial
         from ..prior import add, collect
         from ..status import render_status, study_status
@@ -132,7 +132,12 @@ class RunCommand(Command):
             default = f"{spec.name}-best.json"
             out = Path(args.export) if args.export else \
                 t.spec.path.with_name(default) if t.spec and t.spec.path else Path(default)
-            choice = with_retry(lambda: choose_for(opened, best), "read the kept predictions")
+            try:
+                choice = with_retry(lambda: choose_for(opened, best),
+                                    "read the kept predictions")
+            except Exception as exc:
+                logger.warning("no ensemble (%s); exporting the best trial", exc)
+                choice = Choice(best, why_single=str(exc))
             write_json(with_retry(lambda: ensemble_export(opened.study, spec, t.url, choice)
                                   if choice.is_ensemble else
                                   export_trial(opened.study, spec, best, t.url),

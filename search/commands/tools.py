@@ -204,7 +204,7 @@ class TrainCommand(Command):
             sys.stdout.write(line + "\n")
             for n, w, m in trained.members:
                 sys.stdout.write(f"  trial {n} (weight {w:.2f}): {test}={m[test]:.4f}\n")
-            if not args.holdout and not trained.mismatches:
+            if trained.all_rows:
                 sys.stdout.write("the model: refitted on every row\n")
         for mismatch in trained.mismatches:
             print(f"nnsearch train: error: {mismatch}", file=sys.stderr)

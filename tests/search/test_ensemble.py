@@ -1,6 +1,7 @@
 """[selection] ensemble: kept predictions, Caruana's selection, the ensemble export."""
 
 import json
+import re
 
 import numpy as np
 import optuna
@@ -128,6 +129,10 @@ def test_an_ensemble_export_trains_and_predicts_the_same_from_shuffled_columns(e
     ("missing", "member 1 of the ensemble lacks its export"),
     ("weights", "weights sum to"),
     ("study", "is of study 'other'"),
+    ("zero", "member 0's weight must be a number > 0"),
+    ("huge", "member 0's weight must be a number > 0"),
+    ("many", "members; an ensemble holds at most 25"),
+    ("estimate", "the ensemble's 'estimate' is not its figures"),
 ])
 def test_a_damaged_ensemble_export_is_one_line_and_exit_2(ensemble_run, damage, words):
     tmp, export, _ = ensemble_run
@@ -137,9 +142,18 @@ def test_a_damaged_ensemble_export_is_one_line_and_exit_2(ensemble_run, damage, 
     elif damage == "weights":
         for m in bad["members"]:
             m["weight"] *= 2
-    else:
+    elif damage == "study":
         bad["members"][1]["export"]["study"]["name"] = "other"
-    (tmp / f"bad-{damage}.json").write_text(json.dumps(bad))
+    elif damage == "zero":
+        bad["members"][0]["weight"] = 0
+    elif damage == "many":
+        bad["members"] = bad["members"] * 26
+    elif damage == "estimate":
+        bad["estimate"] = ["not", "a", "dict"]
+    text = json.dumps(bad)
+    if damage == "huge":  # an integer no float holds
+        text = re.sub(r'"weight": [0-9.e-]+', '"weight": 1' + "0" * 400, text, count=1)
+    (tmp / f"bad-{damage}.json").write_text(text)
     res = run_cli("train", f"bad-{damage}.json", "-o", f"bad-{damage}.npz", cwd=tmp)
     assert res.returncode == 2
     assert words in res.stderr and len(res.stderr.strip().splitlines()) == 1, res.stderr
