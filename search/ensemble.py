@@ -291,6 +291,11 @@ def ensemble_export(study: optuna.Study, spec: StudySpec, url: StorageURL,
                      "cross_checked": {"ensemble": choice.checked[0],
                                        "single": choice.checked[1]},
                      "candidates": choice.candidates},
+        # what predicting costs, summed over the members (one network each; train's
+        # seeds multiply it): parameters, and single-row latency where it was measured
+        "costs": {key: sum(float(t.user_attrs[key]) for t, _ in choice.members)
+                  for key in ("n_params", "latency_ms")
+                  if all(key in t.user_attrs for t, _ in choice.members)},
         "versions": versions(),
     }
 
@@ -441,6 +446,7 @@ def choose_for(opened: Any, single: FrozenTrial) -> Choice:
 def describe(choice: Choice, metric: str) -> str:
     """One line: the ensemble's members and its score beside the single trial's."""
     members = ", ".join(f"{t.number} ×{w:.2f}" for t, w in choice.members)
-    return (f"ensemble of {len(choice.members)} trials ({members}): {metric}="
-            f"{choice.score:.4f} on the kept predictions of {choice.rows:,} rows; trial "
-            f"{choice.single.number} alone: {choice.single_score:.4f}")
+    params = sum(int(t.user_attrs.get("n_params", 0)) for t, _ in choice.members)
+    return (f"ensemble of {len(choice.members)} trials ({members}; {params:,} parameters in "
+            f"all): {metric}={choice.score:.4f} on the kept predictions of {choice.rows:,} "
+            f"rows; trial {choice.single.number} alone: {choice.single_score:.4f}")

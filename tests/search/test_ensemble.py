@@ -97,6 +97,8 @@ def test_an_ensemble_export_trains_and_predicts_the_same_from_shuffled_columns(e
     members = export["members"]
     assert len(members) >= 2 and abs(sum(m["weight"] for m in members) - 1) < 1e-9
     estimate = export["estimate"]
+    assert export["costs"]["n_params"] == sum(m["export"]["trial"]["user_attrs"]["n_params"]
+                                              for m in members)
     assert estimate["mean"] < estimate["single"]  # val_loss: lower is better
     assert estimate["folds"] == 3 and estimate["sd"] > 0 and trained["val_loss"] == \
         estimate["mean"]
