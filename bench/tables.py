@@ -195,7 +195,13 @@ def _tail(text: str, n: int = 300) -> str:
 
 def run_nnsearch(split: OuterSplit, table: RealTable, folder: Path,
                  args: argparse.Namespace) -> dict[str, Any]:
-    if args.reuse_search:
+    if args.reuse_search:  # the export as this version's run would write it, then train
+        study = tomllib.loads((folder / "train.toml").read_text("utf-8"))
+        best = f"{study['study']['name']}-best.json"
+        res = _cli(["-q", "export", "train.toml", "--ensemble", "-o", best], folder)
+        if res.returncode:
+            return {"test": math.nan, "error": f"export exited {res.returncode}: "
+                    f"{_tail(res.stderr)}"}
         return train_and_predict(split, table, folder, {"test": math.nan}, args)
     split.train.to_csv(folder / "train.csv", index=False)
     split.test.drop(columns=[table.target]).to_csv(folder / "test.csv", index=False)
@@ -489,8 +495,9 @@ def main() -> None:
     parser.add_argument("--keep", type=Path, metavar="FOLDER",
                         help="keep each run's folder (study, exports, models) here")
     parser.add_argument("--reuse-search", action="store_true",
-                        help="with --keep FOLDER of an earlier run: train and predict again "
-                             "on its searches (what train does, compared on the same studies)")
+                        help="with --keep FOLDER of an earlier run: export (--ensemble), "
+                             "train and predict again on its searches (what the selection "
+                             "and train do, compared on the same studies)")
     parser.add_argument("--report", type=Path, nargs="+", metavar="FILE",
                         help="run nothing: print the table of these --json files' results "
                              "(merged, a later file's side over an earlier's)")
