@@ -219,6 +219,10 @@ def choose(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: Stud
     if spec.ensemble <= 1:
         choice.why_single = "selection.ensemble = 1"
         return choice
+    if spec.constraints:  # a team costs the sum of its members: over what each one meets
+        choice.why_single = ("the study has [constraints], which bound one network; an "
+                             "ensemble costs the sum of its members'")
+        return choice
     y = targets(data)
     done = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
             if record.written_by_worker(t) and feasible(t)]

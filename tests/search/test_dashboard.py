@@ -206,7 +206,8 @@ def test_trials_show_curves_diagnostics_and_artifacts(dashboard):
                 "diverged", "seed", "train_seconds"):
         assert key in attrs, key
     kinds = {a["mimetype"]: a for a in trial["artifacts"]}
-    assert set(kinds) == {"image/png", "application/json"}
+    # its curve, its config, and its validation predictions kept for the ensemble
+    assert set(kinds) == {"image/png", "application/json", "application/octet-stream"}
     png = kinds["image/png"]
     status, body = d.request("GET", f"/artifacts/1/{trial['trial_id']}/{png['artifact_id']}")
     assert status == 200 and body[:8] == b"\x89PNG\r\n\x1a\n"

@@ -57,7 +57,7 @@ def test_a_trial_by_number_must_be_a_worker_written_completed_one():
 def test_nothing_to_export_says_why():
     with pytest.raises(UsageError, match="none complete but 1 not written by a worker"):
         pick_trial(study_with("maximize", (0.9, 0.3, False, C), (None, None, True, F)), None)
-    with pytest.raises(UsageError, match=r"0 trial\(s\), none complete"):
+    with pytest.raises(UsageError, match=r"0 trial\(s\) of its own, none complete"):
         pick_trial(optuna.create_study(), None)
 
 

@@ -157,6 +157,8 @@ def test_a_constrained_single_objective_study_keeps_its_pruning(tmp_path):
     trained = [t for t in ts if "epochs_run" in t.user_attrs]
     assert trained and all(t.intermediate_values for t in trained)  # it reports, to prune
     export = json.loads((tmp_path / "c-best.json").read_text())
+    # one network: an ensemble would cost the sum of its members' parameters
+    assert export["format"] == "nnsearch.trial/1"
     assert export["trial"]["user_attrs"]["n_params"] <= MAX_PARAMS
 
 
