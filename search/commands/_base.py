@@ -115,8 +115,8 @@ def check_output(output: str, overwrite: bool = True, export: bool = False) -> P
 
 
 def _is_export(path: Path) -> bool:
-    """An earlier ``nnsearch export``: an export as JSON or YAML, or ``--format params``
-    (a JSON object of parameter names)."""
+    """An earlier ``nnsearch export``: an export (of a trial or an ensemble) as JSON or
+    YAML, or ``--format params`` (a JSON object of parameter names)."""
     import yaml
 
     from ..export import MAX_CONFIG_BYTES
@@ -130,7 +130,7 @@ def _is_export(path: Path) -> bool:
         return False
     if not isinstance(doc, dict) or not doc:
         return False
-    if str(doc.get("format", "")).startswith("nnsearch.trial/"):
+    if str(doc.get("format", "")).startswith(("nnsearch.trial/", "nnsearch.ensemble/")):
         return True
     return all(isinstance(k, str) and (k in PARAMS or width_layer(k) is not None)
                for k in doc)
