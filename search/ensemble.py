@@ -49,6 +49,7 @@ from .export import (
     check_reproduction,
     default_seeds,
     export_trial,
+    rank_key,
     rank_trials,
     refit_all,
     retrain,
@@ -83,8 +84,9 @@ def keep_predictions(trial: optuna.Trial, store: FileSystemArtifactStore,
         deepcopy=False, states=(TrialState.COMPLETE,))
         if feasible(t) and not record.is_prior(t) and t.number != trial.number])
     sign = signs(study.directions)[0]
-    mine = (sign * value, math.inf if loss is None else float(loss), trial.number)
-    if sum(_rank(t, sign) < mine for t in done) >= CANDIDATES:
+    mine = rank_key(sign, value, loss, trial.number)
+    if sum(rank_key(sign, t.values[0], t.user_attrs.get(record.VAL_LOSS), t.number) < mine
+           for t in done) >= CANDIDATES:
         return False
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / PREDICTIONS.format(trial.number)
@@ -97,12 +99,6 @@ def keep_predictions(trial: optuna.Trial, store: FileSystemArtifactStore,
                 with contextlib.suppress(Exception):  # another worker removed it first
                     store.remove(meta.artifact_id)
     return True
-
-
-def _rank(trial: FrozenTrial, sign: float) -> tuple[float, float, int]:
-    """``rank_trials``' key of a completed trial."""
-    loss = trial.user_attrs.get(record.VAL_LOSS)
-    return (sign * trial.values[0], math.inf if loss is None else float(loss), trial.number)
 
 
 def targets(data: Dataset) -> np.ndarray:
@@ -466,6 +462,13 @@ def choose_for(opened: Any, single: FrozenTrial) -> Choice:
     data = accepted_data(opened, notes=False)  # the study's own: its fingerprint checked
     return choose(opened.study, opened.storage, spec, data, single,
                   artifact_store(opened.url, create=False))
+
+
+def export_for(opened: Any, choice: Choice) -> dict[str, Any]:
+    """What ``choice`` exports: the ensemble's document, or its single trial's."""
+    if choice.is_ensemble:
+        return ensemble_export(opened.study, opened.spec, opened.url, choice)
+    return export_trial(opened.study, opened.spec, choice.single, opened.url)
 
 
 def describe(choice: Choice, metric: str) -> str:

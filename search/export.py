@@ -116,12 +116,14 @@ def rank_trials(study: optuna.Study, trials: list[FrozenTrial]) -> list[FrozenTr
     ties often: ties go to the lower validation loss (a finer measure of the same fit),
     then to the earlier trial."""
     sign = signs(study.directions)[0]
+    return sorted(trials, key=lambda t: rank_key(sign, t.values[0],
+                                                 t.user_attrs.get(record.VAL_LOSS), t.number))
 
-    def rank(t: FrozenTrial) -> tuple[float, float, int]:
-        loss = t.user_attrs.get(record.VAL_LOSS)
-        return (sign * t.values[0], math.inf if loss is None else float(loss), t.number)
 
-    return sorted(trials, key=rank)
+def rank_key(sign: float, value: float, loss: float | None, number: int
+             ) -> tuple[float, float, int]:
+    """``rank_trials``' order (smaller first) for a trial's value, loss and number."""
+    return (sign * value, math.inf if loss is None else float(loss), number)
 
 
 def export_trial(study: optuna.Study, spec: StudySpec, trial: FrozenTrial,
@@ -257,7 +259,7 @@ def retrain(config: dict[str, Any], where: str, data: Dataset | None = None,
             folds = cross_validate(network, training, data, metric,
                                    on_epoch_end=on_epoch_end)
         else:
-            net, history, loss_va, score_va, _ = train_trial(network, training, data,
+            net, history, loss_va, score_va, *_ = train_trial(network, training, data,
                                                              on_epoch_end)
             trial_value = metric_value(metric, data, loss_va, score_va)
     except (ValueError, TypeError) as exc:  # TypeError: a missing or unknown key

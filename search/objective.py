@@ -41,7 +41,6 @@ from .training import (
     metric_value,
     predict_latency_ms,
     train_trial,
-    validation_outputs,
 )
 
 logger = logging.getLogger(__name__)
@@ -114,8 +113,8 @@ class Objective:
         if data.n_folds:
             return self._cross_validate(trial, network, training, seed)
         report = self._epoch_reporter(trial)
-        net, history, val_loss, val_score, seconds = train_trial(network, training, data,
-                                                                 report)
+        net, history, val_loss, val_score, seconds, outputs = train_trial(
+            network, training, data, report)
         value = metric_value(spec.metric, data, val_loss, val_score)
         self.trained_seconds += seconds
         attrs = record.result_attrs(history, net, seed, seconds)
@@ -132,8 +131,8 @@ class Objective:
             reason = "non-finite validation metric"
         if reason is not None:
             attrs[record.PRUNED_REASON] = reason
-        outputs = validation_outputs(net, data) if reason is None and self.keeps else None
-        return self._finish(trial, value, attrs, history, reason, net, outputs)
+        return self._finish(trial, value, attrs, history, reason, net,
+                            outputs if reason is None and self.keeps else None)
 
     def _check_size(self, trial: optuna.Trial, network: dict[str, Any]) -> None:
         """[constraints] max_params, known before training: recorded as the trial's

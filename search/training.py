@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from nnsearch.model import History, Network, TrainConfig, evaluate, fit
+from nnsearch.model import History, Network, TrainConfig, evaluate, evaluate_outputs, fit
 
 from .data import Dataset
 
@@ -33,11 +33,14 @@ def metric_value(metric: str, data: Dataset, loss: float, score: float) -> float
 
 
 def train_trial(network: dict[str, Any], training: dict[str, Any], data: Dataset,
-                on_epoch_end: Any = None) -> tuple[Network, History, float, float, float]:
+                on_epoch_end: Any = None
+                ) -> tuple[Network, History, float, float, float, np.ndarray]:
     """Build and train one network.
 
     Returns it, its history, the validation loss and score (accuracy, or RMSE in
-    standardised units) of the weights it ends with, and the training seconds.
+    standardised units) of the weights it ends with, the training seconds, and its head
+    outputs on the validation rows (what the loss and score judged; an ensemble is
+    selected on them).
     BLAS runs on one thread, in a worker and in ``nnsearch train`` alike: a
     multi-threaded GEMM sums in another order, and the retrained network would
     not reproduce the trial bit for bit.
@@ -49,14 +52,9 @@ def train_trial(network: dict[str, Any], training: dict[str, Any], data: Dataset
         history = fit(net, data.X_train, data.y_train, data.X_val, data.y_val, config,
                       on_epoch_end=on_epoch_end)
         seconds = time.perf_counter() - start
-        loss, score = evaluate(net, data.X_val, data.y_val)
-    return net, history, loss, score, seconds
-
-
-def validation_outputs(net: Network, data: Dataset) -> np.ndarray:
-    """The network's head outputs on the validation rows (float32), BLAS as in training."""
-    with threadpool_limits(1):
-        return net.forward(data.X_val).astype(np.float32, copy=False)
+        outputs = net.forward(data.X_val)
+        loss, score = evaluate_outputs(net, outputs, data.y_val)
+    return net, history, loss, score, seconds, outputs
 
 
 LATENCY_REPEATS = 31
@@ -122,11 +120,12 @@ def cross_validate(network: dict[str, Any], training: dict[str, Any], data: Data
     assert data.fold_ids is not None
     for i in range(k):
         fold = data.fold(i)
-        net, history, loss, score, seconds = train_trial(network, training, fold, on_epoch_end)
+        net, history, loss, score, seconds, P = train_trial(network, training, fold,
+                                                             on_epoch_end)
         if outputs and not (history.diverged or history.stopped_by_callback):
             if out.outputs is None:
                 out.outputs = np.zeros((len(data.fold_ids), net.layer_sizes[-1]), np.float32)
-            out.outputs[data.fold_ids == i] = validation_outputs(net, fold)
+            out.outputs[data.fold_ids == i] = P
         if out.net is None:
             out.net = net
         out.history = history

@@ -71,8 +71,7 @@ class RunCommand(Command):
                             "that fit this space as a prior, once; they count in no budget")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from ..ensemble import Choice, choose_for, describe, ensemble_export
-        from ..export import export_trial
+        from ..ensemble import Choice, choose_for, describe, export_for
         from ..prior import add, collect
         from ..status import render_status, study_status
         from ..stops import why_done
@@ -138,10 +137,8 @@ class RunCommand(Command):
             except Exception as exc:
                 logger.warning("no ensemble (%s); exporting the best trial", exc)
                 choice = Choice(best, why_single=str(exc))
-            write_json(with_retry(lambda: ensemble_export(opened.study, spec, t.url, choice)
-                                  if choice.is_ensemble else
-                                  export_trial(opened.study, spec, best, t.url),
-                                  "read the best trial"), str(out))
+            write_json(with_retry(lambda: export_for(opened, choice), "read the best trial"),
+                       str(out))
             done = with_retry(lambda: why_done(opened.study, spec), "check the stops")
         mean = next((r.mean for r in rechecked if r.number == best.number), None)
         label = "the front's best" if spec.multi else "best"
@@ -380,8 +377,8 @@ class ExportCommand(Command):
                             "trial's parameters alone, as Optuna's enqueue_trial takes them)")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from ..ensemble import choose_for, describe, ensemble_export
-        from ..export import export_trial, pick_trial
+        from ..ensemble import Choice, choose_for, describe, export_for
+        from ..export import pick_trial
         from ..study import open_study
 
         t = target(args)
@@ -395,15 +392,13 @@ class ExportCommand(Command):
             if skipped:
                 logger.warning("skipped completed trial(s) %s: their values were not written "
                                "by a worker (e.g. set through the dashboard)", skipped)
-            choice = choose_for(opened, trial) if args.ensemble else None
-            if choice is not None and choice.is_ensemble:
-                export = ensemble_export(opened.study, opened.spec, t.url, choice)
+            choice = choose_for(opened, trial) if args.ensemble else Choice(trial)
+            if choice.is_ensemble:
                 logger.info("%s", describe(choice, opened.spec.metric))
-            else:
-                if choice is not None:
-                    logger.info("no ensemble: %s; exporting trial %d", choice.why_single,
-                                trial.number)
-                export = export_trial(opened.study, opened.spec, trial, t.url)
+            elif args.ensemble:
+                logger.info("no ensemble: %s; exporting trial %d", choice.why_single,
+                            trial.number)
+            export = export_for(opened, choice)
         if args.format == "params":
             write_json(trial.params, args.output)
         elif args.format == "yaml":
