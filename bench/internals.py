@@ -35,7 +35,7 @@ from sqlalchemy import func, select
 from threadpoolctl import threadpool_limits
 
 from nnsearch.search import record
-from nnsearch.search._optuna import count_by_state
+from nnsearch.search._optuna import rdb_of
 from nnsearch.search.data import load_data
 from nnsearch.search.objective import Objective
 from nnsearch.search.storage import StorageURL, dispose, open_storage
@@ -50,8 +50,6 @@ PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
 # The one-transaction write is nnsearch's own (search/_optuna.py: it pays on tiny trials,
 # bench/tiny.py); the COUNT query is not used (it saved < 1% of a trial).
 def private_write(storage: RDBStorage, trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    from nnsearch.search._optuna import rdb_of
-
     rdb = rdb_of(trial.storage)
     assert rdb is not None
     rdb.write(trial._trial_id, user_attrs=attrs)
@@ -116,8 +114,8 @@ def time_counts(url: StorageURL, attrs: dict[str, Any], n: int) -> dict[str, flo
     # Like a worker: a study object of its own, whose cache follows the growing study.
     reader = optuna.load_study(study_name=name, storage=storage)
     counters: dict[str, Callable[[int], Any]] = {  # what a worker asks before each trial
-        # (the count a worker makes: _optuna.count_by_state, as worker.count_states does)
-        "private": lambda k: (count_by_state(reader, record.PRIOR),
+        # (the count a worker makes: _optuna.RDB.count_by_state, as worker.count_states)
+        "private": lambda k: (rdb_of(storage).count_by_state(name, record.PRIOR),
                               private_counts(storage, reader, below=k)),
         "public": lambda k: (count_trials(reader.get_trials(deepcopy=False)),
                              trials_ahead(reader, k)),

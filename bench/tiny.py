@@ -80,7 +80,7 @@ patience = "none"
 PHASES = [
     ("ask + sampling", ["study.py:ask", "_trial.py:suggest_"]),
     ("reports + pruning (in fit)", ["objective.py:report"]),
-    ("first writes (params, worker, heartbeat)", ["own_trial.py:training_starts"]),
+    ("first writes (params, worker, heartbeat)", ["worker_storage.py:training_starts"]),
     ("artifacts (JSON; PNG within budget)", ["artifacts.py:upload_trial_artifacts"]),
     ("tell (result + state, one write)", ["_tell.py:_tell_with_warning"]),
     ("worker loop (stops, count, lock)", ["worker.py:_slot_free"]),

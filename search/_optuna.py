@@ -1,51 +1,35 @@
 """Every private Optuna name nnsearch uses, behind a function with a public fallback.
 
-A private path is kept only where a bench measured that it saves at least 1% of a
-trial, or where no public name exists. Nine are in use:
+A private name is used only where a bench measured that it saves at least 1% of a
+trial, or where no public name exists. Each is checked live by
+``tests/search/test_optuna_contract.py``, which fails when one moves, and which also
+proves that no other module names one (string conventions included):
 
-- the logger Optuna reports a failed trial on, which lets ``quiet_failed_trials``
-  drop expected failures wherever Optuna's records go; its fallback filters the
-  handlers of the public ``optuna`` logger (Optuna's own output);
-- ``RDB.write`` (``rdb_of``): many writes on a running trial in one RDB transaction
-  (RDBStorage's session and its trial, parameter, value, attribute, intermediate-value
-  and heartbeat models: one lookup of the trial, then one prepared upsert per kind, run
-  once per row, on SQLite and PostgreSQL, and the final state as
-  ``set_trial_state_values`` writes it, only on a trial still running; a parameter is
-  kept back once Optuna's own write of it has checked it against the study's).
-  ``write_record`` writes a trial's ~17 result attributes so, instead of one commit per
-  key through
-  ``trial.set_user_attr``. On a default-study digits trial of ~2 s that saves 0.1-0.5%
-  (``bench/internals.py``), but a small table's trial trains for ~15 ms, and there the
-  per-key commits were a fifth of its overhead (``bench/tiny.py``). ``own_trial.py``
-  writes a whole trial in two (from 13 commits: 40 -> 28 ms per small trial). The
-  fallback is Optuna's public write per change (other storages, or if the names move);
-- ``throttle_stale_checks``: Optuna's query for stale heartbeats, asked before every
-  trial (``_get_stale_trial_ids``, ~0.7 ms: 2.5% of a small trial), made at most once
-  a second. Its fallback is a query per trial;
-- ``count_by_state``: the trials by state in one COUNT query, under the trial lock
-  (a read of the changed trials took 4.6 ms there: with two workers on a small table
-  the lock was held two thirds of the time). Its fallback counts a read;
+- the logger Optuna reports a failed trial on: ``quiet_failed_trials`` and
+  ``one_line_failures`` drop or shorten expected failures wherever Optuna's records
+  go; the fallback filters the handlers of the public ``optuna`` logger;
+- ``RDB`` (``rdb_of``: RDBStorage's session and its trial, parameter, value,
+  attribute, intermediate-value and heartbeat models): the many writes on a running
+  trial in one transaction (``worker_storage.WorkerStorage`` writes a whole trial in
+  two, from 13 commits: 40 -> 28 ms per small trial, ``bench/tiny.py``), and the trials
+  by state in one COUNT query under the trial lock (a read of the changed trials took
+  4.6 ms there). The fallback is Optuna's public write per change, and a count of a
+  read;
+- ``cached_storage``: Optuna's cache in front of an RDB storage (``get_storage``, which Optuna
+  marks internal), which reads only the trials that changed; the fallback reads all;
+- ``created_trial``: the trial just created, from that cache (Optuna's read back of it
+  took ~2 ms); the fallback is ``get_trial``;
+- ``HeartbeatBase`` and ``stale_trial_ids``: what a storage implements for Optuna's
+  optimize to run heartbeats (``BaseHeartbeat``, not exported) and its stale-trial
+  query; the fallback is no heartbeat;
 - ``note_saver``: optuna-dashboard's ``save_note`` loaded from its module alone, not
   through the package's ``__init__`` (its web app, scikit-learn and SciPy: ~1.1 s of
-  CPU in ``create`` and beside ``run``'s first trials). Its fallback is the import;
-- ``on_created_trials``: the trial as ``RDBStorage._create_new_trial`` made it, for the
-  trial ``own_trial.OwnTrial`` keeps (Optuna read it back at once, ~2 ms). Its
-  fallback is no ``OwnTrial``;
-- ``defer_report``: a trial's reported value put where ``trial.should_prune`` looks
-  (``Trial._cached_frozen_trial``, as ``trial.report`` does), its write left to the
-  trial's next one-transaction write (the same RDB models): a small table's
-  trial reports every few ms, and each report was a commit (~12% of its wall time,
-  ``bench/tiny.py``). Its fallback is ``trial.report``;
+  CPU in ``create`` and beside ``run``'s first trials); the fallback is the import;
 - how a constraint is named among a trial's system attributes (``constraints:NAME``):
   no public API writes constraints into a trial made with ``create_trial`` (a prior)
-  or strips them from a retried one. Its fallback is the name Optuna 5.0 uses;
-- ``study_storage``: the storage object a study reads its trials through
-  (``Study._storage``), on which a worker installs ``shared_reads.SharedReads``: Optuna
-  read all trials ~7 times per trial, and on a small table's trial those reads were a
-  third of its wall time (``bench/tiny.py``). Its fallback is no sharing.
-
-``private_names_in_use()`` checks each private name live, and
-``tests/search/test_optuna_contract.py`` fails when one moves.
+  or strips them from a retried one; the fallback is the name Optuna 5.0 uses;
+- ``FIXED_PARAMS``: where ``enqueue_trial`` keeps a queued trial's parameters (no
+  public accessor).
 """
 
 from __future__ import annotations
@@ -56,8 +40,7 @@ import importlib.util
 import json
 import logging
 import sqlite3
-import time
-import warnings
+import weakref
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -117,38 +100,10 @@ def one_line_failures(short: Callable[[BaseException], bool]) -> None:
         handler.addFilter(one_line)
 
 
-def write_record(trial: optuna.Trial, attrs: dict[str, Any],
-                 reports: dict[int, float] | None = None) -> None:
-    """Write all of ``attrs`` on the running ``trial``, and the intermediate values
-    ``defer_report`` kept back (``reports``, emptied once written): in one transaction
-    on an RDB storage (see the module's note), else one public write per key."""
-    reports = {} if reports is None else reports
-    rdb = rdb_of(trial.storage)
-    if (attrs or reports) and rdb is not None:
-        rdb.write(trial._trial_id, user_attrs=attrs, reports=reports)
-        reports.clear()
-        return
-    for key, value in attrs.items():
-        trial.set_user_attr(key, value)
-    assert not reports, "defer_report keeps values back only where they can be written"
-
-
-def defer_report(trial: optuna.Trial, value: float, step: int) -> bool:
-    """``trial.report(value, step)`` as the pruner sees it (in the trial's own copy,
-    where ``trial.should_prune`` looks), its storage write left to ``write_record``;
-    False (nothing done: report it) where that private path does not apply."""
-    own = getattr(trial, "_cached_frozen_trial", None)
-    if own is None or rdb_of(trial.storage) is None or step in own.intermediate_values \
-            or len(trial.study.directions) > 1:
-        return False
-    own.intermediate_values[int(step)] = float(value)
-    return True
-
-
 @dataclass
 class Param:
     """A parameter's write, as ``storage.set_trial_param`` takes it (already checked
-    against the study's distribution of it: ``own_trial.OwnTrial.set_trial_param``)."""
+    against the study's distribution of it: ``worker_storage.WorkerStorage.set_trial_param``)."""
 
     name: str
     internal: float
@@ -180,11 +135,14 @@ class RDB:
                                               set_={c: stmt.excluded[c] for c in columns})
 
         trials, attrs = m.TrialModel.__table__, m.TrialUserAttributeModel.__table__
+        studies = m.StudyModel.__table__
         marked = sqlalchemy.exists().where(attrs.c.trial_id == trials.c.trial_id,
                                            attrs.c.key == sqlalchemy.bindparam("unless"))
         return {
             "count": sqlalchemy.select(trials.c.state, sqlalchemy.func.count()).where(
-                trials.c.study_id == sqlalchemy.bindparam("study_id"), ~marked,
+                trials.c.study_id == sqlalchemy.select(studies.c.study_id).where(
+                    studies.c.study_name == sqlalchemy.bindparam("study_name"))
+                .scalar_subquery(), ~marked,
             ).group_by(trials.c.state),
             "state": sqlalchemy.select(trials.c.state).where(
                 trials.c.trial_id == sqlalchemy.bindparam("trial_id")),
@@ -202,6 +160,17 @@ class RDB:
                 state=sqlalchemy.bindparam("state"),
                 datetime_complete=sqlalchemy.bindparam("complete")),
         }
+
+    def count_by_state(self, study_name: str, unless: str) -> dict[TrialState, int]:
+        """The study's trials by state, those with the user attribute ``unless`` left
+        out, in one COUNT query (the trial and attribute tables). Under the trial lock
+        this replaced a read of every changed trial (~4.6 ms of a small trial's ~7 ms
+        there: with two workers the lock was held two thirds of the time)."""
+        with self.session() as s:
+            rows = s.connection().execute(self.statements["count"], {
+                "study_name": study_name, "unless": unless}).all()
+        return {state if isinstance(state, TrialState) else TrialState[state]: n
+                for state, n in rows}
 
     def write(self, trial_id: int, *, params: list[Param] | None = None,
               system_attrs: dict[str, Any] | None = None,
@@ -260,29 +229,29 @@ class RDB:
                         f"trial id {trial_id} was ended by another process")
 
 
-_RDB_ATTR = "nnsearch_rdb"  # one RDB per storage, kept on it: its statements built once
+_RDBS: weakref.WeakKeyDictionary[optuna.storages.RDBStorage, RDB] = \
+    weakref.WeakKeyDictionary()  # one per storage: its statements are built once
 
 
 def rdb_of(storage: optuna.storages.BaseStorage) -> RDB | None:
-    """The RDB parts behind ``storage`` (Optuna wraps an RDB storage in a cache), or None
-    where the one-transaction writes do not apply or their names have moved."""
+    """The RDB parts of ``storage`` (an RDB storage, or Optuna's cache in front of one),
+    or None where the one-transaction writes do not apply or their names have moved."""
     backend = getattr(storage, "_backend", storage)
-    known = vars(backend).get(_RDB_ATTR)
-    if isinstance(known, RDB):
-        return known
+    if not isinstance(backend, optuna.storages.RDBStorage):
+        return None
+    if backend in _RDBS:
+        return _RDBS[backend]
     try:
         from optuna.storages._rdb import models
         from optuna.storages._rdb.storage import _create_scoped_session
     except ImportError:
-        return None
-    if not isinstance(backend, optuna.storages.RDBStorage):
         return None
     session_maker = getattr(backend, "scoped_session", None)
     dialect = backend.engine.name
     if session_maker is None or dialect not in ("sqlite", "postgresql") or (
             dialect == "sqlite" and sqlite3.sqlite_version_info < (3, 24, 0)) \
             or not all(hasattr(models, name) for name in (
-                "TrialModel", "TrialUserAttributeModel", "TrialSystemAttributeModel",
+                "StudyModel", "TrialModel", "TrialUserAttributeModel", "TrialSystemAttributeModel",
                 "TrialIntermediateValueModel", "TrialHeartbeatModel", "TrialParamModel",
                 "TrialValueModel")) or not hasattr(backend, "check_trial_is_updatable"):
         return None
@@ -290,86 +259,49 @@ def rdb_of(storage: optuna.storages.BaseStorage) -> RDB | None:
     def session(ignore_integrity_error: bool = True) -> Any:
         return _create_scoped_session(session_maker, ignore_integrity_error)
 
-    rdb = RDB(backend, models, session, dialect)
-    setattr(backend, _RDB_ATTR, rdb)
+    rdb = _RDBS[backend] = RDB(backend, models, session, dialect)
     return rdb
 
 
-def on_created_trials(storage: optuna.storages.BaseStorage,
-                      created: Callable[[int, int, FrozenTrial], None],
-                      template: Callable[[], FrozenTrial | None] | None = None,
-                      ) -> Callable[[], None] | None:
-    """Call ``created`` with each trial this process creates through ``storage``: its
-    study id, its trial id, and the trial as the RDB storage made it
-    (``RDBStorage._create_new_trial``, which Optuna's cache calls). A new trial (not one
-    enqueued) is made from ``template()`` where given: Optuna's own way of creating a
-    trial with attributes, in the creation's transaction. Returns the undo, or None
-    where that name has moved."""
-    rdb = rdb_of(storage)
-    make = getattr(rdb.backend, "_create_new_trial", None) if rdb is not None else None
-    if rdb is None or make is None:
-        return None
-    backend = rdb.backend
+def cached_storage(storage: optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:
+    """``storage`` as Optuna's studies read it: an RDB storage behind Optuna's cache,
+    which reads only the trials that changed since its last read (``get_storage``, which
+    Optuna marks internal); the fallback is the storage itself (every read reads all)."""
+    try:
+        from optuna.storages import get_storage
 
-    def create(study_id: int, template_trial: FrozenTrial | None = None) -> FrozenTrial:
-        if template_trial is None and template is not None:
-            template_trial = template()
-        frozen = make(study_id, template_trial)
-        created(study_id, frozen._trial_id, frozen)
-        return frozen
-
-    backend._create_new_trial = create  # type: ignore[method-assign]
-
-    def undo() -> None:
-        backend.__dict__.pop("_create_new_trial", None)
-
-    return undo
+        return get_storage(storage)
+    except ImportError:
+        return storage
 
 
-def throttle_stale_checks(storage: optuna.storages.BaseStorage,
-                          window: float) -> Callable[[], None] | None:
-    """Optuna's optimize asks the storage for stale trials (a query) before every trial;
-    answer the asks within ``window`` seconds of the last query with none (that query's
-    were failed by the call that made it). A heartbeat goes stale only after a grace of
-    several intervals (nnsearch: three), so this delays no sweep that matters. Returns
-    the undo, or None where the name (``_get_stale_trial_ids``) has moved: every ask
-    queries."""
+def created_trial(storage: optuna.storages.BaseStorage, study_id: int,
+                  trial_id: int) -> FrozenTrial:
+    """The trial ``storage.create_new_trial`` just made, as Optuna's cache keeps it (the
+    cache's trial map: reading it back took ~2 ms of a small trial); the fallback is
+    ``storage.get_trial``."""
+    try:
+        known = storage._trial_id_to_study_id_and_number.get(trial_id)  # type: ignore[attr-defined]
+        if known is not None and known[0] == study_id:
+            frozen = storage._studies[study_id].trials[known[1]]  # type: ignore[attr-defined]
+            if isinstance(frozen, FrozenTrial) and frozen._trial_id == trial_id:
+                return frozen
+    except (AttributeError, KeyError, IndexError, TypeError):
+        pass
+    return storage.get_trial(trial_id)
+
+
+try:  # what Optuna's optimize asks of a storage to run heartbeats (not exported)
+    from optuna.storages._heartbeat import BaseHeartbeat as HeartbeatBase
+except ImportError:  # pragma: no cover (the fallback: no heartbeats, no stale sweep)
+    HeartbeatBase = object  # type: ignore[misc,assignment]
+
+
+def stale_trial_ids(storage: optuna.storages.BaseStorage, study_id: int) -> list[int]:
+    """The running trials of ``storage`` whose heartbeat is stale (``BaseHeartbeat``'s
+    ``_get_stale_trial_ids``); none where the name moved."""
     query = getattr(storage, "_get_stale_trial_ids", None)
-    if query is None:
-        return None
-    last = [-float("inf")]
-
-    def stale_trial_ids(study_id: int) -> list[int]:
-        now = time.monotonic()
-        if now - last[0] < window:
-            return []
-        last[0] = now
-        return list(query(study_id))
-
-    storage._get_stale_trial_ids = stale_trial_ids  # type: ignore[attr-defined]
-
-    def undo() -> None:
-        storage.__dict__.pop("_get_stale_trial_ids", None)
-
-    return undo
-
-
-def count_by_state(study: optuna.Study, unless: str) -> dict[TrialState, int] | None:
-    """The study's trials by state, those with the user attribute ``unless`` left out,
-    in one COUNT query (the trial and attribute tables); None where that does not
-    apply or has moved (count a read of the trials). Under the trial lock this replaced
-    a read of every changed trial (~4.6 ms of a small trial's ~7 ms there: with two
-    workers the lock was held two thirds of the time)."""
-    storage = study_storage(study)
-    rdb = rdb_of(storage) if storage is not None else None
-    study_id = getattr(study, "_study_id", None)
-    if rdb is None or study_id is None:
-        return None
-    query = rdb.statements["count"]
-    with rdb.session() as s:
-        rows = s.connection().execute(query, {"study_id": study_id, "unless": unless}).all()
-    return {state if isinstance(state, TrialState) else TrialState[state]: n
-            for state, n in rows}
+    return list(query(study_id)) if query is not None else []
 
 
 @functools.cache
@@ -393,45 +325,6 @@ def note_saver() -> Callable[[optuna.Study, str], None]:
         from optuna_dashboard import save_note
 
         return save_note
-
-
-def _count_works() -> bool:
-    storage = optuna.storages.RDBStorage("sqlite:///:memory:")
-    try:
-        study = optuna.create_study(storage=storage)
-        for _ in range(3):
-            study.ask()
-        study.tell(0, 1.0)
-        study.tell(1, state=TrialState.PRUNED)
-        study.trials  # noqa: B018 (read: the cache knows them)
-        study.add_trial(optuna.trial.create_trial(value=2.0, user_attrs={"skip": 1}))
-        return count_by_state(study, "skip") == {
-            TrialState.COMPLETE: 1, TrialState.PRUNED: 1, TrialState.RUNNING: 1}
-    finally:
-        storage.engine.dispose()
-
-
-def _note_saver_works() -> bool:
-    from optuna_dashboard import get_note
-
-    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
-    body = "# a note\n" + "x" * 5000  # longer than one system attribute
-    note_saver()(study, body)
-    return note_saver.__wrapped__() is not None and get_note(study) == body \
-        and "optuna_dashboard" not in getattr(note_saver(), "__module__", "")
-
-
-def study_storage(study: optuna.Study) -> optuna.storages.BaseStorage | None:
-    """The storage object a study reads its trials through (Optuna's cache in front of an
-    RDB storage), where ``SharedReads`` goes; None if the name moved (no sharing)."""
-    storage = getattr(study, "_storage", None)
-    return storage if isinstance(storage, optuna.storages.BaseStorage) else None
-
-
-def _study_storage_is_the_trials() -> bool:
-    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
-    storage = study_storage(study)
-    return storage is not None and study.ask().storage is storage
 
 
 def _constraints_prefix() -> str:
@@ -459,17 +352,6 @@ def without_constraints(system_attrs: dict[str, Any]) -> dict[str, Any]:
     return {k: v for k, v in system_attrs.items() if not k.startswith(prefix)}
 
 
-def _constraints_round_trip() -> bool:
-    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
-    trial = study.ask()
-    trial.set_constraint("max_params", 3.0)
-    study.tell(trial, 1.0)
-    made = optuna.trial.create_trial(value=1.0, system_attrs=constraint_attrs({"a": 2.0}))
-    return (made.constraints == {"a": 2.0}
-            and without_constraints(study.trials[0].system_attrs) == {}
-            and study.trials[0].constraints == {"max_params": 3.0})
-
-
 FIXED_PARAMS = "fixed_params"  # where enqueue_trial keeps a queued trial's parameters
 
 
@@ -480,128 +362,3 @@ def enqueued_params(trial: FrozenTrial) -> dict[str, Any] | None:
     return params if isinstance(params, dict) else None
 
 
-def _enqueued_params_round_trip() -> bool:
-    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
-    study.enqueue_trial({"x": 1.5})
-    return enqueued_params(study.trials[0]) == {"x": 1.5}
-
-
-def private_names_in_use() -> dict[str, bool]:
-    """Each private name, and whether Optuna still uses it (a live check)."""
-    seen: list[str] = []
-
-    class _Catch(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            seen.append(record.name)
-
-    handler = _Catch(logging.WARNING)
-    root = logging.getLogger("optuna")
-    root.addHandler(handler)
-    try:
-        study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
-        study.optimize(_fail, n_trials=1, catch=(ValueError,))
-    finally:
-        root.removeHandler(handler)
-    return {f"failed-trial logger {_FAILED_TRIAL_LOGGER!r}": _FAILED_TRIAL_LOGGER in seen,
-            "one-transaction writes of attributes and reports (RDBStorage, "
-            "Trial._cached_frozen_trial)": _one_transaction_works(),
-            "a whole trial in one transaction (RDBStorage._create_new_trial, its "
-            "parameter, value and heartbeat writes)": _whole_trial_works(),
-            "constraint attribute names": _constraints_round_trip(),
-            f"an enqueued trial's parameters ({FIXED_PARAMS!r})": _enqueued_params_round_trip(),
-            "the stale-trial query (RDBStorage._get_stale_trial_ids)": _throttle_works(),
-            "a COUNT of the trials by state (the trial and attribute tables)":
-                _count_works(),
-            "optuna-dashboard's note module alone (optuna_dashboard/_note.py)":
-                _note_saver_works(),
-            "the study's storage object (Study._storage)": _study_storage_is_the_trials()}
-
-
-def _one_transaction_works() -> bool:
-    seen: list[dict[int, float]] = []
-
-    class _Look(optuna.pruners.BasePruner):
-        def prune(self, study: optuna.Study, trial: optuna.trial.FrozenTrial) -> bool:
-            seen.append(dict(trial.intermediate_values))
-            return False
-
-    storage = optuna.storages.RDBStorage("sqlite:///:memory:")
-    try:
-        study = optuna.create_study(storage=storage, pruner=_Look())
-        trial = study.ask()
-        trial.set_user_attr("a", 0)
-        attrs = {"a": 1, "b": [0.5, None], "c": "x"}  # "a" is replaced, not doubled
-        reports = {3: 0.5, 4: float("inf")}
-        deferred = all(defer_report(trial, v, step) for step, v in reports.items())
-        trial.should_prune()
-        kept = dict(reports)
-        write_record(trial, attrs, kept)
-        written = not kept
-        stored = study.trials[0]
-        return deferred and written and seen == [reports] and stored.user_attrs == attrs \
-            and stored.intermediate_values == reports
-    finally:
-        storage.engine.dispose()
-
-
-def _whole_trial_works() -> bool:
-    made: list[tuple[int, int, FrozenTrial]] = []
-    storage = optuna.storages.RDBStorage("sqlite:///:memory:", heartbeat_interval=60)
-    try:
-        study = optuna.create_study(storage=storage)
-        cache = study_storage(study)
-        undo = on_created_trials(cache, lambda *a: made.append(a)) \
-            if cache is not None else None
-        rdb = rdb_of(storage)
-        if undo is None or rdb is None:
-            return False
-        with warnings.catch_warnings():  # (heartbeats outside optimize: this check only)
-            warnings.simplefilter("ignore")
-            trial = study.ask()
-            undo()
-            study.ask()
-        x = optuna.distributions.FloatDistribution(0.0, 2.0)
-        y = optuna.distributions.IntDistribution(0, 3)
-        rdb.write(made[0][1], params=[Param("x", 1.5, x), Param("y", 2, y)],
-                  system_attrs={"s": [1]}, reports={2: 0.5}, beat=True)
-        rdb.write(made[0][1], user_attrs={"u": "v"}, state=TrialState.COMPLETE, values=[0.25])
-        with storage.engine.connect() as connection:
-            beats = connection.execute(sqlalchemy.text(
-                "SELECT count(*) FROM trial_heartbeats")).scalar_one()
-        stored = study.trials[0]
-        return len(made) == 1 and made[0][2].number == trial.number == 0 \
-            and stored.state == TrialState.COMPLETE and stored.values == [0.25] \
-            and stored.params == {"x": 1.5, "y": 2} and stored.distributions == {"x": x, "y": y} \
-            and stored.system_attrs == {"s": [1]} and stored.user_attrs == {"u": "v"} \
-            and stored.intermediate_values == {2: 0.5} and beats == 1 \
-            and stored.datetime_complete is not None \
-            and abs((stored.datetime_complete - datetime.datetime.now()).total_seconds()) < 60
-    finally:
-        storage.engine.dispose()
-
-
-def _throttle_works() -> bool:
-    """Within the window the query is not asked again; after the undo it is."""
-    storage = optuna.storages.RDBStorage("sqlite:///:memory:", heartbeat_interval=1)
-    try:
-        study = optuna.create_study(storage=storage)
-        cache = study_storage(study)
-        undo = throttle_stale_checks(cache, 60.0) if cache is not None else None
-        if cache is None or undo is None:
-            return False
-        trial_id = storage.create_new_trial(study._study_id)
-        storage.record_heartbeat(trial_id)
-        with storage.engine.begin() as connection:  # a heartbeat long gone
-            connection.execute(sqlalchemy.text(
-                "UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00'"))
-        ask = getattr(cache, "_get_stale_trial_ids")  # noqa: B009 (the shadow, if any)
-        asked = [ask(study._study_id), ask(study._study_id)]
-        undo()
-        return asked == [[trial_id], []] and \
-            getattr(cache, "_get_stale_trial_ids")(study._study_id) == [trial_id]  # noqa: B009
-    finally:
-        storage.engine.dispose()
-
-
-def _fail(trial: optuna.Trial) -> float:
-    raise ValueError("a failing trial")

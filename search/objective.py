@@ -8,7 +8,6 @@ touched here.
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import math
 import threading
@@ -24,8 +23,7 @@ from optuna.trial import TrialState
 
 from nnsearch.model import MAX_PARAMS, History, Network, param_count
 
-from . import own_trial, record
-from ._optuna import defer_report
+from . import record
 from .artifacts import upload_trial_artifacts
 from .data import Dataset
 from .ensemble import keep_predictions
@@ -42,16 +40,23 @@ from .training import (
     predict_latency_ms,
     train_trial,
 )
+from .worker_storage import training_starts
 
 logger = logging.getLogger(__name__)
 
-REPORT_WRITE_SECONDS = 2.0  # how long a trial's reported values may wait to be written
 # [artifacts] curves = "budget": a worker's learning-curve PNGs take at most this share of
 # the time it trained; the first one's cost (matplotlib's load, then the drawing) is
 # estimated until one is drawn, then each is expected to cost what the last one did
 CURVE_SHARE = 0.1
 FIRST_CURVE_SECONDS = 0.45
 
+
+
+def record_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
+    """Each of ``attrs`` as a user attribute of ``trial`` (a worker's storage keeps them
+    back for the trial's next write: no write each)."""
+    for key, value in attrs.items():
+        trial.set_user_attr(key, value)
 
 class Objective:
     """Trains one trial. With an artifact store, a trial that completes as the study's
@@ -91,14 +96,7 @@ class Objective:
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         self._timed_out = False
-        self._reports: dict[int, float] = {}  # reported, not yet written (see _report)
-        self._reports_written = time.monotonic()
-        try:
-            return self._run(trial)
-        finally:
-            if self._reports:  # a trial that failed: what it reported is still shown
-                with contextlib.suppress(Exception):
-                    own_trial.write(trial, {}, self._reports)
+        return self._run(trial)
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         spec, data = self.spec, self.data
@@ -107,7 +105,7 @@ class Objective:
         network, training = build_configs(values, data.n_features, data.n_outputs, data.task,
                                           seed)
         self._check_size(trial, network)
-        with_retry(partial(own_trial.training_starts, trial), "record the trial")
+        with_retry(partial(training_starts, trial), "record the trial")
         # After the last epoch pruning saves nothing, except with folds: the others.
         self.last_epoch = math.inf if data.n_folds else int(training["epochs"]) - 1
         if data.n_folds:
@@ -147,8 +145,8 @@ class Objective:
             reason = f"infeasible: {n:,} parameters > " + (
                 f"constraints.max_params {bound:,}" if bound is not None
                 else f"the most a network holds ({MAX_PARAMS:,})") + "; not trained"
-            with_retry(partial(own_trial.write, trial, {"n_params": n,
-                                                        record.PRUNED_REASON: reason}),
+            with_retry(partial(record_attrs, trial, {"n_params": n,
+                                                     record.PRUNED_REASON: reason}),
                        "record the trial")
             raise optuna.TrialPruned(reason)
 
@@ -164,31 +162,13 @@ class Objective:
             value = metric_value(spec.metric, data, metrics["val_loss"], metrics["val_metric"])
             if not math.isfinite(value):
                 return False  # divergence is reported by fit itself
-            self._report(trial, value, epoch)
+            trial.report(value, epoch)  # (a worker's storage keeps it back: no write)
             # Asking the pruner reads every trial: not before it can act, nor at the
             # last epoch, when pruning would save nothing.
             return self.first_prunable <= epoch < self.last_epoch and self._warm(trial) \
                 and trial.should_prune()
 
         return report
-
-    def _report(self, trial: optuna.Trial, value: float, step: int) -> None:
-        """``trial.report``, its storage write kept back for the trial's last write (a
-        small table's trial reports every few ms, and each was a commit of its own)
-        unless ``REPORT_WRITE_SECONDS`` have passed: a long trial's curve still grows
-        in the dashboard as it trains. The pruner sees every value at once."""
-        if not defer_report(trial, value, step):
-            trial.report(value, step)
-            return
-        self._reports[int(step)] = float(value)
-        if time.monotonic() - self._reports_written >= REPORT_WRITE_SECONDS:
-            self._write_reports(trial)
-
-    def _write_reports(self, trial: optuna.Trial) -> None:
-        """The reports ``_report`` kept back, now (the trial's result carries the rest)."""
-        with_retry(partial(own_trial.write, trial, {}, self._reports, now=True),
-                   "record reports")
-        self._reports_written = time.monotonic()
 
     def _warm(self, trial: optuna.Trial) -> bool:
         """Whether the study has the pruner's startup trials of its own, priors aside
@@ -229,8 +209,9 @@ class Objective:
         if reason is None and spec.needs_latency():
             # one training row: with folds there is no validation split
             attrs["latency_ms"] = predict_latency_ms(net, self.data.X_train)
-        # (written with the trial's state where the worker keeps its trial: own_trial.py)
-        with_retry(partial(own_trial.write, trial, attrs, self._reports), "record the trial")
+        # (written with the trial's state where the worker keeps its trial:
+        # worker_storage.py)
+        with_retry(partial(record_attrs, trial, attrs), "record the trial")
         if reason is not None:
             logger.debug("trial %d %s", trial.number, reason)
             raise optuna.TrialPruned(reason)
@@ -301,7 +282,7 @@ class Objective:
             fold_now[0] = i + 1
             if spec.multi:
                 return False  # (Optuna takes no reports from a multi-objective trial)
-            self._report(trial, folds.values[-1] if wilcoxon else folds.value, base + i)
+            trial.report(folds.values[-1] if wilcoxon else folds.value, base + i)
             return base + i >= self.first_prunable and self._warm(trial) and \
                 trial.should_prune()
 

@@ -34,7 +34,7 @@ class Status:
 def study_status(opened: OpenStudy, counts: Counts | None = None) -> Status:
     study = opened.study
     status = Status(study.study_name, (study.metric_names or ["value"])[0],
-                    counts or count_states(opened.study),
+                    counts or count_states(opened),
                     data=study.user_attrs.get(SUMMARY_ATTR, ""))
     try:
         status.best, status.skipped = pick_trial(study, None)

@@ -16,7 +16,7 @@ from typing import Any
 import optuna
 
 from . import record
-from ._optuna import note_saver
+from ._optuna import cached_storage, note_saver, rdb_of
 from .cache import cache_dir, cached_data, store_cached
 from .data import Dataset
 from .enqueue import check_sizes, enqueue_all
@@ -25,6 +25,7 @@ from .readers import BUILTIN
 from .space import describe_condition
 from .storage import StorageURL, dispose, open_storage, with_retry
 from .studyfile import METRICS, StudySpec, definition_changes, load_study_file, parse_study
+from .worker_storage import WINDOW_SECONDS, WorkerStorage
 
 logger = logging.getLogger(__name__)
 
@@ -53,6 +54,8 @@ class OpenStudy:
     spec: StudySpec
     storage: optuna.storages.BaseStorage
     url: StorageURL
+    # a worker's (and a supervisor's) study reads and writes its trials through this
+    worker_storage: WorkerStorage | None = None
 
 
 def target_from_args(study_file: str | None, study_name: str | None,
@@ -259,12 +262,19 @@ def open_study(target: Target, heartbeat: bool = False,
             raise UsageError(f"no study named {target.name!r} in {target.url} (studies "
                              f"there: {known}).")
         spec = _definition(storage, target, strict=sampler_offset is not None)
+        if not heartbeat:  # for reading
+            study = optuna.load_study(study_name=target.name, storage=storage)
+            yield OpenStudy(study, spec, storage, target.url)
+            return
+        # a worker's (or its supervisor's, which shares no reads): see worker_storage.py
+        ours = WorkerStorage(cached_storage(storage), rdb_of(storage),
+                             window=WINDOW_SECONDS if sampler_offset is not None else 0.0)
         kwargs: dict[str, Any] = {}
         if sampler_offset is not None:
             kwargs = {"sampler": spec.make_sampler(record.sampler_seed(spec.seed, sampler_offset)),
                       "pruner": spec.make_pruner()}
-        study = optuna.load_study(study_name=target.name, storage=storage, **kwargs)
-        yield OpenStudy(study, spec, storage, target.url)
+        study = optuna.load_study(study_name=target.name, storage=ours, **kwargs)
+        yield OpenStudy(study, spec, storage, target.url, ours)
     finally:
         dispose(storage)
 

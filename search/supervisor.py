@@ -147,7 +147,7 @@ class Supervisor:
             self.wake.set()
 
     def start(self) -> None:
-        self.finished_at_start = with_retry(lambda: count_states(self.study),
+        self.finished_at_start = with_retry(lambda: count_states(self.opened),
                                             "count trials").finished
         if self.timeout is not None:  # a restarted worker gets what is left of it
             self.deadline = time.monotonic() + self.timeout
@@ -299,7 +299,7 @@ class Supervisor:
         is left running.
         """
         self.install_signal_handlers()
-        counts = with_retry(lambda: count_states(self.study), "count trials")
+        counts = with_retry(lambda: count_states(self.opened), "count trials")
         if self._budget_done(counts):
             logger.info("the study already has its %d finished trials", self.budget)
             return counts
@@ -322,7 +322,7 @@ class Supervisor:
             self._start_aside(None)  # if no trial was seen running: now
             if self._aside is not None:
                 self._aside.join(timeout=ASIDE_SECONDS)
-        return with_retry(lambda: count_states(self.study), "count trials")
+        return with_retry(lambda: count_states(self.opened), "count trials")
 
     def _start_aside(self, counts: Counts | None) -> None:
         """Start ``after_first_trial`` once a trial of this run is seen (or, with no

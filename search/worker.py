@@ -25,9 +25,7 @@ import signal
 import statistics
 import threading
 import time
-from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from functools import partial
 from types import FrameType
 
 import optuna
@@ -35,18 +33,11 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
-from . import own_trial, record, stops
-from ._optuna import (
-    count_by_state,
-    one_line_failures,
-    quiet_failed_trials,
-    study_storage,
-    throttle_stale_checks,
-)
+from . import record, stops
+from ._optuna import one_line_failures, quiet_failed_trials, rdb_of
 from .artifacts import artifact_store
 from .errors import Stopped
 from .objective import Objective
-from .shared_reads import shadow, share_reads
 from .storage import error_reason, is_transient, with_retry
 from .study import OpenStudy, StudySpec, accepted_data
 from .trial_lock import TrialLock, locked, trial_lock
@@ -58,7 +49,6 @@ POLL_SECONDS = 0.5
 TYPICAL_OF = 9  # a worker's typical trial: the median of its last this many completed
 ENV_RUN = "NNSEARCH_RUN_PID"  # set by `run` for its workers: its pid, to watch
 RUN_CHECK_SECONDS = 1.0  # how often a worker started by `run` checks that it is there
-STALE_CHECK_SECONDS = 1.0  # Optuna asks before every trial; stale takes 3 heartbeats
 
 
 class _Done(Exception):
@@ -99,15 +89,18 @@ _STATE_FIELDS = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
                  TrialState.WAITING: "waiting"}
 
 
-def count_states(study: optuna.Study, fresh: Callable[[], None] | None = None) -> Counts:
+def count_states(opened: OpenStudy) -> Counts:
     """This study's own trials by state, priors left out: one COUNT query on an RDB
-    storage (under the trial lock: see ``_optuna.count_by_state``), else a read of the
-    trials (Optuna's cache reads only the trials that changed), after ``fresh()``."""
-    counted = count_by_state(study, record.PRIOR)
+    storage (under the trial lock: ``_optuna.RDB.count_by_state``), else a read of the
+    trials (Optuna's cache reads only the trials that changed; a worker's view is
+    expired first)."""
+    rdb = rdb_of(opened.storage)
+    counted = rdb.count_by_state(opened.study.study_name, record.PRIOR) \
+        if rdb is not None else None
     if counted is None:
-        if fresh is not None:
-            fresh()
-        return count_trials(study.get_trials(deepcopy=False))
+        if opened.worker_storage is not None:
+            opened.worker_storage.expire()
+        return count_trials(opened.study.get_trials(deepcopy=False))
     counts = Counts()
     for state, n in counted.items():
         counts.add(state, n)
@@ -184,26 +177,11 @@ STALE_REASON = "its heartbeat stopped (its worker hung, or lost the storage, or 
 
 def fail_stale(opened: OpenStudy) -> None:
     """Optuna's sweep of stale heartbeats (``fail_stale_trials``, which retries what it
-    fails), each trial it fails given its ``fail_reason`` first: every failed trial says
-    why."""
-    storage = study_storage(opened.study)
-    if storage is None:
+    fails), each trial it fails given its ``fail_reason`` first where the study is a
+    worker's (a sweep from elsewhere records none): every failed trial says why."""
+    storage = opened.worker_storage
+    with storage.failing(STALE_REASON) if storage is not None else contextlib.nullcontext():
         fail_stale_trials(opened.study)
-        return
-    base = storage.set_trial_state_values
-
-    def set_state(trial_id: int, state: TrialState,
-                  values: Sequence[float] | None = None) -> bool:
-        if state == TrialState.FAIL:
-            with contextlib.suppress(UpdateFinishedTrialError, RuntimeError):
-                storage.set_trial_user_attr(trial_id, record.FAIL_REASON, STALE_REASON)
-        return base(trial_id, state, values)
-
-    undo = shadow(storage, "set_trial_state_values", set_state)
-    try:
-        fail_stale_trials(opened.study)
-    finally:
-        undo()
 
 
 def sweep(opened: OpenStudy, retry: record.Retry, seen: dict[int, float],
@@ -261,14 +239,11 @@ class Worker:
         self.failed = False  # whether the last trial failed (set by _guarded)
         self.trial_seconds: list[float] = []  # its completed trials' durations, latest last
         # the trial it runs is kept in this process (its writes in two transactions),
-        # and one read of the trials serves a moment
-        self.own = own_trial.own_trials(self.study)
-        if self.own is not None:  # its trials are created with its name on them
-            self.own.claim = {record.CREATOR: [self.objective.worker, self.process_tag]}
-        self.reads = share_reads(self.study)
-        storage = study_storage(self.study)
-        if storage is not None:  # Optuna's stale-heartbeat query, at most once a second
-            throttle_stale_checks(storage, STALE_CHECK_SECONDS)
+        # one read of the trials serves a moment, and its trials are created with its
+        # name on them (worker_storage.py)
+        assert opened.worker_storage is not None, "a worker's study is opened for a worker"
+        self.storage = opened.worker_storage
+        self.storage.claim = {record.CREATOR: [self.objective.worker, self.process_tag]}
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: end the running trial as FAIL (reason recorded) and exit.
@@ -307,7 +282,7 @@ class Worker:
         self.failed = True  # until the objective returns or prunes (no callback reads it back)
         self._release()  # the trial exists: the next worker may count and create its own
         # The sampler's read (outside the lock) sees every trial finished before this one.
-        self.reads.expire()
+        self.storage.expire()
         # (who came first, as the storage has it: the view was just expired)
         if not exact and self.budget is not None \
                 and trials_ahead(self.study, trial.number) >= self.budget:
@@ -315,9 +290,8 @@ class Worker:
             trial.set_user_attr(record.FAIL_REASON, f"surplus: the budget of "
                                 f"{self.budget} trials was already taken by other workers")
             raise Surplus()
-        with_retry(partial(own_trial.write, trial, {record.WORKER: self.objective.worker,
-                                                     record.WORKER_PROCESS: self.process_tag}),
-                   "record the worker")
+        trial.set_user_attr(record.WORKER, self.objective.worker)  # (kept back: no write)
+        trial.set_user_attr(record.WORKER_PROCESS, self.process_tag)
         start = time.monotonic()
         try:
             result = self.objective(trial)
@@ -361,17 +335,17 @@ class Worker:
             self.lock.acquire()
         try:
             if stops.active(spec):
-                self.reads.expire()  # the stops read every trial, as the storage has it
+                self.storage.expire()  # the stops read every trial, as the storage has it
             done = with_retry(lambda: stops.why_done(self.study, spec), "check the stops")
             if done is not None:  # it stays done, whatever a running trial does next
                 reason = done
                 with_retry(lambda: stops.mark_done(self.study, spec, reason),
                            "record the stop")
             # (a COUNT query, or a read after expire: the counts are exact)
-            counts = with_retry(lambda: count_states(self.study, self.reads.expire),
+            counts = with_retry(lambda: count_states(self.opened),
                                 "count trials") if self.budget is not None else None
             if counts is not None and counts.waiting:
-                self.reads.expire()  # ask takes a waiting trial first: it must see them all
+                self.storage.expire()  # ask takes a waiting trial first: it must see them all
         except BaseException:
             self._release()
             raise
@@ -390,7 +364,7 @@ class Worker:
         free = counts.finished + counts.running < budget or (
             self.lock is None and counts.waiting > 0)
         if not free:
-            self.reads.expire()  # the sweep looks at the running trials as they are
+            self.storage.expire()  # the sweep looks at the running trials as they are
             try:  # one may free up if a trial fails: sweep before letting go of the lock
                 with_retry(lambda: sweep(self.opened, self.retry, self.orphans_seen, None),
                            "sweep")  # (None: this worker holds the lock already)
@@ -417,7 +391,7 @@ class Worker:
                 finally:
                     self._release()  # if the trial was never created
                 self.trials_run += 1
-                if self.own is not None and self.own.lost:
+                if self.storage.lost:
                     self.failed = True  # a sweeper ended it first: its result was dropped
                 failures = failures + 1 if self.failed else 0
                 if failures >= MAX_CONSECUTIVE_FAILURES:

@@ -346,7 +346,7 @@ class EnqueueCommand(Command):
             number = max(t.number for t in opened.study.get_trials(deepcopy=False)
                          if enqueued_params(t) == params)
             done = why_done(opened.study, opened.spec)
-            finished = count_states(opened.study).finished
+            finished = count_states(opened).finished
         stdout.print(f"enqueued trial {number}: the next worker runs it (nnsearch run or "
                      "worker)")
         budget = opened.spec.trials

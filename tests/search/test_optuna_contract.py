@@ -4,15 +4,132 @@ If this fails after an Optuna upgrade, a private name moved: update it in
 search/_optuna.py, or let its public fallback do the work.
 """
 
+import datetime
+import warnings
+
 import optuna
 import pytest
+import sqlalchemy
+from optuna.trial import TrialState
 
 from nnsearch.search import _optuna
+from nnsearch.search._optuna import Param
 
 
-def test_every_private_name_still_works_on_this_optuna():
-    paths = _optuna.private_names_in_use()
-    assert paths and all(paths.values()), (optuna.__version__, paths)
+@pytest.fixture
+def rdb_storage():
+    storage = optuna.storages.RDBStorage("sqlite:///:memory:", heartbeat_interval=60)
+    yield storage
+    storage.engine.dispose()
+
+
+def test_the_failed_trial_logger_is_where_optuna_reports_a_failed_trial(caplog):
+    def fail(trial):
+        raise ValueError("a failing trial")
+
+    study = optuna.create_study()
+    with caplog.at_level("WARNING", logger="optuna"):
+        study.optimize(fail, n_trials=1, catch=(ValueError,))
+    assert _optuna._FAILED_TRIAL_LOGGER in {r.name for r in caplog.records}
+
+
+def test_a_whole_trial_is_written_in_one_transaction_as_optuna_stores_it(rdb_storage):
+    rdb = _optuna.rdb_of(rdb_storage)
+    assert rdb is not None and _optuna.rdb_of(rdb_storage) is rdb, "built once"
+    study = optuna.create_study(storage=rdb_storage)
+    with warnings.catch_warnings():  # (a heartbeat storage outside optimize)
+        warnings.simplefilter("ignore")
+        trial_id = study.ask()._trial_id
+    x = optuna.distributions.FloatDistribution(0.0, 2.0)
+    y = optuna.distributions.IntDistribution(0, 3)
+    rdb.write(trial_id, params=[Param("x", 1.5, x), Param("y", 2, y)],
+              system_attrs={"s": [1]}, reports={2: 0.5}, beat=True)
+    rdb.write(trial_id, user_attrs={"u": "v"}, state=TrialState.COMPLETE, values=[0.25])
+    with rdb_storage.engine.connect() as connection:
+        beats = connection.execute(sqlalchemy.text(
+            "SELECT count(*) FROM trial_heartbeats")).scalar_one()
+    (stored,) = study.trials
+    assert stored.state == TrialState.COMPLETE and stored.values == [0.25]
+    assert stored.params == {"x": 1.5, "y": 2} and stored.distributions == {"x": x, "y": y}
+    assert stored.system_attrs == {"s": [1]} and stored.user_attrs == {"u": "v"}
+    assert stored.intermediate_values == {2: 0.5} and beats == 1
+    assert abs((stored.datetime_complete - datetime.datetime.now()).total_seconds()) < 60
+    with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
+        rdb.write(trial_id, user_attrs={"u": "w"})
+    assert study.trials[0].user_attrs == {"u": "v"}
+
+
+def test_the_trials_are_counted_by_state_in_one_query(rdb_storage):
+    study = optuna.create_study(study_name="a", storage=rdb_storage)
+    optuna.create_study(study_name="b", storage=rdb_storage).ask()  # another study's
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(3):
+            study.ask()
+    study.tell(0, 1.0)
+    study.tell(1, state=TrialState.PRUNED)
+    study.add_trial(optuna.trial.create_trial(value=2.0, user_attrs={"skip": 1}))
+    assert _optuna.rdb_of(rdb_storage).count_by_state("a", "skip") == {
+        TrialState.COMPLETE: 1, TrialState.PRUNED: 1, TrialState.RUNNING: 1}
+
+
+def test_an_rdb_storage_is_read_through_optuna_s_cache_and_a_new_trial_from_it(rdb_storage):
+    cache = _optuna.cached_storage(rdb_storage)
+    assert cache is not rdb_storage and getattr(cache, "_backend", None) is rdb_storage
+    study_id = cache.create_new_study([optuna.study.StudyDirection.MINIMIZE], "s")
+    trial_id = cache.create_new_trial(study_id)
+    made = _optuna.created_trial(cache, study_id, trial_id)
+    assert made.number == 0 and made.state == TrialState.RUNNING
+    assert made is not cache.get_trial(trial_id), "from the cache: not read back"
+    other = cache.create_new_study([optuna.study.StudyDirection.MINIMIZE], "t")
+    assert _optuna.created_trial(cache, other, trial_id).number == 0, "the fallback reads"
+
+
+def test_a_storage_of_ours_runs_optuna_s_heartbeats_and_finds_stale_trials(rdb_storage):
+    from optuna.storages._heartbeat import is_heartbeat_enabled
+
+    from nnsearch.search.worker_storage import WorkerStorage
+
+    assert _optuna.HeartbeatBase is not object
+    ours = WorkerStorage(_optuna.cached_storage(rdb_storage), _optuna.rdb_of(rdb_storage))
+    assert is_heartbeat_enabled(ours)
+    study = optuna.create_study(storage=rdb_storage)
+    trial_id = rdb_storage.create_new_trial(study._study_id)
+    rdb_storage.record_heartbeat(trial_id)
+    with rdb_storage.engine.begin() as connection:  # a heartbeat long gone
+        connection.execute(sqlalchemy.text(
+            "UPDATE trial_heartbeats SET heartbeat = '2000-01-01 00:00:00'"))
+    assert _optuna.stale_trial_ids(rdb_storage, study._study_id) == [trial_id]
+    assert ours._get_stale_trial_ids(study._study_id) == [trial_id]
+    assert ours._get_stale_trial_ids(study._study_id) == [], "at most once a second"
+
+
+def test_dashboard_notes_are_saved_by_its_note_module_alone():
+    from optuna_dashboard import get_note
+
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    body = "# a note\n" + "x" * 5000  # longer than one system attribute
+    _optuna.note_saver()(study, body)
+    assert get_note(study) == body
+    assert "optuna_dashboard" not in getattr(_optuna.note_saver(), "__module__", "")
+
+
+def test_constraints_are_named_as_optuna_names_them():
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    trial = study.ask()
+    trial.set_constraint("max_params", 3.0)
+    study.tell(trial, 1.0)
+    made = optuna.trial.create_trial(value=1.0,
+                                     system_attrs=_optuna.constraint_attrs({"a": 2.0}))
+    assert made.constraints == {"a": 2.0}
+    assert _optuna.without_constraints(study.trials[0].system_attrs) == {}
+    assert study.trials[0].constraints == {"max_params": 3.0}
+
+
+def test_an_enqueued_trial_s_parameters_are_found():
+    study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
+    study.enqueue_trial({"x": 1.5})
+    assert _optuna.enqueued_params(study.trials[0]) == {"x": 1.5}
 
 
 def test_expected_failures_are_quiet_and_others_are_not(caplog):
@@ -81,6 +198,23 @@ def test_no_other_module_names_a_private_optuna_module():
                 assert node.value not in PRIVATE_STRINGS, (path.name, node.value)
 
 
+def test_no_method_of_an_optuna_object_is_replaced_at_run_time():
+    """setattr only on our own objects; no method assigned over an instance's."""
+    import ast
+    from pathlib import Path
+
+    root = Path(_optuna.__file__).parents[1]
+    for path in [*root.glob("search/**/*.py"), *root.glob("model/**/*.py")]:
+        text = path.read_text()
+        assert "method-assign" not in text, path.name
+        for node in ast.walk(ast.parse(text)):
+            if isinstance(node, ast.Call) and getattr(node.func, "id", None) == "setattr":
+                owner = ast.unparse(node.args[0])
+                assert owner in ("self", "sys"), f"{path.name}: setattr({owner}, ...)"
+            if isinstance(node, ast.Attribute) and node.attr == "__dict__":
+                assert ast.unparse(node.value) == "self", f"{path.name}: {ast.unparse(node)}"
+
+
 def test_telling_a_trial_the_sweeper_ended_says_cannot_tell():
     """The worker goes on after a trial the sweeper failed meanwhile; Optuna's tell says
     so with this ValueError (worker.Worker.run matches its start)."""
@@ -89,19 +223,3 @@ def test_telling_a_trial_the_sweeper_ended_says_cannot_tell():
     study.tell(trial, state=optuna.trial.TrialState.FAIL)  # as the sweeper does
     with pytest.raises(ValueError, match=r"^Cannot tell a FAIL trial"):
         study.tell(trial, 1.0)
-
-
-def test_attributes_of_a_finished_trial_are_refused_as_optuna_refuses_them():
-    # The sweeper may end a trial while its worker records it; the worker relies on this.
-    from optuna.exceptions import UpdateFinishedTrialError
-
-    storage = optuna.storages.RDBStorage("sqlite:///:memory:")
-    study = optuna.create_study(storage=storage)
-    trial = study.ask()
-    _optuna.write_record(trial, {"a": 1, "b": [2.0]})
-    assert study.trials[0].user_attrs == {"a": 1, "b": [2.0]}
-    study.tell(trial, 1.0)
-    with pytest.raises(UpdateFinishedTrialError):
-        _optuna.write_record(trial, {"a": 2})
-    assert study.trials[0].user_attrs == {"a": 1, "b": [2.0]}
-    storage.engine.dispose()

@@ -6,8 +6,9 @@ from __future__ import annotations
 import optuna
 from optuna.trial import TrialState
 
-from nnsearch.search import objective as objective_module
-from nnsearch.search.objective import Objective
+from nnsearch.search import worker_storage
+from nnsearch.search._optuna import cached_storage, rdb_of
+from nnsearch.search.worker_storage import WorkerStorage, training_starts
 
 from ..helpers import run_cli, write_study
 
@@ -30,17 +31,8 @@ def test_every_reported_value_is_stored_and_a_pruned_trial_ends_on_its_last(tmp_
         assert t.value == t.intermediate_values[max(t.intermediate_values)]
 
 
-def _bare_objective() -> Objective:
-    """Only what Objective._report needs: its per-trial state."""
-    objective = Objective.__new__(Objective)
-    objective._reports = {}
-    objective._reports_written = 0.0
-    return objective
-
-
-def _stored(study: optuna.Study) -> dict[int, float]:
-    other = optuna.load_study(study_name=study.study_name,
-                              storage=study._storage._backend.url)  # another process's view
+def _stored(storage: optuna.storages.RDBStorage, name: str) -> dict[int, float]:
+    other = optuna.load_study(study_name=name, storage=storage.url)  # another process's view
     return other.trials[0].intermediate_values
 
 
@@ -54,17 +46,20 @@ def test_reports_wait_for_the_trial_s_write_but_not_longer_than_the_limit(tmp_pa
             return False
 
     storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'r.db'}")
-    study = optuna.create_study(study_name="r", storage=storage, pruner=Look())
+    ours = WorkerStorage(cached_storage(storage), rdb_of(storage))
+    study = optuna.create_study(study_name="r", storage=ours, pruner=Look())
     trial = study.ask()
-    objective = _bare_objective()
-    monkeypatch.setattr(objective_module, "REPORT_WRITE_SECONDS", 3600.0)
-    objective._reports_written = objective_module.time.monotonic()
-    objective._report(trial, 0.5, 0)
-    objective._report(trial, 0.25, 1)
+    monkeypatch.setattr(worker_storage, "REPORT_WRITE_SECONDS", 3600.0)
+    training_starts(trial)
+    trial.report(0.5, 0)
+    trial.report(0.25, 1)
     assert trial.should_prune() is False and seen == [{0: 0.5, 1: 0.25}]
-    assert _stored(study) == {}, "kept back"
-    monkeypatch.setattr(objective_module, "REPORT_WRITE_SECONDS", 0.0)
-    objective._report(trial, 0.75, 2)
-    assert _stored(study) == {0: 0.5, 1: 0.25, 2: 0.75}, "written once the limit passed"
-    assert objective._reports == {}
+    assert _stored(storage, "r") == {}, "kept back"
+    monkeypatch.setattr(worker_storage, "REPORT_WRITE_SECONDS", 0.0)
+    trial.report(0.75, 2)
+    assert _stored(storage, "r") == {0: 0.5, 1: 0.25, 2: 0.75}, "written once the limit passed"
+    monkeypatch.setattr(worker_storage, "REPORT_WRITE_SECONDS", 3600.0)
+    trial.report(1.0, 3)
+    study.tell(trial, 1.0)
+    assert _stored(storage, "r") == {0: 0.5, 1: 0.25, 2: 0.75, 3: 1.0}, "with the state"
     storage.engine.dispose()

@@ -106,7 +106,7 @@ def test_a_sweep_waits_for_the_trial_lock(stubbed_sweep):
     # them would see neither and take the slot twice. So a sweep holds the trial lock.
     holder, sweeper_lock, calls = stubbed_sweep
     holder.acquire()
-    opened = SimpleNamespace(study=None)
+    opened = SimpleNamespace(study=None, worker_storage=None)
     thread = threading.Thread(target=worker.sweep, args=(opened, None, {}, sweeper_lock))
     thread.start()
     time.sleep(0.3)
@@ -121,7 +121,7 @@ def test_the_supervisors_sweep_does_not_wait_for_a_busy_lock(stubbed_sweep):
     # A worker may hold the lock through a database outage's retries: the supervisor's
     # watch (its progress bar, a Ctrl-C) must not wait on it; it sweeps next time.
     holder, sweeper_lock, calls = stubbed_sweep
-    opened = SimpleNamespace(study=None)
+    opened = SimpleNamespace(study=None, worker_storage=None)
     holder.acquire()
     started = time.monotonic()
     assert worker.sweep(opened, None, {}, sweeper_lock, wait=False) is False
