@@ -5,9 +5,6 @@ trial, or where no public name exists. Each is checked live by
 ``tests/search/test_optuna_contract.py``, which fails when one moves, and which also
 proves that no other module names one (string conventions included):
 
-- the logger Optuna reports a failed trial on: ``quiet_failed_trials`` and
-  ``one_line_failures`` drop or shorten expected failures wherever Optuna's records
-  go; the fallback filters the handlers of the public ``optuna`` logger;
 - ``RDB`` (``rdb_of``: RDBStorage's session and its trial, parameter, value,
   attribute, intermediate-value and heartbeat models): the many writes on a running
   trial in one transaction (``worker_storage.WorkerStorage`` writes a whole trial in
@@ -38,7 +35,6 @@ import datetime
 import functools
 import importlib.util
 import json
-import logging
 import sqlite3
 import weakref
 from collections.abc import Callable, Sequence
@@ -53,51 +49,6 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 from sqlalchemy.dialects.postgresql import insert as postgresql_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
-# Where Optuna logs "Trial N failed ..." with the traceback (optuna/study/_optimize.py).
-_FAILED_TRIAL_LOGGER = "optuna.study._optimize"
-
-
-class _Drop(logging.Filter):
-    def __init__(self, expected: Callable[[str], bool]) -> None:
-        super().__init__()
-        self.expected = expected
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        return not self.expected(record.getMessage())
-
-
-def quiet_failed_trials(expected: Callable[[str], bool]) -> None:
-    """Drop Optuna's "Trial N failed" warnings (with traceback) whose message is
-    ``expected``: a failure nnsearch caused on purpose and records on the trial."""
-    drop = _Drop(expected)
-    logging.getLogger(_FAILED_TRIAL_LOGGER).addFilter(drop)
-    for handler in logging.getLogger("optuna").handlers:  # the fallback, if the name moves
-        handler.addFilter(drop)
-
-
-class _OneLine(logging.Filter):
-    def __init__(self, short: Callable[[BaseException], bool]) -> None:
-        super().__init__()
-        self.short = short
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        exc = record.exc_info[1] if record.exc_info else None
-        if exc is not None and self.short(exc):
-            lines = record.getMessage().splitlines()
-            record.msg, record.args = (lines[0] if lines else "") + " ...", ()
-            record.exc_info, record.exc_text = None, None
-        return True
-
-
-def one_line_failures(short: Callable[[BaseException], bool]) -> None:
-    """Optuna's "Trial N failed" warning in one line, without its traceback, when its
-    exception is ``short`` (a storage that went away: the trial is failed and retried,
-    and the traceback says nothing the line does not)."""
-    one_line = _OneLine(short)
-    logging.getLogger(_FAILED_TRIAL_LOGGER).addFilter(one_line)
-    for handler in logging.getLogger("optuna").handlers:  # the fallback, if the name moves
-        handler.addFilter(one_line)
 
 
 @dataclass

@@ -13,6 +13,11 @@ seconds after it (``budget.grace``, by default a tenth of the timeout) is
 stopped at its next epoch and ends pruned, so a run ends near its timeout. Nor does
 a worker start a trial that its typical completed trial says could not finish before
 that time limit: it would only be stopped there.
+
+A worker asks Optuna for each trial (``study.ask``) under the lock, runs it with its
+heartbeat (``WorkerStorage.beating``) and tells Optuna how it ended (``study.tell``):
+Optuna's optimize would create the trial inside itself, where the lock cannot visibly
+end.
 """
 
 from __future__ import annotations
@@ -20,11 +25,11 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
-import re
 import signal
 import statistics
 import threading
 import time
+import warnings
 from dataclasses import dataclass
 from types import FrameType
 
@@ -34,7 +39,7 @@ from optuna.storages import fail_stale_trials
 from optuna.trial import FrozenTrial, TrialState
 
 from . import record, stops
-from ._optuna import one_line_failures, quiet_failed_trials, rdb_of
+from ._optuna import rdb_of
 from .artifacts import artifact_store
 from .errors import Stopped
 from .objective import Objective
@@ -57,14 +62,6 @@ class _Done(Exception):
 
 class Surplus(Exception):
     """This trial is beyond the study's budget: it ends as FAIL without training."""
-
-
-# Optuna logs every failed trial twice: the error with its traceback, then "failed with
-# value None". A surplus trial or a trial stopped by a signal is no error, and its reason
-# is recorded on the trial; the second line never says more than the first.
-_EXPECTED = re.compile(r"Surplus\(\)|Stopped\(|^Trial \d+ failed with value None\.$")
-quiet_failed_trials(lambda message: _EXPECTED.search(message) is not None)
-one_line_failures(lambda exc: is_transient(exc))  # a database restart: no traceback
 
 
 @dataclass
@@ -271,16 +268,56 @@ class Worker:
 
         threading.Thread(target=watch, name="watch-run", daemon=True).start()
 
-    def _release(self) -> None:
-        if self.lock is not None:
-            self.lock.release()
+    def _take_trial(self) -> optuna.Trial | None:
+        """The next trial, counted and created under the trial lock (held for exactly
+        that, where there is one); None while every slot is taken (swept meanwhile).
+        Raises _Done: the budget is spent, or a study-level stop holds."""
+        with locked(self.lock):
+            if self.gated and not self._slot_free():
+                return None
+            fail_stale(self.opened)  # (as Optuna's optimize did before each trial)
+            with warnings.catch_warnings():  # ("heartbeats are for optimize": ours beats)
+                warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be")
+                return self.study.ask()
+
+    def _run_trial(self, trial: optuna.Trial) -> None:
+        """Run ``trial``, with its heartbeat, and tell Optuna how it ended (a trial
+        stopped by a signal, once told, raises Stopped on)."""
+        values: float | tuple[float, ...] | None = None
+        state: TrialState | None = None
+        error: BaseException | None = None
+        with self.storage.beating():
+            try:
+                values = self._guarded(trial)
+            except optuna.TrialPruned:
+                state = TrialState.PRUNED
+            except (Exception, KeyboardInterrupt) as exc:  # (Stopped is a KeyboardInterrupt)
+                state, error = TrialState.FAIL, exc
+        self.failed = state == TrialState.FAIL
+        if state is None:
+            self.study.tell(trial, values)
+        else:
+            self.study.tell(trial, state=state)
+        self.storage.remove_session()
+        if error is not None:
+            self._failed(trial, error)
+
+    def _failed(self, trial: optuna.Trial, error: BaseException) -> None:
+        """Say why ``trial`` failed (its reason is on the trial too); a signal's stop
+        goes on up."""
+        if isinstance(error, KeyboardInterrupt):
+            raise error
+        if isinstance(error, Surplus):
+            return
+        if is_transient(error):  # a database restart: one line, no traceback
+            logger.warning("trial %d failed: %s", trial.number, error_reason(error))
+        else:
+            logger.warning("trial %d failed: %r", trial.number, error, exc_info=error)
 
     def _guarded(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         # Under a file lock the count was exact; without one, or under a PostgreSQL lock
         # (a server restart can end it unseen), two workers may have raced.
         exact = self.lock is not None and self.lock.exact
-        self.failed = True  # until the objective returns or prunes (no callback reads it back)
-        self._release()  # the trial exists: the next worker may count and create its own
         # The sampler's read (outside the lock) sees every trial finished before this one.
         self.storage.expire()
         # (who came first, as the storage has it: the view was just expired)
@@ -299,14 +336,12 @@ class Worker:
             trial.set_user_attr(record.FAIL_REASON, f"worker stopped by {exc}")
             raise
         except optuna.TrialPruned:
-            self.failed = False
             raise
-        except Exception as exc:  # Optuna fails the trial; say why where users look
+        except Exception as exc:  # the trial fails; say why where users look
             with contextlib.suppress(Exception):
                 trial.set_user_attr(record.FAIL_REASON,
                                     f"{type(exc).__name__}: {exc}".splitlines()[0][:500])
             raise
-        self.failed = False
         self.trial_seconds = [*self.trial_seconds[-(TYPICAL_OF - 1):], time.monotonic() - start]
         return result
 
@@ -326,35 +361,25 @@ class Worker:
                 f"{len(self.trial_seconds)} completed)")
 
     def _slot_free(self) -> bool:
-        """Whether this worker may take a trial now (true: with the trial lock held, if
-        there is one), or raises _Done: the budget is spent, or a study-level stop holds."""
-        if not self.gated:
-            return True
+        """Under the trial lock: whether this worker may create a trial now, or raises
+        _Done: the budget is spent, or a study-level stop holds."""
         spec = self.opened.spec
-        if self.lock is not None:
-            self.lock.acquire()
-        try:
-            if stops.active(spec):
-                self.storage.expire()  # the stops read every trial, as the storage has it
-            done = with_retry(lambda: stops.why_done(self.study, spec), "check the stops")
-            if done is not None:  # it stays done, whatever a running trial does next
-                reason = done
-                with_retry(lambda: stops.mark_done(self.study, spec, reason),
-                           "record the stop")
-            # (a COUNT query, or a read after expire: the counts are exact)
-            counts = with_retry(lambda: count_states(self.opened),
-                                "count trials") if self.budget is not None else None
-            if counts is not None and counts.waiting:
-                self.storage.expire()  # ask takes a waiting trial first: it must see them all
-        except BaseException:
-            self._release()
-            raise
+        if stops.active(spec):
+            self.storage.expire()  # the stops read every trial, as the storage has it
+        done = with_retry(lambda: stops.why_done(self.study, spec), "check the stops")
+        if done is not None:  # it stays done, whatever a running trial does next
+            reason = done
+            with_retry(lambda: stops.mark_done(self.study, spec, reason), "record the stop")
+        # (a COUNT query, or a read after expire: the counts are exact)
+        counts = with_retry(lambda: count_states(self.opened), "count trials") \
+            if self.budget is not None else None
+        if counts is not None and counts.waiting:
+            self.storage.expire()  # ask takes a waiting trial first: it must see them all
         budget = self.budget
         if done is None and counts is not None and budget is not None \
                 and counts.finished >= budget:
             done = f"the budget of {budget} finished trials is spent"
         if done is not None:
-            self._release()
             raise _Done(done)
         if counts is None or budget is None:
             return True
@@ -365,11 +390,9 @@ class Worker:
             self.lock is None and counts.waiting > 0)
         if not free:
             self.storage.expire()  # the sweep looks at the running trials as they are
-            try:  # one may free up if a trial fails: sweep before letting go of the lock
-                with_retry(lambda: sweep(self.opened, self.retry, self.orphans_seen, None),
-                           "sweep")  # (None: this worker holds the lock already)
-            finally:
-                self._release()
+            # one may free up if a trial fails: sweep before letting go of the lock
+            with_retry(lambda: sweep(self.opened, self.retry, self.orphans_seen, None),
+                       "sweep")  # (None: this worker holds the lock already)
         return free
 
     def run(self) -> int:
@@ -382,14 +405,11 @@ class Worker:
                 logger.info("no more trials: %s", why)
                 break
             try:
-                if not self._slot_free():  # every slot is taken (and swept)
+                trial = self._take_trial()
+                if trial is None:  # every slot is taken (and swept)
                     self.stop.wait(POLL_SECONDS)
                     continue
-                self.failed = False
-                try:
-                    self.study.optimize(self._guarded, n_trials=1, catch=(Exception,))
-                finally:
-                    self._release()  # if the trial was never created
+                self._run_trial(trial)
                 self.trials_run += 1
                 if self.storage.lost:
                     self.failed = True  # a sweeper ended it first: its result was dropped

@@ -92,7 +92,8 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
         self.lost = False  # whether its last trial was ended by a sweeper before its state
         self.training = False  # between training_starts and the trial's final state
         self._lock = threading.Lock()  # Optuna's heartbeat thread writes through it too
-        self._trial_id: int | None = None
+        self.started: int | None = None  # the trial this process last started
+        self._trial_id: int | None = None  # the trial it keeps (with the RDB parts)
         self._study_id = -1  # the study of the last trial it created
         self._copy: FrozenTrial | None = None
         self._flushed = False
@@ -143,7 +144,9 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
         trial_id = self.base.create_new_trial(study_id, made)
         if template_trial is not None:  # added or enqueued: the next read shows it
             self.expire()
-        elif self.rdb is not None:  # a trial this process runs
+            return trial_id
+        self.started = trial_id
+        if self.rdb is not None:  # a trial this process runs
             self._study_id = study_id
             self._hold(trial_id, created_trial(self.base, study_id, trial_id))
         return trial_id
@@ -272,9 +275,10 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
                                                   self._fail_reason)
             taken = self.base.set_trial_state_values(trial_id, state, values)
             self.expire()  # (a trial failed or taken here: the next read shows it)
-            if taken and state == TrialState.RUNNING and self.rdb is not None:
-                # a waiting trial (a retry, an enqueued one), now run here
-                self._hold(trial_id, self.base.get_trial(trial_id))
+            if taken and state == TrialState.RUNNING:  # a waiting trial, now run here
+                self.started = trial_id
+                if self.rdb is not None:
+                    self._hold(trial_id, self.base.get_trial(trial_id))
             return taken
         assert self.rdb is not None
         with self._lock:  # the trial ends here: the rest of its writes go with its state
@@ -316,6 +320,34 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
             self._fail_reason = None
 
     # ----- the heartbeat ----------------------------------------------------------------
+    @contextlib.contextmanager
+    def beating(self) -> Iterator[None]:
+        """The heartbeat of the trial this process last started, while the block runs, as
+        Optuna's optimize beats it: at once, then every interval, from a thread of its
+        own (none where the storage has no heartbeat)."""
+        interval, trial_id = self.get_heartbeat_interval(), self.started
+        if interval is None or trial_id is None:
+            yield
+            return
+        stop = threading.Event()
+
+        def beat() -> None:
+            while True:
+                try:
+                    self.record_heartbeat(trial_id)
+                except Exception as exc:  # (the storage is away: try again next time)
+                    logger.warning("heartbeat of trial id %d not recorded (%s)", trial_id, exc)
+                if stop.wait(interval):
+                    return
+
+        thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
+
     def record_heartbeat(self, trial_id: int) -> None:
         """Optuna's heartbeat thread, at the trial's start and every interval after: the
         first beat goes with the trial's first writes, and a beat still finding them kept

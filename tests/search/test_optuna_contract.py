@@ -23,16 +23,6 @@ def rdb_storage():
     storage.engine.dispose()
 
 
-def test_the_failed_trial_logger_is_where_optuna_reports_a_failed_trial(caplog):
-    def fail(trial):
-        raise ValueError("a failing trial")
-
-    study = optuna.create_study()
-    with caplog.at_level("WARNING", logger="optuna"):
-        study.optimize(fail, n_trials=1, catch=(ValueError,))
-    assert _optuna._FAILED_TRIAL_LOGGER in {r.name for r in caplog.records}
-
-
 def test_a_whole_trial_is_written_in_one_transaction_as_optuna_stores_it(rdb_storage):
     rdb = _optuna.rdb_of(rdb_storage)
     assert rdb is not None and _optuna.rdb_of(rdb_storage) is rdb, "built once"
@@ -130,45 +120,6 @@ def test_an_enqueued_trial_s_parameters_are_found():
     study = optuna.create_study(storage=optuna.storages.InMemoryStorage())
     study.enqueue_trial({"x": 1.5})
     assert _optuna.enqueued_params(study.trials[0]) == {"x": 1.5}
-
-
-def test_expected_failures_are_quiet_and_others_are_not(caplog):
-    _optuna.quiet_failed_trials(lambda message: "ExpectedInTest(" in message)
-
-    class ExpectedInTest(Exception):
-        pass
-
-    def objective(trial):
-        raise ExpectedInTest() if trial.number == 0 else RuntimeError("a real bug")
-
-    study = optuna.create_study()
-    with caplog.at_level("WARNING", logger="optuna"):
-        study.optimize(objective, n_trials=2, catch=(Exception,))
-    messages = [r.getMessage() for r in caplog.records]
-    assert not any("ExpectedInTest(" in m for m in messages)
-    assert any("a real bug" in m for m in messages)
-
-
-def test_a_trial_failed_by_a_storage_error_is_one_line_without_traceback(caplog):
-    import sqlalchemy
-
-    from nnsearch.search.storage import is_transient
-
-    _optuna.one_line_failures(is_transient)
-
-    def objective(trial):
-        if trial.number == 0:
-            raise sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception(
-                "server closed the connection unexpectedly\n\tThis probably means ..."))
-        raise RuntimeError("a real bug")
-
-    study = optuna.create_study()
-    with caplog.at_level("WARNING", logger="optuna"):
-        study.optimize(objective, n_trials=2, catch=(Exception,))
-    storage, bug = [r for r in caplog.records if "failed with parameters" in r.getMessage()]
-    assert "server closed the connection" in storage.getMessage()
-    assert storage.exc_info is None and "\n" not in storage.getMessage()
-    assert bug.exc_info is not None  # any other failure keeps its traceback
 
 
 PRIVATE_STRINGS = {"fixed_params"}

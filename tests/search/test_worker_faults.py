@@ -6,6 +6,7 @@ import signal
 import subprocess
 import time
 
+import optuna
 import pytest
 from optuna.trial import TrialState
 
@@ -205,3 +206,39 @@ def test_doctor(tmp_path, pg_url):
     secret = pg_url.replace("postgres@", "postgres:hunter2@")
     res = run_cli("doctor", "--storage", secret, cwd=tmp_path)
     assert "hunter2" not in res.stdout + res.stderr
+
+
+def test_a_failed_trial_says_why_once_a_storage_error_in_one_line(tmp_path, monkeypatch,
+                                                                    caplog):
+    # The worker tells Optuna how each trial ended, and says why one failed: a bug with
+    # its traceback, a storage that went away in one line, a surplus trial not at all.
+    import sqlalchemy
+
+    from nnsearch.search.objective import Objective
+    from nnsearch.search.study import open_study, target_from_args
+    from nnsearch.search.worker import Surplus, Worker
+
+    errors = [RuntimeError("a real bug"), Surplus(), sqlalchemy.exc.OperationalError(
+        "SELECT 1", {}, Exception("server closed the connection unexpectedly\n\tmore"))]
+
+    def objective(self, trial):
+        if trial.number < len(errors):
+            raise errors[trial.number]
+        return 0.5
+
+    path = write_study(tmp_path / "small.toml", trials=1)
+    assert run_cli("create", str(path), cwd=tmp_path).returncode == 0
+    monkeypatch.setattr(Objective, "__call__", objective)
+    with caplog.at_level("WARNING"), open_study(target_from_args(str(path), None, None),
+                                                heartbeat=True, sampler_offset=0) as opened:
+        assert Worker(opened, 1, None).run() == 4  # failed trials take no slot
+    bug, storage = [r for r in caplog.records if r.getMessage().startswith("trial ")]
+    assert bug.getMessage() == "trial 0 failed: RuntimeError('a real bug')"
+    assert bug.exc_info is not None
+    assert storage.getMessage().startswith("trial 2 failed: ")
+    assert "server closed the connection unexpectedly" in storage.getMessage()
+    assert storage.exc_info is None and "\n" not in storage.getMessage()
+    trials = optuna.load_study(study_name="small",
+                               storage=f"sqlite:///{tmp_path / 'small.db'}").trials
+    assert [t.state for t in trials] == [TrialState.FAIL] * 3 + [TrialState.COMPLETE]
+    assert trials[0].user_attrs["fail_reason"] == "RuntimeError: a real bug"
