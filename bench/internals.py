@@ -36,11 +36,12 @@ from threadpoolctl import threadpool_limits
 
 from nnsearch.search import record
 from nnsearch.search._optuna import rdb_of
+from nnsearch.search.counting import count_trials, trials_ahead
 from nnsearch.search.data import load_data
 from nnsearch.search.objective import Objective
-from nnsearch.search.storage import StorageURL, dispose, open_storage
+from nnsearch.search.storage import dispose, open_storage
+from nnsearch.search.storage_url import StorageURL
 from nnsearch.search.studyfile import load_study_file
-from nnsearch.search.worker import count_trials, trials_ahead
 
 ROOT = Path(__file__).resolve().parents[1]
 PG_DSN = "host=127.0.0.1 port=5432 user=postgres dbname=postgres"
@@ -114,7 +115,7 @@ def time_counts(url: StorageURL, attrs: dict[str, Any], n: int) -> dict[str, flo
     # Like a worker: a study object of its own, whose cache follows the growing study.
     reader = optuna.load_study(study_name=name, storage=storage)
     counters: dict[str, Callable[[int], Any]] = {  # what a worker asks before each trial
-        # (the count a worker makes: _optuna.RDB.count_by_state, as worker.count_states)
+        # (the count a worker makes: _optuna.RDB.count_by_state, as counting.count_states)
         "private": lambda k: (rdb_of(storage).count_by_state(name, record.PRIOR),
                               private_counts(storage, reader, below=k)),
         "public": lambda k: (count_trials(reader.get_trials(deepcopy=False)),

@@ -64,9 +64,9 @@ import numpy as np
 import optuna
 from threadpoolctl import threadpool_limits
 
+from nnsearch.search.builtin import BUILTIN, raw_builtin
 from nnsearch.search.data import IMAGE_SHAPES, DataSpec, fold_rows, load_data, split_rows
 from nnsearch.search.errors import UsageError
-from nnsearch.search.readers import BUILTIN, raw_builtin
 from nnsearch.search.studyfile import METRICS, load_study_file
 
 ROOT = Path(__file__).resolve().parents[1]

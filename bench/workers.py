@@ -32,7 +32,8 @@ from threadpoolctl import threadpool_limits
 
 from nnsearch.search.data import load_data
 from nnsearch.search.objective import Objective
-from nnsearch.search.storage import StorageURL, dispose, open_storage
+from nnsearch.search.storage import dispose, open_storage
+from nnsearch.search.storage_url import StorageURL
 from nnsearch.search.study import create, target_from_args
 from nnsearch.search.studyfile import load_study_file
 

@@ -172,6 +172,115 @@ class _Clipper:
 # A diverging run overflows on its way to NaN: it is reported (History.diverged),
 # not warned about.
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")
+class Trainer:
+    """One network's training, an epoch at a time: ``fit`` runs one to its end, and
+    cross-validation runs one per fold side by side (their early stopping decided on
+    the folds' mean curve). ``epoch()`` trains one epoch and records it in ``history``;
+    ``keep()`` copies the weights as they are, ``restore()`` puts that copy back."""
+
+    def __init__(self, net: Network, X_train: np.ndarray, y_train: np.ndarray,
+                 X_val: np.ndarray | None, y_val: np.ndarray | None,
+                 config: TrainConfig) -> None:
+        if not isinstance(config, TrainConfig):
+            raise ValueError(f"config must be a TrainConfig, but got {type(config).__name__}.")
+        X = net.check_input(X_train, "X_train")
+        Y = net.encode_targets(y_train, "y_train")
+        if len(X) != len(Y) or len(X) == 0:
+            raise ValueError(f"X_train and y_train must hold the same number (>= 1) of "
+                             f"samples, but got {len(X)} and {len(Y)}.")
+        self.Xa_val: np.ndarray | None = None
+        self.Y_val: np.ndarray | None = None
+        if X_val is not None and y_val is not None:
+            self.Xa_val = net.augment(net.check_input(X_val, "X_val"))
+            self.Y_val = net.encode_targets(y_val, "y_val")
+            if len(self.Xa_val) != len(self.Y_val):
+                raise ValueError(f"X_val and y_val must hold the same number of samples, "
+                                 f"but got {len(self.Xa_val)} and {len(self.Y_val)}.")
+        self.net, self.config = net, config
+        self.n = n = len(X)
+        self.batch = n if config.batch_size == "full" else min(int(config.batch_size), n)
+        self.rng = np.random.default_rng(config.seed)
+        self.Xa, self.Y = net.augment(X), Y
+        opt_args = {k: getattr(config, k) for k in
+                    ("momentum", "nesterov", "beta1", "beta2", "epsilon")}
+        self.optimizer = OPTIMIZERS[config.optimizer](net.flat.size, net.dtype, **opt_args)
+        self.schedule = SCHEDULES[config.schedule]
+        self.clipper = _Clipper(net, config.clip_type, config.clip_value) \
+            if config.clip_type != "none" else None
+        self.decay = (config.l2 * net.weight_mask).astype(net.dtype) if config.l2 else None
+        self.sq_tmp = np.empty_like(net.flat)
+        # Per-tensor squared gradient norms (W1, b1, W2, b2, ...). Norm clipping needs
+        # them at every step; otherwise the history samples the epoch's last step.
+        self.tensor_sq = np.zeros(len(net.tensor_starts), np.float64)
+        self.norms_every_step = config.clip_type in ("norm", "global_norm")
+        self.steps = [(start, min(start + self.batch, n)) for start in range(0, n, self.batch)]
+        self.dropout_rng = self.rng if net.dropout > 0 else None
+        self.history = History(metric_name="accuracy" if net.is_classifier else "rmse")
+        self.kept = net.flat.copy()
+
+    def epoch(self) -> dict[str, Any]:
+        """Train one more epoch; its metrics (``monitored``: the validation loss, else
+        the training loss). A non-finite loss sets ``history.diverged``."""
+        net, config, history = self.net, self.config, self.history
+        epoch = history.epochs_run
+        flat, grad, sq_tmp, tensor_sq = net.flat, net.grad, self.sq_tmp, self.tensor_sq
+        lr = self.schedule(epoch, config.learning_rate, config.epochs, config.lr_decay,
+                           config.lr_step, config.min_lr)
+        if self.batch < self.n:
+            perm = self.rng.permutation(self.n)
+            Xs, Ys = self.Xa[perm], self.Y[perm]
+        else:
+            Xs, Ys = self.Xa, self.Y
+        loss_sum, clipped = 0.0, 0
+        last_step = len(self.steps) - 1
+        for step, (start, stop) in enumerate(self.steps):
+            loss_sum += net.backprop(Xs[start:stop], Ys[start:stop], self.dropout_rng)
+            if self.decay is not None:
+                np.multiply(flat, self.decay, out=sq_tmp)
+                grad += sq_tmp
+            if self.norms_every_step or step == last_step:
+                np.square(grad, out=sq_tmp)
+                np.add.reduceat(sq_tmp, net.tensor_starts, out=tensor_sq)
+                history.max_grad_norm = max(history.max_grad_norm,
+                                            math.sqrt(float(tensor_sq.sum())))
+            if self.clipper is not None and self.clipper(grad, tensor_sq):
+                clipped += 1
+            self.optimizer.step(flat, grad, lr)
+
+        train_loss = loss_sum / self.n + (net.l2_penalty(config.l2) if config.l2 else 0.0)
+        layer_norms = np.sqrt(tensor_sq[0::2] + tensor_sq[1::2])
+        if self.Xa_val is not None and self.Y_val is not None:
+            val_loss, val_metric = _evaluate_augmented(net, self.Xa_val, self.Y_val)
+        else:
+            val_loss, val_metric = math.nan, math.nan
+        history.train_loss.append(train_loss)
+        history.val_loss.append(val_loss)
+        history.val_metric.append(val_metric)
+        history.learning_rate.append(lr)
+        history.grad_norms.append(layer_norms.tolist())
+        history.clip_fraction.append(clipped / len(self.steps))
+        history.epochs_run = epoch + 1
+        monitored = val_loss if self.Xa_val is not None else train_loss
+        if not (math.isfinite(train_loss) and math.isfinite(monitored)):
+            history.diverged = True
+            logger.info("epoch %d: the loss is not finite (train_loss=%s, val_loss=%s); "
+                        "stopping as diverged", epoch, train_loss, val_loss)
+        if config.log_every and (epoch + 1) % config.log_every == 0:
+            logger.info("epoch %d: train_loss=%.4f val_loss=%.4f val_%s=%.4f lr=%.3g",
+                        epoch + 1, train_loss, val_loss, history.metric_name, val_metric, lr)
+        return {"train_loss": train_loss, "val_loss": val_loss, "val_metric": val_metric,
+                "learning_rate": lr, "grad_norms": history.grad_norms[-1],
+                "clip_fraction": history.clip_fraction[-1], "monitored": monitored}
+
+    def keep(self) -> None:
+        np.copyto(self.kept, self.net.flat)
+
+    def restore(self, epoch: int) -> None:
+        """Put back the weights ``keep`` copied, those of ``epoch``."""
+        np.copyto(self.net.flat, self.kept)
+        self.history.best_epoch = epoch
+
+
 def fit(
     net: Network,
     X_train: np.ndarray,
@@ -188,116 +297,29 @@ def fit(
     puts back a copy of the best epoch's parameters. ``on_epoch_end(epoch,
     metrics)`` is called after every epoch; a truthy return stops training.
     """
-    if not isinstance(config, TrainConfig):
-        raise ValueError(f"config must be a TrainConfig, but got {type(config).__name__}.")
-    X = net.check_input(X_train, "X_train")
-    Y = net.encode_targets(y_train, "y_train")
-    if len(X) != len(Y) or len(X) == 0:
-        raise ValueError(f"X_train and y_train must hold the same number (>= 1) of samples, "
-                         f"but got {len(X)} and {len(Y)}.")
-    Xa_val: np.ndarray | None = None
-    Y_val: np.ndarray | None = None
-    if X_val is not None and y_val is not None:
-        Xa_val = net.augment(net.check_input(X_val, "X_val"))
-        Y_val = net.encode_targets(y_val, "y_val")
-        if len(Xa_val) != len(Y_val):
-            raise ValueError(f"X_val and y_val must hold the same number of samples, "
-                             f"but got {len(Xa_val)} and {len(Y_val)}.")
-
-    n = len(X)
-    batch = n if config.batch_size == "full" else min(int(config.batch_size), n)
-    rng = np.random.default_rng(config.seed)
-    Xa = net.augment(X)
-    opt_args = {k: getattr(config, k) for k in
-                ("momentum", "nesterov", "beta1", "beta2", "epsilon")}
-    optimizer = OPTIMIZERS[config.optimizer](net.flat.size, net.dtype, **opt_args)
-    schedule = SCHEDULES[config.schedule]
-    clipper = _Clipper(net, config.clip_type, config.clip_value) \
-        if config.clip_type != "none" else None
-    decay = (config.l2 * net.weight_mask).astype(net.dtype) if config.l2 else None
-    flat, grad = net.flat, net.grad
-    sq_tmp = np.empty_like(flat)
-    starts = net.tensor_starts
-    # Per-tensor squared gradient norms (W1, b1, W2, b2, ...). Norm clipping needs
-    # them at every step; otherwise the history samples the epoch's last step.
-    tensor_sq = np.zeros(len(starts), np.float64)
-    norms_every_step = config.clip_type in ("norm", "global_norm")
-    steps = [(start, min(start + batch, n)) for start in range(0, n, batch)]
-    last_step = len(steps) - 1
-    dropout_rng = rng if net.dropout > 0 else None
-
-    history = History(metric_name="accuracy" if net.is_classifier else "rmse")
-    best = flat.copy()
+    run = Trainer(net, X_train, y_train, X_val, y_val, config)
+    history = run.history
     best_loss, best_epoch, waited = math.inf, -1, 0
-
     for epoch in range(config.epochs):
-        lr = schedule(epoch, config.learning_rate, config.epochs, config.lr_decay,
-                      config.lr_step, config.min_lr)
-        if batch < n:
-            perm = rng.permutation(n)
-            Xs, Ys = Xa[perm], Y[perm]
-        else:
-            Xs, Ys = Xa, Y
-        loss_sum, clipped = 0.0, 0
-        for step, (start, stop) in enumerate(steps):
-            loss_sum += net.backprop(Xs[start:stop], Ys[start:stop], dropout_rng)
-            if decay is not None:
-                np.multiply(flat, decay, out=sq_tmp)
-                grad += sq_tmp
-            if norms_every_step or step == last_step:
-                np.square(grad, out=sq_tmp)
-                np.add.reduceat(sq_tmp, starts, out=tensor_sq)
-                history.max_grad_norm = max(history.max_grad_norm,
-                                            math.sqrt(float(tensor_sq.sum())))
-            if clipper is not None and clipper(grad, tensor_sq):
-                clipped += 1
-            optimizer.step(flat, grad, lr)
-
-        train_loss = loss_sum / n + (net.l2_penalty(config.l2) if config.l2 else 0.0)
-        layer_norms = np.sqrt(tensor_sq[0::2] + tensor_sq[1::2])
-        if Xa_val is not None and Y_val is not None:
-            val_loss, val_metric = _evaluate_augmented(net, Xa_val, Y_val)
-        else:
-            val_loss, val_metric = math.nan, math.nan
-        history.train_loss.append(train_loss)
-        history.val_loss.append(val_loss)
-        history.val_metric.append(val_metric)
-        history.learning_rate.append(lr)
-        history.grad_norms.append(layer_norms.tolist())
-        history.clip_fraction.append(clipped / len(steps))
-        history.epochs_run = epoch + 1
-
-        monitored = val_loss if Xa_val is not None else train_loss
-        if not (math.isfinite(train_loss) and math.isfinite(monitored)):
-            history.diverged = True
-            logger.info("epoch %d: the loss is not finite (train_loss=%s, val_loss=%s); "
-                        "stopping as diverged", epoch, train_loss, val_loss)
+        metrics = run.epoch()
+        monitored = metrics.pop("monitored")
+        if history.diverged:
             break
         if monitored < best_loss - config.min_delta:
             best_loss, best_epoch, waited = monitored, epoch, 0
-            np.copyto(best, flat)
+            run.keep()
         else:
             waited += 1
-
-        if config.log_every and (epoch + 1) % config.log_every == 0:
-            logger.info("epoch %d: train_loss=%.4f val_loss=%.4f val_%s=%.4f lr=%.3g",
-                        epoch + 1, train_loss, val_loss, history.metric_name, val_metric, lr)
-        if on_epoch_end is not None:
-            metrics = {"train_loss": train_loss, "val_loss": val_loss,
-                       "val_metric": val_metric, "learning_rate": lr,
-                       "grad_norms": history.grad_norms[-1],
-                       "clip_fraction": history.clip_fraction[-1]}
-            if on_epoch_end(epoch, metrics):
-                history.stopped_by_callback = True
-                break
+        if on_epoch_end is not None and on_epoch_end(epoch, metrics):
+            history.stopped_by_callback = True
+            break
         if config.patience is not None and waited >= config.patience:
             history.stopped_early = True
             break
 
     # Early stopping keeps the best epoch; so does divergence, when any epoch was finite.
     if best_epoch >= 0 and (config.patience is not None or history.diverged):
-        np.copyto(flat, best)
-        history.best_epoch = best_epoch
+        run.restore(best_epoch)
     else:
         history.best_epoch = history.epochs_run - 1
     return history

@@ -18,7 +18,8 @@ from optuna.artifacts import FileSystemArtifactStore, upload_artifact
 from nnsearch.model import History
 
 from .plots import learning_curve_png
-from .storage import StorageURL
+from .sidecars import artifact_folder
+from .storage_url import StorageURL
 
 ENV_ARTIFACTS = "NNSEARCH_ARTIFACTS"
 
@@ -32,7 +33,7 @@ def artifact_dir(url: StorageURL) -> Path:
     if os.environ.get(ENV_ARTIFACTS):
         return Path(os.environ[ENV_ARTIFACTS])
     if url.path is not None:
-        return url.path.with_name(url.path.stem + "-artifacts")
+        return artifact_folder(url.path)
     return Path.cwd() / "nnsearch-artifacts"
 
 

@@ -26,10 +26,12 @@ from typing import Any
 
 import numpy as np
 
+from .builtin import BUILTIN
 from .data import Dataset, DataSpec, file_fingerprint, load_data
 from .errors import require_file
-from .readers import BUILTIN, resolve_path
-from .storage import StorageURL
+from .readers import resolve_path
+from .sidecars import cache_folder
+from .storage_url import StorageURL
 from .tabular import Preprocessor
 
 logger = logging.getLogger(__name__)
@@ -44,7 +46,7 @@ def cache_dir(url: StorageURL) -> Path:
     if os.environ.get(ENV_CACHE):
         return Path(os.environ[ENV_CACHE])
     if url.path is not None:
-        return url.path.with_name(url.path.stem + "-cache")
+        return cache_folder(url.path)
     base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
     return Path(base) / "nnsearch"
 

@@ -20,7 +20,7 @@ import nnsearch
 
 from .commands import COMMANDS
 from .errors import STORAGE_UNREACHABLE, UsageError
-from .storage import error_reason, is_transient
+from .retry import error_reason, is_transient
 
 logger = logging.getLogger(__name__)
 

@@ -25,7 +25,8 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
 from .artifacts import artifact_store
 from .errors import UsageError
-from .storage import StorageURL, open_storage
+from .storage import open_storage
+from .storage_url import StorageURL
 
 logger = logging.getLogger(__name__)
 

@@ -19,17 +19,9 @@ from typing import Any
 
 import numpy as np
 
+from .builtin import BUILTIN, numeric_table, raw_builtin
 from .errors import UsageError, require_file
-from .readers import (
-    BUILTIN,
-    Raw,
-    is_float,
-    numeric_table,
-    raw_builtin,
-    raw_file,
-    resolve_path,
-    stripped_distinct,
-)
+from .readers import Raw, is_float, raw_file, resolve_path, stripped_distinct
 from .tabular import Preprocessor, describe, fit_preprocessor
 
 logger = logging.getLogger(__name__)

@@ -9,7 +9,8 @@ from optuna.storages import RDBStorage
 from sqlalchemy import text
 
 from .errors import UsageError
-from .storage import StorageURL, dispose, open_storage
+from .storage import dispose, open_storage
+from .storage_url import StorageURL
 
 CONNECTIONS_PER_WORKER = 2  # each RDBStorage holds two (measured with Optuna 5)
 DASHBOARD_CONNECTIONS = 2

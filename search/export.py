@@ -28,7 +28,7 @@ from .enqueue import from_optuna_names
 from .errors import UsageError
 from .front import feasible, pareto_front, signs, violations
 from .readers import resolve_path
-from .storage import StorageURL
+from .storage_url import StorageURL
 from .studyfile import StudySpec
 from .training import cross_validate, evaluate_test, metric_value, refit, train_trial
 
@@ -256,8 +256,10 @@ def retrain(config: dict[str, Any], where: str, data: Dataset | None = None,
         if data.n_folds:
             # The trial's value is its cross-validation mean (reproduced here); the network
             # kept is refitted on train + validation for the folds' mean epochs.
+            # (side by side, as the trial was, where it says so)
+            together = bool(config["trial"].get("user_attrs", {}).get(record.FOLDS_TOGETHER))
             folds = cross_validate(network, training, data, metric,
-                                   on_epoch_end=on_epoch_end)
+                                   on_epoch_end=on_epoch_end, together=together)
         else:
             net, history, loss_va, score_va, *_ = train_trial(network, training, data,
                                                              on_epoch_end)

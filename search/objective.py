@@ -30,8 +30,9 @@ from .ensemble import keep_predictions
 from .errors import Stopped
 from .export import build_export
 from .front import dominates, feasible, signs
+from .retry import with_retry
 from .space import build_configs, sample
-from .storage import StorageURL, with_retry
+from .storage_url import StorageURL
 from .studyfile import StudySpec
 from .training import (
     Folds,
@@ -107,7 +108,7 @@ class Objective:
         self._check_size(trial, network)
         with_retry(partial(training_starts, trial), "record the trial")
         # After the last epoch pruning saves nothing, except with folds: the others.
-        self.last_epoch = math.inf if data.n_folds else int(training["epochs"]) - 1
+        self.last_epoch = int(training["epochs"]) - 1
         if data.n_folds:
             return self._cross_validate(trial, network, training, seed)
         report = self._epoch_reporter(trial)
@@ -263,31 +264,25 @@ class Objective:
 
     def _cross_validate(self, trial: optuna.Trial, network: dict[str, Any],
                         training: dict[str, Any], seed: int) -> float | tuple[float, ...]:
-        """k trainings, one per fold. The pruner judges the first fold epoch by epoch, as
-        it judges a trial on one validation split, then the mean so far after each fold
-        but the last, at step ``max_epochs + fold``. Wilcoxon (which pairs folds across
-        trials) gets each fold's own value at step = fold, and no epochs."""
+        """k trainings, one per fold, side by side (``cross_validate(together=True)``):
+        the pruner judges the folds' mean curve epoch by epoch, as it judges a trial on
+        one validation split. Wilcoxon (which pairs folds across trials) gets each
+        fold's own value at step = fold, the folds trained in turn, and no epochs."""
         spec, data = self.spec, self.data
         wilcoxon = spec.pruner == "wilcoxon"
         epoch_report = self._epoch_reporter(trial)
-        base = 0 if wilcoxon else spec.max_epochs()
-        fold_now = [0]
 
         def on_epoch(epoch: int, metrics: dict[str, Any]) -> bool:
-            if not wilcoxon and fold_now[0] == 0:
-                return epoch_report(epoch, metrics)  # the stop checks included
-            return self._must_stop()
+            return self._must_stop() if wilcoxon else epoch_report(epoch, metrics)
 
         def after_fold(i: int, folds: Folds) -> bool:
-            fold_now[0] = i + 1
             if spec.multi:
                 return False  # (Optuna takes no reports from a multi-objective trial)
-            trial.report(folds.values[-1] if wilcoxon else folds.value, base + i)
-            return base + i >= self.first_prunable and self._warm(trial) and \
-                trial.should_prune()
+            trial.report(folds.values[-1], i)
+            return i >= self.first_prunable and self._warm(trial) and trial.should_prune()
 
         folds = cross_validate(network, training, data, spec.metric, after_fold, on_epoch,
-                               outputs=self.keeps)
+                               outputs=self.keeps, together=not wilcoxon)
         assert folds.net is not None and folds.history is not None
         value = folds.value if folds.values else math.nan
         self.trained_seconds += folds.seconds
@@ -299,6 +294,7 @@ class Objective:
             attrs[record.VAL_ACCURACY] = float(np.mean(folds.scores))
         attrs[record.FOLD_VALUES] = folds.values
         attrs[record.FOLD_EPOCHS] = folds.epochs
+        attrs[record.FOLDS_TOGETHER] = not wilcoxon
         attrs |= self._config_attrs(network, training)
         reason = None
         if folds.stopped is not None:

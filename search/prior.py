@@ -26,8 +26,10 @@ from ._optuna import constraint_attrs
 from .enqueue import check_value
 from .errors import UsageError
 from .front import feasible
+from .retry import with_retry
 from .space import PARAMS, build_configs, sample, width_layer
-from .storage import StorageURL, dispose, open_storage, with_retry
+from .storage import dispose, open_storage
+from .storage_url import StorageURL
 from .studyfile import StudySpec
 
 logger = logging.getLogger(__name__)
@@ -157,8 +159,7 @@ def _validation(folds: Any) -> str:
 
 def _check_validation(source: str, attrs: dict[str, Any], spec: StudySpec) -> None:
     """UsageError unless the other study measured its values as this one does: the
-    folds' mean and fold steps beside one split's values (and epochs) would be compared
-    as one."""
+    folds' mean beside one split's values would be compared as one."""
     from .study import SPEC_ATTR
 
     stored = attrs.get(SPEC_ATTR)

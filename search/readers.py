@@ -1,4 +1,5 @@
-"""Reading raw data: scikit-learn's bundled sets, CSV and NPZ files, into a ``Table``.
+"""Reading raw data: CSV and NPZ files (scikit-learn's bundled sets: ``builtin``), into a
+``Table``.
 
 Everything here returns raw columns (numeric ones as float64 with NaN for a missing
 cell, text ones as category codes) and the target as given; imputing, encoding and
@@ -22,40 +23,16 @@ from typing import Any
 
 import numpy as np
 
+from .builtin import BUILTIN, numeric_table
 from .errors import UsageError, require_file
 from .tabular import MISSING, Column, Table
 
 logger = logging.getLogger(__name__)
 
-# Bundled scikit-learn datasets (sklearn.datasets.load_<name>) and their task.
-# scikit-learn is imported only when data is loaded: it costs most of a second.
-BUILTIN: dict[str, str] = {
-    "digits": "classification",
-    "iris": "classification",
-    "wine": "classification",
-    "breast_cancer": "classification",
-    "diabetes": "regression",
-}
 KINDS = (".csv", ".npz")
 IDENTIFIER_SHARE = 0.9  # a text column with this share of distinct values is an id
 TYPO_SHARE = 0.05  # a column numeric but for at most this share of cells has typos
 Raw = tuple[Table, np.ndarray]  # the features, the target as given
-
-
-def numeric_table(X: np.ndarray, names: list[str]) -> Table:
-    X = np.asarray(X, dtype=np.float64)
-    return Table([Column(n, np.ascontiguousarray(X[:, i])) for i, n in enumerate(names)])
-
-
-def raw_builtin(name: str) -> tuple[np.ndarray, np.ndarray, list[str]]:
-    from sklearn import datasets
-
-    bunch = getattr(datasets, f"load_{name}")()
-    given = getattr(bunch, "feature_names", None)
-    names = [str(n) for n in given] if given is not None else []
-    if len(names) != bunch.data.shape[1]:
-        names = [f"x{i}" for i in range(bunch.data.shape[1])]
-    return np.asarray(bunch.data, dtype=np.float64), np.asarray(bunch.target), names
 
 
 def resolve_path(source: str, base: Path | None) -> Path:

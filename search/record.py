@@ -36,6 +36,8 @@ VAL_ACCURACY = "val_accuracy"  # classification, whatever the study's metric
 PRUNED_REASON = "pruned_reason"
 FOLD_VALUES = "fold_values"  # with [data] folds: the metric on each fold, in order
 FOLD_EPOCHS = "fold_epochs"  # and the epochs each fold trained to its best weights
+# the folds trained side by side, to the epoch of their best mean (training.cross_validate)
+FOLDS_TOGETHER = "folds_together"
 DATA_FINGERPRINT = "data_fingerprint"  # of the data the trial trained on
 # Why a trial failed: stopped by a signal, its worker died, or it was surplus.
 FAIL_REASON = "fail_reason"

@@ -11,11 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from . import record
+from .counting import Counts, count_states
 from .errors import UsageError
 from .export import pick_trial
 from .front import pareto_front
 from .study import SUMMARY_ATTR, OpenStudy
-from .worker import Counts, count_states
 
 
 @dataclass

@@ -1,9 +1,7 @@
 """Where studies live: SQLite by default, PostgreSQL to scale out, a journal file on one host.
 
-A storage URL is parsed once into a ``StorageURL`` that knows its kind, its file
-(SQLite, journal) and its redacted form; everything else takes that value.
-``open_storage`` builds the Optuna storage with the settings parallel workers
-need, and ``with_retry`` rides out a database restart.
+``open_storage`` builds the Optuna storage of a ``StorageURL`` (``storage_url.py``) with
+the settings parallel workers need; ``retry.with_retry`` rides out a database restart.
 """
 
 from __future__ import annotations
@@ -15,9 +13,8 @@ import shutil
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import quote
 
 import optuna
@@ -25,112 +22,16 @@ import sqlalchemy.event
 import sqlalchemy.exc
 from optuna.storages import JournalStorage, RDBStorage
 from optuna.storages.journal import JournalFileBackend
-from sqlalchemy.engine import make_url
 
 from .errors import StorageUnreachable, UsageError
 from .record import RETRY
-
-try:
-    import fcntl
-except ImportError:  # not POSIX: SQLite's busy handler alone
-    fcntl = None  # type: ignore[assignment]
+from .retry import error_reason, is_transient
+from .sidecars import HAS_FLOCK, flock, sqlite_wal, write_lock_file
+from .storage_url import StorageURL
 
 logger = logging.getLogger(__name__)
 
-ENV_STORAGE = "NNSEARCH_STORAGE"
 SQLITE_TIMEOUT = 30  # seconds a writer waits for SQLite's lock (Optuna's default 5 s loses trials)
-JOURNAL_PREFIX = "journal://"  # journal:///abs/path.log, or journal://relative/path.log
-GRPC_PREFIX = "grpc://"  # a `nnsearch proxy` in front of the real storage
-T = TypeVar("T")
-
-
-@dataclass(frozen=True)
-class StorageURL:
-    """A parsed storage URL. ``str()`` is the redacted form; ``secret`` connects."""
-
-    kind: str  # "sqlite", "postgresql", "journal", "grpc", or another SQLAlchemy backend
-    secret: str = field(repr=False)  # the URL to connect with (psycopg 3 for PostgreSQL)
-    redacted: str  # safe to show: no password
-    path: Path | None = None  # the SQLite or journal file (None: in memory, or a server)
-    host: str | None = None  # grpc://HOST:PORT
-    port: int | None = None
-
-    def __str__(self) -> str:
-        return self.redacted
-
-    @classmethod
-    def parse(cls, text: str) -> StorageURL:
-        if text.startswith(JOURNAL_PREFIX):
-            rest = text[len(JOURNAL_PREFIX):]
-            if rest.startswith("//"):  # journal:////abs/path, as SQLite spells absolute paths
-                rest = rest[1:]
-            if not rest:
-                raise UsageError("a journal URL is journal:///PATH, but got no path.")
-            return cls("journal", text, text, path=Path(rest))
-        if text.startswith(GRPC_PREFIX):
-            host, _, port = text[len(GRPC_PREFIX):].rstrip("/").rpartition(":")
-            if not host or not port.isdigit():
-                raise UsageError(f"a proxy URL is grpc://HOST:PORT, but got {_redact(text)!r}.")
-            return cls("grpc", text, text, host=host, port=int(port))
-        text = _encode_at_signs(text)
-        try:
-            parsed = make_url(text)
-            backend = parsed.get_backend_name()
-        except Exception:
-            raise UsageError(f"not a storage URL: {_redact(text)!r}; use sqlite:///PATH, "
-                             "postgresql+psycopg://USER@HOST/DB or journal:///PATH.") from None
-        shown = _redact(text)  # before the driver is rewritten: as the user wrote it
-        if backend == "postgresql" and parsed.drivername != "postgresql+psycopg":
-            parsed = parsed.set(drivername="postgresql+psycopg")
-            text = parsed.render_as_string(hide_password=False)
-        path = None
-        if backend == "sqlite" and parsed.database and parsed.database != ":memory:":
-            path = Path(parsed.database)
-        return cls(backend, text, shown, path=path)
-
-    @classmethod
-    def resolve(cls, explicit: str | None, study_file: Path | None) -> StorageURL:
-        """``--storage``, else $NNSEARCH_STORAGE, else SQLite beside the study file."""
-        if explicit:
-            return cls.parse(explicit)
-        if os.environ.get(ENV_STORAGE):
-            return cls.parse(os.environ[ENV_STORAGE])
-        if study_file is None:
-            raise UsageError(f"no storage given: pass --storage URL (or set {ENV_STORAGE}), "
-                             "or address the study by its file.")
-        return cls.parse(f"sqlite:///{study_file.resolve().with_suffix('.db')}")
-
-
-def _encode_at_signs(url: str) -> str:
-    """``user:p@ss@host``: the last ``@`` ends the user info, so the password is ``p@ss``.
-    Percent-encode it, or SQLAlchemy takes ``ss@host`` for the host and shows part of
-    the password."""
-    scheme, sep, rest = url.partition("://")
-    end = min((i for i in (rest.find("/"), rest.find("?")) if i >= 0), default=len(rest))
-    netloc, path = rest[:end], rest[end:]
-    if not sep or netloc.count("@") < 2:
-        return url
-    userinfo, _, host = netloc.rpartition("@")
-    user, colon, password = userinfo.partition(":")
-    return f"{scheme}://{user}{colon}{quote(password, safe='')}@{host}{path}"
-
-
-def _redact(url: str) -> str:
-    """The URL with any password (in the user info or as a query parameter) as ***."""
-    if url.startswith((JOURNAL_PREFIX, GRPC_PREFIX)):
-        return url
-    try:
-        parsed = make_url(url)
-        hidden = {k: "***" for k in parsed.query if k.lower() == "password"}
-        if parsed.password is None and not hidden:
-            return url  # nothing to hide: show it as written
-        shown = parsed.update_query_dict(hidden).render_as_string(hide_password=True)
-        return shown.replace("%2A%2A%2A", "***")
-    except Exception:  # not a URL SQLAlchemy understands: show no more than the scheme
-        if "@" not in url and "password" not in url.lower():
-            return url  # nothing that could be a password
-        return url.split("://", 1)[0] + "://***" if "://" in url else "***"
-
 
 def heartbeat_settings() -> tuple[int, int]:
     """(interval, grace) in seconds; NNSEARCH_HEARTBEAT sets the interval, grace is 3x."""
@@ -161,7 +62,7 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
                              "does not exist.")
     if url.kind == "journal":
         assert url.path is not None
-        lock = JournalFlock(url.path) if fcntl is not None else None
+        lock = JournalFlock(url.path) if HAS_FLOCK else None
         # (Optuna only calls acquire() and release(); its base class is not public)
         return JournalStorage(JournalFileBackend(str(url.path),
                                                  lock_obj=lock))  # type: ignore[arg-type]
@@ -195,7 +96,7 @@ def open_storage(url: StorageURL, heartbeat: bool = True,
         if url.kind == "sqlite":
             _use_wal(storage)
             if url.path is not None:
-                queue_writes(storage.engine, write_lock_path(url.path))
+                queue_writes(storage.engine, write_lock_file(url.path))
         return storage
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         if url.path is not None and _disk_full(url.path):
@@ -286,7 +187,7 @@ def _read_only_sqlite(url: StorageURL) -> RDBStorage:
     to read (SQLite cannot create its lock files here, and immutable ignores the log)."""
     assert url.path is not None
     base = f"sqlite:///file:{quote(str(url.path.resolve()))}?mode=ro&uri=true"
-    wal = url.path.with_name(url.path.name + "-wal")
+    wal = sqlite_wal(url.path)
     try:
         return RDBStorage(base)
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
@@ -299,13 +200,6 @@ def _read_only_sqlite(url: StorageURL) -> RDBStorage:
     except (sqlalchemy.exc.SQLAlchemyError, OSError) as exc:
         raise UsageError(f"cannot read storage {url} read-only: {error_reason(exc)}") \
             from None
-
-
-def error_reason(exc: BaseException) -> str:
-    """The first line of a database error: the driver's own message, without SQLAlchemy's
-    or Optuna's wrapping (statement, parameters, a link to its docs)."""
-    cause = _transient_cause(exc) or exc
-    return (str(getattr(cause, "orig", None) or cause).strip().splitlines() or [""])[0]
 
 
 GRPC_READY_SECONDS = 10.0  # how long a command waits for a storage proxy to answer
@@ -346,10 +240,6 @@ _WRITING = "nnsearch.write_lock"  # a connection's info key: the lock's descript
 _WRITES = ("INSERT", "UPDATE", "DELETE", "REPLACE")
 
 
-def write_lock_path(db: Path) -> Path:
-    return db.with_name(db.name + ".nnsearch.writes")
-
-
 class JournalFlock:
     """A journal file's write lock as an ``flock`` on ``PATH.nnsearch.writes``, for
     ``JournalFileBackend(lock_obj=...)``: the OS drops it when its holder dies. Optuna's
@@ -359,19 +249,14 @@ class JournalFlock:
     with Optuna's lock does not meet it (each append is still one write to the end)."""
 
     def __init__(self, journal: Path) -> None:
-        self.path = journal.with_name(journal.name + ".nnsearch.writes")
+        self.path = write_lock_file(journal)
         self._thread = threading.Lock()  # one holder per process; the flock across them
         self._fd: int | None = None
 
     def acquire(self) -> bool:
         self._thread.acquire()
         try:
-            fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX)
-            except BaseException:
-                os.close(fd)
-                raise
+            fd = flock(self.path)
         except BaseException:
             self._thread.release()
             raise
@@ -403,7 +288,7 @@ def queue_writes(engine: sqlalchemy.engine.Engine, lock: Path) -> None:
     SQLite's own lock would have failed their writes after ``SQLITE_TIMEOUT``. A thread
     must not write through two connections to one file at once (it would wait for
     itself); nnsearch's threads each write through their own session, one at a time."""
-    if fcntl is None:
+    if not HAS_FLOCK:
         return
 
     def before_execute(conn: Any, cursor: Any, statement: str, *_: Any) -> None:
@@ -411,15 +296,9 @@ def queue_writes(engine: sqlalchemy.engine.Engine, lock: Path) -> None:
         if _WRITING in info or not statement.lstrip()[:7].upper().startswith(_WRITES):
             return
         try:
-            fd = os.open(lock, os.O_RDWR | os.O_CREAT, 0o600)
+            info[_WRITING] = flock(lock)
         except OSError:
             return  # SQLite's own lock alone
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX)
-        except BaseException:
-            os.close(fd)
-            raise
-        info[_WRITING] = fd
 
     def release(dbapi_connection: Any, record: Any, *_: Any) -> None:
         fd = record.info.pop(_WRITING, None) if record is not None else None
@@ -437,42 +316,3 @@ def dispose(storage: optuna.storages.BaseStorage) -> None:
         storage.engine.dispose()
 
 
-_TRANSIENT = (sqlalchemy.exc.OperationalError, sqlalchemy.exc.InterfaceError,
-              sqlalchemy.exc.DisconnectionError)
-
-
-def is_transient(exc: BaseException) -> bool:
-    """Whether ``exc`` comes from a storage that is away for now (a restart, a dropped
-    connection): Optuna wraps such errors (StorageInternalError), and may raise another
-    error while handling one, so the whole chain of causes is searched."""
-    return _transient_cause(exc) is not None
-
-
-_LASTING = ("disk is full", "readonly database")  # operational errors no wait will cure
-
-
-def _transient_cause(exc: BaseException) -> BaseException | None:
-    seen: set[int] = set()
-    current: BaseException | None = exc
-    while current is not None and id(current) not in seen:
-        if isinstance(current, _TRANSIENT):
-            return None if any(words in str(current) for words in _LASTING) else current
-        seen.add(id(current))
-        current = current.__cause__ or current.__context__
-    return None
-
-
-def with_retry(fn: Callable[[], T], what: str, attempts: int = 8, first_wait: float = 0.5) -> T:
-    """Call ``fn``, retrying with backoff while the database is unreachable (a restart)."""
-    wait = first_wait
-    for attempt in range(1, attempts + 1):
-        try:
-            return fn()
-        except Exception as exc:
-            if attempt == attempts or not is_transient(exc):
-                raise
-            logger.warning("%s: storage error (%s); retrying in %.1fs", what, error_reason(exc),
-                           wait)
-            time.sleep(wait)
-            wait = min(wait * 2, 8.0)
-    raise AssertionError("unreachable")  # pragma: no cover

@@ -17,13 +17,15 @@ import optuna
 
 from . import record
 from ._optuna import cached_storage, note_saver, rdb_of
+from .builtin import BUILTIN
 from .cache import cache_dir, cached_data, store_cached
 from .data import Dataset
 from .enqueue import check_sizes, enqueue_all
 from .errors import UsageError
-from .readers import BUILTIN
+from .retry import with_retry
 from .space import describe_condition
-from .storage import StorageURL, dispose, open_storage, with_retry
+from .storage import dispose, open_storage
+from .storage_url import StorageURL
 from .studyfile import METRICS, StudySpec, definition_changes, load_study_file, parse_study
 from .worker_storage import WINDOW_SECONDS, WorkerStorage
 
@@ -78,8 +80,8 @@ def study_note(spec: StudySpec, summary: str = "") -> str:
         objective = f"the mean of `{spec.metric}` over {data.folds} folds"
         pruning = ("judging each fold but the last by its own value (step = fold)"
                    if spec.pruner == "wilcoxon" else
-                   f"judging the first fold every {spec.report_every} epoch(s), then the mean "
-                   f"so far after each fold but the last (step = {spec.max_epochs()} + fold)")
+                   f"the folds trained side by side, judging their mean every "
+                   f"{spec.report_every} epoch(s); the epoch kept is their mean's best")
     else:
         split = (f"split train/validation/test = {1 - data.validation - data.test:.0%}/"
                  f"{data.validation:.0%}/{data.test:.0%} (stratified for classification, seed "

@@ -33,29 +33,17 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, T
 import nnsearch
 
 from . import record
+from .counting import Counts, count_states, count_trials, is_gated
 from .errors import STORAGE_UNREACHABLE, UsageError
 from .front import feasible, signs
+from .retry import error_reason, is_transient, with_retry
 from .stops import why_done
-from .storage import (
-    ENV_STORAGE,
-    StorageURL,
-    error_reason,
-    heartbeat_settings,
-    is_transient,
-    with_retry,
-)
+from .storage import heartbeat_settings
+from .storage_url import ENV_STORAGE, StorageURL
 from .study import OpenStudy
+from .sweep import fail_trials, sweep
 from .trial_lock import locked, trial_lock
-from .worker import (
-    ENV_RUN,
-    Counts,
-    catchable_signals,
-    count_states,
-    count_trials,
-    fail_trials,
-    is_gated,
-    sweep,
-)
+from .worker import ENV_RUN, catchable_signals
 
 logger = logging.getLogger(__name__)
 

@@ -32,12 +32,8 @@ from typing import Any
 
 from sqlalchemy import text
 
-from .storage import StorageURL
-
-try:
-    import fcntl
-except ImportError:  # not POSIX
-    fcntl = None  # type: ignore[assignment]
+from .sidecars import HAS_FLOCK, flock, trial_lock_file
+from .storage_url import StorageURL
 
 
 class FileLock:
@@ -51,15 +47,9 @@ class FileLock:
 
     def acquire(self, wait: bool = True) -> bool:
         """Take the lock (without ``wait``: only if it is free); whether it was taken."""
-        fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
-        try:
-            fcntl.flock(fd, fcntl.LOCK_EX if wait else fcntl.LOCK_EX | fcntl.LOCK_NB)
-        except BlockingIOError:
-            os.close(fd)
+        fd = flock(self.path, wait)
+        if fd is None:
             return False
-        except BaseException:
-            os.close(fd)
-            raise
         self._fd = fd
         return True
 
@@ -130,8 +120,8 @@ def locked(lock: TrialLock | None, wait: bool = True) -> Iterator[bool]:
 
 def trial_lock(url: StorageURL, storage: Any, study_name: str) -> TrialLock | None:
     """The lock for this study's storage, or None where there is none (see above)."""
-    if url.kind in ("sqlite", "journal") and url.path is not None and fcntl is not None:
-        return FileLock(url.path.with_name(url.path.name + ".nnsearch.lock"))
+    if url.kind in ("sqlite", "journal") and url.path is not None and HAS_FLOCK:
+        return FileLock(trial_lock_file(url.path))
     if url.kind == "postgresql" and hasattr(storage, "engine"):
         return PostgresLock(storage.engine, study_name)
     return None

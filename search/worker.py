@@ -15,7 +15,7 @@ a worker start a trial that its typical completed trial says could not finish be
 that time limit: it would only be stopped there.
 
 A worker asks Optuna for each trial (``study.ask``) under the lock, runs it with its
-heartbeat (``WorkerStorage.beating``) and tells Optuna how it ended (``study.tell``):
+heartbeat (``beating``) and tells Optuna how it ended (``study.tell``):
 Optuna's optimize would create the trial inside itself, where the lock cannot visibly
 end.
 """
@@ -30,22 +30,23 @@ import statistics
 import threading
 import time
 import warnings
-from dataclasses import dataclass
+from collections.abc import Iterator
 from types import FrameType
 
 import optuna
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.storages import fail_stale_trials
-from optuna.trial import FrozenTrial, TrialState
+from optuna.trial import TrialState
 
 from . import record, stops
-from ._optuna import rdb_of
 from .artifacts import artifact_store
+from .counting import count_states, is_gated, trials_ahead
 from .errors import Stopped
 from .objective import Objective
-from .storage import error_reason, is_transient, with_retry
-from .study import OpenStudy, StudySpec, accepted_data
-from .trial_lock import TrialLock, locked, trial_lock
+from .retry import error_reason, is_transient, with_retry
+from .study import OpenStudy, accepted_data
+from .sweep import fail_stale, sweep
+from .trial_lock import locked, trial_lock
+from .worker_storage import WorkerStorage
 
 logger = logging.getLogger(__name__)
 
@@ -64,140 +65,33 @@ class Surplus(Exception):
     """This trial is beyond the study's budget: it ends as FAIL without training."""
 
 
-@dataclass
-class Counts:
-    complete: int = 0
-    pruned: int = 0
-    failed: int = 0
-    running: int = 0
-    waiting: int = 0
+@contextlib.contextmanager
+def beating(storage: WorkerStorage) -> Iterator[None]:
+    """The heartbeat of the trial this process last started (``storage.started``), while
+    the block runs, as Optuna's optimize beats it: at once, then every interval, from a
+    thread of its own (none where the storage has no heartbeat)."""
+    interval, trial_id = storage.get_heartbeat_interval(), storage.started
+    if interval is None or trial_id is None:
+        yield
+        return
+    stop = threading.Event()
 
-    @property
-    def finished(self) -> int:
-        return self.complete + self.pruned
+    def beat() -> None:
+        while True:
+            try:
+                storage.record_heartbeat(trial_id)
+            except Exception as exc:  # (the storage is away: try again next time)
+                logger.warning("heartbeat of trial id %d not recorded (%s)", trial_id, exc)
+            if stop.wait(interval):
+                return
 
-    def add(self, state: TrialState, n: int = 1) -> None:
-        name = _STATE_FIELDS[state]
-        setattr(self, name, getattr(self, name) + n)
-
-
-_STATE_FIELDS = {TrialState.COMPLETE: "complete", TrialState.PRUNED: "pruned",
-                 TrialState.FAIL: "failed", TrialState.RUNNING: "running",
-                 TrialState.WAITING: "waiting"}
-
-
-def count_states(opened: OpenStudy) -> Counts:
-    """This study's own trials by state, priors left out: one COUNT query on an RDB
-    storage (under the trial lock: ``_optuna.RDB.count_by_state``), else a read of the
-    trials (Optuna's cache reads only the trials that changed; a worker's view is
-    expired first)."""
-    rdb = rdb_of(opened.storage)
-    counted = rdb.count_by_state(opened.study.study_name, record.PRIOR) \
-        if rdb is not None else None
-    if counted is None:
-        if opened.worker_storage is not None:
-            opened.worker_storage.expire()
-        return count_trials(opened.study.get_trials(deepcopy=False))
-    counts = Counts()
-    for state, n in counted.items():
-        counts.add(state, n)
-    return counts
-
-
-def count_trials(trials: list[FrozenTrial]) -> Counts:
-    """``count_states`` of trials already read."""
-    counts = Counts()
-    for t in trials:
-        if not record.is_prior(t):  # another study's: no budget counts it
-            counts.add(t.state)
-    return counts
-
-
-def trials_ahead(study: optuna.Study, number: int) -> int:
-    """Finished, running or waiting trials numbered below ``number``: who came first.
-
-    A waiting trial (the retry of a failed one) holds its place: it will run, and when
-    it does it counts only those below it, so a trial created after it that did not
-    count it would overshoot the budget by one."""
-    states = (TrialState.COMPLETE, TrialState.PRUNED, TrialState.RUNNING, TrialState.WAITING)
-    return sum(1 for t in study.get_trials(deepcopy=False, states=states)
-               if t.number < number and not record.is_prior(t))
-
-
-def fail_trials(opened: OpenStudy, trials: list[FrozenTrial], reason: str,
-                retry: record.Retry | None) -> None:
-    """Fail these RUNNING trials with ``reason``, and retry each one this process failed."""
-    storage = opened.storage
-    study_id = storage.get_study_id_from_name(opened.study.study_name)
-    for t in trials:
-        trial_id = storage.get_trial_id_from_study_id_trial_number(study_id, t.number)
-        try:
-            storage.set_trial_user_attr(trial_id, record.FAIL_REASON, reason)
-            failed = storage.set_trial_state_values(trial_id, TrialState.FAIL)
-        except (UpdateFinishedTrialError, RuntimeError):
-            continue  # its worker, or another sweeper, ended it after all
-        if failed and retry is not None:  # only the process that failed it retries it
-            retry(opened.study, storage.get_trial(trial_id))
-
-
-UNCLAIMED_GRACE = 60.0  # seconds a RUNNING trial may go without a worker recording itself
-
-
-def fail_orphans(opened: OpenStudy, retry: record.Retry, seen: dict[int, float]) -> int:
-    """Fail and retry the RUNNING trials that no live worker owns: a worker of this host
-    that is gone (killed, a power cut; the one that created the trial, until training
-    starts), or none recorded as running it for ``UNCLAIMED_GRACE`` seconds of this
-    process's clock (its worker, elsewhere, died before training, or before recording
-    itself). ``seen`` keeps when each unclaimed trial was first seen, across calls.
-    Heartbeats catch the rest on SQLite and PostgreSQL. Returns how many it failed."""
-    now = time.monotonic()
-    orphans: dict[str, list[FrozenTrial]] = {}
-    unclaimed = set()
-    for t in opened.study.get_trials(deepcopy=False, states=(TrialState.RUNNING,)):
-        held = record.holder(t)
-        if held is not None and record.owner_gone(*held):
-            started = "" if record.WORKER in t.user_attrs else " before the trial trained"
-            orphans.setdefault(f"its worker {held[0]} is gone{started}", []).append(t)
-        elif record.WORKER not in t.user_attrs:  # its worker elsewhere, or none recorded
-            unclaimed.add(t.number)
-            if now - seen.setdefault(t.number, now) > UNCLAIMED_GRACE:
-                orphans.setdefault("no worker took it up (its worker died first)", []).append(t)
-    for number in set(seen) - unclaimed:
-        del seen[number]
-    for reason, trials in orphans.items():
-        fail_trials(opened, trials, reason, retry)
-    return sum(map(len, orphans.values()))
-
-
-STALE_REASON = "its heartbeat stopped (its worker hung, or lost the storage, or died elsewhere)"
-
-
-def fail_stale(opened: OpenStudy) -> None:
-    """Optuna's sweep of stale heartbeats (``fail_stale_trials``, which retries what it
-    fails), each trial it fails given its ``fail_reason`` first where the study is a
-    worker's (a sweep from elsewhere records none): every failed trial says why."""
-    storage = opened.worker_storage
-    with storage.failing(STALE_REASON) if storage is not None else contextlib.nullcontext():
-        fail_stale_trials(opened.study)
-
-
-def sweep(opened: OpenStudy, retry: record.Retry, seen: dict[int, float],
-          lock: TrialLock | None, wait: bool = True) -> bool:
-    """Fail (and retry) the trials no live worker owns: a stale heartbeat, a worker of
-    this host that is gone, or none at all. Under the trial lock, so that no count falls
-    between a trial's failure and its retry (it would see neither, and free a slot);
-    without ``wait``, only if the lock is free. Whether it swept."""
-    with locked(lock, wait) as held:
-        if held:
-            fail_stale(opened)
-            fail_orphans(opened, retry, seen)
-        return held
-
-
-def is_gated(budget: int | None, spec: StudySpec) -> bool:
-    """Whether workers check before each trial (and so take the trial lock): a trial
-    budget, or a study-level stop."""
-    return budget is not None or stops.active(spec)
+    thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
+    thread.start()
+    try:
+        yield
+    finally:
+        stop.set()
+        thread.join()
 
 
 def catchable_signals() -> list[signal.Signals]:
@@ -286,7 +180,7 @@ class Worker:
         values: float | tuple[float, ...] | None = None
         state: TrialState | None = None
         error: BaseException | None = None
-        with self.storage.beating():
+        with beating(self.storage):
             try:
                 values = self._guarded(trial)
             except optuna.TrialPruned:

@@ -1,40 +1,28 @@
 """What a worker hands Optuna: the study's storage, with the worker's running trial kept
 in the process and one read of the trials shared for a moment.
 
-``WorkerStorage`` implements Optuna's ``BaseStorage`` (and its heartbeat) by delegating
-to the storage it wraps, as Optuna's own cache wraps its RDB storage. It relies on
-``BaseStorage``'s documented contract: a running trial is modified from a single
-process (a sweeper that fails it, when its worker seems gone, is caught by the state
-check of the trial's last write).
+``WorkerStorage`` implements Optuna's ``BaseStorage`` (and its heartbeat) by delegating to
+the storage it wraps, as Optuna's own cache wraps its RDB storage, and relies on the
+contract ``BaseStorage`` documents: a running trial is modified from a single process.
 
-- **The trial it runs.** Optuna writes a new trial one change at a time: the sampler's
-  relative parameters, each parameter as it is suggested, the first heartbeat, the
-  worker's name, and, as the trial ends, its result, constraints and reports. On an
-  RDB storage each was a commit, and Optuna read the trial back twice: on a small
-  table's trial that was over a third of the time beyond training (``bench/tiny.py``).
-  Here a trial this process creates (or takes from the queue) is answered from a copy
-  in the process, and its writes are kept back: as training starts (``training_starts``)
+- **The trial it runs** (created here, or taken from the queue) is answered from a copy
+  in the process, and its writes (parameters, the sampler's attributes, the worker's
+  name, reports, the result) are kept back: as training starts (``training_starts``)
   they go in one transaction with its first heartbeat, and the rest with its final
-  state (``_optuna.RDB.write``). Reports kept back are written every
-  ``REPORT_WRITE_SECONDS`` as well, so a long trial's curve grows in the dashboard.
-  Until training starts (the few ms of sampling, at most a heartbeat interval) the
-  trial shows without its parameters and heartbeat: it is created with its creator's
-  ``claim`` (Optuna's ``create_new_trial(..., template_trial)``), so a worker of this
-  host that dies then is found at once (``record.holder``).
-- **Shared reads.** Optuna reads all of a study's trials several times per trial (the
-  sampler, the pruner at every check, the waiting trials, the new-best check). A read
-  within ``window`` seconds of the last is answered from it; ``expire()`` makes the
-  next read go to the storage (the worker calls it as each trial starts, and where a
-  read must be exact). What a moment-old view costs: the pruner or the sampler does
-  not yet see a trial another worker started or finished in that moment.
-- **Stale checks**, which Optuna's optimize asks before every trial (a query), are
-  asked at most once per ``stale_every`` seconds: a heartbeat goes stale only after a
-  grace of several intervals, so no sweep that matters waits.
-- **Fail reasons**: within ``failing(reason)``, a trial failed here (the stale sweep)
-  is given ``record.FAIL_REASON`` first.
+  state (``_optuna.RDB.write``); kept-back reports also every ``REPORT_WRITE_SECONDS``.
+  Each was a commit, over a third of a small trial's time beyond training
+  (``bench/tiny.py``). A new trial is created with its worker's ``claim``, so a worker of
+  this host that dies before training is found at once (``record.holder``).
+- **Shared reads**: a read of all trials within ``window`` seconds of the last is
+  answered from it (Optuna reads them several times per trial); ``expire()`` makes the
+  next one go to the storage. A moment-old view may miss a trial another worker started
+  or finished in that moment.
+- **Stale checks**, asked by Optuna before every trial, are queried at most once per
+  ``stale_every`` seconds (a heartbeat goes stale only after several intervals).
+- **Fail reasons**: within ``failing(reason)``, a trial failed here is given it first.
 
-Where the RDB parts are not there (another storage, or their names moved:
-``_optuna.rdb_of``), every write goes to the storage as it is made.
+Without the RDB parts (another storage, or their names moved: ``_optuna.rdb_of``), every
+write goes to the storage as it is made.
 """
 
 from __future__ import annotations
@@ -320,34 +308,6 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
             self._fail_reason = None
 
     # ----- the heartbeat ----------------------------------------------------------------
-    @contextlib.contextmanager
-    def beating(self) -> Iterator[None]:
-        """The heartbeat of the trial this process last started, while the block runs, as
-        Optuna's optimize beats it: at once, then every interval, from a thread of its
-        own (none where the storage has no heartbeat)."""
-        interval, trial_id = self.get_heartbeat_interval(), self.started
-        if interval is None or trial_id is None:
-            yield
-            return
-        stop = threading.Event()
-
-        def beat() -> None:
-            while True:
-                try:
-                    self.record_heartbeat(trial_id)
-                except Exception as exc:  # (the storage is away: try again next time)
-                    logger.warning("heartbeat of trial id %d not recorded (%s)", trial_id, exc)
-                if stop.wait(interval):
-                    return
-
-        thread = threading.Thread(target=beat, name=f"heartbeat-{trial_id}", daemon=True)
-        thread.start()
-        try:
-            yield
-        finally:
-            stop.set()
-            thread.join()
-
     def record_heartbeat(self, trial_id: int) -> None:
         """Optuna's heartbeat thread, at the trial's start and every interval after: the
         first beat goes with the trial's first writes, and a beat still finding them kept

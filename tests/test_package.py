@@ -96,6 +96,14 @@ def test_no_import_circle():
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
 
 
+def test_no_module_of_search_or_model_is_over_400_lines():
+    # a newcomer finds one concept per module: split a module that grows past this
+    long = {path.relative_to(PACKAGE).as_posix(): n for path in [
+        *(PACKAGE / "search").rglob("*.py"), *(PACKAGE / "model").glob("*.py")]
+        if (n := len(path.read_text().splitlines())) > 400}
+    assert not long, long
+
+
 def test_the_model_never_imports_optuna():
     for path in (PACKAGE / "model").glob("*.py"):
         for node in ast.walk(ast.parse(path.read_text())):

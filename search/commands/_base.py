@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from rich.console import Console
 
 from ..errors import UsageError
-from ..storage import ENV_STORAGE, StorageURL
+from ..storage_url import ENV_STORAGE, StorageURL
 
 if TYPE_CHECKING:
     from ..study import Target

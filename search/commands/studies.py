@@ -3,11 +3,9 @@
 from __future__ import annotations
 
 import argparse
-import contextlib
 import logging
 import os
 import sys
-from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -27,7 +25,7 @@ from ._base import (
 )
 
 if TYPE_CHECKING:
-    from ..studyfile import StudySpec
+    pass
 
 logger = logging.getLogger(__name__)
 
@@ -71,76 +69,40 @@ class RunCommand(Command):
                             "that fit this space as a prior, once; they count in no budget")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from ..ensemble import Choice, choose_for, describe, export_for
-        from ..prior import add, collect
-        from ..status import render_status, study_status
-        from ..stops import why_done
-        from ..storage import with_retry
-        from ..study import create, needs_note, save_note
-        from ..supervisor import Supervisor, worker_args_for
+        from ..ensemble import describe
+        from ..prior import collect
+        from ..run import budget_of, run_study
+        from ..status import render_status
 
         t = target(args)
         if t.spec is not None:
-            _budget(t.spec, args)  # before anything is written
+            budget_of(t.spec, args.trials, args.timeout)  # before anything is written
         if args.export:
             check_output(args.export, export=True)
         # Checked before anything is written (with a study file; without one, the
         # study exists already).
         prior = collect(t.url, args.from_study, t.spec) \
             if args.from_study is not None and t.spec else None
-        with create(t, note=False) as (opened, created):
-            spec = opened.spec
-            budget, timeout = _budget(spec, args)
-            _warn_unused_grace(spec, timeout)
-            logger.info("%s study %r in %s", "created" if created else "resuming", spec.name,
-                        t.url)
-            if args.from_study is not None:
-                prior = prior or collect(t.url, args.from_study, spec)
-                added = add(opened.study, prior)
-                logger.info("prior: %d finished trial(s) of study %r added%s%s", added,
-                            prior.source, f", {len(prior.trials) - added} before"
-                            if added < len(prior.trials) else "",
-                            f"; {prior.left_out} left out (outside this space or its "
-                            "constraints)" if prior.left_out else "")
-            file = t.spec.path if t.spec else None
-            supervisor = Supervisor(opened, worker_args_for(file, spec.name, budget),
-                                    args.workers, budget, stderr, timeout=timeout)
-            supervisor.log_flags = ["-q"] if args.quiet else ["-v"] * args.verbose
-            if needs_note(opened):  # (a new one's): once the workers are under way
-                supervisor.after_first_trial = partial(save_note, opened)
-            counts = supervisor.run()
-            rechecked = []
-            if spec.recheck and not supervisor.signum and counts.complete:
-                from ..errors import Stopped
-                from ..recheck import recheck
-
-                with contextlib.suppress(Stopped):  # a signal: supervisor.signum says so
-                    rechecked = recheck(opened, supervisor.interrupted)
-            status = with_retry(lambda: study_status(opened, counts), "read the study")
-            render_status(status, stdout, stderr, summary_follows=not supervisor.signum)
-            if rechecked:
-                _render_recheck(rechecked, spec.metric, stdout)
-            if supervisor.signum and not rechecked:  # (a re-check that finished is used)
-                stderr.print(f"stopped by {supervisor.signal_name}; run the same command again "
-                             "to resume")
+        outcome = run_study(t, args.workers, args.trials, args.timeout, args.export, prior,
+                            args.from_study, ["-q"] if args.quiet else ["-v"] * args.verbose,
+                            stderr)
+        spec, budget, timeout = outcome.spec, outcome.budget, outcome.timeout
+        supervisor, status, counts = outcome.supervisor, outcome.status, outcome.counts
+        render_status(status, stdout, stderr, summary_follows=not supervisor.signum)
+        if outcome.rechecked:
+            _render_recheck(outcome.rechecked, spec.metric, stdout)
+        if outcome.document is None or outcome.choice is None or outcome.out is None:
+            if supervisor.signum:  # (a re-check that finished is used)
+                stderr.print(f"stopped by {supervisor.signal_name}; run the same command "
+                             "again to resume")
                 return 128 + supervisor.signum
-            if status.best is None:
-                logger.error("%s", status.no_best)
-                return 1
-            best = status.best
-            default = f"{spec.name}-best.json"
-            out = Path(args.export) if args.export else \
-                t.spec.path.with_name(default) if t.spec and t.spec.path else Path(default)
-            try:
-                choice = with_retry(lambda: choose_for(opened, best),
-                                    "read the kept predictions")
-            except Exception as exc:
-                logger.warning("no ensemble (%s); exporting the best trial", exc)
-                choice = Choice(best, why_single=str(exc))
-            write_json(with_retry(lambda: export_for(opened, choice), "read the best trial"),
-                       str(out))
-            done = with_retry(lambda: why_done(opened.study, spec), "check the stops")
-        mean = next((r.mean for r in rechecked if r.number == best.number), None)
+            logger.error("%s", status.no_best)
+            return 1
+        write_json(outcome.document, str(outcome.out))
+        choice, out = outcome.choice, outcome.out
+        best = status.best
+        assert best is not None
+        mean = next((r.mean for r in outcome.rechecked if r.number == best.number), None)
         label = "the front's best" if spec.multi else "best"
         stdout.print(f"{label} trial {best.number}: {spec.metric}={best.values[0]:.4f}"
                      + (f", re-checked mean {mean:.4f} over {spec.recheck_seeds + 1} seeds"
@@ -154,8 +116,8 @@ class RunCommand(Command):
         if supervisor.signum:
             stderr.print(f"stopped by {supervisor.signal_name} after the re-check")
             return 128 + supervisor.signum
-        if done is not None:
-            stdout.print(f"stopped: {done}")
+        if outcome.done is not None:
+            stdout.print(f"stopped: {outcome.done}")
             return 0
         if budget is not None and counts.finished < budget:
             if timeout is not None and supervisor.elapsed >= timeout:
@@ -183,21 +145,6 @@ def _render_recheck(rechecked: list[Any], metric: str, out: Any) -> None:
     out.print(table)
 
 
-def _budget(spec: StudySpec, args: argparse.Namespace) -> tuple[int | None, float | None]:
-    budget, timeout = args.trials or spec.trials, args.timeout or spec.timeout
-    if budget is None and timeout is None:
-        raise UsageError(f"{spec.path or spec.name}: no budget: set budget.trials or "
-                         "budget.timeout in the study file, or pass --trials N or "
-                         "--timeout S.")
-    return budget, timeout
-
-
-def _warn_unused_grace(spec: StudySpec, timeout: float | None) -> None:
-    if spec.grace is not None and timeout is None:
-        logger.warning("budget.grace applies only with a timeout (budget.timeout or "
-                       "--timeout S); without one, trials run to their end")
-
-
 class WorkerCommand(Command):
     help = "Run one worker on an existing study (for other machines and containers)."
     examples = (
@@ -212,6 +159,7 @@ class WorkerCommand(Command):
 
     def take_action(self, args: argparse.Namespace) -> int:
         from .. import record
+        from ..run import warn_unused_grace
         from ..study import open_study
         from ..worker import ENV_RUN, Worker
 
@@ -221,7 +169,7 @@ class WorkerCommand(Command):
             offset = record.standalone_offset()
         with open_study(t, heartbeat=True, sampler_offset=offset) as opened:
             spec = opened.spec
-            _warn_unused_grace(spec, args.timeout or spec.timeout)
+            warn_unused_grace(spec, args.timeout or spec.timeout)
             worker = Worker(opened, args.trials or spec.trials, args.timeout or spec.timeout)
             worker.install_signal_handlers()
             run_pid = os.environ.get(ENV_RUN, "")
@@ -329,11 +277,11 @@ class EnqueueCommand(Command):
 
     def take_action(self, args: argparse.Namespace) -> int:
         from .._optuna import enqueued_params
+        from ..counting import count_states
         from ..enqueue import check_sizes, to_params
         from ..export import read_config
         from ..stops import why_done
         from ..study import accepted_data, open_study
-        from ..worker import count_states
 
         table = read_config(args.config)
         with open_study(target(args), heartbeat=True) as opened:

@@ -165,7 +165,7 @@ class TrainCommand(Command):
         the ensemble's test figure, then each member's."""
         from nnsearch.model import save
 
-        from ..ensemble import train_members
+        from ..ensemble_train import train_members
         from ..plots import learning_curve_png
 
         out = check_output(args.output or str(Path(args.config).with_suffix(".npz")))

@@ -184,7 +184,8 @@ def test_with_2_workers_on_postgresql_every_top_trial_keeps_its_predictions(tmp_
     assert res.returncode == 0, res.stderr
     from nnsearch.search.artifacts import artifact_store
     from nnsearch.search.export import rank_trials
-    from nnsearch.search.storage import StorageURL, open_storage
+    from nnsearch.search.storage import open_storage
+    from nnsearch.search.storage_url import StorageURL
 
     monkeypatch.chdir(tmp_path)  # where the workers kept their artifacts (no shared folder)
     url = StorageURL.resolve(pg_url, None)

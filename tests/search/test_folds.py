@@ -1,5 +1,6 @@
-"""[data] folds = k: cross-validation over train + validation, pruned fold by fold, and
-what ``train`` does with a cross-validated config (refit on train + validation)."""
+"""[data] folds = k: cross-validation over train + validation, the folds trained side by
+side and judged on their mean curve, and what ``train`` does with a cross-validated
+config (refit on train + validation)."""
 
 import json
 import re
@@ -8,6 +9,7 @@ import numpy as np
 import optuna
 import pytest
 
+from nnsearch.model import evaluate_outputs
 from nnsearch.search.data import DataSpec, load_data, shifted_copies
 from nnsearch.search.studyfile import parse_study
 from tests.helpers import run_cli
@@ -80,9 +82,8 @@ def test_folds_are_stored_only_when_set():
     assert parse_study(spec.to_dict(), "stored").data.folds == 4
 
 
-def test_folds_on_iris_end_to_end_prune_fold_by_fold_and_train_refits(tmp_path):
-    # report_every > epochs: no epoch is reported, so every prune is a fold's
-    study = _study(tmp_path, pruner_extra="n_startup_trials = 3\nreport_every = 100",
+def test_folds_on_iris_end_to_end_are_judged_on_their_mean_curve_and_train_refits(tmp_path):
+    study = _study(tmp_path, pruner_extra="n_startup_trials = 3\nreport_every = 5",
                    extra="\n[selection]\nrecheck = 2\nseeds = 1\nensemble = 1\n")
     res = run_cli("run", str(study), "--workers", "2", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -92,20 +93,25 @@ def test_folds_on_iris_end_to_end_prune_fold_by_fold_and_train_refits(tmp_path):
     pruned = [t for t in trials if t.state.name == "PRUNED"]
     complete = [t for t in trials if t.state.name == "COMPLETE"]
     assert len(trials) == 24 and pruned and complete
-    # the pruner sees the mean so far after folds 0 and 1, at steps 60 and 61 (after the
-    # last possible epoch), and never judges the last fold
+    # the pruner sees the folds' mean curve every 5 epochs, as one split's
     for t in pruned:
         reason = t.user_attrs["pruned_reason"]
-        assert reason in ("pruned by median after fold 0", "pruned by median after fold 1")
-        folds_done = int(reason[-1]) + 1
-        assert len(t.user_attrs["fold_values"]) == folds_done
-        assert sorted(t.intermediate_values) == [60 + i for i in range(folds_done)]
+        if reason.startswith("diverged"):
+            continue
+        assert re.fullmatch(r"pruned by median at epoch \d+", reason), reason
+        epoch = int(reason.split()[-1])
+        assert (epoch + 1) % 5 == 0 and max(t.intermediate_values) == epoch
+        assert "fold_values" not in t.user_attrs or not t.user_attrs["fold_values"]
+    assert any(not t.user_attrs["pruned_reason"].startswith("diverged") for t in pruned)
     for t in complete:
         values = t.user_attrs["fold_values"]
-        assert len(values) == 3 and len(t.user_attrs["fold_epochs"]) == 3
+        assert len(values) == 3 and t.user_attrs["folds_together"] is True
         assert t.value == pytest.approx(np.mean(values))
-        assert sorted(t.intermediate_values) == [60, 61]
-        assert t.intermediate_values[61] == pytest.approx(np.mean(values[:2]))
+        assert all((s + 1) % 5 == 0 for s in t.intermediate_values)
+        # every fold keeps the epoch of the folds' best mean: one count, what refit trains
+        (kept,) = set(t.user_attrs["fold_epochs"])
+        if kept % 5 == 0:  # reported there: the mean curve's value is the trial's
+            assert t.intermediate_values[kept - 1] == pytest.approx(t.value)
     # the re-check reran all three folds with another seed for the top two
     rechecked = loaded.user_attrs["nnsearch.recheck"]
     assert len(rechecked) == 2 and all(len(v) == 2 for v in rechecked.values())
@@ -154,49 +160,28 @@ def test_folds_on_iris_end_to_end_prune_fold_by_fold_and_train_refits(tmp_path):
     assert not np.array_equal(held.forward(data.X_test), model.forward(data.X_test))
 
 
-def test_the_first_fold_is_judged_epoch_by_epoch(tmp_path):
-    study = _study(tmp_path, pruner_extra="n_startup_trials = 2\nn_warmup_steps = 5",
-                   trials=16)
-    res = run_cli("run", str(study), "--workers", "2", cwd=tmp_path)
-    assert res.returncode == 0, res.stderr
-    loaded = optuna.load_study(study_name="cv", storage=f"sqlite:///{tmp_path / 'cv.db'}")
-    for t in loaded.get_trials(deepcopy=False, states=(optuna.trial.TrialState.COMPLETE,
-                                                       optuna.trial.TrialState.PRUNED)):
-        steps = sorted(t.intermediate_values)
-        epochs = [s for s in steps if s < 60]  # fold 0's epochs, reported as one split's
-        assert epochs == list(range(len(epochs)))
-        # only a trial that diverged in its first epoch reported none
-        assert epochs or t.user_attrs["pruned_reason"].startswith("diverged in fold 0")
-        assert steps[len(epochs):] == [60 + i for i in range(len(t.user_attrs["fold_values"])
-                                                             ) if i < 2]
-        if t.state.name == "PRUNED":
-            reason = t.user_attrs["pruned_reason"]
-            assert re.fullmatch(r"pruned by median (in fold 0 at epoch \d+|after fold [01])",
-                                reason), reason
-            if "in fold 0" in reason:  # judged at the epoch it names, after the warm-up
-                assert int(reason.split()[-1]) == epochs[-1] >= 5
-    # learning rates up to 3.0 on iris: some trials are hopeless within fold 0
-    assert any("in fold 0" in t.user_attrs.get("pruned_reason", "")
-               for t in loaded.get_trials(deepcopy=False))
+def test_the_epoch_kept_is_the_folds_best_mean_and_each_fold_is_scored_there():
+    from nnsearch.search.training import cross_validate
 
-
-def test_at_a_fold_step_the_median_sees_the_folds_mean_not_the_best_epoch():
-    """Optuna's median pruner compares a trial's best value over all its steps; after a
-    fold that would be fold 0's best epoch. FoldSteps shows it the fold steps only."""
-    from nnsearch.search.pruning import FoldSteps
-
-    study = optuna.create_study(direction="maximize")
-    for _ in range(3):  # finished trials: 0.90 at epoch 0, a mean of 0.90 after fold 0
-        study.add_trial(optuna.trial.create_trial(
-            value=0.9, intermediate_values={0: 0.9, 60: 0.9, 61: 0.9}))
-    trial = optuna.trial.create_trial(  # a great epoch in fold 0, a poor mean since
-        value=0.5, state=optuna.trial.TrialState.COMPLETE,
-        intermediate_values={0: 0.99, 60: 0.8, 61: 0.7})
-    median = optuna.pruners.MedianPruner(n_startup_trials=1)
-    assert not median.prune(study, trial)  # the best epoch, 0.99, hides the folds' 0.7
-    assert FoldSteps(median, 60).prune(study, trial)
-    early = optuna.trial.create_trial(value=0.5, intermediate_values={0: 0.5})
-    assert FoldSteps(median, 60).prune(study, early)  # epochs: the median as it is
+    data = load_data(DataSpec(source="iris", folds=3))
+    network = {"layer_sizes": [4, 16, 3], "seed": 1}
+    training = {"epochs": 40, "learning_rate": 0.05, "patience": 5, "batch_size": 16,
+                "seed": 1}
+    seen = []
+    folds = cross_validate(network, training, data, "val_loss", outputs=True, together=True,
+                           on_epoch_end=lambda epoch, m: seen.append(m["val_loss"]))
+    assert folds.stopped is None and len(folds.values) == 3
+    best = int(np.argmin(seen))
+    assert folds.epochs == [best + 1] * 3 and folds.refit_epochs == best + 1
+    assert folds.value == pytest.approx(seen[best], rel=1e-6)
+    assert len(seen) in (best + 1 + 5, 40)  # patience on the mean curve
+    for i in range(3):  # each fold's out-of-fold predictions, from that epoch's network
+        rows = folds.outputs[data.fold_ids == i]
+        loss, _ = evaluate_outputs(folds.net, rows, data.fold(i).y_val)  # (the same head)
+        assert loss == pytest.approx(folds.values[i], rel=1e-5)
+    # the same config, folds in turn: each fold its own best epoch, scored where it chose
+    alone = cross_validate(network, training, data, "val_loss")
+    assert alone.values != folds.values
 
 
 def test_wilcoxon_pairs_folds_across_trials(tmp_path):

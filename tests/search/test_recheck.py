@@ -18,7 +18,8 @@ def test_run_rechecks_the_top_trials_and_exports_by_the_mean(tmp_path):
     assert res.returncode == 0, res.stderr
     assert "re-check of the top 3 trial(s)" in res.stdout and "re-checked mean" in res.stdout
     from nnsearch.search.export import RECHECK_ATTR
-    from nnsearch.search.storage import StorageURL, open_storage
+    from nnsearch.search.storage import open_storage
+    from nnsearch.search.storage_url import StorageURL
 
     storage = open_storage(StorageURL.resolve(None, study), heartbeat=False)
     import optuna

@@ -49,7 +49,7 @@ def test_a_waiting_retry_holds_its_place_in_the_budget():
     # retry runs it counts only the trials below it, so trial 2 must count the retry.
     import optuna
 
-    from nnsearch.search.worker import trials_ahead
+    from nnsearch.search.counting import trials_ahead
 
     study = optuna.create_study()
     study.tell(study.ask(), state=optuna.trial.TrialState.FAIL)

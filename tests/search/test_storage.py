@@ -6,7 +6,8 @@ from pathlib import Path
 import pytest
 
 from nnsearch.search.errors import UsageError
-from nnsearch.search.storage import StorageURL
+from nnsearch.search.retry import is_transient
+from nnsearch.search.storage_url import StorageURL
 
 
 def test_journal_paths():
@@ -72,7 +73,7 @@ def test_transient_storage_errors_are_found_through_wrappers():
     import sqlalchemy.exc
     from optuna.exceptions import StorageInternalError
 
-    from nnsearch.search.storage import error_reason, is_transient, with_retry
+    from nnsearch.search.retry import error_reason, is_transient, with_retry
 
     down = sqlalchemy.exc.OperationalError("SELECT 1", {}, Exception("server closed the conn"))
 
@@ -142,7 +143,7 @@ def test_only_a_schema_race_is_retried():
     with pytest.raises(sqlalchemy.exc.ProgrammingError):
         storage._create_schema_once(denied)
     full = sqlalchemy.exc.OperationalError("INSERT", {}, Exception("database or disk is full"))
-    assert not storage.is_transient(full)  # no wait cures a full disk
+    assert not is_transient(full)  # no wait cures a full disk
 
 
 def test_a_heartbeat_that_cannot_be_written_is_one_log_line(tmp_path, monkeypatch, caplog):

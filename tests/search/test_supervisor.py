@@ -13,10 +13,10 @@ from rich.console import Console
 
 from nnsearch.search import record, supervisor
 from nnsearch.search._optuna import cached_storage, rdb_of
-from nnsearch.search.storage import StorageURL
+from nnsearch.search.counting import Counts
+from nnsearch.search.storage_url import StorageURL
 from nnsearch.search.study import OpenStudy
 from nnsearch.search.studyfile import parse_study
-from nnsearch.search.worker import Counts
 from nnsearch.search.worker_storage import WorkerStorage
 
 SLEEPER = "import time; time.sleep(60)"
@@ -211,9 +211,9 @@ def test_stop_ends_every_worker_and_fails_their_trials_without_retry(sup, monkey
 
 
 def test_orphaned_trials_are_failed_and_retried(sup, monkeypatch):
-    from nnsearch.search import worker
+    from nnsearch.search import sweep
 
-    monkeypatch.setattr(worker, "UNCLAIMED_GRACE", 0.05)
+    monkeypatch.setattr(sweep, "UNCLAIMED_GRACE", 0.05)
     gone = process("pass")
     gone.wait()  # a worker of this host that is gone (killed, a power cut)
     dead = running_trial(sup.study, gone.pid)
@@ -230,13 +230,13 @@ def test_orphaned_trials_are_failed_and_retried(sup, monkeypatch):
     sampling.set_user_attr(record.CREATOR, [record.worker_id(alive.pid),
                                             record.process_tag(alive.pid)])
     seen = {}
-    assert worker.fail_orphans(sup.opened, sup.retry_trial, seen) == 2  # the gone ones
+    assert sweep.fail_orphans(sup.opened, sup.retry_trial, seen) == 2  # the gone ones
     assert "is gone before the trial trained" in \
         sup.study.get_trials()[unstarted.number].user_attrs[record.FAIL_REASON]
     assert sup.study.get_trials()[sampling.number].state == TrialState.RUNNING
     sup.study.tell(sampling, 1.0)
     time.sleep(0.1)  # unclaimed for longer than the grace, by this process's clock
-    assert worker.fail_orphans(sup.opened, sup.retry_trial, seen) == 1
+    assert sweep.fail_orphans(sup.opened, sup.retry_trial, seen) == 1
     trials = sup.study.get_trials()
     assert trials[dead].state == trials[silent].state == TrialState.FAIL
     assert "is gone" in trials[dead].user_attrs[record.FAIL_REASON]
@@ -247,7 +247,7 @@ def test_orphaned_trials_are_failed_and_retried(sup, monkeypatch):
     assert retried == sorted([dead, silent, unstarted.number])
     alive.kill()
     alive.wait()
-    assert worker.fail_orphans(sup.opened, sup.retry_trial, seen) == 1  # now it is gone too
+    assert sweep.fail_orphans(sup.opened, sup.retry_trial, seen) == 1  # now it is gone too
     assert seen == {}  # no unclaimed trial left to remember
 
 
@@ -296,7 +296,7 @@ def test_a_database_restart_while_the_progress_bar_reads_does_not_end_the_watch(
     import sqlalchemy.exc
 
     monkeypatch.setattr(supervisor, "POLL_SECONDS", 0.01)
-    monkeypatch.setattr("nnsearch.search.storage.time.sleep", lambda s: None)
+    monkeypatch.setattr("nnsearch.search.retry.time.sleep", lambda s: None)
     reads, polls = [], []
     real = sup.study.get_trials
 
@@ -354,7 +354,7 @@ def test_a_worker_that_does_not_stop_at_the_time_limit_is_stopped(sup, monkeypat
 
 def test_a_trial_failed_for_its_stale_heartbeat_says_why(tmp_path):
     # Optuna's sweep of stale heartbeats failed a hung worker's trial with no reason.
-    from nnsearch.search import worker
+    from nnsearch.search import sweep
 
     url = f"sqlite:///{tmp_path / 'h.db'}"
     storage = optuna.storages.RDBStorage(url, heartbeat_interval=1, grace_period=1,
@@ -369,10 +369,10 @@ def test_a_trial_failed_for_its_stale_heartbeat_says_why(tmp_path):
     fresh = study.ask()
     time.sleep(2.2)
     storage.record_heartbeat(fresh._trial_id)  # this one still beats
-    assert worker.sweep(opened, record.RETRY, {}, None)
+    assert sweep.sweep(opened, record.RETRY, {}, None)
     trials = study.get_trials()
     assert trials[hung.number].state == TrialState.FAIL
-    assert trials[hung.number].user_attrs[record.FAIL_REASON] == worker.STALE_REASON
+    assert trials[hung.number].user_attrs[record.FAIL_REASON] == sweep.STALE_REASON
     assert trials[fresh.number].state == TrialState.RUNNING
     assert record.FAIL_REASON not in trials[fresh.number].user_attrs
     assert [t.system_attrs["failed_trial"] for t in trials

@@ -169,7 +169,7 @@ def test_a_file_that_is_not_a_table_is_never_quoted(tmp_path):
 
 
 def test_the_record_survives_json_and_a_020_record_still_predicts():
-    from nnsearch.search.readers import numeric_table
+    from nnsearch.search.builtin import numeric_table
 
     table = numeric_table(np.array([[1.0, 2.0], [3.0, 6.0]]), ["a", "b"])
     prep = fit_preprocessor(table, np.arange(2))

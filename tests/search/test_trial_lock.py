@@ -9,8 +9,9 @@ from types import SimpleNamespace
 import pytest
 import sqlalchemy
 
-from nnsearch.search import worker
-from nnsearch.search.storage import StorageURL, open_storage
+from nnsearch.search import sweep
+from nnsearch.search.storage import open_storage
+from nnsearch.search.storage_url import StorageURL
 from nnsearch.search.trial_lock import FileLock, PostgresLock, trial_lock
 
 TRY_FLOCK = """
@@ -96,8 +97,8 @@ def stubbed_sweep(tmp_path, monkeypatch):
     makes): the sweep's failing and retrying stubbed out."""
     url = StorageURL.parse(f"sqlite:///{tmp_path / 's.db'}")
     calls: list[str] = []
-    monkeypatch.setattr(worker, "fail_stale_trials", lambda study: calls.append("stale"))
-    monkeypatch.setattr(worker, "fail_orphans", lambda opened, retry, seen: calls.append("orphans"))
+    monkeypatch.setattr(sweep, "fail_stale_trials", lambda study: calls.append("stale"))
+    monkeypatch.setattr(sweep, "fail_orphans", lambda opened, retry, seen: calls.append("orphans"))
     return trial_lock(url, None, "s"), trial_lock(url, None, "s"), calls
 
 
@@ -107,7 +108,7 @@ def test_a_sweep_waits_for_the_trial_lock(stubbed_sweep):
     holder, sweeper_lock, calls = stubbed_sweep
     holder.acquire()
     opened = SimpleNamespace(study=None, worker_storage=None)
-    thread = threading.Thread(target=worker.sweep, args=(opened, None, {}, sweeper_lock))
+    thread = threading.Thread(target=sweep.sweep, args=(opened, None, {}, sweeper_lock))
     thread.start()
     time.sleep(0.3)
     assert calls == []  # still waiting for the lock
@@ -124,8 +125,8 @@ def test_the_supervisors_sweep_does_not_wait_for_a_busy_lock(stubbed_sweep):
     opened = SimpleNamespace(study=None, worker_storage=None)
     holder.acquire()
     started = time.monotonic()
-    assert worker.sweep(opened, None, {}, sweeper_lock, wait=False) is False
+    assert sweep.sweep(opened, None, {}, sweeper_lock, wait=False) is False
     assert calls == [] and time.monotonic() - started < 1.0
     holder.release()
-    assert worker.sweep(opened, None, {}, sweeper_lock, wait=False) is True
+    assert sweep.sweep(opened, None, {}, sweeper_lock, wait=False) is True
     assert calls == ["stale", "orphans"] and _other_process_sees(holder.path) == "free"
