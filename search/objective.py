@@ -41,7 +41,7 @@ from .training import (
     predict_latency_ms,
     train_trial,
 )
-from .worker_storage import training_starts
+from .worker_storage import training_ends, training_starts
 
 logger = logging.getLogger(__name__)
 
@@ -212,6 +212,7 @@ class Objective:
             attrs["latency_ms"] = predict_latency_ms(net, self.data.X_train)
         # (written with the trial's state where the worker keeps its trial:
         # worker_storage.py)
+        training_ends(trial)
         with_retry(partial(record_attrs, trial, attrs), "record the trial")
         if reason is not None:
             logger.debug("trial %d %s", trial.number, reason)

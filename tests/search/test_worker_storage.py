@@ -13,7 +13,7 @@ from optuna.trial import TrialState
 
 from nnsearch.search._optuna import cached_storage, rdb_of
 from nnsearch.search.objective import record_attrs
-from nnsearch.search.worker_storage import WorkerStorage, training_starts
+from nnsearch.search.worker_storage import WorkerStorage, training_ends, training_starts
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -212,18 +212,35 @@ def test_while_it_trains_a_pruner_s_records_are_written_at_once(storage):
         trial.storage.set_trial_system_attr(trial._trial_id, "rung_0", 0.5)  # a pruner's
         seen.append(elsewhere(storage, "s").trials[0].system_attrs)
         assert trial.storage.get_trial_system_attrs(trial._trial_id)["rung_0"] == 0.5
+        training_ends(trial)
         record_attrs(trial, {"result": 1})
-        trial.storage.set_trial_system_attr(trial._trial_id, "after", 2)  # still training
+        trial.storage.set_trial_system_attr(trial._trial_id, "after", 2)  # (an artifact's)
         seen.append(elsewhere(storage, "s").trials[0])
         return 1.0
 
     study.optimize(rungs, n_trials=1)
     assert seen[0] == {"before": 1, "rung_0": 0.5}
-    assert seen[1].system_attrs == {"before": 1, "rung_0": 0.5, "after": 2}
+    assert seen[1].system_attrs == {"before": 1, "rung_0": 0.5}, "after training: kept"
     assert seen[1].user_attrs == {}, "the result waits for the trial's state"
     stored = elsewhere(storage, "s").trials[0]
     assert stored.system_attrs == {"before": 1, "rung_0": 0.5, "after": 2}
     assert stored.user_attrs == {"result": 1}
+
+
+def test_optuna_s_read_back_of_a_told_trial_is_answered_from_its_copy(storage):
+    study, own = worker_study(storage, "s")
+    trial = study.ask()
+    trial.suggest_float("x", 0, 1)
+    training_starts(trial)
+    trial.report(0.5, 0)
+    told = study.tell(trial, 0.25)  # Optuna reads the trial back: no read of the storage
+    stored = own.base.get_trial(trial._trial_id)
+    assert own.transactions == 2 and comparable(stored) == comparable(told)
+    assert abs((stored.datetime_complete - told.datetime_complete).total_seconds()) < 60
+    assert (told.state, told.values, told.intermediate_values) == (
+        TrialState.COMPLETE, [0.25], {0: 0.5})
+    study.ask()  # the next trial: the last one is read from the storage again
+    assert own.get_trial(trial._trial_id) == stored
 
 
 @pytest.mark.filterwarnings("ignore:Heartbeat of storage")  # (ask outside optimize)
