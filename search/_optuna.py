@@ -16,9 +16,9 @@ proves that no other module names one (string conventions included):
   marks internal), which reads only the trials that changed; the fallback reads all;
 - ``created_trial``: the trial just created, from that cache (Optuna's read back of it
   took ~2 ms); the fallback is ``get_trial``;
-- ``HeartbeatBase`` and ``stale_trial_ids``: what a storage implements for Optuna's
-  optimize to run heartbeats (``BaseHeartbeat``, not exported) and its stale-trial
-  query; the fallback is no heartbeat;
+- ``HeartbeatBase`` and ``stale_trial_ids``: what a storage implements for Optuna to
+  run heartbeats and sweep stale trials (``BaseHeartbeat``, not exported, and its
+  ``_get_stale_trial_ids``); the fallback is no heartbeat;
 - ``note_saver``: optuna-dashboard's ``save_note`` loaded from its module alone, not
   through the package's ``__init__`` (its web app, scikit-learn and SciPy: ~1.1 s of
   CPU in ``create`` and beside ``run``'s first trials); the fallback is the import;
@@ -242,10 +242,21 @@ def created_trial(storage: optuna.storages.BaseStorage, study_id: int,
     return storage.get_trial(trial_id)
 
 
-try:  # what Optuna's optimize asks of a storage to run heartbeats (not exported)
-    from optuna.storages._heartbeat import BaseHeartbeat as HeartbeatBase
+try:  # what Optuna asks of a storage to run heartbeats (not exported)
+    from optuna.storages._heartbeat import BaseHeartbeat as _BaseHeartbeat
 except ImportError:  # pragma: no cover (the fallback: no heartbeats, no stale sweep)
-    HeartbeatBase = object  # type: ignore[misc,assignment]
+    _BaseHeartbeat = object  # type: ignore[misc,assignment]
+
+
+class HeartbeatBase(_BaseHeartbeat):
+    """Optuna's ``BaseHeartbeat`` for a storage of ours: its private query for stale
+    trials (``_get_stale_trial_ids``) asks the public-named ``stale_trials``."""
+
+    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+        return self.stale_trials(study_id)
+
+    def stale_trials(self, study_id: int) -> list[int]:
+        raise NotImplementedError
 
 
 def stale_trial_ids(storage: optuna.storages.BaseStorage, study_id: int) -> list[int]:

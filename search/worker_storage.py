@@ -17,9 +17,8 @@ contract ``BaseStorage`` documents: a running trial is modified from a single pr
   answered from it (Optuna reads them several times per trial); ``expire()`` makes the
   next one go to the storage. A moment-old view may miss a trial another worker started
   or finished in that moment.
-- **Stale checks**, asked by Optuna before every trial, are queried at most once per
-  ``stale_every`` seconds (a heartbeat goes stale only after several intervals).
-- **Fail reasons**: within ``failing(reason)``, a trial failed here is given it first.
+- **Stale checks** are queried at most once per ``stale_every`` seconds; within
+  ``failing(reason)``, a trial failed here is given that reason first.
 
 Without the RDB parts (another storage, or their names moved: ``_optuna.rdb_of``), every
 write goes to the storage as it is made.
@@ -65,10 +64,8 @@ def training_starts(trial: optuna.Trial) -> None:
 
 
 def training_ends(trial: optuna.Trial) -> None:
-    """``trial`` has trained: the writes that follow (its result, artifacts' names) wait
-    for its state, where the storage keeps it. While it trains they go at once (a
-    pruner's records are for the other workers' pruners); after, at once they were a
-    commit each (~1 ms of a small trial, ``bench/tiny.py``)."""
+    """``trial`` has trained: what follows (its result, artifacts' names) waits for its
+    state (while it trains, a pruner's records go at once, for the other workers')."""
     storage = trial.storage
     if isinstance(storage, WorkerStorage) and storage.runs(trial.number):
         storage.training = False
@@ -181,7 +178,7 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
             trial_id = self._trial_id
             if trial_id is None or self.rdb is None:
                 return
-            beat = not self._flushed and self._heartbeats()
+            beat = not self._flushed and self.get_heartbeat_interval() is not None
             if self._params or self._system or self._user or self._reports or beat:
                 self.rdb.write(trial_id, params=self._params, system_attrs=self._system,
                                user_attrs=self._user, reports=self._reports, beat=beat)
@@ -192,9 +189,6 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
             self._flushed = True
             self._reports_at = time.monotonic()
 
-    def _heartbeats(self) -> bool:
-        return self.get_heartbeat_interval() is not None
-
     # ----- reads ------------------------------------------------------------------------
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:
@@ -203,9 +197,6 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
             if self._finished is not None and self._finished[0] == trial_id:
                 return copy.deepcopy(self._finished[1])
         return self.base.get_trial(trial_id)
-
-    def get_trial_number_from_id(self, trial_id: int) -> int:
-        return self.get_trial(trial_id).number
 
     def expire(self) -> None:
         """The next read of all trials goes to the storage."""
@@ -349,7 +340,7 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
             logger.warning("trial id %d: its first writes not recorded by its heartbeat (%s); "
                            "trying again at the next", trial_id, exc)
 
-    def _get_stale_trial_ids(self, study_id: int) -> list[int]:
+    def stale_trials(self, study_id: int) -> list[int]:
         now = time.monotonic()
         if now - self._stale_at < self.stale_every:
             return []  # (the last query's were failed by the call that made it)
