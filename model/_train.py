@@ -169,9 +169,26 @@ class _Clipper:
         return False
 
 
-# A diverging run overflows on its way to NaN: it is reported (History.diverged),
-# not warned about.
-@np.errstate(over="ignore", invalid="ignore", divide="ignore")
+class EarlyStopping:
+    """The best monitored loss so far (by more than ``min_delta``), its epoch, and
+    whether ``patience`` epochs have passed without a better one."""
+
+    def __init__(self, config: TrainConfig) -> None:
+        self.min_delta, self.patience = config.min_delta, config.patience
+        self.best, self.best_epoch, self.waited = math.inf, -1, 0
+
+    def improved(self, monitored: float, epoch: int) -> bool:
+        if monitored < self.best - self.min_delta:
+            self.best, self.best_epoch, self.waited = monitored, epoch, 0
+            return True
+        self.waited += 1
+        return False
+
+    @property
+    def done(self) -> bool:
+        return self.patience is not None and self.waited >= self.patience
+
+
 class Trainer:
     """One network's training, an epoch at a time: ``fit`` runs one to its end, and
     cross-validation runs one per fold side by side (their early stopping decided on
@@ -218,6 +235,9 @@ class Trainer:
         self.history = History(metric_name="accuracy" if net.is_classifier else "rmse")
         self.kept = net.flat.copy()
 
+    # A diverging run overflows on its way to NaN: it is reported (History.diverged),
+    # not warned about.
+    @np.errstate(over="ignore", invalid="ignore", divide="ignore")
     def epoch(self) -> dict[str, Any]:
         """Train one more epoch; its metrics (``monitored``: the validation loss, else
         the training loss). A non-finite loss sets ``history.diverged``."""
@@ -299,27 +319,24 @@ def fit(
     """
     run = Trainer(net, X_train, y_train, X_val, y_val, config)
     history = run.history
-    best_loss, best_epoch, waited = math.inf, -1, 0
+    stopping = EarlyStopping(config)
     for epoch in range(config.epochs):
         metrics = run.epoch()
         monitored = metrics.pop("monitored")
         if history.diverged:
             break
-        if monitored < best_loss - config.min_delta:
-            best_loss, best_epoch, waited = monitored, epoch, 0
+        if stopping.improved(monitored, epoch):
             run.keep()
-        else:
-            waited += 1
         if on_epoch_end is not None and on_epoch_end(epoch, metrics):
             history.stopped_by_callback = True
             break
-        if config.patience is not None and waited >= config.patience:
+        if stopping.done:
             history.stopped_early = True
             break
 
     # Early stopping keeps the best epoch; so does divergence, when any epoch was finite.
-    if best_epoch >= 0 and (config.patience is not None or history.diverged):
-        run.restore(best_epoch)
+    if stopping.best_epoch >= 0 and (config.patience is not None or history.diverged):
+        run.restore(stopping.best_epoch)
     else:
         history.best_epoch = history.epochs_run - 1
     return history

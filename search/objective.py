@@ -107,7 +107,7 @@ class Objective:
                                           seed)
         self._check_size(trial, network)
         with_retry(partial(training_starts, trial), "record the trial")
-        # After the last epoch pruning saves nothing, except with folds: the others.
+        # After the last epoch pruning saves nothing.
         self.last_epoch = int(training["epochs"]) - 1
         if data.n_folds:
             return self._cross_validate(trial, network, training, seed)

@@ -90,12 +90,12 @@ def run_study(t: Target, workers: int, trials: int | None, timeout: float | None
         if needs_note(opened):  # (a new one's): once the workers are under way
             supervisor.after_first_trial = partial(save_note, opened)
         counts = supervisor.run()
-        outcome = Outcome(spec, counts, study_status(opened, counts), supervisor, budget,
-                          timeout)
+        rechecked = []
         if spec.recheck and not supervisor.signum and counts.complete:
             with contextlib.suppress(Stopped):  # a signal: supervisor.signum says so
-                outcome.rechecked = recheck(opened, supervisor.interrupted)
-        outcome.status = with_retry(lambda: study_status(opened, counts), "read the study")
+                rechecked = recheck(opened, supervisor.interrupted)
+        status = with_retry(lambda: study_status(opened, counts), "read the study")
+        outcome = Outcome(spec, counts, status, supervisor, budget, timeout, rechecked)
         best = outcome.status.best
         if (supervisor.signum and not outcome.rechecked) or best is None:
             return outcome  # (a re-check that finished is used)

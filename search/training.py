@@ -19,6 +19,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from nnsearch.model import (
+    EarlyStopping,
     History,
     Network,
     TrainConfig,
@@ -185,7 +186,8 @@ def _cross_validate_together(network: dict[str, Any], training: dict[str, Any],
         start = time.perf_counter()
         runs = [Trainer(Network(**network), f.X_train, f.y_train, f.X_val, f.y_val, config)
                 for f in folds]
-        best_loss, best_epoch, waited = math.inf, -1, 0
+        stopping = EarlyStopping(config)  # on the folds' mean validation loss
+        diverged, epoch = None, -1
         for epoch in range(config.epochs):
             each = [run.epoch() for run in runs]
             diverged = next((i for i, run in enumerate(runs) if run.history.diverged), None)
@@ -193,12 +195,9 @@ def _cross_validate_together(network: dict[str, Any], training: dict[str, Any],
                 out.stopped = f"diverged in fold {diverged} at epoch {epoch}"
                 break
             loss = float(np.mean([m["val_loss"] for m in each]))
-            if loss < best_loss - config.min_delta:
-                best_loss, best_epoch, waited = loss, epoch, 0
+            if stopping.improved(loss, epoch) and config.patience is not None:
                 for run in runs:
                     run.keep()
-            else:
-                waited += 1
             if on_epoch_end is not None and on_epoch_end(epoch, {
                     "train_loss": float(np.mean([m["train_loss"] for m in each])),
                     "val_loss": loss,
@@ -207,27 +206,31 @@ def _cross_validate_together(network: dict[str, Any], training: dict[str, Any],
                     run.history.stopped_by_callback = True
                 out.stopped, out.pruned = f"at epoch {epoch}", True
                 break
-            if config.patience is not None and waited >= config.patience:
+            if stopping.done:
                 for run in runs:
                     run.history.stopped_early = True
                 break
         out.seconds = time.perf_counter() - start
-        out.net, out.history = runs[0].net, runs[0].history
+        out.net, out.history = runs[0].net, runs[diverged or 0].history
         if out.stopped is not None:
             return out
+        # the epoch every fold keeps: the folds' best mean, as fit keeps its best (else
+        # the last, without patience)
+        kept = stopping.best_epoch if config.patience is not None else epoch
         for i, (run, fold) in enumerate(zip(runs, folds, strict=True)):
-            run.restore(best_epoch)
-            P = run.net.forward(fold.X_val)
-            loss_i, score_i = evaluate_outputs(run.net, P, fold.y_val)
+            if kept != epoch:
+                run.restore(kept)
+            run.history.best_epoch = kept
+            loss_i, score_i = run.history.val_loss[kept], run.history.val_metric[kept]
             out.values.append(metric_value(metric, fold, loss_i, score_i))
             out.losses.append(loss_i)
             out.scores.append(score_i)
-            out.epochs.append(best_epoch + 1)
+            out.epochs.append(kept + 1)
             if outputs:
                 if out.outputs is None:
                     out.outputs = np.zeros((len(data.fold_ids), run.net.layer_sizes[-1]),
                                            np.float32)
-                out.outputs[data.fold_ids == i] = P
+                out.outputs[data.fold_ids == i] = run.net.forward(fold.X_val)
         if not all(math.isfinite(v) for v in out.values):
             out.stopped = "non-finite validation metric"
     return out

@@ -127,7 +127,6 @@ class Worker:
             self.objective.deadline = self.deadline + grace
             self.objective.time_limit = f"the time limit ({timeout:g} s + {grace:g} s grace)"
         self.trials_run = 0
-        self.failed = False  # whether the last trial failed (set by _guarded)
         self.trial_seconds: list[float] = []  # its completed trials' durations, latest last
         # the trial it runs is kept in this process (its writes in two transactions),
         # one read of the trials serves a moment, and its trials are created with its
@@ -174,9 +173,9 @@ class Worker:
                 warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be")
                 return self.study.ask()
 
-    def _run_trial(self, trial: optuna.Trial) -> None:
-        """Run ``trial``, with its heartbeat, and tell Optuna how it ended (a trial
-        stopped by a signal, once told, raises Stopped on)."""
+    def _run_trial(self, trial: optuna.Trial) -> bool:
+        """Run ``trial``, with its heartbeat, and tell Optuna how it ended; whether it
+        failed (a trial stopped by a signal, once told, raises Stopped on)."""
         values: float | tuple[float, ...] | None = None
         state: TrialState | None = None
         error: BaseException | None = None
@@ -187,7 +186,6 @@ class Worker:
                 state = TrialState.PRUNED
             except (Exception, KeyboardInterrupt) as exc:  # (Stopped is a KeyboardInterrupt)
                 state, error = TrialState.FAIL, exc
-        self.failed = state == TrialState.FAIL
         if state is None:
             self.study.tell(trial, values)
         else:
@@ -195,6 +193,8 @@ class Worker:
         self.storage.remove_session()
         if error is not None:
             self._failed(trial, error)
+        # (a sweeper that ended it first: its result was dropped)
+        return state == TrialState.FAIL or self.storage.lost
 
     def _failed(self, trial: optuna.Trial, error: BaseException) -> None:
         """Say why ``trial`` failed (its reason is on the trial too); a signal's stop
@@ -303,11 +303,9 @@ class Worker:
                 if trial is None:  # every slot is taken (and swept)
                     self.stop.wait(POLL_SECONDS)
                     continue
-                self._run_trial(trial)
+                failed = self._run_trial(trial)
                 self.trials_run += 1
-                if self.storage.lost:
-                    self.failed = True  # a sweeper ended it first: its result was dropped
-                failures = failures + 1 if self.failed else 0
+                failures = failures + 1 if failed else 0
                 if failures >= MAX_CONSECUTIVE_FAILURES:
                     logger.error("%d trials in a row failed; this worker stops (see the "
                                  "trials' fail_reason)", failures)

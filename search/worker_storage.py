@@ -82,8 +82,7 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
         # user attributes each trial it creates is created with (the worker's claim)
         self.claim: dict[str, Any] = {}
         self.transactions = 0  # the writes it made of its trials (for tests and benches)
-        self.reads = 0  # reads of all trials that went to the storage
-        self.shared = 0  # and those answered from the last one
+        self.reads = self.shared = 0  # reads of all trials made, and answered from the last
         self.lost = False  # whether its last trial was ended by a sweeper before its state
         self.training = False  # between training_starts and training_ends
         self._lock = threading.Lock()  # Optuna's heartbeat thread writes through it too
@@ -189,7 +188,6 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
             self._flushed = True
             self._reports_at = time.monotonic()
 
-    # ----- reads ------------------------------------------------------------------------
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:
             if self._holds(trial_id) and self._copy is not None:
@@ -258,7 +256,11 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
             return
         self.keep(reports={step: intermediate_value})
         if self.training and time.monotonic() - self._reports_at >= REPORT_WRITE_SECONDS:
-            self.flush()
+            try:  # (kept back until a write takes them: none is lost)
+                self.flush()
+            except Exception as exc:
+                self._reports_at = time.monotonic()
+                logger.warning("trial id %d: reports not recorded yet (%s)", trial_id, exc)
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Sequence[float] | None = None) -> bool:

@@ -57,6 +57,7 @@ def test_callback_can_stop_training(digits_split):
     assert {"train_loss", "val_loss", "val_metric", "learning_rate"} <= seen[0][1]
 
 
+@pytest.mark.filterwarnings("error::RuntimeWarning")  # reported, not warned about either
 def test_divergence_is_reported_not_raised(digits_split):
     X_tr, y_tr, X_va, y_va, _, _ = digits_split
     net = Network([64, 64, 10], activation="relu", init="random", seed=0)
