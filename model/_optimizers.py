@@ -16,6 +16,7 @@ number (1.2e-30 in float32), far below anything an update could feel.
 from __future__ import annotations
 
 import math
+from typing import Any
 
 import numpy as np
 
@@ -62,6 +63,14 @@ class SGD:
     def __init__(self, size: int, dtype: np.dtype, **_: float) -> None:
         self._tmp = np.empty(size, dtype)
 
+    def state(self) -> dict[str, Any]:
+        """What a resumed training needs to step on exactly as this one would (arrays
+        are the optimizer's own: copy them to keep them)."""
+        return {}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Take back what ``state`` gave."""
+
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
         np.multiply(grad, lr, out=self._tmp)
         params -= self._tmp
@@ -77,6 +86,13 @@ class Momentum:
         self.velocity = np.zeros(size, dtype)
         self._tmp = np.empty(size, dtype)
         self._flush = _Flush(size, dtype, momentum)
+
+    def state(self) -> dict[str, Any]:
+        return {"velocity": self.velocity, "flush_steps": self._flush.steps}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        _load_array(self.velocity, state["velocity"], "velocity")
+        self._flush.steps = int(state["flush_steps"])
 
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
         v, tmp = self.velocity, self._tmp
@@ -110,6 +126,14 @@ class Adam:
         self._tmp = np.empty(size, dtype)
         self._flush = _Flush(size, dtype, beta1, beta2)
 
+    def state(self) -> dict[str, Any]:
+        return {"t": self.t, "m": self.m, "v": self.v, "flush_steps": self._flush.steps}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        _load_array(self.m, state["m"], "m")
+        _load_array(self.v, state["v"], "v")
+        self.t, self._flush.steps = int(state["t"]), int(state["flush_steps"])
+
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
         self.t += 1
         b1, b2, m, v, tmp = self.beta1, self.beta2, self.m, self.v, self._tmp
@@ -128,6 +152,14 @@ class Adam:
         tmp *= step
         params -= tmp
         self._flush(m, v)
+
+
+def _load_array(into: np.ndarray, value: Any, name: str) -> None:
+    value = np.asarray(value)
+    if value.shape != into.shape or value.dtype != into.dtype:
+        raise ValueError(f"the optimizer's {name} must be {into.dtype} of shape "
+                         f"{into.shape}, but got {value.dtype} of shape {value.shape}.")
+    np.copyto(into, value)
 
 
 OPTIMIZERS: dict[str, type[SGD] | type[Momentum] | type[Adam]] = {

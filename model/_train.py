@@ -6,10 +6,11 @@ import logging
 import math
 from collections.abc import Callable
 from dataclasses import asdict, dataclass, field, fields
-from typing import Any
+from typing import Any, Protocol
 
 import numpy as np
 
+from ._clip import CLIP_TYPES, Clipper
 from ._domains import Domain
 from ._ensemble import Ensemble
 from ._network import Network
@@ -18,7 +19,6 @@ from ._schedules import SCHEDULES
 
 logger = logging.getLogger(__name__)
 
-CLIP_TYPES = ("none", "value", "norm", "global_norm")
 
 _POSITIVE = Domain("float", 0.0, low_open=True)
 _NONNEGATIVE = Domain("float", 0.0)
@@ -138,37 +138,6 @@ def _evaluate_augmented(net: Network, Xa: np.ndarray, Y: np.ndarray) -> tuple[fl
     return net.loss_from_output(P, Y), _metric(net, P, Y)
 
 
-class _Clipper:
-    """Clips the flat gradient in place; reports whether it changed anything."""
-
-    def __init__(self, net: Network, clip_type: str, threshold: float) -> None:
-        self.kind = clip_type
-        self.threshold = threshold
-        self.starts = net.tensor_starts
-        self.ends = np.append(net.tensor_starts[1:], net.flat.size)
-
-    def __call__(self, grad: np.ndarray, tensor_sq: np.ndarray) -> bool:
-        c = self.threshold
-        if self.kind == "value":
-            if float(np.abs(grad).max()) <= c:
-                return False
-            np.clip(grad, -c, c, out=grad)
-            return True
-        if self.kind == "norm":  # the article's: each tensor on its own
-            norms = np.sqrt(tensor_sq)
-            over = np.flatnonzero(norms > c)
-            for t in over:
-                grad[self.starts[t]:self.ends[t]] *= c / norms[t]
-            return bool(over.size)
-        if self.kind == "global_norm":
-            total = math.sqrt(float(tensor_sq.sum()))
-            if total <= c:
-                return False
-            grad *= c / total
-            return True
-        return False
-
-
 class EarlyStopping:
     """The best monitored loss so far (by more than ``min_delta``), its epoch, and
     whether ``patience`` epochs have passed without a better one."""
@@ -187,6 +156,29 @@ class EarlyStopping:
     @property
     def done(self) -> bool:
         return self.patience is not None and self.waited >= self.patience
+
+    def state(self) -> dict[str, Any]:
+        return {"best": self.best, "best_epoch": self.best_epoch, "waited": self.waited}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        try:
+            self.best, self.best_epoch = float(state["best"]), int(state["best_epoch"])
+            self.waited = int(state["waited"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"the early-stopping state does not fit: {exc!r}") from exc
+
+
+class StateError(ValueError):
+    """A saved training state that does not fit the training given it."""
+
+
+class Checkpoints(Protocol):
+    """Where a training saves its state now and then (``fit``'s ``checkpoints``): asked
+    after every epoch whether a save is due (cheap), then handed the state."""
+
+    def due(self) -> bool: ...
+
+    def save(self, state: dict[str, Any]) -> None: ...
 
 
 class Trainer:
@@ -222,7 +214,7 @@ class Trainer:
                     ("momentum", "nesterov", "beta1", "beta2", "epsilon")}
         self.optimizer = OPTIMIZERS[config.optimizer](net.flat.size, net.dtype, **opt_args)
         self.schedule = SCHEDULES[config.schedule]
-        self.clipper = _Clipper(net, config.clip_type, config.clip_value) \
+        self.clipper = Clipper(net, config.clip_type, config.clip_value) \
             if config.clip_type != "none" else None
         self.decay = (config.l2 * net.weight_mask).astype(net.dtype) if config.l2 else None
         self.sq_tmp = np.empty_like(net.flat)
@@ -292,6 +284,38 @@ class Trainer:
                 "learning_rate": lr, "grad_norms": history.grad_norms[-1],
                 "clip_fraction": history.clip_fraction[-1], "monitored": monitored}
 
+    def state(self) -> dict[str, Any]:
+        """Everything the next epoch depends on: the weights, the copy ``keep`` made,
+        the generator's state (shuffles, dropout), the optimizer's and the history. The
+        arrays are the trainer's own (a saver writes them before the next epoch)."""
+        return {"flat": self.net.flat, "kept": self.kept,
+                "rng": self.rng.bit_generator.state, "optimizer": self.optimizer.state(),
+                "history": self.history.to_dict()}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        """Continue from ``state`` (``state()`` of a trainer of the same network, data
+        and config): the next epoch is the one that trainer would have run next.
+        ``StateError`` when it does not fit (the trainer is then not to be used)."""
+        try:
+            for name, into in (("flat", self.net.flat), ("kept", self.kept)):
+                value = np.asarray(state[name])
+                if value.shape != into.shape or value.dtype != into.dtype:
+                    raise ValueError(f"its {name} must be {into.dtype} of shape "
+                                     f"{into.shape}, but is {value.dtype} of shape "
+                                     f"{value.shape}")
+                np.copyto(into, value)
+            self.rng.bit_generator.state = state["rng"]
+            self.optimizer.load_state(state["optimizer"])
+            history = History(**state["history"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"the training state does not fit: {exc!r}") from exc
+        if not 0 < history.epochs_run < self.config.epochs or any(
+                len(getattr(history, name)) != history.epochs_run for name in
+                ("train_loss", "val_loss", "val_metric", "learning_rate")):
+            raise StateError(f"the training state's history does not fit: "
+                             f"{history.epochs_run} epochs of {self.config.epochs}")
+        self.history = history
+
     def keep(self) -> None:
         np.copyto(self.kept, self.net.flat)
 
@@ -309,6 +333,8 @@ def fit(
     y_val: np.ndarray | None,
     config: TrainConfig,
     on_epoch_end: EpochCallback | None = None,
+    checkpoints: Checkpoints | None = None,
+    resume: dict[str, Any] | None = None,
 ) -> History:
     """Train ``net`` in place and return its history.
 
@@ -316,11 +342,22 @@ def fit(
     validation set is given) and, when it ends training or training diverges,
     puts back a copy of the best epoch's parameters. ``on_epoch_end(epoch,
     metrics)`` is called after every epoch; a truthy return stops training.
+
+    ``checkpoints``: after an epoch that does not end training, the state is saved
+    when a save is due; ``resume`` (such a state, of the same network, data and
+    config) continues from it, bit for bit as the run that saved it would have.
     """
     run = Trainer(net, X_train, y_train, X_val, y_val, config)
-    history = run.history
     stopping = EarlyStopping(config)
-    for epoch in range(config.epochs):
+    if resume is not None:
+        try:
+            trainer, stopped = resume["trainer"], resume["stopping"]
+        except (KeyError, TypeError) as exc:
+            raise StateError(f"the training state does not fit: {exc!r}") from exc
+        run.load_state(trainer)
+        stopping.load_state(stopped)
+    history = run.history
+    for epoch in range(history.epochs_run, config.epochs):
         metrics = run.epoch()
         monitored = metrics.pop("monitored")
         if history.diverged:
@@ -333,6 +370,8 @@ def fit(
         if stopping.done:
             history.stopped_early = True
             break
+        if checkpoints is not None and epoch + 1 < config.epochs and checkpoints.due():
+            checkpoints.save({"trainer": run.state(), "stopping": stopping.state()})
 
     # Early stopping keeps the best epoch; so does divergence, when any epoch was finite.
     if stopping.best_epoch >= 0 and (config.patience is not None or history.diverged):

@@ -1,7 +1,8 @@
 """The objective: sample a network and its training, train it, report, prune.
 
 The data is loaded once per process (``Objective`` holds it); each trial's seed is
-derived from the study seed and the trial number (``record.trial_seed``), so a
+derived from the study seed and the trial number (``record.trial_seed``; a retry's, from
+the number of the trial it retries, which it resumes: ``checkpoint.py``), so a
 trial's result does not depend on which worker ran it. The test split is never
 touched here.
 """
@@ -25,11 +26,20 @@ from nnsearch.model import MAX_PARAMS, History, Network, param_count
 
 from . import record
 from .artifacts import upload_trial_artifacts
+from .checkpoint import (
+    TrialCheckpoints,
+    checkpoint_path,
+    first_calling,
+    resume_or_start,
+    running_trial,
+    saved_reports,
+)
 from .data import Dataset
 from .ensemble import keep_predictions
 from .errors import Stopped
 from .export import build_export
 from .front import dominates, feasible, signs
+from .reproducible import logical_number
 from .retry import with_retry
 from .space import build_configs, sample
 from .storage_url import StorageURL
@@ -50,8 +60,6 @@ logger = logging.getLogger(__name__)
 # estimated until one is drawn, then each is expected to cost what the last one did
 CURVE_SHARE = 0.1
 FIRST_CURVE_SECONDS = 0.45
-
-
 
 def record_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
     """Each of ``attrs`` as a user attribute of ``trial`` (a worker's storage keeps them
@@ -94,6 +102,7 @@ class Objective:
         self.trained_seconds = 0.0  # this worker's training so far (its trials' seconds)
         self.curve_seconds = 0.0  # and its learning-curve PNGs'
         self.curve_cost = FIRST_CURVE_SECONDS  # what the next PNG is expected to take
+        self._retry = False  # whether this trial retries another (and may resume it)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         self._timed_out = False
@@ -101,19 +110,58 @@ class Objective:
 
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         spec, data = self.spec, self.data
+        frozen = running_trial(trial)
+        first = record.first_try(frozen)  # a retry trains as its first try
+        logical = logical_number(trial, frozen)  # reproducible: after trials < n - LAG
         values = sample(spec.space, trial)
-        seed = record.trial_seed(spec.seed, trial.number)
+        seed = record.trial_seed(spec.seed, first if logical is None else logical)
         network, training = build_configs(values, data.n_features, data.n_outputs, data.task,
                                           seed)
         self._check_size(trial, network)
         with_retry(partial(training_starts, trial), "record the trial")
         # After the last epoch pruning saves nothing.
         self.last_epoch = int(training["epochs"]) - 1
-        if data.n_folds:
-            return self._cross_validate(trial, network, training, seed)
+        saves = self._checkpoints(trial, first, network, training)
+        self._retry = first != trial.number  # (only a retry resumes: a first try starts anew)
+        try:
+            if data.n_folds:
+                return self._cross_validate(trial, network, training, seed, saves)
+            return self._train(trial, network, training, seed, saves)
+        finally:
+            if saves is not None:
+                saves.remove()  # (a killed worker's stays, for the retry)
+
+    def _checkpoints(self, trial: optuna.Trial, first: int, network: dict[str, Any],
+                     training: dict[str, Any]) -> TrialCheckpoints | None:
+        """The trial's checkpoints ([checkpoint] every; none without an artifact store)."""
+        if self.store is None or not self.spec.checkpoint_every:
+            return None
+        name = trial.study.study_name
+        return TrialCheckpoints(
+            checkpoint_path(self.url, name, first),
+            {"study": name, "trial": first, "data_fingerprint": self.data.fingerprint,
+             "network": network, "training": training}, self.spec.checkpoint_every)
+
+    def _resumed(self, trial: optuna.Trial, saves: TrialCheckpoints | None,
+                 train: Any) -> Any:
+        """``train(resume)`` from a retry's checkpoint (``checkpoint.resume_or_start``)."""
+        def resumed(where: dict[str, Any]) -> None:
+            with_retry(partial(record_attrs, trial, {record.RESUMED: where}), "record the trial")
+
+        return resume_or_start(saves if self._retry else None, trial.number,
+                               self.data.n_folds, train, resumed)
+
+    def _train(self, trial: optuna.Trial, network: dict[str, Any], training: dict[str, Any],
+               seed: int, saves: TrialCheckpoints | None) -> float | tuple[float, ...]:
+        spec, data = self.spec, self.data
         report = self._epoch_reporter(trial)
-        net, history, val_loss, val_score, seconds, outputs = train_trial(
-            network, training, data, report)
+
+        def train(resume: dict[str, Any] | None) -> Any:
+            callback = report if resume is None else first_calling(
+                lambda: self._report_history(trial, resume["trainer"]["history"]), report)
+            return train_trial(network, training, data, callback, saves, resume)
+
+        net, history, val_loss, val_score, seconds, outputs = self._resumed(trial, saves, train)
         value = metric_value(spec.metric, data, val_loss, val_score)
         self.trained_seconds += seconds
         attrs = record.result_attrs(history, net, seed, seconds)
@@ -173,14 +221,14 @@ class Objective:
 
     def _warm(self, trial: optuna.Trial) -> bool:
         """Whether the study has the pruner's startup trials of its own, priors aside
-        (once it has, it always will)."""
+        (once it has, it always will; a reproducible study's trial asks its own view)."""
         if self.startup:
             own = sum(1 for t in trial.study.get_trials(deepcopy=False,
                                                         states=(TrialState.COMPLETE,))
                       if not record.is_prior(t))
             if own < self.startup:
                 return False
-            self.startup = 0
+            self.startup = self.startup if self.spec.reproducible else 0
         return True
 
     def _must_stop(self) -> bool:
@@ -263,8 +311,17 @@ class Objective:
         return not any(dominates(v, values, sign) or (len(values) == 1 and v == list(values))
                        for v in own)
 
+    def _report_history(self, trial: optuna.Trial, *histories: dict[str, Any]) -> None:
+        """A resumed trial's reports of the epochs its checkpoint saved (``saved_reports``)."""
+        if not self.spec.multi:
+            for epoch, value in saved_reports(histories, self.spec.report_every,
+                                              partial(metric_value, self.spec.metric,
+                                                      self.data)):
+                trial.report(value, epoch)
+
     def _cross_validate(self, trial: optuna.Trial, network: dict[str, Any],
-                        training: dict[str, Any], seed: int) -> float | tuple[float, ...]:
+                        training: dict[str, Any], seed: int,
+                        saves: TrialCheckpoints | None = None) -> float | tuple[float, ...]:
         """k trainings, one per fold, side by side (``cross_validate(together=True)``):
         the pruner judges the folds' mean curve epoch by epoch, as it judges a trial on
         one validation split. Wilcoxon (which pairs folds across trials) gets each
@@ -282,8 +339,21 @@ class Objective:
             trial.report(folds.values[-1], i)
             return i >= self.first_prunable and self._warm(trial) and trial.should_prune()
 
-        folds = cross_validate(network, training, data, spec.metric, after_fold, on_epoch,
-                               outputs=self.keeps, together=not wilcoxon)
+        def report_done(resume: dict[str, Any]) -> None:  # the reports it saved
+            if wilcoxon and not spec.multi:
+                for i, value in enumerate(resume["done"]["values"]):
+                    trial.report(value, i)
+            elif not wilcoxon:
+                self._report_history(trial, *(f["history"] for f in resume["folds"]))
+
+        def train(resume: dict[str, Any] | None) -> Folds:
+            callback = on_epoch if resume is None else \
+                first_calling(partial(report_done, resume), on_epoch)
+            return cross_validate(network, training, data, spec.metric, after_fold, callback,
+                                  outputs=self.keeps, together=not wilcoxon,
+                                  checkpoints=saves, resume=resume)
+
+        folds = self._resumed(trial, saves, train)
         assert folds.net is not None and folds.history is not None
         value = folds.value if folds.values else math.nan
         self.trained_seconds += folds.seconds

@@ -41,6 +41,7 @@ FOLDS_TOGETHER = "folds_together"
 DATA_FINGERPRINT = "data_fingerprint"  # of the data the trial trained on
 # Why a trial failed: stopped by a signal, its worker died, or it was surplus.
 FAIL_REASON = "fail_reason"
+RESUMED = "resumed"  # a retry continued from its checkpoint: from where, what it saved
 SURPLUS = "nnsearch.surplus"
 PRIOR = "nnsearch.prior"  # a trial copied from another study (run --from-study): "NAME#N"
 # A worker-written result carries all of these; a value set by hand (the dashboard) does not.
@@ -113,6 +114,14 @@ def is_prior(trial: FrozenTrial) -> bool:
     """A trial copied from another study as a prior: it guides the sampler and the
     pruner, but is not this study's own (no budget, stop or export counts it)."""
     return PRIOR in trial.user_attrs
+
+
+def first_try(trial: FrozenTrial) -> int:
+    """The number of the trial that ``trial`` retries (the first of a series of
+    retries, as Optuna's retry records it), else its own: what its seed and its
+    checkpoint are named by, so that a retry trains as the trial it retries."""
+    first = RetryHeartbeatStaleTrialCallback.retried_trial_number(trial)
+    return trial.number if first is None else int(first)
 
 
 def trial_seed(study_seed: int, trial_number: int) -> int:

@@ -14,6 +14,7 @@ from typing import Any
 
 from rich.console import Console
 
+from .checkpoint import remove_unneeded
 from .counting import Counts
 from .ensemble import Choice, choose_for, export_for
 from .errors import Stopped, UsageError
@@ -50,6 +51,10 @@ def budget_of(spec: StudySpec, trials: int | None, timeout: float | None
               ) -> tuple[int | None, float | None]:
     """The run's trial budget and timeout: the command line's, else the study file's."""
     budget, timeout = trials or spec.trials, timeout or spec.timeout
+    if spec.reproducible and (timeout is not None or budget is None):
+        raise UsageError(f"{spec.path or spec.name}: a reproducible study (sampler."
+                         "reproducible) needs a trial budget and no timeout: which trials "
+                         "exist would depend on the clock; pass --trials N, not --timeout.")
     if budget is None and timeout is None:
         raise UsageError(f"{spec.path or spec.name}: no budget: set budget.trials or "
                          "budget.timeout in the study file, or pass --trials N or "
@@ -90,6 +95,8 @@ def run_study(t: Target, workers: int, trials: int | None, timeout: float | None
         if needs_note(opened):  # (a new one's): once the workers are under way
             supervisor.after_first_trial = partial(save_note, opened)
         counts = supervisor.run()
+        with contextlib.suppress(Exception):  # (a storage away: the next run does it)
+            remove_unneeded(opened.url, opened.study)
         rechecked = []
         if spec.recheck and not supervisor.signum and counts.complete:
             with contextlib.suppress(Stopped):  # a signal: supervisor.signum says so

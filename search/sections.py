@@ -71,18 +71,19 @@ ENSEMBLE = 8  # [selection] ensemble: at most this many trials in the export's e
 MAX_ENSEMBLE = 25
 # [artifacts] curves: which new bests get their learning-curve PNG (see objective.py)
 CURVES = ("budget", "every best", "none")
+CHECKPOINT_EVERY = 10.0  # [artifacts] checkpoint_every: seconds (search/checkpoint.py)
 SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}")  # it names files (NAME-best.json)
 
 SECTIONS: dict[str, tuple[str, ...]] = {
     "study": ("name", "metric", "direction", "seed"),
     "constraints": ("max_params", "max_latency_ms"),
-    "sampler": ("name",),  # plus the sampler's own keyword arguments
+    "sampler": ("name", "reproducible"),  # plus the sampler's own keyword arguments
     "pruner": ("name", "report_every"),  # plus the pruner's own keyword arguments
     "data": ("source", "target", "task", "validation", "test", "seed", "image_shape", "shift",
              "drop", "categorical", "folds", "unlabelled", "clip"),
     "budget": ("trials", "timeout", "grace", "target", "stall"),
     "selection": ("recheck", "seeds", "ensemble"),
-    "artifacts": ("curves",),
+    "artifacts": ("curves", "checkpoint_every"),
     "enqueue": (),  # [[enqueue]]: a list of tables, checked by enqueue.to_params
     "space": (),  # checked by space.parse_param
 }
@@ -120,6 +121,20 @@ def read_budget(budget: dict[str, Any], metric: str, where: str
     return (trials, float(timeout) if timeout is not None else None,
             float(grace) if grace is not None else None,
             float(target) if target is not None else None, stall)
+
+
+def read_artifacts(artifacts: dict[str, Any], where: str) -> tuple[str, float]:
+    """[artifacts]: curves, checkpoint_every."""
+    curves = read_key(artifacts, "artifacts.curves", where, str, "budget")
+    if curves not in CURVES:
+        raise UsageError(f"{where}: artifacts.curves must be one of "
+                         f"{', '.join(repr(c) for c in CURVES)}, but got {curves!r}.")
+    every = read_key(artifacts, "artifacts.checkpoint_every", where, (int, float),
+                     CHECKPOINT_EVERY)
+    if not 0 <= every < math.inf:
+        raise UsageError(f"{where}: artifacts.checkpoint_every must be a number of seconds "
+                         f">= 0 (0: no checkpoints), but got {every}.")
+    return curves, float(every)
 
 
 def read_selection(selection: dict[str, Any], multi: bool, where: str

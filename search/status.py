@@ -15,6 +15,7 @@ from .counting import Counts, count_states
 from .errors import UsageError
 from .export import pick_trial
 from .front import pareto_front
+from .reproducible import LAG
 from .study import SUMMARY_ATTR, OpenStudy
 
 
@@ -29,13 +30,15 @@ class Status:
     no_best: str = ""  # why there is no best trial to export
     objectives: list[str] = field(default_factory=list)  # a multi-objective study's
     front: list[FrozenTrial] = field(default_factory=list)  # its Pareto front, best first
+    reproducible: bool = False  # [sampler] reproducible (search/reproducible.py)
 
 
 def study_status(opened: OpenStudy, counts: Counts | None = None) -> Status:
     study = opened.study
     status = Status(study.study_name, (study.metric_names or ["value"])[0],
                     counts or count_states(opened),
-                    data=study.user_attrs.get(SUMMARY_ATTR, ""))
+                    data=study.user_attrs.get(SUMMARY_ATTR, ""),
+                    reproducible=opened.spec.reproducible)
     try:
         status.best, status.skipped = pick_trial(study, None)
     except UsageError as exc:  # no completed (and feasible) trial yet
@@ -74,7 +77,7 @@ def render_status(status: Status, out: Console, err: Console, as_json: bool = Fa
     best = status.best
     if as_json:
         data: dict[str, Any] = {"study": status.study, **asdict(status.counts),
-                                "data": status.data}
+                                "data": status.data, "reproducible": status.reproducible}
         data["best"] = None if best is None else {
             "number": best.number, "value": best.values[0], "params": best.params}
         if status.objectives:
@@ -91,6 +94,11 @@ def render_status(status: Status, out: Console, err: Console, as_json: bool = Fa
     out.print(table)
     if status.data:
         out.print(f"data: {status.data}", highlight=False)
+    out.print("reproducible: " + (f"yes (trial n is sampled and pruned from trials 0..n-"
+                                  f"{LAG + 1} as they ended: the same trials with any number "
+                                  "of workers)" if status.reproducible else
+                                  "no (sampler.reproducible = true makes it so)"),
+              highlight=False)
     if best is None:
         out.print(status.no_best or "no completed trial yet", highlight=False)
         return

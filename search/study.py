@@ -22,6 +22,7 @@ from .cache import cache_dir, cached_data, store_cached
 from .data import Dataset
 from .enqueue import check_sizes, enqueue_all
 from .errors import UsageError
+from .reproducible import LaggedSampler, LaggedStorage
 from .retry import with_retry
 from .space import describe_condition
 from .storage import dispose, open_storage
@@ -269,12 +270,16 @@ def open_study(target: Target, heartbeat: bool = False,
             yield OpenStudy(study, spec, storage, target.url)
             return
         # a worker's (or its supervisor's, which shares no reads): see worker_storage.py
-        ours = WorkerStorage(cached_storage(storage), rdb_of(storage),
-                             window=WINDOW_SECONDS if sampler_offset is not None else 0.0)
+        lagged = spec.reproducible and sampler_offset is not None  # (reproducible.py)
+        ours = (LaggedStorage if lagged else WorkerStorage)(
+            cached_storage(storage), rdb_of(storage),
+            window=WINDOW_SECONDS if sampler_offset is not None else 0.0)
         kwargs: dict[str, Any] = {}
         if sampler_offset is not None:
-            kwargs = {"sampler": spec.make_sampler(record.sampler_seed(spec.seed, sampler_offset)),
-                      "pruner": spec.make_pruner()}
+            sampler = LaggedSampler(spec.make_sampler, spec.seed, ours) \
+                if isinstance(ours, LaggedStorage) else \
+                spec.make_sampler(record.sampler_seed(spec.seed, sampler_offset))
+            kwargs = {"sampler": sampler, "pruner": spec.make_pruner()}
         study = optuna.load_study(study_name=target.name, storage=ours, **kwargs)
         yield OpenStudy(study, spec, storage, target.url, ours)
     finally:

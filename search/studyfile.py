@@ -24,8 +24,8 @@ from .data import DataSpec
 from .enqueue import to_params
 from .errors import UsageError, require_file
 from .sections import (
+    CHECKPOINT_EVERY,
     COSTS,
-    CURVES,
     ENSEMBLE,
     GRACE_FRACTION,
     MAX_ENSEMBLE,
@@ -36,6 +36,7 @@ from .sections import (
     SAMPLERS,
     SECTIONS,
     check_multi,
+    read_artifacts,
     read_budget,
     read_constraints,
     read_data,
@@ -88,6 +89,10 @@ class StudySpec:
     max_params: int | None = None  # [constraints]: a trial beyond one is infeasible
     max_latency_ms: float | None = None
     curves: str = "budget"  # [artifacts] curves: which new bests get a learning-curve PNG
+    # [artifacts] checkpoint_every: seconds between a running trial's checkpoints (0: none)
+    checkpoint_every: float = CHECKPOINT_EVERY
+    # [sampler] reproducible: trial n sees trials 0..n-LAG-1 only (search/reproducible.py)
+    reproducible: bool = False
     path: Path | None = field(default=None, compare=False)
 
     @property
@@ -171,7 +176,8 @@ class StudySpec:
             "study": {"name": self.name, "seed": self.seed,
                       "metric": list(self.objectives) if self.multi else self.metric,
                       "direction": self.directions if self.multi else self.direction},
-            "sampler": {"name": self.sampler, **self.sampler_args},
+            "sampler": {"name": self.sampler, **self.sampler_args,
+                        **({"reproducible": True} if self.reproducible else {})},
             "pruner": {"name": self.pruner, "report_every": self.report_every,
                        **self.pruner_args},
             "data": {k: v for k, v in self.data.to_dict().items() if v is not None},
@@ -187,7 +193,12 @@ class StudySpec:
                if self.recheck or self.ensemble != self.default_ensemble else {}),
             **({"enqueue": [dict(t) for t in self.enqueue]} if self.enqueue else {}),
             **({"constraints": self.constraints} if self.constraints else {}),
-            **({"artifacts": {"curves": self.curves}} if self.curves != "budget" else {}),
+            **({"artifacts": {
+                **({"curves": self.curves} if self.curves != "budget" else {}),
+                **({"checkpoint_every": self.checkpoint_every}
+                   if self.checkpoint_every != CHECKPOINT_EVERY else {})}}
+               if self.curves != "budget" or self.checkpoint_every != CHECKPOINT_EVERY
+               else {}),
         }
 
 
@@ -301,7 +312,10 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
                          f"direction={direction!r} (leave it out: it follows the metric).")
     seed = read_seed(study, "study.seed", where)
 
-    sampler, sampler_args = read_plugin(raw.get("sampler", {}), "sampler", SAMPLERS, "tpe",
+    sampler_raw = dict(raw.get("sampler", {}))
+    reproducible = read_key(sampler_raw, "sampler.reproducible", where, bool, False)
+    sampler_raw.pop("reproducible", None)
+    sampler, sampler_args = read_plugin(sampler_raw, "sampler", SAMPLERS, "tpe",
                                           where, reserved=("seed",))
     pruner_raw = dict(raw.get("pruner", {}))
     report_every = read_key(pruner_raw, "pruner.report_every", where, int, 1)
@@ -324,12 +338,14 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
                              "pruner median.")
 
     trials, timeout, grace, target, stall = read_budget(raw.get("budget", {}), metric, where)
+    if reproducible and (timeout is not None or target is not None or stall is not None):
+        key = "timeout" if timeout is not None else "target" if target is not None else "stall"
+        raise UsageError(f"{where}: sampler.reproducible cannot go with budget.{key}: which "
+                         "trials exist would depend on the clock; give a trial budget "
+                         "(budget.trials) and nothing else.")
     recheck, seeds, ensemble = read_selection(raw.get("selection", {}), multi, where)
 
-    curves = read_key(raw.get("artifacts", {}), "artifacts.curves", where, str, "budget")
-    if curves not in CURVES:
-        raise UsageError(f"{where}: artifacts.curves must be one of "
-                         f"{', '.join(repr(c) for c in CURVES)}, but got {curves!r}.")
+    curves, checkpoint_every = read_artifacts(raw.get("artifacts", {}), where)
 
     space = {key: parse_param(key, value, where) for key, value in raw.get("space", {}).items()}
     check_conditions(space, where)
@@ -346,6 +362,7 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
                      recheck=recheck, recheck_seeds=seeds, ensemble=ensemble,
                      extra_metrics=tuple(objectives[1:]),
                      max_params=max_params, max_latency_ms=max_latency, curves=curves,
+                     checkpoint_every=checkpoint_every, reproducible=reproducible,
                      path=path.resolve() if path is not None else None)
     spec.enqueued_params(where)  # each [[enqueue]] table is checked now, not at create
     return spec

@@ -19,9 +19,11 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from nnsearch.model import (
+    Checkpoints,
     EarlyStopping,
     History,
     Network,
+    StateError,
     TrainConfig,
     Trainer,
     evaluate,
@@ -42,7 +44,8 @@ def metric_value(metric: str, data: Dataset, loss: float, score: float) -> float
 
 
 def train_trial(network: dict[str, Any], training: dict[str, Any], data: Dataset,
-                on_epoch_end: Any = None
+                on_epoch_end: Any = None, checkpoints: Checkpoints | None = None,
+                resume: dict[str, Any] | None = None
                 ) -> tuple[Network, History, float, float, float, np.ndarray]:
     """Build and train one network.
 
@@ -52,14 +55,14 @@ def train_trial(network: dict[str, Any], training: dict[str, Any], data: Dataset
     selected on them).
     BLAS runs on one thread, in a worker and in ``nnsearch train`` alike: a
     multi-threaded GEMM sums in another order, and the retrained network would
-    not reproduce the trial bit for bit.
+    not reproduce the trial bit for bit. ``checkpoints`` and ``resume``: ``fit``'s.
     """
     net = Network(**network)
     config = TrainConfig(**training)
     with threadpool_limits(1):
         start = time.perf_counter()
         history = fit(net, data.X_train, data.y_train, data.X_val, data.y_val, config,
-                      on_epoch_end=on_epoch_end)
+                      on_epoch_end=on_epoch_end, checkpoints=checkpoints, resume=resume)
         seconds = time.perf_counter() - start
         outputs = net.forward(data.X_val)
         loss, score = evaluate_outputs(net, outputs, data.y_val)
@@ -97,6 +100,7 @@ class Folds:
     losses: list[float] = field(default_factory=list)
     scores: list[float] = field(default_factory=list)  # accuracy or standardised RMSE
     epochs: list[int] = field(default_factory=list)  # epochs up to the weights kept
+    epochs_run: list[int] = field(default_factory=list)  # epochs trained, fold by fold
     seconds: float = 0.0
     net: Network | None = None  # the first fold's network
     history: History | None = None  # the last fold trained (the one that stopped, if any)
@@ -119,7 +123,8 @@ class Folds:
 def cross_validate(network: dict[str, Any], training: dict[str, Any], data: Dataset,
                    metric: str, after_fold: Callable[[int, Folds], bool] | None = None,
                    on_epoch_end: Any = None, outputs: bool = False,
-                   together: bool = False) -> Folds:
+                   together: bool = False, checkpoints: Checkpoints | None = None,
+                   resume: dict[str, Any] | None = None) -> Folds:
     """Train the config on each of ``data``'s folds. With ``outputs``, the out-of-fold
     predictions are kept (``Folds.outputs``).
 
@@ -136,17 +141,41 @@ def cross_validate(network: dict[str, Any], training: dict[str, Any], data: Data
     (each made when it is trained: a worker holds one fold's copy at a time), stopping
     early on its own. ``after_fold(i, so_far)`` is asked after every fold but the last;
     true stops (pruning). A fold that diverges or is stopped by ``on_epoch_end`` ends
-    it too."""
+    it too.
+
+    ``checkpoints`` (``fit``'s) get the whole cross-validation's state now and then (the
+    folds done, the fold under way); ``resume``, such a state, continues from it."""
     if together:
         return _cross_validate_together(network, training, data, metric, on_epoch_end,
-                                        outputs)
+                                        outputs, checkpoints, resume)
     out = Folds()
     k = data.n_folds
     assert data.fold_ids is not None
-    for i in range(k):
+    first = 0
+    if resume is not None:  # the folds done, as they were, then the one under way
+        try:
+            first = int(resume["fold"])
+            for name in ("values", "losses", "scores", "epochs", "epochs_run"):
+                getattr(out, name).extend(resume["done"][name])
+                if len(getattr(out, name)) != first:
+                    raise ValueError(f"{first} folds done, but {name} for "
+                                     f"{len(getattr(out, name))}")
+            if not 0 <= first < k:
+                raise ValueError(f"fold {first} of {k}")
+            out.outputs = None if resume.get("outputs") is None else \
+                np.array(resume["outputs"], np.float32)
+            if out.outputs is not None and out.outputs.shape[0] != len(data.fold_ids):
+                raise ValueError(f"outputs for {out.outputs.shape[0]} rows")
+        except (KeyError, TypeError, ValueError) as exc:
+            raise StateError(f"the cross-validation state does not fit: {exc!r}") from exc
+        if first:
+            out.net = Network(**network)  # (the first fold's shape: n_params, latency)
+    for i in range(first, k):
         fold = data.fold(i)
-        net, history, loss, score, seconds, P = train_trial(network, training, fold,
-                                                             on_epoch_end)
+        within = None if checkpoints is None else _FoldCheckpoints(checkpoints, out, i)
+        net, history, loss, score, seconds, P = train_trial(
+            network, training, fold, on_epoch_end, within,
+            resume["fit"] if resume is not None and i == first else None)
         if outputs and not (history.diverged or history.stopped_by_callback):
             if out.outputs is None:
                 out.outputs = np.zeros((len(data.fold_ids), net.layer_sizes[-1]), np.float32)
@@ -165,6 +194,7 @@ def cross_validate(network: dict[str, Any], training: dict[str, Any], data: Data
         out.losses.append(loss)
         out.scores.append(score)
         out.epochs.append(history.best_epoch + 1)
+        out.epochs_run.append(history.epochs_run)
         if not math.isfinite(out.values[-1]):
             out.stopped = f"non-finite validation metric in fold {i}"
             return out
@@ -174,9 +204,28 @@ def cross_validate(network: dict[str, Any], training: dict[str, Any], data: Data
     return out
 
 
+class _FoldCheckpoints:
+    """A fold's ``fit`` checkpoints, saved inside the cross-validation's state: the
+    folds done (their figures and out-of-fold outputs) and the fold under way."""
+
+    def __init__(self, outer: Checkpoints, folds: Folds, fold: int) -> None:
+        self.outer, self.folds, self.fold = outer, folds, fold
+
+    def due(self) -> bool:
+        return self.outer.due()
+
+    def save(self, state: dict[str, Any]) -> None:
+        f = self.folds
+        self.outer.save({"fold": self.fold, "fit": state, "outputs": f.outputs,
+                         "done": {"values": f.values, "losses": f.losses,
+                                  "scores": f.scores, "epochs": f.epochs,
+                                  "epochs_run": f.epochs_run}})
+
+
 def _cross_validate_together(network: dict[str, Any], training: dict[str, Any],
                              data: Dataset, metric: str, on_epoch_end: Any,
-                             outputs: bool) -> Folds:
+                             outputs: bool, checkpoints: Checkpoints | None = None,
+                             resume: dict[str, Any] | None = None) -> Folds:
     out = Folds()
     k = data.n_folds
     assert data.fold_ids is not None
@@ -187,8 +236,17 @@ def _cross_validate_together(network: dict[str, Any], training: dict[str, Any],
         runs = [Trainer(Network(**network), f.X_train, f.y_train, f.X_val, f.y_val, config)
                 for f in folds]
         stopping = EarlyStopping(config)  # on the folds' mean validation loss
+        if resume is not None:
+            states = resume.get("folds") if isinstance(resume, dict) else None
+            if not isinstance(states, list) or len(states) != k:
+                raise StateError(f"the cross-validation state does not hold {k} folds")
+            for run, state in zip(runs, states, strict=True):
+                run.load_state(state)
+            if len({run.history.epochs_run for run in runs}) != 1:
+                raise StateError("the folds' states are at different epochs")
+            stopping.load_state(resume.get("stopping") or {})
         diverged, epoch = None, -1
-        for epoch in range(config.epochs):
+        for epoch in range(runs[0].history.epochs_run, config.epochs):
             each = [run.epoch() for run in runs]
             diverged = next((i for i, run in enumerate(runs) if run.history.diverged), None)
             if diverged is not None:
@@ -210,6 +268,9 @@ def _cross_validate_together(network: dict[str, Any], training: dict[str, Any],
                 for run in runs:
                     run.history.stopped_early = True
                 break
+            if checkpoints is not None and epoch + 1 < config.epochs and checkpoints.due():
+                checkpoints.save({"folds": [run.state() for run in runs],
+                                  "stopping": stopping.state()})
         out.seconds = time.perf_counter() - start
         out.net, out.history = runs[0].net, runs[diverged or 0].history
         if out.stopped is not None:
@@ -226,6 +287,7 @@ def _cross_validate_together(network: dict[str, Any], training: dict[str, Any],
             out.losses.append(loss_i)
             out.scores.append(score_i)
             out.epochs.append(kept + 1)
+            out.epochs_run.append(run.history.epochs_run)
             if outputs:
                 if out.outputs is None:
                     out.outputs = np.zeros((len(data.fold_ids), run.net.layer_sizes[-1]),

@@ -55,10 +55,11 @@ def trial_rows(study: optuna.Study, states: Sequence[TrialState] | None = None,
     ordered = sorted(params, key=_param_order)
     constrained = any(t.constraints for t in trials)
     priors = any(record.is_prior(t) for t in trials)
+    resumed = any(record.RESUMED in t.user_attrs for t in trials)
     columns = ["number", "state", "value", "duration_s", *(["feasible"] if constrained else []),
                *([record.PRIOR] if priors else []), *(f"param.{p}" for p in ordered),
-               *DIAGNOSTICS, "reason"]
-    rows = [_row(t, ordered, constrained, priors) for t in trials]
+               *DIAGNOSTICS, *([record.RESUMED] if resumed else []), "reason"]
+    rows = [_row(t, ordered, constrained, priors, resumed) for t in trials]
     if sort == "value":  # completed trials, best first; then the rest, by number (a pruned
         # trial's value is its last report, not comparable with a finished one's)
         sign = signs(study.directions)[0]  # a multi-objective study's quality metric
@@ -80,8 +81,16 @@ def _finite(value: Any) -> Any:
     return value
 
 
+def resumed_text(t: FrozenTrial) -> str | None:
+    """Where a retry resumed from its checkpoint, and the epochs that saved."""
+    where = t.user_attrs.get(record.RESUMED)
+    if not isinstance(where, dict):
+        return None
+    return f"at {where.get('at')}; {where.get('epochs_saved')} epochs saved"
+
+
 def _row(t: FrozenTrial, params: list[str], constrained: bool,
-         priors: bool) -> dict[str, Any]:
+         priors: bool, resumed: bool = False) -> dict[str, Any]:
     duration = t.duration.total_seconds() if t.duration is not None else None
     row: dict[str, Any] = {"number": t.number, "state": t.state.name.lower(),
                            "value": _finite(t.values[0]) if t.values else None,
@@ -92,6 +101,8 @@ def _row(t: FrozenTrial, params: list[str], constrained: bool,
         row[record.PRIOR] = t.user_attrs.get(record.PRIOR)
     row |= {f"param.{p}": t.params.get(p) for p in params}
     row |= {k: _finite(t.user_attrs.get(k)) for k in DIAGNOSTICS}
+    if resumed:  # a retry that continued from its checkpoint
+        row[record.RESUMED] = resumed_text(t)
     row["reason"] = t.user_attrs.get(record.PRUNED_REASON) or t.user_attrs.get(
         record.FAIL_REASON)
     return row

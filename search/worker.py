@@ -42,6 +42,7 @@ from .artifacts import artifact_store
 from .counting import count_states, is_gated, trials_ahead
 from .errors import Stopped
 from .objective import Objective
+from .reproducible import LaggedSampler
 from .retry import error_reason, is_transient, with_retry
 from .study import OpenStudy, accepted_data
 from .sweep import fail_stale, sweep
@@ -134,6 +135,8 @@ class Worker:
         assert opened.worker_storage is not None, "a worker's study is opened for a worker"
         self.storage = opened.worker_storage
         self.storage.claim = {record.CREATOR: [self.objective.worker, self.process_tag]}
+        if isinstance(self.study.sampler, LaggedSampler):  # waits under no lock of its own
+            self.study.sampler.lock, self.study.sampler.stop = self.lock, self.stop
 
     def install_signal_handlers(self) -> None:
         """SIGTERM/SIGINT: end the running trial as FAIL (reason recorded) and exit.

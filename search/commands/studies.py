@@ -159,7 +159,7 @@ class WorkerCommand(Command):
 
     def take_action(self, args: argparse.Namespace) -> int:
         from .. import record
-        from ..run import warn_unused_grace
+        from ..run import budget_of, warn_unused_grace
         from ..study import open_study
         from ..worker import ENV_RUN, Worker
 
@@ -169,6 +169,8 @@ class WorkerCommand(Command):
             offset = record.standalone_offset()
         with open_study(t, heartbeat=True, sampler_offset=offset) as opened:
             spec = opened.spec
+            if spec.reproducible:
+                budget_of(spec, args.trials, args.timeout)  # a trial budget, no timeout
             warn_unused_grace(spec, args.timeout or spec.timeout)
             worker = Worker(opened, args.trials or spec.trials, args.timeout or spec.timeout)
             worker.install_signal_handlers()
@@ -233,7 +235,7 @@ class TrialsCommand(Command):
         from rich.console import Console
         from rich.table import Table
 
-        from ..record import PRIOR
+        from ..record import PRIOR, RESUMED
         from ..study import open_study
         from ..trials_table import STATES, TABLE_DIAGNOSTICS, cell, to_csv, to_json, trial_rows
 
@@ -247,7 +249,7 @@ class TrialsCommand(Command):
             sys.stdout.write(to_json(rows))
         else:  # the parameters and a few diagnostics; csv and json carry them all
             shown = [c for c in columns if (c in ("number", "state", "value", "duration_s",
-                                                  "feasible", PRIOR, "reason",
+                                                  "feasible", PRIOR, RESUMED, "reason",
                                                   *TABLE_DIAGNOSTICS)
                                             or c.startswith("param."))
                      and (c == "number" or any(r[c] is not None for r in rows))]

@@ -1,0 +1,204 @@
+"""``[sampler] reproducible = true``: the same trials whatever the worker count and timing.
+
+Parallel optimisation differs from run to run because what the sampler and the pruner
+decide depends on which results they have seen, and that depends on the clock. Here,
+trial *n* (its **logical number**, below) is sampled, and judged by the pruner, from
+the results of trials ``0 .. n - LAG - 1`` only, each as it finally ended, and with a
+sampler seeded from the study seed and *n*; a worker waits when one of those trials
+has not finished. ``LAG`` does not depend on the worker count, so 1, 2 or 8 workers
+give the same trials, values, pruning decisions and best trial. Training was already
+bit for bit (each trial's seed comes from the study seed and its number).
+
+- **Logical numbers.** A trial's Optuna number counts the retries of killed workers'
+  trials too; its logical number does not: a fresh trial's is its number minus the
+  retries created before it, a retry's is its first try's. A killed and resumed run
+  gives the same table, by logical number, as one never interrupted.
+- **The view.** While a worker runs trial *n*, its storage (``LaggedStorage``) answers
+  reads of all trials with the fixed list of trials ``0 .. n - LAG - 1`` as they ended
+  (a completed or pruned retry in place of its failed first tries), numbered by their
+  logical numbers: what TPE, the pruner and the pruner's warm-up read.
+- **Sampling outside the trial lock.** Optuna samples a trial's joint (relative)
+  parameters as the trial is created, which is under the trial lock, where no worker
+  may wait. ``LaggedSampler`` defers that to the trial's first parameter, and waits
+  there for the view; readiness is checked under the lock, so a trial a sweep has
+  failed but not yet retried is never taken for one that ended.
+
+With a timeout the study is refused: which trials exist would depend on the clock.
+"""
+
+from __future__ import annotations
+
+import copy
+import threading
+from collections.abc import Container, Sequence
+from typing import Any
+
+import optuna
+from optuna.distributions import BaseDistribution
+from optuna.samplers import BaseSampler
+from optuna.trial import FrozenTrial, TrialState
+
+from . import record
+from .errors import Stopped
+from .trial_lock import TrialLock, locked
+from .worker_storage import WorkerStorage
+
+LAG = 8  # trial n sees trials 0 .. n - LAG - 1: up to ~8 workers rarely wait
+POLL_SECONDS = 0.2
+_DONE = (TrialState.COMPLETE, TrialState.PRUNED)
+
+
+def logical_numbers(trials: Sequence[FrozenTrial]) -> dict[int, int]:
+    """Each trial's logical number, by its Optuna number (see the module's note)."""
+    out: dict[int, int] = {}
+    retries = 0
+    for t in sorted(trials, key=lambda t: t.number):
+        first = record.first_try(t)
+        if first != t.number:
+            retries += 1
+            out[t.number] = out.get(first, first)
+        else:
+            out[t.number] = t.number - retries
+    return out
+
+
+def final_trials(trials: Sequence[FrozenTrial], before: int) -> list[FrozenTrial] | None:
+    """Trials ``0 .. before - 1`` by logical number, each as it ended and numbered by its
+    logical number; None while one of them may still change (running, waiting, or
+    failed with a retry to come)."""
+    logical = logical_numbers(trials)
+    by: dict[int, list[FrozenTrial]] = {}
+    for t in trials:
+        if logical[t.number] < before:
+            by.setdefault(logical[t.number], []).append(t)
+    out = []
+    for n in range(max(before, 0)):
+        tries = by.get(n)
+        if not tries:
+            return None  # (not created yet: a worker's view runs ahead)
+        done = [t for t in tries if t.state in _DONE]
+        if not done and any(t.state in (TrialState.RUNNING, TrialState.WAITING)
+                            for t in tries):
+            return None
+        last = copy.deepcopy(done[0] if done else max(tries, key=lambda t: t.number))
+        last.number = n
+        out.append(last)
+    return out
+
+
+class LaggedStorage(WorkerStorage):
+    """A worker's storage for a reproducible study: while the view of a trial is held
+    (``hold_view``), reads of all trials answer with that view."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.view: list[FrozenTrial] | None = None
+        self.logical: int | None = None  # the running trial's logical number
+
+    def hold_view(self, study_id: int, number: int, lock: TrialLock | None,
+                  stop: threading.Event) -> int:
+        """Wait until trials ``0 .. n - LAG - 1`` have ended (n: the logical number of
+        trial ``number``), hold them as the view, and return n."""
+        while True:
+            with locked(lock):  # a sweep fails and retries a trial under it
+                self.expire()
+                trials = self.base.get_all_trials(study_id, deepcopy=False)
+                n = logical_numbers(trials)[number]
+                view = final_trials(trials, n - LAG)
+            if view is not None:
+                self.view, self.logical = view, n
+                return n
+            if stop.wait(POLL_SECONDS):
+                raise Stopped("a signal")
+
+    def drop_view(self) -> None:
+        self.view, self.logical = None, None
+
+    def create_new_trial(self, study_id: int, template_trial: FrozenTrial | None = None) -> int:
+        if template_trial is None:
+            self.drop_view()
+        return super().create_new_trial(study_id, template_trial)
+
+    def set_trial_state_values(self, trial_id: int, state: TrialState,
+                               values: Sequence[float] | None = None) -> bool:
+        if state == TrialState.RUNNING or (state.is_finished() and trial_id == self.started):
+            self.drop_view()  # (a trial taken from the queue, or its own trial's end)
+        return super().set_trial_state_values(trial_id, state, values)
+
+    def get_best_trial(self, study_id: int) -> FrozenTrial:
+        if self.view is None:
+            return super().get_best_trial(study_id)
+        # Optuna's own rule, on the view (the Wilcoxon pruner asks for the best trial)
+        return optuna.storages.BaseStorage.get_best_trial(self, study_id)
+
+    def get_all_trials(self, study_id: int, deepcopy: bool = True,
+                       states: Container[TrialState] | None = None) -> list[FrozenTrial]:
+        view = self.view
+        if view is None:
+            return super().get_all_trials(study_id, deepcopy, states)
+        trials = [t for t in view if states is None or t.state in states]
+        return copy.deepcopy(trials) if deepcopy else trials
+
+
+class LaggedSampler(BaseSampler):
+    """The study's sampler, made again for each trial with a seed from the study seed and
+    the trial's logical number, sampling from the view (``LaggedStorage``). Optuna's
+    joint sampling at the trial's creation is deferred to its first parameter."""
+
+    def __init__(self, make: Any, study_seed: int, storage: LaggedStorage) -> None:
+        self.make = make  # seed -> a new sampler of the study's kind
+        self.study_seed = study_seed
+        self.storage = storage
+        self.lock: TrialLock | None = None
+        self.stop = threading.Event()
+        self._for: int | None = None  # the trial (Optuna number) it samples for
+        self._inner: BaseSampler | None = None
+        self._relative: dict[str, Any] = {}
+
+    def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial
+                                    ) -> dict[str, BaseDistribution]:
+        return {}  # (deferred: see sample_independent)
+
+    def sample_relative(self, study: optuna.Study, trial: FrozenTrial,
+                        search_space: dict[str, BaseDistribution]) -> dict[str, Any]:
+        return {}
+
+    def begin(self, study: optuna.Study, trial: FrozenTrial) -> int:
+        """Wait for trial ``trial``'s view and sample its joint parameters (once); its
+        logical number."""
+        if self._for != trial.number:
+            self._start(study, trial)
+        assert self.storage.logical is not None
+        return self.storage.logical
+
+    def _start(self, study: optuna.Study, trial: FrozenTrial) -> BaseSampler:
+        study_id = self.storage.get_study_id_from_name(study.study_name)
+        n = self.storage.hold_view(study_id, trial.number, self.lock, self.stop)
+        inner = self.make(record.sampler_seed(self.study_seed, n))
+        inner.before_trial(study, trial)
+        self._relative = inner.sample_relative(
+            study, trial, inner.infer_relative_search_space(study, trial))
+        self._for, self._inner = trial.number, inner
+        return inner
+
+    def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
+                           param_distribution: BaseDistribution) -> Any:
+        inner = self._inner if self._for == trial.number else None
+        if inner is None:
+            inner = self._start(study, trial)
+        if param_name in self._relative:
+            return self._relative[param_name]
+        return inner.sample_independent(study, trial, param_name, param_distribution)
+
+    def after_trial(self, study: optuna.Study, trial: FrozenTrial, state: TrialState,
+                    values: Sequence[float] | None) -> None:
+        if self._inner is not None and self._for == trial.number:
+            self._inner.after_trial(study, trial, state, values)
+        self._for, self._inner, self._relative = None, None, {}
+
+
+def logical_number(trial: optuna.Trial, frozen: FrozenTrial) -> int | None:
+    """In a reproducible study, wait for ``trial``'s view (``frozen``: it as stored) and
+    return its logical number, which names its seed; else None."""
+    sampler = trial.study.sampler
+    return sampler.begin(trial.study, frozen) if isinstance(sampler, LaggedSampler) else None

@@ -1,0 +1,149 @@
+"""[sampler] reproducible = true: the same trials with 1, 2 or 4 workers (issue #28)."""
+
+import json
+import os
+import signal
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nnsearch.search import record
+from nnsearch.search.reproducible import LAG, final_trials, logical_numbers
+from tests.helpers import run_cli, worker_pids
+from tests.search.worker_runs import start_run, trials, wait_for
+
+STUDY = """
+[study]
+name = "rep"
+metric = "val_loss"
+seed = 9
+
+[sampler]
+name = "tpe"
+n_startup_trials = 4
+multivariate = true
+group = true
+constant_liar = true
+reproducible = true
+
+[pruner]
+name = "median"
+n_startup_trials = 3
+n_warmup_steps = 2
+
+[data]
+source = "{source}"
+
+[budget]
+trials = {trials}
+
+[space]
+n_layers = {{ low = 1, high = 2 }}
+width = {{ low = 8, high = {width}, log = true }}
+activation = ["relu", "tanh"]
+learning_rate = {{ low = 1e-4, high = 1e-1, log = true }}
+dropout = {{ low = 0.0, high = 0.3 }}
+epochs = {epochs}
+patience = 5
+"""
+
+
+def _study(path, source="iris", trials=LAG + 14, width=32, epochs=30):
+    path.write_text(STUDY.format(source=source, trials=trials, width=width, epochs=epochs))
+    return path
+
+
+def table(url: str) -> dict[int, tuple]:
+    """The trials as they ended, by logical number: state, value, params."""
+    ts = [t for t in trials(url, "rep")]
+    logical = logical_numbers(ts)
+    out = {}
+    for t in ts:
+        if t.state == TrialState.FAIL:
+            continue
+        assert logical[t.number] not in out, "one final trial per logical number"
+        out[logical[t.number]] = (t.state.name, t.value, json.dumps(t.params, sort_keys=True))
+    return out
+
+
+def test_logical_numbers_skip_retries_and_a_retry_ends_its_first_try():
+    study = optuna.create_study()
+    for _ in range(3):
+        t = study.ask()
+        if t.number == 1:
+            study.tell(t, state=TrialState.FAIL)
+        else:
+            study.tell(t, 1.0)
+    record.RETRY(study, study.get_trials()[1])  # trial 3: a retry of 1, waiting
+    study.tell(study.ask(), 0.5)  # it runs (3), then a fresh trial (4)
+    study.tell(study.ask(), 0.25)
+    ts = study.get_trials()
+    assert logical_numbers(ts) == {0: 0, 1: 1, 2: 2, 3: 1, 4: 3}
+    view = final_trials(ts, 4)
+    assert [(t.number, t.value) for t in view] == [(0, 1.0), (1, 0.5), (2, 1.0), (3, 0.25)]
+    assert final_trials(ts, 5) is None  # logical 4 does not exist yet
+    t = study.ask()  # trial 5, logical 4, running: not final
+    assert final_trials(study.get_trials(), 5) is None
+    study.tell(t, state=TrialState.FAIL)  # failed, no retry to come: final, as failed
+    assert final_trials(study.get_trials(), 5)[4].state == TrialState.FAIL
+    record.RETRY(study, study.get_trials()[5])  # a retry to come: not final any more
+    assert final_trials(study.get_trials(), 5) is None
+
+
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_one_two_and_four_workers_give_the_same_trials(tmp_path, backend, request):
+    study = _study(tmp_path / "rep.toml")
+    runs = [(1, f"sqlite:///{tmp_path / 'w1.db'}")]
+    if backend == "sqlite":
+        runs += [(w, f"sqlite:///{tmp_path / f'w{w}.db'}") for w in (2, 4)]
+    else:  # (one database: 4 workers there)
+        runs.append((4, request.getfixturevalue("pg_url")))
+    tables = []
+    for workers, url in runs:
+        res = run_cli("run", str(study), "--workers", str(workers), "--storage", url,
+                      cwd=tmp_path)
+        assert res.returncode == 0, res.stderr
+        tables.append(table(url))
+        assert len(tables[-1]) == LAG + 14
+    assert all(t == tables[0] for t in tables[1:])
+    states = {s for s, _, _ in tables[0].values()}
+    assert "PRUNED" in states and "COMPLETE" in states  # the pruner decided, the same way
+    assert len({p for _, _, p in tables[0].values()}) == LAG + 14  # TPE sampled them
+    status = run_cli("status", str(study), "--storage", runs[-1][1], "--json", cwd=tmp_path)
+    assert json.loads(status.stdout)["reproducible"] is True
+
+
+def test_a_killed_and_resumed_worker_gives_the_same_trials(tmp_path):
+    study = _study(tmp_path / "rep.toml", source="digits", trials=LAG + 4, width=256,
+                   epochs=60)
+    plain = f"sqlite:///{tmp_path / 'plain.db'}"
+    res = run_cli("run", str(study), "--workers", "1", "--storage", plain, cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    killed = f"sqlite:///{tmp_path / 'killed.db'}"
+    proc = start_run(tmp_path, str(study), "--workers", "2", "--storage", killed)
+    try:
+        wait_for(lambda: sum(t.state == TrialState.COMPLETE for t in trials(killed, "rep"))
+                 >= 2, what="two finished trials")
+        os.kill(worker_pids(str(study))[0], signal.SIGKILL)
+        _out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert any(t.state == TrialState.FAIL for t in trials(killed, "rep"))
+    assert table(killed) == table(plain)
+
+
+@pytest.mark.parametrize("how", ["flag", "file"])
+def test_a_reproducible_study_with_a_timeout_is_refused(tmp_path, how):
+    study = _study(tmp_path / "rep.toml")
+    args = ["--timeout", "30"]
+    if how == "file":
+        study.write_text(study.read_text().replace("\ntrials = ", "\ntimeout = 30\ntrials = "))
+        args = []
+    res = run_cli("run", str(study), *args, cwd=tmp_path)
+    assert res.returncode == 2
+    lines = res.stderr.strip().splitlines()
+    assert len(lines) == 1 and "reproducible" in lines[0] and "clock" in lines[0], res.stderr
+    assert not (tmp_path / "rep.db").exists() or not trials(
+        f"sqlite:///{tmp_path / 'rep.db'}", "rep")
