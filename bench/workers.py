@@ -11,7 +11,12 @@
    training time; the table gives the median, against the in-memory median, as
    a share of the median trial time.
 
+3. With ``--reproducible PAIRS``, instead: the same enqueued configs run by 2 workers,
+   a normal study against a ``[sampler] reproducible`` one, in alternating pairs: the
+   throughput it costs, and the share of time workers wait for their view.
+
 Run: python bench/workers.py [--trials 40] [--overhead-trials 30] (0: throughput only)
+     python bench/workers.py --trials 24 --reproducible 2
 """
 
 from __future__ import annotations
@@ -32,6 +37,7 @@ from threadpoolctl import threadpool_limits
 
 from nnsearch.search.data import load_data
 from nnsearch.search.objective import Objective
+from nnsearch.search.reproducible import WAITED
 from nnsearch.search.storage import dispose, open_storage
 from nnsearch.search.storage_url import StorageURL
 from nnsearch.search.study import create, target_from_args
@@ -69,10 +75,14 @@ def equal_work(text: str) -> str:
 
 
 def throughput(study_file: Path, configs: list[dict[str, Any]], workers: int,
-               tmp: Path) -> dict[str, float]:
-    toml = tmp / f"w{workers}.toml"
-    toml.write_text(equal_work(study_file.read_text()))
-    db = f"sqlite:///{tmp / f'w{workers}.db'}"
+               tmp: Path, reproducible: bool = False) -> dict[str, float]:
+    name = f"w{workers}{'r' if reproducible else ''}"
+    toml = tmp / f"{name}.toml"
+    text = equal_work(study_file.read_text())
+    if reproducible:
+        text = text.replace("[sampler]\n", "[sampler]\nreproducible = true\n", 1)
+    toml.write_text(text)
+    db = f"sqlite:///{tmp / f'{name}.db'}"
     target = target_from_args(str(toml), None, db)
     with create(target) as (opened, _):
         for params in configs:
@@ -86,8 +96,32 @@ def throughput(study_file: Path, configs: list[dict[str, Any]], workers: int,
     trials = [t for t in study.trials if t.datetime_complete]
     span = (max(t.datetime_complete for t in trials)
             - min(t.datetime_start for t in trials)).total_seconds()
-    return {"trials": len(trials), "span": span, "wall": wall,
+    waited = sum(t.user_attrs.get(WAITED, 0.0) for t in trials)
+    return {"trials": len(trials), "span": span, "wall": wall, "waited": waited,
             "per_min": 60 * len(trials) / span, "per_min_wall": 60 * len(trials) / wall}
+
+
+def reproducible_cost(study_file: Path, configs: list[dict[str, Any]], tmp: Path,
+                      pairs: int) -> None:
+    """2 workers on the same enqueued configs, a normal study against a reproducible one,
+    in alternating pairs (issue #28: its throughput cost, goal <= 15%)."""
+    rows = []
+    for i in range(pairs):
+        for sub in (tmp / f"n{i}", tmp / f"r{i}"):
+            sub.mkdir()
+        normal = throughput(study_file, configs, 2, tmp / f"n{i}", False)
+        lagged = throughput(study_file, configs, 2, tmp / f"r{i}", True)
+        rows.append((normal, lagged))
+        print(f"pair {i + 1}: normal {normal['per_min']:.2f} trials/min, reproducible "
+              f"{lagged['per_min']:.2f} ({lagged['per_min'] / normal['per_min']:.3f}x); "
+              f"waiting {lagged['waited']:.1f} s of {2 * lagged['span']:.0f} worker-s",
+              flush=True)
+    cost = statistics.median(1 - r['per_min'] / n['per_min'] for n, r in rows)
+    idle = statistics.median(r['waited'] / (2 * r['span']) for _, r in rows)
+    print(f"\nreproducible against normal, {len(configs)} enqueued trials, 2 workers, "
+          f"SQLite: median throughput cost {100 * cost:.1f}% (goal <= 15%: "
+          f"{'met' if cost <= 0.15 else 'NOT met'}); workers idle waiting for their "
+          f"view {100 * idle:.1f}% of the time")
 
 
 def overhead(study_file: Path, configs: list[dict[str, Any]], storage: Any) -> dict[str, float]:
@@ -141,6 +175,9 @@ def main() -> None:
     parser.add_argument("--trials", type=int, default=40, help="trials per throughput run")
     parser.add_argument("--overhead-trials", type=int, default=30)
     parser.add_argument("--study", default=str(ROOT / "studies" / "digits.toml"))
+    parser.add_argument("--reproducible", type=int, default=0, metavar="PAIRS",
+                        help="instead: 2 workers, a normal study against a reproducible "
+                        "one, in this many alternating pairs")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     os.environ.setdefault("NNSEARCH_HEARTBEAT", "2")
@@ -149,6 +186,9 @@ def main() -> None:
 
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
+        if args.reproducible:
+            reproducible_cost(study_file, configs[:args.trials], tmp, args.reproducible)
+            return
         one = throughput(study_file, configs[:args.trials], 1, tmp)
         two = throughput(study_file, configs[:args.trials], 2, tmp)
         print(f"throughput: {args.trials} enqueued digits trials, pruning off, SQLite\n")

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 import threading
+import time
 from collections.abc import Container, Sequence
 from typing import Any
 
@@ -45,6 +46,7 @@ from .worker_storage import WorkerStorage
 
 LAG = 8  # trial n sees trials 0 .. n - LAG - 1: up to ~8 workers rarely wait
 POLL_SECONDS = 0.2
+WAITED = "reproducible_wait_s"  # a trial's user attribute: the seconds it waited
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -94,11 +96,14 @@ class LaggedStorage(WorkerStorage):
         super().__init__(*args, **kwargs)
         self.view: list[FrozenTrial] | None = None
         self.logical: int | None = None  # the running trial's logical number
+        self.waited = 0.0  # seconds its last trial waited for its view
 
     def hold_view(self, study_id: int, number: int, lock: TrialLock | None,
                   stop: threading.Event) -> int:
         """Wait until trials ``0 .. n - LAG - 1`` have ended (n: the logical number of
-        trial ``number``), hold them as the view, and return n."""
+        trial ``number``), hold them as the view, and return n (``waited``: the seconds
+        it waited, beyond its reads)."""
+        start, polls = time.monotonic(), 0
         while True:
             with locked(lock):  # a sweep fails and retries a trial under it
                 self.expire()
@@ -107,7 +112,9 @@ class LaggedStorage(WorkerStorage):
                 view = final_trials(trials, n - LAG)
             if view is not None:
                 self.view, self.logical = view, n
+                self.waited = time.monotonic() - start if polls else 0.0
                 return n
+            polls += 1
             if stop.wait(POLL_SECONDS):
                 raise Stopped("a signal")
 
@@ -201,4 +208,8 @@ def logical_number(trial: optuna.Trial, frozen: FrozenTrial) -> int | None:
     """In a reproducible study, wait for ``trial``'s view (``frozen``: it as stored) and
     return its logical number, which names its seed; else None."""
     sampler = trial.study.sampler
-    return sampler.begin(trial.study, frozen) if isinstance(sampler, LaggedSampler) else None
+    if not isinstance(sampler, LaggedSampler):
+        return None
+    n = sampler.begin(trial.study, frozen)
+    trial.set_user_attr(WAITED, round(sampler.storage.waited, 3))  # (kept for its next write)
+    return n
