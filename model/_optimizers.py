@@ -91,7 +91,7 @@ class Momentum:
         return {"velocity": self.velocity, "flush_steps": self._flush.steps}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        _load_array(self.velocity, state["velocity"], "velocity")
+        load_array(self.velocity, state["velocity"], "velocity")
         self._flush.steps = int(state["flush_steps"])
 
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
@@ -130,8 +130,8 @@ class Adam:
         return {"t": self.t, "m": self.m, "v": self.v, "flush_steps": self._flush.steps}
 
     def load_state(self, state: dict[str, Any]) -> None:
-        _load_array(self.m, state["m"], "m")
-        _load_array(self.v, state["v"], "v")
+        load_array(self.m, state["m"], "m")
+        load_array(self.v, state["v"], "v")
         self.t, self._flush.steps = int(state["t"]), int(state["flush_steps"])
 
     def step(self, params: np.ndarray, grad: np.ndarray, lr: float) -> None:
@@ -154,7 +154,9 @@ class Adam:
         self._flush(m, v)
 
 
-def _load_array(into: np.ndarray, value: Any, name: str) -> None:
+def load_array(into: np.ndarray, value: Any, name: str) -> None:
+    """Copy a saved state's array ``value`` into ``into``: the same dtype and shape, else
+    ValueError naming it."""
     value = np.asarray(value)
     if value.shape != into.shape or value.dtype != into.dtype:
         raise ValueError(f"the optimizer's {name} must be {into.dtype} of shape "

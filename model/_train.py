@@ -14,7 +14,7 @@ from ._clip import CLIP_TYPES, Clipper
 from ._domains import Domain
 from ._ensemble import Ensemble
 from ._network import Network
-from ._optimizers import OPTIMIZERS
+from ._optimizers import OPTIMIZERS, load_array
 from ._schedules import SCHEDULES
 
 logger = logging.getLogger(__name__)
@@ -298,12 +298,7 @@ class Trainer:
         ``StateError`` when it does not fit (the trainer is then not to be used)."""
         try:
             for name, into in (("flat", self.net.flat), ("kept", self.kept)):
-                value = np.asarray(state[name])
-                if value.shape != into.shape or value.dtype != into.dtype:
-                    raise ValueError(f"its {name} must be {into.dtype} of shape "
-                                     f"{into.shape}, but is {value.dtype} of shape "
-                                     f"{value.shape}")
-                np.copyto(into, value)
+                load_array(into, state[name], name)
             self.rng.bit_generator.state = state["rng"]
             self.optimizer.load_state(state["optimizer"])
             history = History(**state["history"])

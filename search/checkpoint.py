@@ -7,7 +7,7 @@ the trial is failed for a dead worker (the supervisor, the sweep, a stale heartb
 its retry (same parameters, and the seed of the trial it retries) finds the
 checkpoint and continues from it, bit for bit as the trial would have gone on.
 
-- **When**: after an epoch, once ``[checkpoint] every`` seconds have passed since the
+- **When**: after an epoch, once ``[artifacts] checkpoint_every`` seconds have passed since the
   trial started or last saved, and never so often that saving takes more than
   ``SHARE`` of the training time (a save that took 0.1 s waits 5 s for the next).
 - **Where**: ``checkpoints/`` in the artifact folder (``artifacts.artifact_dir``:
@@ -27,6 +27,7 @@ of the state (``{"__array__": key}`` where an array was).
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import logging
@@ -34,8 +35,10 @@ import math
 import os
 import re
 import time
+import uuid
 import zipfile
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -47,13 +50,13 @@ from nnsearch.model import StateError
 
 from . import record
 from .artifacts import artifact_dir
+from .sections import CHECKPOINT_EVERY
 from .storage_url import StorageURL
 from .worker_storage import WorkerStorage
 
 logger = logging.getLogger(__name__)
 
 FORMAT = "nnsearch.checkpoint/1"
-EVERY = 10.0  # seconds between saves, at least (``[checkpoint] every``)
 SHARE = 0.02  # saving takes at most this share of the training time
 _HEADER = "header.json"
 T = TypeVar("T")
@@ -101,7 +104,7 @@ def write(path: Path, identity: dict[str, Any], state: dict[str, Any]) -> None:
     arrays: dict[str, np.ndarray] = {}
     header = {"format": FORMAT, "identity": identity, "state": _split(state, arrays)}
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")  # (workers share it)
     try:
         with tmp.open("wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
             zf.writestr(_HEADER, json.dumps(header, allow_nan=True))
@@ -109,6 +112,8 @@ def write(path: Path, identity: dict[str, Any], state: dict[str, Any]) -> None:
                 with zf.open(f"{key}.npy", "w", force_zip64=True) as out:
                     np.lib.format.write_array(out, np.ascontiguousarray(array),
                                               allow_pickle=False)
+        with tmp.open("rb") as fh:  # on disk before its name is (a power cut, then a retry)
+            os.fsync(fh.fileno())
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
@@ -135,7 +140,7 @@ def running_trial(trial: optuna.Trial) -> FrozenTrial:
     if isinstance(storage, WorkerStorage) and storage.runs(trial.number) \
             and storage.started is not None:
         return storage.get_trial(storage.started)
-    return next(t for t in trial.study.get_trials(deepcopy=False) if t.number == trial.number)
+    return trial.study.get_trials(deepcopy=False)[trial.number]  # (numbers count from 0)
 
 
 def resumed_at(state: dict[str, Any], folds: int) -> dict[str, Any]:
@@ -169,37 +174,39 @@ def saved_reports(histories: tuple[dict[str, Any], ...], every: int,
 
 
 def resume_or_start(saves: TrialCheckpoints | None, number: int, folds: int,
-                    train: Callable[[dict[str, Any] | None], T],
-                    resumed: Callable[[dict[str, Any]], None]) -> T:
-    """``train(state)`` from ``saves``' checkpoint if it has one that fits, then
-    ``resumed(where)`` (``resumed_at``); else, with one warning for one that does not,
-    ``train(None)``: from epoch 0."""
-    state = saves.load() if saves is not None else None
+                    train: Callable[[dict[str, Any] | None, Any], T],
+                    resumed: Callable[[dict[str, Any]], None],
+                    replay: Callable[[dict[str, Any]], None]) -> T:
+    """``train(state, wrap)`` from a retry's checkpoint (``saves.retry``) if it has one
+    that fits, then ``resumed(where)`` (``resumed_at``); else, with one warning for one
+    that does not, ``train(None, wrap)``: from epoch 0. ``wrap(callback)`` is the epoch
+    callback training is to call: resumed, it first makes the reports the checkpoint
+    saved (``replay(state)``), once the state has fitted (at the first epoch, or at the
+    end if training ended before one)."""
+    state = saves.load() if saves is not None and saves.retry else None
     if state is not None:
         assert saves is not None
+        pending = [partial(replay, state)]
+
+        def first(callback: Any) -> Any:
+            def call(epoch: int, metrics: dict[str, Any]) -> Any:
+                while pending:
+                    pending.pop()()
+                return callback(epoch, metrics)
+            return call
+
         try:
-            result = train(state)
+            result = train(state, first)
         except StateError as exc:
             saves.ignore(f"does not fit ({exc})")
         else:
+            while pending:
+                pending.pop()()
             where = resumed_at(state, folds)
             logger.info("trial %d resumed from its checkpoint at %s", number, where["at"])
             resumed(where)
             return result
-    return train(None)
-
-
-def first_calling(before: Callable[[], None], callback: Any) -> Any:
-    """``callback`` (an epoch callback), calling ``before()`` at its first call: once a
-    resumed training runs its first epoch, its state fitted."""
-    pending = [before]
-
-    def call(epoch: int, metrics: dict[str, Any]) -> Any:
-        while pending:
-            pending.pop()()
-        return callback(epoch, metrics)
-
-    return call
+    return train(None, lambda callback: callback)
 
 
 class TrialCheckpoints:
@@ -207,14 +214,14 @@ class TrialCheckpoints:
     seconds of training (and ``SHARE``'s bound), ``save`` writes the file; ``load``
     gives a matching earlier one's state, or None."""
 
-    def __init__(self, path: Path, identity: dict[str, Any], every: float = EVERY) -> None:
+    def __init__(self, path: Path, identity: dict[str, Any], every: float = CHECKPOINT_EVERY,
+                 retry: bool = False) -> None:
         self.path = path
         self.identity = json.loads(json.dumps(identity))  # as a file gives it back
         self.every = every
+        self.retry = retry  # whether its trial retries another: only a retry resumes
         self.last = time.monotonic()
         self.cost = 0.0  # the last save's seconds
-        self.saves = 0
-        self.saved_seconds = 0.0  # spent saving
 
     def due(self) -> bool:
         return time.monotonic() - self.last >= max(self.every, self.cost / SHARE)
@@ -228,8 +235,6 @@ class TrialCheckpoints:
                            self.identity.get("trial"), exc)
         self.last = time.monotonic()
         self.cost = self.last - start
-        self.saved_seconds += self.cost
-        self.saves += 1
 
     def load(self) -> dict[str, Any] | None:
         """The state of this trial's earlier checkpoint, or None: none there, or one that
@@ -241,6 +246,9 @@ class TrialCheckpoints:
             identity, state = read(self.path)
         except Exception as exc:
             self.ignore(f"cannot be read ({type(exc).__name__}: {exc})")
+            return None
+        if not isinstance(identity, dict) or not isinstance(state, dict):
+            self.ignore("cannot be read (no identity and state)")
             return None
         if identity != self.identity:
             differs = sorted(k for k in set(identity) | set(self.identity)
@@ -268,9 +276,11 @@ def remove_unneeded(url: StorageURL, study: optuna.Study) -> int:
     live = {record.first_try(t) for t in study.get_trials(
         deepcopy=False, states=(TrialState.RUNNING, TrialState.WAITING))}
     removed = 0
-    for path in folder.glob("trial-*.npz"):
-        number = path.stem.removeprefix("trial-")
-        if number.isdigit() and int(number) not in live:
+    for path in [*folder.glob("trial-*.npz"), *folder.glob(".trial-*.tmp")]:
+        number = path.name.lstrip(".").removeprefix("trial-").split(".")[0]
+        if number.isdigit() and int(number) not in live:  # (a killed save's too)
             path.unlink(missing_ok=True)
             removed += 1
+    with contextlib.suppress(OSError):  # (only if empty)
+        folder.rmdir()
     return removed

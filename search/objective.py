@@ -29,7 +29,6 @@ from .artifacts import upload_trial_artifacts
 from .checkpoint import (
     TrialCheckpoints,
     checkpoint_path,
-    first_calling,
     resume_or_start,
     running_trial,
     saved_reports,
@@ -39,8 +38,8 @@ from .ensemble import keep_predictions
 from .errors import Stopped
 from .export import build_export
 from .front import dominates, feasible, signs
-from .reproducible import logical_number
-from .retry import with_retry
+from .reproducible import end_view, logical_number
+from .retry import is_transient, with_retry
 from .space import build_configs, sample
 from .storage_url import StorageURL
 from .studyfile import StudySpec
@@ -102,7 +101,6 @@ class Objective:
         self.trained_seconds = 0.0  # this worker's training so far (its trials' seconds)
         self.curve_seconds = 0.0  # and its learning-curve PNGs'
         self.curve_cost = FIRST_CURVE_SECONDS  # what the next PNG is expected to take
-        self._retry = False  # whether this trial retries another (and may resume it)
 
     def __call__(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         self._timed_out = False
@@ -121,47 +119,42 @@ class Objective:
         with_retry(partial(training_starts, trial), "record the trial")
         # After the last epoch pruning saves nothing.
         self.last_epoch = int(training["epochs"]) - 1
-        saves = self._checkpoints(trial, first, network, training)
-        self._retry = first != trial.number  # (only a retry resumes: a first try starts anew)
+        # checkpoints ([artifacts] checkpoint_every; none without an artifact store)
+        saves = None if self.store is None or not spec.checkpoint_every else TrialCheckpoints(
+            checkpoint_path(self.url, trial.study.study_name, first),
+            {"study": trial.study.study_name, "trial": first, "network": network,
+             "data_fingerprint": data.fingerprint, "training": training},
+            spec.checkpoint_every, retry=first != trial.number)
         try:
             if data.n_folds:
                 return self._cross_validate(trial, network, training, seed, saves)
             return self._train(trial, network, training, seed, saves)
+        except Exception as exc:
+            saves = None if is_transient(exc) else saves  # (kept: its retry resumes)
+            raise
         finally:
             if saves is not None:
                 saves.remove()  # (a killed worker's stays, for the retry)
 
-    def _checkpoints(self, trial: optuna.Trial, first: int, network: dict[str, Any],
-                     training: dict[str, Any]) -> TrialCheckpoints | None:
-        """The trial's checkpoints ([checkpoint] every; none without an artifact store)."""
-        if self.store is None or not self.spec.checkpoint_every:
-            return None
-        name = trial.study.study_name
-        return TrialCheckpoints(
-            checkpoint_path(self.url, name, first),
-            {"study": name, "trial": first, "data_fingerprint": self.data.fingerprint,
-             "network": network, "training": training}, self.spec.checkpoint_every)
-
-    def _resumed(self, trial: optuna.Trial, saves: TrialCheckpoints | None,
-                 train: Any) -> Any:
-        """``train(resume)`` from a retry's checkpoint (``checkpoint.resume_or_start``)."""
+    def _resumed(self, trial: optuna.Trial, saves: TrialCheckpoints | None, train: Any,
+                 replay: Any) -> Any:
+        """``train(resume, wrap)`` from a retry's checkpoint (``resume_or_start``)."""
         def resumed(where: dict[str, Any]) -> None:
             with_retry(partial(record_attrs, trial, {record.RESUMED: where}), "record the trial")
 
-        return resume_or_start(saves if self._retry else None, trial.number,
-                               self.data.n_folds, train, resumed)
+        return resume_or_start(saves, trial.number, self.data.n_folds, train, resumed, replay)
 
     def _train(self, trial: optuna.Trial, network: dict[str, Any], training: dict[str, Any],
                seed: int, saves: TrialCheckpoints | None) -> float | tuple[float, ...]:
         spec, data = self.spec, self.data
         report = self._epoch_reporter(trial)
 
-        def train(resume: dict[str, Any] | None) -> Any:
-            callback = report if resume is None else first_calling(
-                lambda: self._report_history(trial, resume["trainer"]["history"]), report)
-            return train_trial(network, training, data, callback, saves, resume)
+        def train(resume: dict[str, Any] | None, wrap: Any) -> Any:
+            return train_trial(network, training, data, wrap(report), saves, resume)
 
-        net, history, val_loss, val_score, seconds, outputs = self._resumed(trial, saves, train)
+        net, history, val_loss, val_score, seconds, outputs = self._resumed(
+            trial, saves, train,
+            lambda state: self._report_history(trial, state["trainer"]["history"]))
         value = metric_value(spec.metric, data, val_loss, val_score)
         self.trained_seconds += seconds
         attrs = record.result_attrs(history, net, seed, seconds)
@@ -261,6 +254,7 @@ class Objective:
         # (written with the trial's state where the worker keeps its trial:
         # worker_storage.py)
         training_ends(trial)
+        end_view(trial)  # (reproducible: sampling and pruning saw trials 0..n-LAG-1 only)
         with_retry(partial(record_attrs, trial, attrs), "record the trial")
         if reason is not None:
             logger.debug("trial %d %s", trial.number, reason)
@@ -346,14 +340,12 @@ class Objective:
             elif not wilcoxon:
                 self._report_history(trial, *(f["history"] for f in resume["folds"]))
 
-        def train(resume: dict[str, Any] | None) -> Folds:
-            callback = on_epoch if resume is None else \
-                first_calling(partial(report_done, resume), on_epoch)
-            return cross_validate(network, training, data, spec.metric, after_fold, callback,
-                                  outputs=self.keeps, together=not wilcoxon,
+        def train(resume: dict[str, Any] | None, wrap: Any) -> Folds:
+            return cross_validate(network, training, data, spec.metric, after_fold,
+                                  wrap(on_epoch), outputs=self.keeps, together=not wilcoxon,
                                   checkpoints=saves, resume=resume)
 
-        folds = self._resumed(trial, saves, train)
+        folds = self._resumed(trial, saves, train, report_done)
         assert folds.net is not None and folds.history is not None
         value = folds.value if folds.values else math.nan
         self.trained_seconds += folds.seconds

@@ -17,11 +17,20 @@ bit for bit (each trial's seed comes from the study seed and its number).
   reads of all trials with the fixed list of trials ``0 .. n - LAG - 1`` as they ended
   (a completed or pruned retry in place of its failed first tries), numbered by their
   logical numbers: what TPE, the pruner and the pruner's warm-up read.
-- **Sampling outside the trial lock.** Optuna samples a trial's joint (relative)
-  parameters as the trial is created, which is under the trial lock, where no worker
-  may wait. ``LaggedSampler`` defers that to the trial's first parameter, and waits
-  there for the view; readiness is checked under the lock, so a trial a sweep has
-  failed but not yet retried is never taken for one that ended.
+- **Waiting.** A worker creates a new trial only once the trials its view holds have
+  ended (``next_is_ready``, checked with the count under the trial lock; until then it
+  sweeps and waits, as when every slot is taken), and takes a waiting trial (a retry)
+  first: so no worker ever holds a trial while it waits, and a dead worker's trial
+  is always swept and retried. Readiness is read under the lock, where a sweep fails
+  and retries a trial in one step: a trial failed but not yet retried is never taken
+  for one that ended. A trial lock is required (not through the gRPC proxy).
+- **Sampling.** ``LaggedSampler`` makes the study's sampler anew for each trial, seeded
+  by its logical number, and samples its joint parameters from the view at the
+  trial's start (the objective asks it before the first parameter). Samplers and
+  pruners that keep state of their own across trials are refused
+  (``sections.REPRODUCIBLE_SAMPLERS``, ``REPRODUCIBLE_PRUNERS``).
+- **After training** the view is dropped (``end_view``): what follows (artifacts,
+  kept predictions, Optuna's tell) reads the study as it is.
 
 With a timeout the study is refused: which trials exist would depend on the clock.
 """
@@ -55,6 +64,9 @@ def logical_numbers(trials: Sequence[FrozenTrial]) -> dict[int, int]:
     out: dict[int, int] = {}
     retries = 0
     for t in sorted(trials, key=lambda t: t.number):
+        if record.SURPLUS in t.user_attrs:  # (a race's FAIL that never ran: no number)
+            retries += 1
+            continue
         first = record.first_try(t)
         if first != t.number:
             retries += 1
@@ -66,12 +78,13 @@ def logical_numbers(trials: Sequence[FrozenTrial]) -> dict[int, int]:
 
 def final_trials(trials: Sequence[FrozenTrial], before: int) -> list[FrozenTrial] | None:
     """Trials ``0 .. before - 1`` by logical number, each as it ended and numbered by its
-    logical number; None while one of them may still change (running, waiting, or
-    failed with a retry to come)."""
+    logical number; None while one of them may still change: running or waiting (a
+    trial that failed with a retry to come has one waiting: a sweep fails and retries a
+    trial in one step under the trial lock, and the caller reads under it)."""
     logical = logical_numbers(trials)
     by: dict[int, list[FrozenTrial]] = {}
     for t in trials:
-        if logical[t.number] < before:
+        if t.number in logical and logical[t.number] < before:
             by.setdefault(logical[t.number], []).append(t)
     out = []
     for n in range(max(before, 0)):
@@ -117,6 +130,15 @@ class LaggedStorage(WorkerStorage):
             polls += 1
             if stop.wait(POLL_SECONDS):
                 raise Stopped("a signal")
+
+    def next_is_ready(self, study_name: str) -> bool:
+        """Under the trial lock: whether the next new trial's view is final (all trials
+        before its logical number minus LAG have ended), so that it need not wait."""
+        self.expire()
+        study_id = self.get_study_id_from_name(study_name)
+        trials = self.base.get_all_trials(study_id, deepcopy=False)
+        n = len(set(logical_numbers(trials).values()))  # the next logical number
+        return final_trials(trials, n - LAG) is not None
 
     def drop_view(self) -> None:
         self.view, self.logical = None, None
@@ -183,7 +205,8 @@ class LaggedSampler(BaseSampler):
         n = self.storage.hold_view(study_id, trial.number, self.lock, self.stop)
         inner = self.make(record.sampler_seed(self.study_seed, n))
         inner.before_trial(study, trial)
-        self._relative = inner.sample_relative(
+        # (a retry has its parameters: nothing to sample)
+        self._relative = {} if trial.distributions else inner.sample_relative(
             study, trial, inner.infer_relative_search_space(study, trial))
         self._for, self._inner = trial.number, inner
         return inner
@@ -213,3 +236,10 @@ def logical_number(trial: optuna.Trial, frozen: FrozenTrial) -> int | None:
     n = sampler.begin(trial.study, frozen)
     trial.set_user_attr(WAITED, round(sampler.storage.waited, 3))  # (kept for its next write)
     return n
+
+
+def end_view(trial: optuna.Trial) -> None:
+    """``trial`` has trained: its sampling and pruning are over, and what follows reads
+    the study as it is (a worker's storage drops the view)."""
+    if isinstance(trial.storage, LaggedStorage):
+        trial.storage.drop_view()

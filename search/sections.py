@@ -49,6 +49,12 @@ PRUNERS: dict[str, type[optuna.pruners.BasePruner]] = {
     "wilcoxon": optuna.pruners.WilcoxonPruner,  # fold by fold: needs data.folds
     "none": optuna.pruners.NopPruner,
 }
+# [sampler] reproducible: those whose decisions come from the trials they are shown alone
+# (QMC counts trials in the study's attributes, NSGA-II caches its generations there,
+# CMA-ES seeds by the trial's number; Hyperband brackets by it, and both halving pruners
+# size their rungs from the first trials a worker saw)
+REPRODUCIBLE_SAMPLERS = ("tpe", "random", "gp")
+REPRODUCIBLE_PRUNERS = ("median", "wilcoxon", "none")
 # Settings a study file may give each sampler/pruner: the plain types its annotations name.
 _PLAIN: dict[str, type | tuple[type, ...]] = {"bool": bool, "int": int, "float": (int, float),
                                              "str": str}

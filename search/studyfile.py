@@ -32,6 +32,8 @@ from .sections import (
     METRIC_RANGES,
     METRICS,
     PRUNERS,
+    REPRODUCIBLE_PRUNERS,
+    REPRODUCIBLE_SAMPLERS,
     SAFE_NAME,
     SAMPLERS,
     SECTIONS,
@@ -338,6 +340,14 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
                              "pruner median.")
 
     trials, timeout, grace, target, stall = read_budget(raw.get("budget", {}), metric, where)
+    if reproducible and (sampler not in REPRODUCIBLE_SAMPLERS
+                         or pruner not in REPRODUCIBLE_PRUNERS):
+        which = f"sampler {sampler}" if sampler not in REPRODUCIBLE_SAMPLERS \
+            else f"pruner {pruner}"
+        raise UsageError(f"{where}: sampler.reproducible cannot go with {which}, which keeps "
+                         f"state of its own across trials; use sampler "
+                         f"{' | '.join(REPRODUCIBLE_SAMPLERS)} and pruner "
+                         f"{' | '.join(REPRODUCIBLE_PRUNERS)}.")
     if reproducible and (timeout is not None or target is not None or stall is not None):
         key = "timeout" if timeout is not None else "target" if target is not None else "stall"
         raise UsageError(f"{where}: sampler.reproducible cannot go with budget.{key}: which "

@@ -102,7 +102,7 @@ class Folds:
     epochs: list[int] = field(default_factory=list)  # epochs up to the weights kept
     epochs_run: list[int] = field(default_factory=list)  # epochs trained, fold by fold
     seconds: float = 0.0
-    net: Network | None = None  # the first fold's network
+    net: Network | None = None  # the first fold's network (resumed in a later fold: its shape)
     history: History | None = None  # the last fold trained (the one that stopped, if any)
     stopped: str | None = None  # why it ended before the last fold
     pruned: bool = False  # stopped by after_fold or on_epoch_end, not by divergence
@@ -151,7 +151,7 @@ def cross_validate(network: dict[str, Any], training: dict[str, Any], data: Data
     out = Folds()
     k = data.n_folds
     assert data.fold_ids is not None
-    first = 0
+    first, fit_state = 0, None
     if resume is not None:  # the folds done, as they were, then the one under way
         try:
             first = int(resume["fold"])
@@ -166,6 +166,7 @@ def cross_validate(network: dict[str, Any], training: dict[str, Any], data: Data
                 np.array(resume["outputs"], np.float32)
             if out.outputs is not None and out.outputs.shape[0] != len(data.fold_ids):
                 raise ValueError(f"outputs for {out.outputs.shape[0]} rows")
+            fit_state = resume["fit"]
         except (KeyError, TypeError, ValueError) as exc:
             raise StateError(f"the cross-validation state does not fit: {exc!r}") from exc
         if first:
@@ -175,7 +176,7 @@ def cross_validate(network: dict[str, Any], training: dict[str, Any], data: Data
         within = None if checkpoints is None else _FoldCheckpoints(checkpoints, out, i)
         net, history, loss, score, seconds, P = train_trial(
             network, training, fold, on_epoch_end, within,
-            resume["fit"] if resume is not None and i == first else None)
+            fit_state if resume is not None and i == first else None)
         if outputs and not (history.diverged or history.stopped_by_callback):
             if out.outputs is None:
                 out.outputs = np.zeros((len(data.fold_ids), net.layer_sizes[-1]), np.float32)

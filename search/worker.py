@@ -40,9 +40,9 @@ from optuna.trial import TrialState
 from . import record, stops
 from .artifacts import artifact_store
 from .counting import count_states, is_gated, trials_ahead
-from .errors import Stopped
+from .errors import Stopped, UsageError
 from .objective import Objective
-from .reproducible import LaggedSampler
+from .reproducible import LaggedSampler, LaggedStorage
 from .retry import error_reason, is_transient, with_retry
 from .study import OpenStudy, accepted_data
 from .sweep import fail_stale, sweep
@@ -135,7 +135,13 @@ class Worker:
         assert opened.worker_storage is not None, "a worker's study is opened for a worker"
         self.storage = opened.worker_storage
         self.storage.claim = {record.CREATOR: [self.objective.worker, self.process_tag]}
-        if isinstance(self.study.sampler, LaggedSampler):  # waits under no lock of its own
+        self.lagged = self.storage if isinstance(self.storage, LaggedStorage) else None
+        if self.lagged is not None:  # [sampler] reproducible (reproducible.py)
+            if self.lock is None:
+                raise UsageError("sampler.reproducible needs the trial lock, which this storage "
+                                 "does not have (a gRPC proxy): use SQLite, a journal or "
+                                 "PostgreSQL directly.")
+            assert isinstance(self.study.sampler, LaggedSampler)
             self.study.sampler.lock, self.study.sampler.stop = self.lock, self.stop
 
     def install_signal_handlers(self) -> None:
@@ -168,6 +174,8 @@ class Worker:
         """The next trial, counted and created under the trial lock (held for exactly
         that, where there is one); None while every slot is taken (swept meanwhile).
         Raises _Done: the budget is spent, or a study-level stop holds."""
+        if self.lagged is not None:
+            self.lagged.drop_view()  # (the last trial's, if its end did not drop it)
         with locked(self.lock):
             if self.gated and not self._slot_free():
                 return None
@@ -285,6 +293,12 @@ class Worker:
         # trial (a retry) runs regardless, and a trial beyond the budget ends as surplus.
         free = counts.finished + counts.running < budget or (
             self.lock is None and counts.waiting > 0)
+        lagged = self.lagged
+        if free and lagged is not None and not counts.waiting:
+            # reproducible: a new trial only once the trials it is to see have ended (a
+            # waiting one, a retry, already could); the view is then ready at once
+            free = with_retry(lambda: lagged.next_is_ready(self.study.study_name),
+                              "read the trials")
         if not free:
             self.storage.expire()  # the sweep looks at the running trials as they are
             # one may free up if a trial fails: sweep before letting go of the lock

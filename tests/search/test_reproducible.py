@@ -10,8 +10,8 @@ from optuna.trial import TrialState
 
 from nnsearch.search import record
 from nnsearch.search.reproducible import LAG, final_trials, logical_numbers
-from tests.helpers import run_cli, worker_pids
-from tests.search.worker_runs import start_run, trials, wait_for
+from tests.helpers import run_cli
+from tests.search.worker_runs import running_with_worker, start_run, trials, wait_for
 
 STUDY = """
 [study]
@@ -40,17 +40,18 @@ trials = {trials}
 
 [space]
 n_layers = {{ low = 1, high = 2 }}
-width = {{ low = 8, high = {width}, log = true }}
+width = {{ low = {low}, high = {width}, log = true }}
 activation = ["relu", "tanh"]
 learning_rate = {{ low = 1e-4, high = 1e-1, log = true }}
 dropout = {{ low = 0.0, high = 0.3 }}
 epochs = {epochs}
-patience = 5
+patience = {patience}
 """
 
 
-def _study(path, source="iris", trials=LAG + 14, width=32, epochs=30):
-    path.write_text(STUDY.format(source=source, trials=trials, width=width, epochs=epochs))
+def _study(path, source="iris", trials=LAG + 14, width=32, epochs=30, patience="5", low=8):
+    path.write_text(STUDY.format(source=source, trials=trials, width=width, epochs=epochs,
+                                 patience=patience, low=low))
     return path
 
 
@@ -115,8 +116,8 @@ def test_one_two_and_four_workers_give_the_same_trials(tmp_path, backend, reques
 
 
 def test_a_killed_and_resumed_worker_gives_the_same_trials(tmp_path):
-    study = _study(tmp_path / "rep.toml", source="digits", trials=LAG + 4, width=256,
-                   epochs=60)
+    study = _study(tmp_path / "rep.toml", source="digits", trials=LAG + 2, low=256,
+                   width=1024, epochs=80, patience='"none"')  # trials of a second or more
     plain = f"sqlite:///{tmp_path / 'plain.db'}"
     res = run_cli("run", str(study), "--workers", "1", "--storage", plain, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -124,8 +125,9 @@ def test_a_killed_and_resumed_worker_gives_the_same_trials(tmp_path):
     proc = start_run(tmp_path, str(study), "--workers", "2", "--storage", killed)
     try:
         wait_for(lambda: sum(t.state == TrialState.COMPLETE for t in trials(killed, "rep"))
-                 >= 2, what="two finished trials")
-        os.kill(worker_pids(str(study))[0], signal.SIGKILL)
+                 >= 1, what="a finished trial")
+        victim = wait_for(lambda: running_with_worker(killed, "rep"), what="a running trial")
+        os.kill(int(victim.user_attrs["nnsearch.worker"].rsplit(":", 1)[1]), signal.SIGKILL)
         _out, err = proc.communicate(timeout=300)
     finally:
         proc.kill()

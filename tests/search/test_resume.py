@@ -132,6 +132,14 @@ def _values_by_first_try(url: str) -> dict[int, float]:
             if t.state == TrialState.COMPLETE}
 
 
+def _checkpoints_of(url: str, tmp_path):
+    """The folder of study "resume"'s checkpoints, for a run in ``tmp_path``."""
+    folder = checkpoint_path(StorageURL.parse(url), "resume", 0).parent
+    if url.startswith("postgresql"):  # artifacts go to the working folder's nnsearch-artifacts
+        folder = tmp_path / folder.relative_to(folder.parents[2])
+    return folder
+
+
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_worker_killed_mid_fold_resumes_its_trial_bit_for_bit(tmp_path, backend, request):
     study = tmp_path / "resume.toml"
@@ -141,9 +149,7 @@ def test_a_worker_killed_mid_fold_resumes_its_trial_bit_for_bit(tmp_path, backen
         url = f"sqlite:///{tmp_path / 'killed.db'}"
     else:
         url = request.getfixturevalue("pg_url")
-    folder = checkpoint_path(StorageURL.parse(url), "resume", 0).parent
-    if backend == "postgresql":  # artifacts go to the working folder's nnsearch-artifacts
-        folder = tmp_path / folder.relative_to(folder.parents[2])
+    folder = _checkpoints_of(url, tmp_path)
 
     proc = start_run(tmp_path, str(study), "--workers", "1", "--trials", "1", "--storage", url)
     try:
@@ -174,17 +180,20 @@ def test_a_worker_killed_mid_fold_resumes_its_trial_bit_for_bit(tmp_path, backen
     assert f"at epoch {resumed['epoch']}" in shown.stdout and "epochs saved" in shown.stdout
 
 
-def test_a_damaged_or_foreign_checkpoint_gives_one_warning_and_a_start_from_epoch_0(tmp_path):
+@pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
+def test_a_damaged_or_foreign_checkpoint_gives_one_warning_and_a_start_from_epoch_0(
+        tmp_path, backend, request):
     """A retry whose checkpoint is damaged, then one whose checkpoint is another trial's:
     each warns once and trains from epoch 0, to the value an uninterrupted trial has."""
     study = tmp_path / "resume.toml"
     study.write_text(RESUME_STUDY.format(epochs=8))
-    url = f"sqlite:///{tmp_path / 'r.db'}"
+    url = f"sqlite:///{tmp_path / 'r.db'}" if backend == "sqlite" \
+        else request.getfixturevalue("pg_url")
     res = run_cli("run", str(study), "--workers", "1", "--trials", "2", "--storage", url,
                   cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     expected = _values_by_first_try(url)
-    folder = checkpoint_path(StorageURL.parse(url), "resume", 0).parent
+    folder = _checkpoints_of(url, tmp_path)
 
     storage = optuna.storages.RDBStorage(url)
     loaded = optuna.load_study(study_name="resume", storage=storage)
