@@ -234,7 +234,8 @@ def logical_number(trial: optuna.Trial, frozen: FrozenTrial) -> int | None:
     if not isinstance(sampler, LaggedSampler):
         return None
     n = sampler.begin(trial.study, frozen)
-    trial.set_user_attr(WAITED, round(sampler.storage.waited, 3))  # (kept for its next write)
+    if sampler.storage.waited:  # (the worker waits before it takes a trial: seldom here)
+        trial.set_user_attr(WAITED, round(sampler.storage.waited, 3))
     return n
 
 
