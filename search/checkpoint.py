@@ -106,14 +106,15 @@ def write(path: Path, identity: dict[str, Any], state: dict[str, Any]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_name(f".{path.name}.{uuid.uuid4().hex[:12]}.tmp")  # (workers share it)
     try:
-        with tmp.open("wb") as fh, zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
-            zf.writestr(_HEADER, json.dumps(header, allow_nan=True))
-            for key, array in arrays.items():
-                with zf.open(f"{key}.npy", "w", force_zip64=True) as out:
-                    np.lib.format.write_array(out, np.ascontiguousarray(array),
-                                              allow_pickle=False)
-        with tmp.open("rb") as fh:  # on disk before its name is (a power cut, then a retry)
-            os.fsync(fh.fileno())
+        with tmp.open("wb") as fh:
+            with zipfile.ZipFile(fh, "w", zipfile.ZIP_STORED) as zf:
+                zf.writestr(_HEADER, json.dumps(header, allow_nan=True))
+                for key, array in arrays.items():
+                    with zf.open(f"{key}.npy", "w", force_zip64=True) as out:
+                        np.lib.format.write_array(out, np.ascontiguousarray(array),
+                                                  allow_pickle=False)
+            fh.flush()
+            os.fsync(fh.fileno())  # on disk before its name is (a power cut, then a retry)
         os.replace(tmp, path)
     finally:
         tmp.unlink(missing_ok=True)
