@@ -117,7 +117,7 @@ def test_one_two_and_four_workers_give_the_same_trials(tmp_path, backend, reques
 
 def test_a_killed_and_resumed_worker_gives_the_same_trials(tmp_path):
     study = _study(tmp_path / "rep.toml", source="digits", trials=LAG + 2, low=256,
-                   width=1024, epochs=80, patience='"none"')  # trials of a second or more
+                   width=1024, epochs=30, patience='"none"')  # trials of a second or more
     plain = f"sqlite:///{tmp_path / 'plain.db'}"
     res = run_cli("run", str(study), "--workers", "1", "--storage", plain, cwd=tmp_path)
     assert res.returncode == 0, res.stderr

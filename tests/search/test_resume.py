@@ -143,7 +143,7 @@ def _checkpoints_of(url: str, tmp_path):
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_worker_killed_mid_fold_resumes_its_trial_bit_for_bit(tmp_path, backend, request):
     study = tmp_path / "resume.toml"
-    study.write_text(RESUME_STUDY.format(epochs=120))
+    study.write_text(RESUME_STUDY.format(epochs=60))
     plain = f"sqlite:///{tmp_path / 'plain.db'}"
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'killed.db'}"
