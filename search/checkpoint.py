@@ -31,7 +31,6 @@ import contextlib
 import hashlib
 import json
 import logging
-import math
 import os
 import re
 import time
@@ -160,18 +159,12 @@ def resumed_at(state: dict[str, Any], folds: int) -> dict[str, Any]:
             "epochs_saved": done + epoch}
 
 
-def saved_reports(histories: tuple[dict[str, Any], ...], every: int,
-                  value: Callable[[float, float], float]) -> list[tuple[int, float]]:
-    """The reports (epoch, value) a trial made of the epochs its checkpoint saved, as it
-    made them: every ``every`` epochs, ``value(loss, metric)`` (with folds side by side,
-    of the folds' means); not the non-finite ones."""
-    out = []
-    for epoch in range(every - 1, int(histories[0]["epochs_run"]), every):
-        v = value(float(np.mean([h["val_loss"][epoch] for h in histories])),
-                  float(np.mean([h["val_metric"][epoch] for h in histories])))
-        if math.isfinite(v):
-            out.append((epoch, v))
-    return out
+def mean_curve(histories: tuple[dict[str, Any], ...]) -> list[tuple[float, float]]:
+    """(validation loss, metric) epoch by epoch of the histories a checkpoint saved (with
+    folds side by side, the folds' mean, as the trial's epoch callback saw it)."""
+    return [(float(np.mean([h["val_loss"][e] for h in histories])),
+             float(np.mean([h["val_metric"][e] for h in histories])))
+            for e in range(int(histories[0]["epochs_run"]))]
 
 
 def resume_or_start(saves: TrialCheckpoints | None, number: int, folds: int,

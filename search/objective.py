@@ -29,9 +29,9 @@ from .artifacts import upload_trial_artifacts
 from .checkpoint import (
     TrialCheckpoints,
     checkpoint_path,
+    mean_curve,
     resume_or_start,
     running_trial,
-    saved_reports,
 )
 from .data import Dataset
 from .ensemble import keep_predictions
@@ -194,16 +194,13 @@ class Objective:
 
     def _epoch_reporter(self, trial: optuna.Trial) -> Any:
         """The fit callback that reports every ``report_every`` epochs and asks the pruner."""
-        spec, data, every = self.spec, self.data, self.spec.report_every
 
         def report(epoch: int, metrics: dict[str, Any]) -> bool:
             if self._must_stop():
                 return True
-            if spec.multi or (epoch + 1) % every:
-                return False  # (Optuna takes no reports from a multi-objective trial)
-            value = metric_value(spec.metric, data, metrics["val_loss"], metrics["val_metric"])
-            if not math.isfinite(value):
-                return False  # divergence is reported by fit itself
+            value = self._reported(epoch, metrics["val_loss"], metrics["val_metric"])
+            if value is None:
+                return False
             trial.report(value, epoch)  # (a worker's storage keeps it back: no write)
             # Asking the pruner reads every trial: not before it can act, nor at the
             # last epoch, when pruning would save nothing.
@@ -305,12 +302,18 @@ class Objective:
         return not any(dominates(v, values, sign) or (len(values) == 1 and v == list(values))
                        for v in own)
 
+    def _reported(self, epoch: int, loss: float, metric: float) -> float | None:
+        """What the trial reports at ``epoch`` (every ``report_every`` epochs), or None."""
+        if self.spec.multi or (epoch + 1) % self.spec.report_every:
+            return None  # (Optuna takes no reports from a multi-objective trial)
+        value = metric_value(self.spec.metric, self.data, loss, metric)
+        return value if math.isfinite(value) else None  # (fit reports divergence)
+
     def _report_history(self, trial: optuna.Trial, *histories: dict[str, Any]) -> None:
-        """A resumed trial's reports of the epochs its checkpoint saved (``saved_reports``)."""
-        if not self.spec.multi:
-            for epoch, value in saved_reports(histories, self.spec.report_every,
-                                              partial(metric_value, self.spec.metric,
-                                                      self.data)):
+        """A resumed trial's reports of the epochs its checkpoint saved, as it made them
+        (of the folds' mean curve, ``mean_curve``)."""
+        for epoch, (loss, metric) in enumerate(mean_curve(histories)):
+            if (value := self._reported(epoch, loss, metric)) is not None:
                 trial.report(value, epoch)
 
     def _cross_validate(self, trial: optuna.Trial, network: dict[str, Any],

@@ -39,7 +39,6 @@ from __future__ import annotations
 
 import copy
 import threading
-import time
 from collections.abc import Container, Sequence
 from typing import Any
 
@@ -55,7 +54,6 @@ from .worker_storage import WorkerStorage
 
 LAG = 8  # trial n sees trials 0 .. n - LAG - 1: up to ~8 workers rarely wait
 POLL_SECONDS = 0.2
-WAITED = "reproducible_wait_s"  # a trial's user attribute: the seconds it waited
 _DONE = (TrialState.COMPLETE, TrialState.PRUNED)
 
 
@@ -76,12 +74,14 @@ def logical_numbers(trials: Sequence[FrozenTrial]) -> dict[int, int]:
     return out
 
 
-def final_trials(trials: Sequence[FrozenTrial], before: int) -> list[FrozenTrial] | None:
+def final_trials(trials: Sequence[FrozenTrial], before: int,
+                 logical: dict[int, int] | None = None) -> list[FrozenTrial] | None:
     """Trials ``0 .. before - 1`` by logical number, each as it ended and numbered by its
     logical number; None while one of them may still change: running or waiting (a
     trial that failed with a retry to come has one waiting: a sweep fails and retries a
-    trial in one step under the trial lock, and the caller reads under it)."""
-    logical = logical_numbers(trials)
+    trial in one step under the trial lock, and the caller reads under it).
+    ``logical``: ``logical_numbers(trials)``, where the caller has them."""
+    logical = logical_numbers(trials) if logical is None else logical
     by: dict[int, list[FrozenTrial]] = {}
     for t in trials:
         if t.number in logical and logical[t.number] < before:
@@ -109,25 +109,22 @@ class LaggedStorage(WorkerStorage):
         super().__init__(*args, **kwargs)
         self.view: list[FrozenTrial] | None = None
         self.logical: int | None = None  # the running trial's logical number
-        self.waited = 0.0  # seconds its last trial waited for its view
 
     def hold_view(self, study_id: int, number: int, lock: TrialLock | None,
                   stop: threading.Event) -> int:
         """Wait until trials ``0 .. n - LAG - 1`` have ended (n: the logical number of
-        trial ``number``), hold them as the view, and return n (``waited``: the seconds
-        it waited, beyond its reads)."""
-        start, polls = time.monotonic(), 0
+        trial ``number``), hold them as the view, and return n. (The worker took the
+        trial once they had: only a retry's may wait here, on its own view.)"""
         while True:
             with locked(lock):  # a sweep fails and retries a trial under it
                 self.expire()
                 trials = self.base.get_all_trials(study_id, deepcopy=False)
-                n = logical_numbers(trials)[number]
-                view = final_trials(trials, n - LAG)
+                logical = logical_numbers(trials)
+                n = logical[number]
+                view = final_trials(trials, n - LAG, logical)
             if view is not None:
                 self.view, self.logical = view, n
-                self.waited = time.monotonic() - start if polls else 0.0
                 return n
-            polls += 1
             if stop.wait(POLL_SECONDS):
                 raise Stopped("a signal")
 
@@ -137,8 +134,9 @@ class LaggedStorage(WorkerStorage):
         self.expire()
         study_id = self.get_study_id_from_name(study_name)
         trials = self.base.get_all_trials(study_id, deepcopy=False)
-        n = len(set(logical_numbers(trials).values()))  # the next logical number
-        return final_trials(trials, n - LAG) is not None
+        logical = logical_numbers(trials)
+        n = len(set(logical.values()))  # the next logical number
+        return final_trials(trials, n - LAG, logical) is not None
 
     def drop_view(self) -> None:
         self.view, self.logical = None, None
@@ -233,10 +231,7 @@ def logical_number(trial: optuna.Trial, frozen: FrozenTrial) -> int | None:
     sampler = trial.study.sampler
     if not isinstance(sampler, LaggedSampler):
         return None
-    n = sampler.begin(trial.study, frozen)
-    if sampler.storage.waited:  # (the worker waits before it takes a trial: seldom here)
-        trial.set_user_attr(WAITED, round(sampler.storage.waited, 3))
-    return n
+    return sampler.begin(trial.study, frozen)
 
 
 def end_view(trial: optuna.Trial) -> None:

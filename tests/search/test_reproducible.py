@@ -11,7 +11,13 @@ from optuna.trial import TrialState
 from nnsearch.search import record
 from nnsearch.search.reproducible import LAG, final_trials, logical_numbers
 from tests.helpers import run_cli
-from tests.search.worker_runs import running_with_worker, start_run, trials, wait_for
+from tests.search.worker_runs import (
+    run_to_its_end,
+    running_with_worker,
+    trials,
+    wait_for,
+    worker_pid,
+)
 
 STUDY = """
 [study]
@@ -122,16 +128,11 @@ def test_a_killed_and_resumed_worker_gives_the_same_trials(tmp_path):
     res = run_cli("run", str(study), "--workers", "1", "--storage", plain, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     killed = f"sqlite:///{tmp_path / 'killed.db'}"
-    proc = start_run(tmp_path, str(study), "--workers", "2", "--storage", killed)
-    try:
+    with run_to_its_end(tmp_path, str(study), "--workers", "2", "--storage", killed):
         wait_for(lambda: sum(t.state == TrialState.COMPLETE for t in trials(killed, "rep"))
                  >= 1, what="a finished trial")
         victim = wait_for(lambda: running_with_worker(killed, "rep"), what="a running trial")
-        os.kill(int(victim.user_attrs["nnsearch.worker"].rsplit(":", 1)[1]), signal.SIGKILL)
-        _out, err = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
+        os.kill(worker_pid(victim), signal.SIGKILL)
     assert any(t.state == TrialState.FAIL for t in trials(killed, "rep"))
     assert table(killed) == table(plain)
 

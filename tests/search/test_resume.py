@@ -16,7 +16,7 @@ from nnsearch.search.data import DataSpec, load_data
 from nnsearch.search.storage_url import StorageURL
 from nnsearch.search.training import cross_validate
 from tests.helpers import run_cli, worker_pids
-from tests.search.worker_runs import start_run, trials, wait_for
+from tests.search.worker_runs import run_to_its_end, trials, wait_for
 
 
 class SaveAt:
@@ -151,15 +151,11 @@ def test_a_worker_killed_mid_fold_resumes_its_trial_bit_for_bit(tmp_path, backen
         url = request.getfixturevalue("pg_url")
     folder = _checkpoints_of(url, tmp_path)
 
-    proc = start_run(tmp_path, str(study), "--workers", "1", "--trials", "1", "--storage", url)
-    try:
+    with run_to_its_end(tmp_path, str(study), "--workers", "1", "--trials", "1", "--storage",
+                        url):
         wait_for(lambda: (folder / "trial-0.npz").is_file(), what="trial 0's checkpoint")
         (pid,) = worker_pids(str(study))
         os.kill(pid, signal.SIGKILL)
-        _out, err = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
     ts = trials(url, "resume")
     assert [t.state for t in ts if t.number == 0] == [TrialState.FAIL]
     (retry,) = [t for t in ts if record.first_try(t) == 0 and t.number != 0]

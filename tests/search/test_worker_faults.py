@@ -15,12 +15,14 @@ from tests.search.worker_runs import (
     assert_finished_exactly,
     count,
     failed_and_none_running,
+    run_to_its_end,
     running_with_worker,
     slow_run,
     slow_study,
     start_run,
     trials,
     wait_for,
+    worker_pid,
 )
 
 
@@ -29,15 +31,10 @@ def test_killed_worker_trial_fails_and_is_retried(tmp_path, backend, request):
     study = slow_study(tmp_path / "slow.toml")
     url = f"sqlite:///{tmp_path / 'slow.db'}" if backend == "sqlite" \
         else request.getfixturevalue("pg_url")
-    proc = start_run(tmp_path, str(study), "--workers", "2", "--trials", "5", "--storage", url)
-    try:
+    with run_to_its_end(tmp_path, str(study), "--workers", "2", "--trials", "5", "--storage",
+                        url):
         victim = wait_for(lambda: running_with_worker(url, "slow"), what="a running trial")
-        pid = int(victim.user_attrs["nnsearch.worker"].rsplit(":", 1)[1])
-        os.kill(pid, signal.SIGKILL)
-        _out, err = proc.communicate(timeout=300)
-    finally:
-        proc.kill()
-    assert proc.returncode == 0, err
+        os.kill(worker_pid(victim), signal.SIGKILL)
     ts = trials(url, "slow")
     killed = next(t for t in ts if t.number == victim.number)
     assert killed.state == TrialState.FAIL

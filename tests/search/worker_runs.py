@@ -76,6 +76,24 @@ def start_run(tmp: Path, *args: str) -> subprocess.Popen[str]:
                             stderr=subprocess.PIPE, preexec_fn=_default_sighup)
 
 
+def worker_pid(trial: optuna.trial.FrozenTrial) -> int:
+    """The pid of the worker that runs ``trial`` (its record's ``host:pid``)."""
+    return int(trial.user_attrs["nnsearch.worker"].rsplit(":", 1)[1])
+
+
+@contextmanager
+def run_to_its_end(tmp: Path, *args: str) -> Iterator[subprocess.Popen[str]]:
+    """``nnsearch run ARGS`` started for the block (which kills a worker, say); then the
+    run is awaited, and must exit 0 (it is killed on the way out if it has not ended)."""
+    proc = start_run(tmp, *args)
+    try:
+        yield proc
+        _out, err = proc.communicate(timeout=300)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+
+
 def wait_for(predicate, timeout: float = 120, what: str = "condition"):
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
