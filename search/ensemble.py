@@ -49,6 +49,7 @@ from .export import (
     versions,
 )
 from .front import feasible, signs
+from .noise import beats
 from .storage_url import StorageURL
 from .studyfile import StudySpec
 from .training import metric_value
@@ -161,10 +162,11 @@ def greedy(outputs: list[np.ndarray], y: np.ndarray, net: Network, metric: str, 
 
 
 def cross_check(outputs: list[np.ndarray], y: np.ndarray, net: Network, metric: str,
-                size: int, parts: list[np.ndarray], value: Any) -> tuple[float, float]:
+                size: int, parts: list[np.ndarray], value: Any
+                ) -> tuple[list[float], list[float]]:
     """The selection judged on rows it did not see: for each part of the rows, an
     ensemble selected on the other parts, and the single candidate best on them, both
-    scored on that part by ``value(P, y)``; the means over the parts (ensemble, single),
+    scored on that part by ``value(P, y)``; their values part by part (ensemble, single),
     which ``choose`` compares. The score the selection optimised flatters it; this one
     does not."""
     key = _judge(metric)
@@ -178,7 +180,7 @@ def cross_check(outputs: list[np.ndarray], y: np.ndarray, net: Network, metric: 
         best = min(range(len(outputs)), key=lambda i: key(*evaluate_outputs(
             net, outputs[i][seen], y[seen])))
         single.append(value(outputs[best][held].astype(np.float64), y[held]))
-    return float(np.mean(ensemble)), float(np.mean(single))
+    return ensemble, single
 
 
 @dataclass
@@ -195,6 +197,7 @@ class Choice:
     candidates: int = 0
     rows: int = 0
     why_single: str = ""  # when there is no ensemble
+    settled: str = ""  # why ``single`` is what it is (noise.settle), when it had to answer
 
     @property
     def is_ensemble(self) -> bool:
@@ -202,10 +205,12 @@ class Choice:
 
 
 def choose(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: StudySpec,
-           data: Dataset, single: FrozenTrial, store: FileSystemArtifactStore | None
-           ) -> Choice:
+           data: Dataset, single: FrozenTrial, store: FileSystemArtifactStore | None,
+           stood: bool = False) -> Choice:
     """Select an ensemble of the study's trials whose outputs were kept; the single
-    ``single`` (the export's own pick) where none does better on those rows."""
+    ``single`` (the export's own pick) where none does better on those rows. ``stood``:
+    ``single`` is a starting point the best trial did not beat beyond the folds' noise,
+    and an ensemble must (``noise.beats``)."""
     choice = Choice(single)
     if spec.ensemble <= 1:
         choice.why_single = "selection.ensemble = 1"
@@ -246,7 +251,8 @@ def choose(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: Stud
     choice.values = values(sum(w * o.astype(np.float64) for w, o in zip(weights, outputs,
                                                                        strict=True)))
     choice.score = float(np.mean(choice.values))
-    choice.single_score = float(np.mean(values(alone.astype(np.float64))))
+    reference = values(alone.astype(np.float64))
+    choice.single_score = float(np.mean(reference))
     sign = signs(study.directions)[0]
     if np.count_nonzero(counts) < 2 or not sign * choice.score < sign * choice.single_score:
         choice.why_single = (f"no ensemble of the best {len(found)} beat it on the kept "
@@ -254,13 +260,19 @@ def choose(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: Stud
         return choice
     part = data.fold_ids if data.fold_ids is not None else np.arange(len(y)) % CHECK_PARTS
     parts = [part == i for i in range(int(part.max()) + 1)]
-    choice.checked = cross_check(outputs, y, net, spec.metric, spec.ensemble, parts,
-                                 lambda P, Y: metric_value(spec.metric, data,
-                                                           *evaluate_outputs(net, P, Y)))
+    checked, _ = checks = cross_check(outputs, y, net, spec.metric, spec.ensemble, parts,
+                                      lambda P, Y: metric_value(spec.metric, data,
+                                                                *evaluate_outputs(net, P, Y)))
+    choice.checked = (float(np.mean(checks[0])), float(np.mean(checks[1])))
     if not sign * choice.checked[0] < sign * choice.checked[1]:
         choice.why_single = (f"an ensemble beat it on the kept predictions of {len(y):,} "
                              "rows, but not on rows its selection did not see "
                              f"({choice.checked[0]:.4f} against {choice.checked[1]:.4f})")
+        return choice
+    if stood and not beats(checked, reference, sign):  # (parts: the folds, in order)
+        choice.why_single = (f"on rows its selection did not see, the ensemble's lead "
+                             f"({choice.checked[0]:.4f} against {choice.single_score:.4f}) is "
+                             "within the folds' noise")
         return choice
     order = np.argsort(-counts, kind="stable")
     choice.members = [(found[i][0], float(weights[i])) for i in order if counts[i]]
@@ -351,7 +363,7 @@ def _number(value: Any) -> float | None:
     return number if math.isfinite(number) else None
 
 
-def choose_for(opened: Any, single: FrozenTrial) -> Choice:
+def choose_for(opened: Any, single: FrozenTrial, stood: bool = False) -> Choice:
     """``choose`` for an open study (``study.OpenStudy``): its data (from the cache the
     workers filled; UsageError if it changed since), the kept outputs from its artifact
     store."""
@@ -363,7 +375,7 @@ def choose_for(opened: Any, single: FrozenTrial) -> Choice:
         return Choice(single, why_single="selection.ensemble = 1")
     data = accepted_data(opened, notes=False)  # the study's own: its fingerprint checked
     return choose(opened.study, opened.storage, spec, data, single,
-                  artifact_store(opened.url, create=False))
+                  artifact_store(opened.url, create=False), stood)
 
 
 def export_for(opened: Any, choice: Choice) -> dict[str, Any]:

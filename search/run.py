@@ -18,6 +18,7 @@ from .checkpoint import remove_unneeded
 from .counting import Counts
 from .ensemble import Choice, choose_for, export_for
 from .errors import Stopped, UsageError
+from .noise import settle
 from .prior import Prior, add, collect
 from .recheck import recheck
 from .retry import with_retry
@@ -109,11 +110,15 @@ def run_study(t: Target, workers: int, trials: int | None, timeout: float | None
         default = f"{spec.name}-best.json"
         outcome.out = Path(export) if export else \
             t.spec.path.with_name(default) if t.spec and t.spec.path else Path(default)
+        pick, settled = with_retry(lambda: settle(opened.study, spec, best),
+                                   "read the starting points")
         try:
-            choice = with_retry(lambda: choose_for(opened, best), "read the kept predictions")
+            choice = with_retry(lambda: choose_for(opened, pick, stood=pick is not best),
+                                "read the kept predictions")
         except Exception as exc:
-            logger.warning("no ensemble (%s); exporting the best trial", exc)
-            choice = Choice(best, why_single=str(exc))
+            logger.warning("no ensemble (%s); exporting trial %d", exc, pick.number)
+            choice = Choice(pick, why_single=str(exc))
+        choice.settled = settled
         outcome.document = with_retry(lambda: export_for(opened, choice),
                                       "read the best trial")
         outcome.choice = choice

@@ -88,7 +88,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "data": ("source", "target", "task", "validation", "test", "seed", "image_shape", "shift",
              "drop", "categorical", "folds", "unlabelled", "clip"),
     "budget": ("trials", "timeout", "grace", "target", "stall"),
-    "selection": ("recheck", "seeds", "ensemble"),
+    "selection": ("recheck", "seeds", "ensemble", "noise_rule"),
     "artifacts": ("curves", "checkpoint_every"),
     "enqueue": (),  # [[enqueue]]: a list of tables, checked by enqueue.to_params
     "space": (),  # checked by space.parse_param
@@ -144,8 +144,9 @@ def read_artifacts(artifacts: dict[str, Any], where: str) -> tuple[str, float]:
 
 
 def read_selection(selection: dict[str, Any], multi: bool, where: str
-                   ) -> tuple[int, int, int]:
-    """[selection]: recheck, seeds, ensemble (off by default for several objectives)."""
+                   ) -> tuple[int, int, int, bool]:
+    """[selection]: recheck, seeds, ensemble (off by default for several objectives),
+    noise_rule (search/noise.py)."""
     recheck = read_key(selection, "selection.recheck", where, int, 0)
     seeds = read_key(selection, "selection.seeds", where, int, 2)
     if not 0 <= recheck <= MAX_RECHECK:
@@ -159,7 +160,8 @@ def read_selection(selection: dict[str, Any], multi: bool, where: str
         raise UsageError(f"{where}: selection.ensemble must be a number of trials in [1, "
                          f"{MAX_ENSEMBLE}] (1: the single best), but got {ensemble}.")
 
-    return recheck, seeds, ensemble
+    noise_rule = read_key(selection, "selection.noise_rule", where, bool, True)
+    return recheck, seeds, ensemble, noise_rule
 
 
 def read_metrics(study: dict[str, Any], task: str | None, default: str,

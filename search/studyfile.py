@@ -87,6 +87,7 @@ class StudySpec:
     recheck_seeds: int = 2  # extra seeds per re-checked trial
     # the most trials the export's ensemble holds (1: the single best; search/ensemble.py)
     ensemble: int = ENSEMBLE
+    noise_rule: bool = True  # a starting point stands unless beaten beyond noise (noise.py)
     extra_metrics: tuple[str, ...] = ()  # more objectives after metric: a multi-objective study
     max_params: int | None = None  # [constraints]: a trial beyond one is infeasible
     max_latency_ms: float | None = None
@@ -188,11 +189,12 @@ class StudySpec:
                                          ("stall", self.stall)) if v is not None},
             "space": {name: p.to_toml_value() for name, p in self.space.items()},
             # only when set: definitions stored before it stay the same
-            **({"selection": {**({"recheck": self.recheck, "seeds": self.recheck_seeds}
-                                 if self.recheck else {}),
-                              **({"ensemble": self.ensemble}
-                                 if self.ensemble != self.default_ensemble else {})}}
-               if self.recheck or self.ensemble != self.default_ensemble else {}),
+            **({"selection": selection} if (selection := {
+                **({"recheck": self.recheck, "seeds": self.recheck_seeds}
+                   if self.recheck else {}),
+                **({"ensemble": self.ensemble} if self.ensemble != self.default_ensemble
+                   else {}),
+                **({} if self.noise_rule else {"noise_rule": False})}) else {}),
             **({"enqueue": [dict(t) for t in self.enqueue]} if self.enqueue else {}),
             **({"constraints": self.constraints} if self.constraints else {}),
             **({"artifacts": {
@@ -353,7 +355,7 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
         raise UsageError(f"{where}: sampler.reproducible cannot go with budget.{key}: which "
                          "trials exist would depend on the clock; give a trial budget "
                          "(budget.trials) and nothing else.")
-    recheck, seeds, ensemble = read_selection(raw.get("selection", {}), multi, where)
+    recheck, seeds, ensemble, noise_rule = read_selection(raw.get("selection", {}), multi, where)
 
     curves, checkpoint_every = read_artifacts(raw.get("artifacts", {}), where)
 
@@ -370,6 +372,7 @@ def parse_study(raw: dict[str, Any], where: str, path: Path | None = None) -> St
                      timeout=timeout, space=space, grace=grace, enqueue=enqueue,
                      target=target, stall=stall,
                      recheck=recheck, recheck_seeds=seeds, ensemble=ensemble,
+                     noise_rule=noise_rule,
                      extra_metrics=tuple(objectives[1:]),
                      max_params=max_params, max_latency_ms=max_latency, curves=curves,
                      checkpoint_every=checkpoint_every, reproducible=reproducible,

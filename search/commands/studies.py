@@ -107,10 +107,15 @@ class RunCommand(Command):
         stdout.print(f"{label} trial {best.number}: {spec.metric}={best.values[0]:.4f}"
                      + (f", re-checked mean {mean:.4f} over {spec.recheck_seeds + 1} seeds"
                         if mean is not None else ""))
+        if choice.settled and choice.single is not best:
+            stdout.print(choice.settled)
+        elif choice.settled:
+            logger.info("%s", choice.settled)
         if choice.is_ensemble:
             stdout.print(describe(choice, spec.metric))
         elif spec.ensemble > 1:
-            logger.info("exported trial %d alone: %s", best.number, choice.why_single)
+            logger.info("exported trial %d alone: %s", choice.single.number,
+                        choice.why_single)
         stdout.print(f"exported config: {out}")
         stdout.print(f"retrain it with: nnsearch train {out}")
         if supervisor.signum:
@@ -329,6 +334,7 @@ class ExportCommand(Command):
     def take_action(self, args: argparse.Namespace) -> int:
         from ..ensemble import Choice, choose_for, describe, export_for
         from ..export import pick_trial
+        from ..noise import settle
         from ..study import open_study
 
         t = target(args)
@@ -342,7 +348,13 @@ class ExportCommand(Command):
             if skipped:
                 logger.warning("skipped completed trial(s) %s: their values were not written "
                                "by a worker (e.g. set through the dashboard)", skipped)
-            choice = choose_for(opened, trial) if args.ensemble else Choice(trial)
+            best, settled = trial, ""
+            if args.trial is None:  # the export's pick, as run's (search/noise.py)
+                trial, settled = settle(opened.study, opened.spec, best)
+                if settled:
+                    logger.info("%s", settled)
+            choice = choose_for(opened, trial, stood=trial is not best) if args.ensemble \
+                else Choice(trial)
             if choice.is_ensemble:
                 logger.info("%s", describe(choice, opened.spec.metric))
             elif args.ensemble:

@@ -1,0 +1,102 @@
+"""The noise rule: a starting point stands unless the best trial beats it, fold by fold,
+by more than one standard error (search/noise.py)."""
+
+import tomllib
+
+import optuna
+import pytest
+from optuna.distributions import FloatDistribution, IntDistribution
+from optuna.trial import TrialState, create_trial
+
+from nnsearch.search import record
+from nnsearch.search.errors import UsageError
+from nnsearch.search.noise import beats, settle
+from nnsearch.search.studyfile import parse_study
+
+WRITTEN = {key: 1 for key in record.RESULT_KEYS}
+STUDY = """
+[study]
+name = "s"
+metric = "val_rmse"
+[data]
+source = "diabetes"
+folds = 5
+[space]
+n_layers = {{ low = 1, high = 3 }}
+learning_rate = {{ low = 1e-4, high = 1e-1, log = true }}
+{selection}
+[[enqueue]]
+n_layers = 1
+learning_rate = 0.001
+"""
+DISTRIBUTIONS = {"n_layers": IntDistribution(1, 3),
+                 "learning_rate": FloatDistribution(1e-4, 1e-1, log=True)}
+
+
+def spec(selection=""):
+    return parse_study(tomllib.loads(STUDY.format(selection=selection)), "t")
+
+
+def study_with(*trials):
+    """trials: (n_layers, learning_rate, fold values)."""
+    study = optuna.create_study(direction="minimize")
+    for n_layers, lr, folds in trials:
+        study.add_trial(create_trial(
+            state=TrialState.COMPLETE, value=sum(folds) / len(folds),
+            params={"n_layers": n_layers, "learning_rate": lr}, distributions=DISTRIBUTIONS,
+            user_attrs={**WRITTEN, record.FOLD_VALUES: folds}))
+    return study
+
+
+@pytest.mark.parametrize(("values", "reference", "sign", "beaten"), [
+    ([1.0, 1.0, 1.0], [2.0, 2.0, 2.0], 1, True),      # better on every fold, no spread
+    ([1.0, 3.0, 1.0], [2.0, 2.0, 2.0], 1, False),     # mean lead 0.33, se 0.67
+    ([1.9, 1.8, 1.95, 1.85], [2.0, 2.0, 2.0, 2.0], 1, True),
+    ([0.9, 0.8], [0.8, 0.9], -1, False),              # same mean: no lead
+    ([0.95, 0.96, 0.97], [0.9, 0.9, 0.9], -1, True),  # maximised
+    ([0.85, 0.86, 0.87], [0.9, 0.9, 0.9], -1, False),  # worse
+    ([1.0, float("nan")], [2.0, 2.0], 1, False),      # a fold that failed
+    ([1.0, 1.0], [2.0, 2.0, 2.0], 1, False),          # not the same folds
+])
+def test_beats_by_more_than_one_standard_error(values, reference, sign, beaten):
+    assert beats(values, reference, sign) is beaten
+
+
+def test_the_starting_point_stands_within_the_noise():
+    study = study_with((1, 0.001, [10.0, 20.0, 30.0, 40.0, 50.0]),  # the starting point
+                       (2, 0.01, [5.0, 25.0, 20.0, 45.0, 45.0]),    # lead 2: within noise
+                       (3, 0.05, [15.0, 20.0, 40.0, 40.0, 50.0]))
+    best = study.best_trial
+    assert best.number == 1
+    pick, why = settle(study, spec(), best)
+    assert pick.number == 0 and "starting point 0 kept" in why and "trial 1" in why
+    # turned off, the best trial is the pick
+    pick, why = settle(study, spec("[selection]\nnoise_rule = false"), best)
+    assert pick.number == 1 and why == ""
+
+
+def test_a_clear_lead_is_kept():
+    study = study_with((1, 0.001, [10.0, 20.0, 30.0, 40.0, 50.0]),
+                       (2, 0.01, [8.0, 17.0, 28.0, 37.0, 46.0]))  # 2-4 better on every fold
+    pick, why = settle(study, spec(), study.best_trial)
+    assert pick.number == 1 and "beyond the folds' noise" in why
+
+
+def test_without_a_starting_point_or_folds_the_best_is_the_pick():
+    study = study_with((2, 0.01, [5.0, 25.0, 20.0, 45.0, 45.0]),
+                       (3, 0.05, [15.0, 20.0, 40.0, 40.0, 50.0]))  # none holds [[enqueue]]
+    assert settle(study, spec(), study.best_trial) == (study.best_trial, "")
+    plain = optuna.create_study()  # one validation split: no fold values to pair
+    plain.add_trial(create_trial(state=TrialState.COMPLETE, value=1.0, user_attrs=WRITTEN))
+    assert settle(plain, spec(), plain.best_trial) == (plain.best_trial, "")
+
+
+def test_noise_rule_must_be_a_bool():
+    with pytest.raises(UsageError, match=r"selection\.noise_rule must be bool"):
+        spec("[selection]\nnoise_rule = 1")
+
+
+def test_a_recheck_picks_instead():
+    study = study_with((1, 0.001, [10.0, 20.0, 30.0, 40.0, 50.0]),
+                       (2, 0.01, [5.0, 25.0, 20.0, 45.0, 45.0]))
+    assert settle(study, spec("[selection]\nrecheck = 2"), study.best_trial)[0].number == 1
