@@ -108,7 +108,7 @@ class RunCommand(Command):
                      + (f", re-checked mean {mean:.4f} over {spec.recheck_seeds + 1} seeds"
                         if mean is not None else ""))
         if choice.settled and choice.single is not best:
-            stdout.print(choice.settled)
+            stdout.print(choice.settled, markup=False)  # (it says [selection])
         elif choice.settled:
             logger.info("%s", choice.settled)
         if choice.is_ensemble:
