@@ -260,16 +260,16 @@ def choose(study: optuna.Study, storage: optuna.storages.BaseStorage, spec: Stud
         return choice
     part = data.fold_ids if data.fold_ids is not None else np.arange(len(y)) % CHECK_PARTS
     parts = [part == i for i in range(int(part.max()) + 1)]
-    checked, _ = checks = cross_check(outputs, y, net, spec.metric, spec.ensemble, parts,
-                                      lambda P, Y: metric_value(spec.metric, data,
-                                                                *evaluate_outputs(net, P, Y)))
+    checks = cross_check(outputs, y, net, spec.metric, spec.ensemble, parts,
+                         lambda P, Y: metric_value(spec.metric, data,
+                                                   *evaluate_outputs(net, P, Y)))
     choice.checked = (float(np.mean(checks[0])), float(np.mean(checks[1])))
     if not sign * choice.checked[0] < sign * choice.checked[1]:
         choice.why_single = (f"an ensemble beat it on the kept predictions of {len(y):,} "
                              "rows, but not on rows its selection did not see "
                              f"({choice.checked[0]:.4f} against {choice.checked[1]:.4f})")
         return choice
-    if stood and not beats(checked, reference, sign):  # (parts: the folds, in order)
+    if stood and not beats(checks[0], reference, sign):  # (parts: the folds, in order)
         choice.why_single = (f"on rows its selection did not see, the ensemble's lead "
                              f"({choice.checked[0]:.4f} against {choice.single_score:.4f}) is "
                              "within the folds' noise")
