@@ -11,7 +11,12 @@ only, how each column becomes network inputs:
   most frequent at most, plus ``NAME=<other>`` for the rest. A category first seen
   at ``predict`` goes to ``<other>`` too (and is counted on stderr). A missing cell
   is the category ``<missing>``, kept or pooled like any other;
-- then every input is standardised with its training mean and standard deviation.
+- then every numeric input (and missing indicator) is standardised with its training
+  mean and standard deviation; one-hot inputs stay 0 and 1, as scikit-learn's
+  ``OneHotEncoder`` leaves them. Standardised, a category of 1% of the rows became an
+  input of ~10 where it is present, a tenth of a standard deviation apart from the
+  rest: on diamonds (three text columns) the MLP defaults' configuration trained on
+  the same rows reached RMSE 604 that way against 558 with 0/1 inputs (split 2).
 
 The fitted ``Preprocessor`` is plain JSON (``to_dict``), stored in exports and model
 files: no pickles. Its statistics are computed directly (medians, category counts,
@@ -97,8 +102,9 @@ class Preprocessor:
 
         Each input is computed in float64 as ``(value - mean) / scale`` and stored as
         float32, column by column and in chunks of rows, so no float64 copy of the
-        whole matrix is ever made. A one-hot block is filled with its standardised 0,
-        then its standardised 1 where the row's category is."""
+        whole matrix is ever made. A one-hot block is filled with its 0, then its 1
+        where the row's category is (through its mean and scale: a model file written
+        before one-hot inputs stayed 0/1 holds standardising ones)."""
         n = len(table) if rows is None else len(rows)
         out = np.empty((n, self.n_inputs), dtype=np.float32)
         mean = self.mean if standardise else np.zeros(self.n_inputs)
@@ -209,11 +215,9 @@ def fit_preprocessor(table: Table, rows: np.ndarray, clip: bool = False) -> Prep
         columns.append({"name": col.name, "kind": "text",
                         "categories": [col.categories[i] for i in kept], "seen": seen,
                         **({"codes": True} if col.codes else {})})
-        for i in kept:
-            p = counts[i] / n
-            add(f"{col.name}={col.categories[i]}", p, float(np.sqrt(p * (1 - p))))
-        p = (n - sum(int(counts[i]) for i in kept)) / n
-        add(f"{col.name}={OTHER}", p, float(np.sqrt(p * (1 - p))))
+        for i in kept:  # one-hot inputs stay 0/1 (the module's docstring)
+            add(f"{col.name}={col.categories[i]}", 0.0, 1.0)
+        add(f"{col.name}={OTHER}", 0.0, 1.0)
         text_inputs += len(kept) + 1
     n_text = sum(c["kind"] == "text" for c in columns)
     summary = {"numeric": len(columns) - n_text, "text": n_text, "one_hot": text_inputs,

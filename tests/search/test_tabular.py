@@ -38,7 +38,15 @@ def test_missing_numbers_get_the_training_median_and_an_indicator(tmp_path):
     assert raw[0, 0] == pytest.approx(prep.columns[0]["median"]) and raw[0, 1] == 1.0
     assert raw[1, 0] == pytest.approx(values[1]) and raw[1, 1] == 0.0
     scaled = prep.transform(table, train)
-    np.testing.assert_allclose(scaled.mean(axis=0), 0, atol=1e-6)  # standardised on train
+    numeric = [i for i, name in enumerate(prep.feature_names) if "=" not in name]
+    assert numeric == [0, 1]
+    np.testing.assert_allclose(scaled[:, numeric].mean(axis=0), 0, atol=1e-6)  # on train
+    np.testing.assert_allclose(scaled[:, numeric].std(axis=0), 1, atol=1e-5)
+    # one-hot inputs stay 0/1: standardised, a rare category became a large input
+    one_hot = scaled[:, 2:]
+    assert set(np.unique(one_hot)) == {0.0, 1.0}
+    np.testing.assert_array_equal(one_hot.sum(axis=1), 1)
+    np.testing.assert_array_equal(one_hot, raw[train, 2:])
 
 
 def test_clip_takes_numbers_beyond_the_training_range_at_its_edge(tmp_path):
