@@ -119,6 +119,29 @@ class Dataset:
                        X_val=self.X_train[val], y_val=self.y_train[val],
                        X_test=self.X_test[empty], y_test=self.y_test[empty], fold_ids=None)
 
+    def scaled_as(self, stored: dict[str, Any] | None) -> Dataset:
+        """This data with its inputs scaled as ``stored`` (an export's preprocessing)
+        scaled them, where that differs: an export written while one-hot inputs were
+        standardised (0.2.0, and this version until they stayed 0/1) retrains on the
+        inputs its trial trained on, bit for bit (they are exactly 0 and 1 here, and
+        are moved in float64 as ``Preprocessor.transform`` computes them)."""
+        if not stored or stored.get("feature_names") != self.prep.feature_names:
+            return self
+        mean, scale = (np.asarray(stored[k], dtype=np.float64) for k in ("x_mean", "x_scale"))
+        moved = np.flatnonzero((mean != self.prep.mean) | (scale != self.prep.scale))
+        if not moved.size:
+            return self
+
+        def rescaled(X: np.ndarray) -> np.ndarray:
+            X = X.copy()
+            raw = X[:, moved] * self.prep.scale[moved] + self.prep.mean[moved]
+            X[:, moved] = (raw - mean[moved]) / scale[moved]
+            return X
+
+        return replace(self, X_train=rescaled(self.X_train), X_val=rescaled(self.X_val),
+                       X_test=rescaled(self.X_test), prep=replace(self.prep, mean=mean,
+                                                                   scale=scale))
+
     @property
     def n_features(self) -> int:
         return int(self.X_train.shape[1])

@@ -50,7 +50,8 @@ def train_members(config: dict[str, Any], where: str, seeds: int | None,
     worker trains: the same networks as one after another)."""
     exports = check_ensemble(config, where)
     try:
-        data = load_data(DataSpec(**exports[0]["data"]))
+        data = load_data(DataSpec(**exports[0]["data"])).scaled_as(
+            exports[0].get("preprocessing"))
     except TypeError as exc:
         raise UsageError(f"{where}: bad data section ({exc}).") from None
     jobs = [(export, f"{where}: trial {export['trial'].get('number')}", data, seeds, holdout)

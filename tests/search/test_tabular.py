@@ -196,3 +196,32 @@ def test_an_error_names_the_line_where_the_row_starts_past_quoted_line_breaks(tm
     with pytest.raises(UsageError, match=r"'oops' at line 28\)"):
         read_csv(path, "label")
     assert path.read_text().splitlines()[27] == "oops,plain,x"  # line 28, row 22
+
+
+def test_an_export_with_standardised_one_hot_inputs_retrains_on_the_same_inputs(tmp_path):
+    """One-hot inputs were standardised (0.2.0, and after it until they stayed 0/1); an
+    export written then carries those statistics, and ``train`` gives its trial those
+    very inputs again (``scaled_as``), bit for bit, so the trial still reproduces."""
+    path = _table(tmp_path, _mixed())
+    table, _ = read_csv(path, "label")
+    for folds in (0, 3):
+        data = load_data(DataSpec(str(path), target="label", folds=folds, clip=True))
+        new = data.prep.to_dict()
+        hot = [i for i, name in enumerate(data.feature_names) if "=" in name]
+        assert hot and all(new["x_mean"][i] == 0 and new["x_scale"][i] == 1 for i in hot)
+        old = dict(new, x_mean=list(new["x_mean"]), x_scale=list(new["x_scale"]))
+        for i in hot:  # what the old version stored: the one-hot input's mean and sd
+            p = float(data.X_train[:, i].mean())
+            old["x_mean"][i], old["x_scale"][i] = p, float(np.sqrt(p * (1 - p)))
+        again = data.scaled_as(old)
+        assert again.prep.to_dict() == old  # and so the model file's preprocessing
+        # every input as the old preprocessing's own transform computes it, bit for bit
+        then = Preprocessor.from_dict(old).transform(table)
+        for X, X_new in ((again.X_train, data.X_train), (again.X_val, data.X_val),
+                         (again.X_test, data.X_test)):
+            assert X.dtype == np.float32
+            np.testing.assert_array_equal(np.delete(X, hot, 1), np.delete(X_new, hot, 1))
+            for i in hot:  # (with folds there are no validation rows)
+                assert set(X[:, i]) <= set(then[:, i])
+                assert not len(X) or not np.array_equal(X[:, i], X_new[:, i])
+        assert data.scaled_as(new) is data and data.scaled_as(None) is data
