@@ -37,7 +37,7 @@ from .tabular import Preprocessor
 logger = logging.getLogger(__name__)
 
 ENV_CACHE = "NNSEARCH_CACHE"
-FORMAT = "nnsearch.data/1"
+FORMAT = "nnsearch.data/2"  # 2: one-hot inputs stay 0/1
 ARRAYS = ("X_train", "y_train", "X_val", "y_val", "X_test", "y_test")
 
 

@@ -120,17 +120,28 @@ class Dataset:
                        X_test=self.X_test[empty], y_test=self.y_test[empty], fold_ids=None)
 
     def scaled_as(self, stored: dict[str, Any] | None) -> Dataset:
-        """This data with its inputs scaled as ``stored`` (an export's preprocessing)
-        scaled them, where that differs: an export written while one-hot inputs were
-        standardised (0.2.0, and this version until they stayed 0/1) retrains on the
-        inputs its trial trained on, bit for bit (they are exactly 0 and 1 here, and
-        are moved in float64 as ``Preprocessor.transform`` computes them)."""
+        """This data with its one-hot inputs scaled as ``stored`` (an export's or a
+        study's preprocessing) scaled them, where that differs: a study created while
+        one-hot inputs were standardised (before they stayed 0/1, unreleased) goes on
+        with the inputs its trials trained on, and its exports retrain on them, bit for
+        bit (they are exactly 0 and 1 here, and are moved in float64 as
+        ``Preprocessor.transform`` computes them). Any other difference is left alone
+        (``train`` then says the trial was not reproduced)."""
         if not stored or stored.get("feature_names") != self.prep.feature_names:
             return self
-        mean, scale = (np.asarray(stored[k], dtype=np.float64) for k in ("x_mean", "x_scale"))
-        moved = np.flatnonzero((mean != self.prep.mean) | (scale != self.prep.scale))
+        try:
+            mean, scale = (np.asarray(stored[k], dtype=np.float64).reshape(self.n_features)
+                           for k in ("x_mean", "x_scale"))
+        except (KeyError, TypeError, ValueError):
+            raise UsageError("the stored preprocessing's x_mean and x_scale must be "
+                             f"{self.n_features} numbers each.") from None
+        moved = np.intersect1d(self.prep.one_hot_inputs(), np.flatnonzero(
+            (mean != self.prep.mean) | (scale != self.prep.scale)))
         if not moved.size:
             return self
+        mean, scale = self.prep.mean.copy(), self.prep.scale.copy()
+        mean[moved], scale[moved] = (np.asarray(stored[k], dtype=np.float64)[moved]
+                                     for k in ("x_mean", "x_scale"))
 
         def rescaled(X: np.ndarray) -> np.ndarray:
             X = X.copy()

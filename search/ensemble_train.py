@@ -50,10 +50,16 @@ def train_members(config: dict[str, Any], where: str, seeds: int | None,
     worker trains: the same networks as one after another)."""
     exports = check_ensemble(config, where)
     try:
-        data = load_data(DataSpec(**exports[0]["data"])).scaled_as(
-            exports[0].get("preprocessing"))
+        data = load_data(DataSpec(**exports[0]["data"]))
     except TypeError as exc:
         raise UsageError(f"{where}: bad data section ({exc}).") from None
+    # the inputs the members trained on (one study's: one preprocessing); the model file
+    # records it, and the ensemble is scored on it
+    prep = exports[0].get("preprocessing")
+    if any(e.get("preprocessing") != prep for e in exports):
+        raise UsageError(f"{where}: the members were exported with different "
+                         "preprocessing; an ensemble's members come from one study.")
+    data = data.scaled_as(prep)
     jobs = [(export, f"{where}: trial {export['trial'].get('number')}", data, seeds, holdout)
             for export in exports]
     processes = min(len(jobs), os.cpu_count() or 1)

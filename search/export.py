@@ -237,8 +237,9 @@ def retrain(config: dict[str, Any], where: str, data: Dataset | None = None,
         spec = DataSpec(**raw)
     except TypeError as exc:
         raise UsageError(f"{where}: bad data section ({exc}).") from None
-    if data is None:
-        data = load_data(spec).scaled_as(config.get("preprocessing"))
+    # the inputs the trial trained on (an export of a study whose one-hot inputs were
+    # standardised records so), whoever loaded the data
+    data = (data or load_data(spec)).scaled_as(config.get("preprocessing"))
     known = config["trial"].get("user_attrs", {}).get(record.DATA_FINGERPRINT)
     if known is not None and known != data.fingerprint:
         raise UsageError(f"{where}: the data {spec.source} changed since trial "

@@ -205,7 +205,8 @@ def accepted_data(opened: OpenStudy, notes: bool = True) -> Dataset:
     data = check_data(opened.spec, opened.url, notes)
     check_same_study(opened.study.user_attrs, opened.spec, opened.url, data.fingerprint)
     store_cached(cache_dir(opened.url), opened.spec.data, data)
-    return data
+    # a study created while one-hot inputs were standardised goes on with its own inputs
+    return data.scaled_as(opened.study.user_attrs.get(PREP_ATTR))
 
 
 def check_data(spec: StudySpec, url: StorageURL, notes: bool = True) -> Dataset:

@@ -20,7 +20,7 @@ only, how each column becomes network inputs:
 
 The fitted ``Preprocessor`` is plain JSON (``to_dict``), stored in exports and model
 files: no pickles. Its statistics are computed directly (medians, category counts,
-one-hot means) rather than by scikit-learn's ``ColumnTransformer``, which would have
+means and standard deviations) rather than by scikit-learn's ``ColumnTransformer``, which would have
 to be pickled to travel and is several times slower on a million rows.
 """
 
@@ -67,7 +67,9 @@ class Table:
 
 @dataclass
 class Preprocessor:
-    """How raw columns become standardised network inputs (fitted on train)."""
+    """How raw columns become network inputs (fitted on train): numbers standardised,
+    one-hot inputs 0/1 (each input's ``mean`` and ``scale``; a study created while
+    one-hot inputs were standardised holds theirs)."""
 
     columns: list[dict[str, Any]]  # per raw column, see fit_preprocessor
     feature_names: list[str]  # one per network input
@@ -133,6 +135,17 @@ class Preprocessor:
                     hot = lookup[values]
                     block[np.arange(stop - start), at + hot] = one[hot]
         return out
+
+    def one_hot_inputs(self) -> np.ndarray:
+        """The indices of the inputs that one-hot encode text columns."""
+        hot, at = [], 0
+        for spec in self.columns:
+            width = len(spec["categories"]) + 1 if spec["kind"] == "text" else \
+                2 if spec["indicator"] else 1
+            if spec["kind"] == "text":
+                hot.extend(range(at, at + width))
+            at += width
+        return np.array(hot, dtype=np.intp)
 
     def _plan(self, table: Table) -> list[tuple[Column, dict[str, Any], int, np.ndarray]]:
         """Per raw column: its data, its spec, its first input, and for text columns a

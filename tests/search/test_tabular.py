@@ -198,30 +198,109 @@ def test_an_error_names_the_line_where_the_row_starts_past_quoted_line_breaks(tm
     assert path.read_text().splitlines()[27] == "oops,plain,x"  # line 28, row 22
 
 
-def test_an_export_with_standardised_one_hot_inputs_retrains_on_the_same_inputs(tmp_path):
-    """One-hot inputs were standardised (0.2.0, and after it until they stayed 0/1); an
-    export written then carries those statistics, and ``train`` gives its trial those
-    very inputs again (``scaled_as``), bit for bit, so the trial still reproduces."""
-    path = _table(tmp_path, _mixed())
-    table, _ = read_csv(path, "label")
-    for folds in (0, 3):
-        data = load_data(DataSpec(str(path), target="label", folds=folds, clip=True))
-        new = data.prep.to_dict()
-        hot = [i for i, name in enumerate(data.feature_names) if "=" in name]
-        assert hot and all(new["x_mean"][i] == 0 and new["x_scale"][i] == 1 for i in hot)
-        old = dict(new, x_mean=list(new["x_mean"]), x_scale=list(new["x_scale"]))
-        for i in hot:  # what the old version stored: the one-hot input's mean and sd
-            p = float(data.X_train[:, i].mean())
-            old["x_mean"][i], old["x_scale"][i] = p, float(np.sqrt(p * (1 - p)))
-        again = data.scaled_as(old)
-        assert again.prep.to_dict() == old  # and so the model file's preprocessing
-        # every input as the old preprocessing's own transform computes it, bit for bit
-        then = Preprocessor.from_dict(old).transform(table)
-        for X, X_new in ((again.X_train, data.X_train), (again.X_val, data.X_val),
-                         (again.X_test, data.X_test)):
-            assert X.dtype == np.float32
-            np.testing.assert_array_equal(np.delete(X, hot, 1), np.delete(X_new, hot, 1))
-            for i in hot:  # (with folds there are no validation rows)
-                assert set(X[:, i]) <= set(then[:, i])
-                assert not len(X) or not np.array_equal(X[:, i], X_new[:, i])
-        assert data.scaled_as(new) is data and data.scaled_as(None) is data
+def _standardised_one_hot(monkeypatch):
+    """fit_preprocessor as it was before one-hot inputs stayed 0/1: each one-hot input
+    standardised with its category's share p of the training rows (float64 counts / n)
+    and sqrt(p(1 - p))."""
+    import nnsearch.search.data as data_module
+
+    def old(table, rows, clip=False):
+        prep = fit_preprocessor(table, rows, clip=clip)
+        X = prep.transform(table, rows, standardise=False)
+        for i in prep.one_hot_inputs():
+            p = np.count_nonzero(X[:, i]) / len(rows)
+            prep.mean[i], prep.scale[i] = p, float(np.sqrt(p * (1 - p))) or 1.0
+        return prep
+
+    monkeypatch.setattr(data_module, "fit_preprocessor", old)
+
+
+@pytest.mark.parametrize("folds", [0, 3])
+def test_a_study_with_standardised_one_hot_inputs_keeps_them_bit_for_bit(tmp_path,
+                                                                         monkeypatch, folds):
+    """A study (or export) made while one-hot inputs were standardised records their
+    statistics; ``scaled_as`` gives it those very inputs from today's 0/1 ones."""
+    spec = DataSpec(str(_table(tmp_path, _mixed())), target="label", folds=folds, clip=True)
+    data = load_data(spec)
+    hot = data.prep.one_hot_inputs()
+    assert [data.feature_names[i] for i in hot] == ["color=blue", "color=green",
+                                                    "color=red", "color=<other>"]
+    assert set(np.unique(data.X_train[:, hot])) == {0.0, 1.0}
+    with monkeypatch.context() as patch:
+        _standardised_one_hot(patch)
+        old = load_data(spec)
+    assert not np.array_equal(old.X_train, data.X_train)  # they did differ
+    again = data.scaled_as(old.preprocessing())
+    assert again.preprocessing() == old.preprocessing()  # the model file records those
+    for name in ("X_train", "X_val", "X_test"):
+        got, want = getattr(again, name), getattr(old, name)
+        assert got.dtype == want.dtype == np.float32 and got.shape == want.shape
+        assert got.tobytes() == want.tobytes(), name  # bit for bit, row by row
+    assert data.scaled_as(data.preprocessing()) is data and data.scaled_as(None) is data
+    # only one-hot inputs are moved; a record of other inputs is not this data's
+    other = old.preprocessing() | {"x_mean": [m + 1 for m in old.preprocessing()["x_mean"]]}
+    assert data.scaled_as(other).X_train[:, 0].tobytes() == data.X_train[:, 0].tobytes()
+    with pytest.raises(UsageError, match="x_mean and x_scale must be"):
+        data.scaled_as(old.preprocessing() | {"x_scale": [1.0]})
+
+
+def test_an_export_with_standardised_one_hot_inputs_reproduces_its_trial(tmp_path,
+                                                                         monkeypatch):
+    """``retrain`` (``nnsearch train``) trains an old export's trial on its own inputs:
+    the value it recorded, exactly."""
+    from nnsearch.search.export import retrain
+    from nnsearch.search.training import metric_value, train_trial
+
+    spec = DataSpec(str(_table(tmp_path, _mixed())), target="label", clip=True)
+    with monkeypatch.context() as patch:
+        _standardised_one_hot(patch)
+        old = load_data(spec)
+    network = {"layer_sizes": [old.n_features, 8, old.n_outputs], "activation": "relu",
+               "output": "softmax", "init": "he_normal", "dropout": 0.0, "seed": 7,
+               "dtype": "float32"}
+    training = {"epochs": 5, "batch_size": 32, "learning_rate": 0.01, "optimizer": "adam",
+                "patience": None, "seed": 7, "log_every": 0}
+    *_, loss, score, _, _ = train_trial(network, training, old)
+    value = metric_value("val_loss", old, loss, score)
+    config = {"study": {"metric": "val_loss"}, "data": spec.to_dict(), "network": network,
+              "training": training, "preprocessing": old.preprocessing(),
+              "trial": {"number": 0, "value": value, "user_attrs": {}}}
+    *_, metrics = retrain(config, "old.json")
+    assert metrics["val_loss"] == value
+    del config["preprocessing"]  # without the record: today's inputs, another value
+    *_, metrics = retrain(config, "old.json")
+    assert metrics["val_loss"] != value
+
+
+def test_a_study_made_with_standardised_one_hot_inputs_goes_on_with_them(tmp_path):
+    """The CLI: a study whose stored preprocessing has standardised one-hot inputs (as
+    one created before they stayed 0/1 has) trains its new trials on those inputs, so
+    that their exports still reproduce."""
+    import json
+
+    import optuna
+
+    from nnsearch.search.study import PREP_ATTR
+
+    from ..helpers import messy_table, run_cli
+
+    messy_table(tmp_path / "customers.csv", rows=200)
+    assert run_cli("init", "customers.csv", "--target", "label", cwd=tmp_path).returncode == 0
+    res = run_cli("run", "customers.toml", "--workers", "1", "--trials", "1", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    study = optuna.load_study(study_name="customers",
+                              storage=f"sqlite:///{tmp_path / 'customers.db'}")
+    prep = study.user_attrs[PREP_ATTR]
+    names = prep["feature_names"]
+    hot = [i for i, name in enumerate(names) if name.startswith(("city=", "plan="))]
+    assert hot and all(prep["x_mean"][i] == 0 and prep["x_scale"][i] == 1 for i in hot)
+    for i in hot:  # as a study created before would hold them
+        prep["x_mean"][i], prep["x_scale"][i] = 0.25, 0.4330127018922193
+    study.set_user_attr(PREP_ATTR, prep)
+    res = run_cli("run", "customers.toml", "--workers", "1", "--trials", "2", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    res = run_cli("export", "customers.toml", "--trial", "1", "-o", "one.json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    assert json.loads((tmp_path / "one.json").read_text())["preprocessing"] == prep
+    res = run_cli("train", "one.json", "--seeds", "1", cwd=tmp_path)
+    assert res.returncode == 0 and "not reproduced" not in res.stderr, res.stderr
