@@ -120,38 +120,23 @@ class Dataset:
                        X_test=self.X_test[empty], y_test=self.y_test[empty], fold_ids=None)
 
     def scaled_as(self, stored: dict[str, Any] | None) -> Dataset:
-        """This data with its one-hot inputs scaled as ``stored`` (an export's or a
-        study's preprocessing) scaled them, where that differs: a study created while
-        one-hot inputs were standardised (before they stayed 0/1, unreleased) goes on
-        with the inputs its trials trained on, and its exports retrain on them, bit for
-        bit (they are exactly 0 and 1 here, and are moved in float64 as
-        ``Preprocessor.transform`` computes them). Any other difference is left alone
-        (``train`` then says the trial was not reproduced)."""
+        """This data with its one-hot inputs scaled as ``stored`` (a study's or an
+        export's preprocessing) scaled them, where that differs: a study created while
+        one-hot inputs were standardised goes on with the inputs its trials trained on,
+        bit for bit (``Preprocessor.one_hot_as``); its exports retrain on them."""
         if not stored or stored.get("feature_names") != self.prep.feature_names:
             return self
         try:
-            mean, scale = (np.asarray(stored[k], dtype=np.float64).reshape(self.n_features)
-                           for k in ("x_mean", "x_scale"))
-        except (KeyError, TypeError, ValueError):
-            raise UsageError("the stored preprocessing's x_mean and x_scale must be "
-                             f"{self.n_features} numbers each.") from None
-        moved = np.intersect1d(self.prep.one_hot_inputs(), np.flatnonzero(
-            (mean != self.prep.mean) | (scale != self.prep.scale)))
+            prep, moved = self.prep.one_hot_as(stored)
+        except ValueError as exc:
+            raise UsageError(str(exc)) from None
         if not moved.size:
             return self
-        mean, scale = self.prep.mean.copy(), self.prep.scale.copy()
-        mean[moved], scale[moved] = (np.asarray(stored[k], dtype=np.float64)[moved]
-                                     for k in ("x_mean", "x_scale"))
+        def move(X: np.ndarray) -> np.ndarray:
+            return self.prep.moved(X, prep, moved)
 
-        def rescaled(X: np.ndarray) -> np.ndarray:
-            X = X.copy()
-            raw = X[:, moved] * self.prep.scale[moved] + self.prep.mean[moved]
-            X[:, moved] = (raw - mean[moved]) / scale[moved]
-            return X
-
-        return replace(self, X_train=rescaled(self.X_train), X_val=rescaled(self.X_val),
-                       X_test=rescaled(self.X_test), prep=replace(self.prep, mean=mean,
-                                                                   scale=scale))
+        return replace(self, prep=prep, X_train=move(self.X_train), X_val=move(self.X_val),
+                       X_test=move(self.X_test))
 
     @property
     def n_features(self) -> int:

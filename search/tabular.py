@@ -26,7 +26,7 @@ to be pickled to travel and is several times slower on a million rows.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 import numpy as np
@@ -138,7 +138,8 @@ class Preprocessor:
 
     def one_hot_inputs(self) -> np.ndarray:
         """The indices of the inputs that one-hot encode text columns."""
-        hot, at = [], 0
+        hot: list[int] = []
+        at = 0
         for spec in self.columns:
             width = len(spec["categories"]) + 1 if spec["kind"] == "text" else \
                 2 if spec["indicator"] else 1
@@ -146,6 +147,31 @@ class Preprocessor:
                 hot.extend(range(at, at + width))
             at += width
         return np.array(hot, dtype=np.intp)
+
+    def one_hot_as(self, stored: dict[str, Any]) -> tuple[Preprocessor, np.ndarray]:
+        """This preprocessing with its one-hot inputs' means and scales as ``stored``
+        (``to_dict``'s, of the same inputs) has them, and which of them that changes.
+        Other inputs keep theirs. ValueError: ``stored``'s are not one number each."""
+        try:
+            mean, scale = (np.asarray(stored[k], dtype=np.float64).reshape(self.n_inputs)
+                           for k in ("x_mean", "x_scale"))
+        except (KeyError, TypeError, ValueError):
+            raise ValueError(f"the stored preprocessing's x_mean and x_scale must be "
+                             f"{self.n_inputs} numbers each.") from None
+        hot = self.one_hot_inputs()
+        moved = hot[(mean[hot] != self.mean[hot]) | (scale[hot] != self.scale[hot])]
+        new_mean, new_scale = self.mean.copy(), self.scale.copy()
+        new_mean[moved], new_scale[moved] = mean[moved], scale[moved]
+        return replace(self, mean=new_mean, scale=new_scale), moved
+
+    def moved(self, X: np.ndarray, to: Preprocessor, inputs: np.ndarray) -> np.ndarray:
+        """``X`` (this preprocessing's output) with ``inputs`` as ``to`` computes them.
+        Exact for one-hot inputs: their values here are 0 and 1, and the new ones are
+        computed in float64 as ``transform`` computes them."""
+        X = X.copy()
+        raw = X[:, inputs] * self.scale[inputs] + self.mean[inputs]
+        X[:, inputs] = (raw - to.mean[inputs]) / to.scale[inputs]
+        return X
 
     def _plan(self, table: Table) -> list[tuple[Column, dict[str, Any], int, np.ndarray]]:
         """Per raw column: its data, its spec, its first input, and for text columns a
