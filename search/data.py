@@ -132,6 +132,7 @@ class Dataset:
             raise UsageError(str(exc)) from None
         if not moved.size:
             return self
+
         def move(X: np.ndarray) -> np.ndarray:
             return self.prep.moved(X, prep, moved)
 

@@ -239,7 +239,8 @@ def retrain(config: dict[str, Any], where: str, data: Dataset | None = None,
         raise UsageError(f"{where}: bad data section ({exc}).") from None
     # the inputs the trial trained on (an export of a study whose one-hot inputs were
     # standardised records so), whoever loaded the data
-    data = (data or load_data(spec)).scaled_as(config.get("preprocessing"))
+    data = (data if data is not None else load_data(spec)).scaled_as(
+        config.get("preprocessing"))
     known = config["trial"].get("user_attrs", {}).get(record.DATA_FINGERPRINT)
     if known is not None and known != data.fingerprint:
         raise UsageError(f"{where}: the data {spec.source} changed since trial "

@@ -20,8 +20,9 @@ only, how each column becomes network inputs:
 
 The fitted ``Preprocessor`` is plain JSON (``to_dict``), stored in exports and model
 files: no pickles. Its statistics are computed directly (medians, category counts,
-means and standard deviations) rather than by scikit-learn's ``ColumnTransformer``, which would have
-to be pickled to travel and is several times slower on a million rows.
+means and standard deviations) rather than by scikit-learn's ``ColumnTransformer``,
+which would have to be pickled to travel and is several times slower on a million
+rows.
 """
 
 from __future__ import annotations
@@ -138,15 +139,19 @@ class Preprocessor:
 
     def one_hot_inputs(self) -> np.ndarray:
         """The indices of the inputs that one-hot encode text columns."""
-        hot: list[int] = []
-        at = 0
+        return np.array([i for spec, at, width in self._spans() if spec["kind"] == "text"
+                         for i in range(at, at + width)], dtype=np.intp)
+
+    def _spans(self) -> list[tuple[dict[str, Any], int, int]]:
+        """Per raw column: its spec, its first input and how many inputs it has (a text
+        column: its categories and <other>; a number: 1, 2 with its missing indicator)."""
+        spans, at = [], 0
         for spec in self.columns:
             width = len(spec["categories"]) + 1 if spec["kind"] == "text" else \
                 2 if spec["indicator"] else 1
-            if spec["kind"] == "text":
-                hot.extend(range(at, at + width))
+            spans.append((spec, at, width))
             at += width
-        return np.array(hot, dtype=np.intp)
+        return spans
 
     def one_hot_as(self, stored: dict[str, Any]) -> tuple[Preprocessor, np.ndarray]:
         """This preprocessing with its one-hot inputs' means and scales as ``stored``
@@ -177,8 +182,8 @@ class Preprocessor:
         """Per raw column: its data, its spec, its first input, and for text columns a
         lookup from the table's category codes to input offsets (<other> last)."""
         by_name = {c.name: c for c in table.columns}
-        plan, at = [], 0
-        for spec in self.columns:
+        plan = []
+        for spec, at, _ in self._spans():
             col = by_name[spec["name"]]
             lookup = np.zeros(0, dtype=np.intp)
             if spec["kind"] == "text":
@@ -186,11 +191,7 @@ class Preprocessor:
                 other = len(spec["categories"])
                 assert col.categories is not None
                 lookup = np.array([kept.get(v, other) for v in col.categories], dtype=np.intp)
-                plan.append((col, spec, at, lookup))
-                at += other + 1
-            else:
-                plan.append((col, spec, at, lookup))
-                at += 2 if spec["indicator"] else 1
+            plan.append((col, spec, at, lookup))
         return plan
 
     def unseen(self, table: Table) -> dict[str, int]:
