@@ -26,18 +26,24 @@ from optuna.trial import FrozenTrial, TrialState
 from . import record
 from .front import feasible, signs
 
-__all__ = ["beats", "settle", "starting_point"]
+__all__ = ["beats", "holds_one", "settle", "starting_point"]
 
 
-def _holds(trial: FrozenTrial, params: dict[str, Any]) -> bool:
-    for name, value in params.items():
-        got = trial.params.get(name)
+def _holds(params: dict[str, Any], table: dict[str, Any]) -> bool:
+    for name, value in table.items():
+        got = params.get(name)
         if isinstance(value, float) and isinstance(got, float):
             if not math.isclose(got, value, rel_tol=1e-9):
                 return False
         elif got != value:
             return False
     return True
+
+
+def holds_one(params: dict[str, Any], tables: list[dict[str, Any]]) -> bool:
+    """Whether a trial's ``params`` hold one of the study's ``[[enqueue]]`` tables (in
+    Optuna's parameter names: ``StudySpec.enqueued_params``): it is a starting point."""
+    return any(_holds(params, p) for p in tables)
 
 
 def starting_point(trials: list[FrozenTrial], spec: Any, sign: float
@@ -49,7 +55,7 @@ def starting_point(trials: list[FrozenTrial], spec: Any, sign: float
         return None
     found = [t for t in trials if t.state == TrialState.COMPLETE and t.values
              and record.written_by_worker(t) and feasible(t)
-             and record.FOLD_VALUES in t.user_attrs and any(_holds(t, p) for p in tables)]
+             and record.FOLD_VALUES in t.user_attrs and holds_one(t.params, tables)]
     return min(found, key=lambda t: (sign * t.values[0], t.number), default=None)
 
 

@@ -97,6 +97,7 @@ class Objective:
         # the pruner's warm-up counts this study's own completed trials, not priors
         # (run --from-study): Optuna's counts every completed trial it holds
         self.startup = spec.startup_trials()
+        self.starts = spec.enqueued_params()  # starting points: their predictions stay
         self.last_epoch: float = math.inf  # this trial's, once sampled
         self.trained_seconds = 0.0  # this worker's training so far (its trials' seconds)
         self.curve_seconds = 0.0  # and its learning-curve PNGs'
@@ -280,7 +281,8 @@ class Objective:
         storage away) costs the ensemble a candidate, never the trial its result."""
         assert self.store is not None
         try:
-            with_retry(partial(keep_predictions, trial, self.store, outputs, value, loss),
+            with_retry(partial(keep_predictions, trial, self.store, outputs, value, loss,
+                               self.starts),
                        "keep the trial's predictions")
         except UpdateFinishedTrialError:
             logger.warning("trial %d was ended by the sweeper while its predictions were "
