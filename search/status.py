@@ -15,6 +15,7 @@ from .counting import Counts, count_states
 from .errors import UsageError
 from .export import pick_trial
 from .front import pareto_front
+from .noise import settle
 from .reproducible import LAG
 from .study import SUMMARY_ATTR, OpenStudy
 
@@ -31,6 +32,10 @@ class Status:
     objectives: list[str] = field(default_factory=list)  # a multi-objective study's
     front: list[FrozenTrial] = field(default_factory=list)  # its Pareto front, best first
     reproducible: bool = False  # [sampler] reproducible (search/reproducible.py)
+    # the export's single pick (before any ensemble): ``best`` or a starting point that
+    # stood (noise.settle), and why; "" when there was nothing to answer
+    pick: int | None = None
+    settled: str = ""
 
 
 def study_status(opened: OpenStudy, counts: Counts | None = None) -> Status:
@@ -43,6 +48,9 @@ def study_status(opened: OpenStudy, counts: Counts | None = None) -> Status:
         status.best, status.skipped = pick_trial(study, None)
     except UsageError as exc:  # no completed (and feasible) trial yet
         status.no_best = str(exc)
+    if status.best is not None and len(study.directions) == 1:
+        pick, status.settled = settle(study, opened.spec, status.best)
+        status.pick = pick.number
     if len(study.directions) > 1:
         status.objectives = list(study.metric_names or [])
         genuine = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
@@ -80,6 +88,8 @@ def render_status(status: Status, out: Console, err: Console, as_json: bool = Fa
                                 "data": status.data, "reproducible": status.reproducible}
         data["best"] = None if best is None else {
             "number": best.number, "value": best.values[0], "params": best.params}
+        if status.pick is not None:
+            data["export_pick"] = {"number": status.pick, "why": status.settled or None}
         if status.objectives:
             data["front"] = [{"number": t.number, "params": t.params,
                               "values": dict(zip(status.objectives, t.values, strict=True))}
@@ -116,5 +126,7 @@ def render_status(status: Status, out: Console, err: Console, as_json: bool = Fa
         if key in best.user_attrs:
             params.add_row(f"[dim]{key}[/]", _fmt(best.user_attrs[key]))
     out.print(params)
+    if status.settled and not summary_follows:  # (run prints it with the export)
+        out.print(status.settled, highlight=False)
     if status.skipped:
         err.print(f"skipped completed trial(s) {status.skipped}: not written by a worker")

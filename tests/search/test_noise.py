@@ -100,3 +100,29 @@ def test_a_recheck_picks_instead():
     study = study_with((1, 0.001, [10.0, 20.0, 30.0, 40.0, 50.0]),
                        (2, 0.01, [5.0, 25.0, 20.0, 45.0, 45.0]))
     assert settle(study, spec("[selection]\nrecheck = 2"), study.best_trial)[0].number == 1
+
+
+def test_status_names_the_starting_point_the_export_keeps(tmp_path):
+    """`status` shows the best trial by value and, beside it, what the export keeps."""
+    import json
+
+    from tests.helpers import run_cli
+
+    study_file = tmp_path / "s.toml"
+    study_file.write_text(STUDY.format(selection=""))
+    assert run_cli("create", str(study_file), cwd=tmp_path).returncode == 0
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    for n_layers, lr, folds in [(1, 0.001, [10.0, 20.0, 30.0, 40.0, 50.0]),
+                                (2, 0.01, [5.0, 25.0, 20.0, 45.0, 45.0])]:
+        study.add_trial(create_trial(
+            state=TrialState.COMPLETE, value=sum(folds) / len(folds),
+            params={"n_layers": n_layers, "learning_rate": lr}, distributions=DISTRIBUTIONS,
+            user_attrs={**WRITTEN, record.FOLD_VALUES: folds}))
+    start, best = (t.number for t in study.get_trials(states=(TrialState.COMPLETE,)))
+    res = run_cli("status", str(study_file), "--json", cwd=tmp_path)
+    assert res.returncode == 0, res.stderr
+    status = json.loads(res.stdout)
+    assert status["best"]["number"] == best and status["export_pick"]["number"] == start
+    assert f"starting point {start} kept" in status["export_pick"]["why"]
+    res = run_cli("status", str(study_file), cwd=tmp_path)
+    assert f"best trial {best}" in res.stdout and f"starting point {start} kept" in res.stdout
