@@ -49,7 +49,7 @@ from .export import (
     versions,
 )
 from .front import feasible, signs
-from .noise import beats, holds_one
+from .noise import beats, is_starting_point
 from .storage_url import StorageURL
 from .studyfile import StudySpec
 from .training import metric_value
@@ -67,31 +67,31 @@ WEIGHT_SUM_TOLERANCE = 1e-6
 
 def keep_predictions(trial: optuna.Trial, store: FileSystemArtifactStore,
                      outputs: np.ndarray, value: float, loss: float | None,
-                     starts: list[dict[str, Any]] | None = None) -> bool:
+                     tables: list[dict[str, Any]] | None = None, start: bool = False) -> bool:
     """Store a completed trial's validation ``outputs`` if it ranks among the study's best
     ``CANDIDATES`` (ranked as the export ranks them: ``export.rank_trials``), and remove
-    those of the trials now ranked just below them (``PUSHED_OUT`` of them: two workers
+    those of the trials it pushed just below them (``PUSHED_OUT`` of them: two workers
     finishing at once each see the other's trial still running); whether they were
-    stored. A starting point's (``starts``: the study's ``[[enqueue]]`` tables) are always
-    kept: the export may keep one (``noise.settle``), and an ensemble must beat it."""
+    stored. A starting point's (``start``; the others by ``noise.is_starting_point`` on
+    ``tables``, the study's ``[[enqueue]]``) are always kept, and never removed: the
+    export may keep one (``noise.settle``), and an ensemble must beat it."""
     study = trial.study
-    starts = starts or []
     done = rank_trials(study, [t for t in study.get_trials(
         deepcopy=False, states=(TrialState.COMPLETE,))
         if feasible(t) and not record.is_prior(t) and t.number != trial.number])
     sign = signs(study.directions)[0]
     mine = rank_key(sign, value, loss, trial.number)
-    if not holds_one(trial.params, starts) and sum(
-            rank_key(sign, t.values[0], t.user_attrs.get(record.VAL_LOSS), t.number) < mine
-            for t in done) >= CANDIDATES:
+    above = sum(rank_key(sign, t.values[0], t.user_attrs.get(record.VAL_LOSS), t.number)
+                < mine for t in done)
+    if above >= CANDIDATES and not start:
         return False
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / PREDICTIONS.format(trial.number)
         np.save(path, outputs.astype(np.float32, copy=False), allow_pickle=False)
         upload_artifact(artifact_store=store, file_path=str(path), study_or_trial=trial,
                         mimetype="application/octet-stream")
-    for out in done[CANDIDATES - 1:CANDIDATES - 1 + PUSHED_OUT]:  # now ranked below
-        if holds_one(out.params, starts):
+    for out in done[CANDIDATES - 1:CANDIDATES - 1 + PUSHED_OUT] if above < CANDIDATES else []:
+        if is_starting_point(out, tables or []):
             continue
         for meta in get_all_artifact_meta(out, storage=trial.storage):
             if meta.filename == PREDICTIONS.format(out.number):

@@ -24,9 +24,10 @@ import numpy as np
 from optuna.trial import FrozenTrial, TrialState
 
 from . import record
+from ._optuna import enqueued_params
 from .front import feasible, signs
 
-__all__ = ["beats", "holds_one", "settle", "starting_point"]
+__all__ = ["beats", "is_starting_point", "settle", "starting_point"]
 
 
 def _holds(params: dict[str, Any], table: dict[str, Any]) -> bool:
@@ -40,10 +41,14 @@ def _holds(params: dict[str, Any], table: dict[str, Any]) -> bool:
     return True
 
 
-def holds_one(params: dict[str, Any], tables: list[dict[str, Any]]) -> bool:
-    """Whether a trial's ``params`` hold one of the study's ``[[enqueue]]`` tables (in
-    Optuna's parameter names: ``StudySpec.enqueued_params``): it is a starting point."""
-    return any(_holds(params, p) for p in tables)
+def is_starting_point(trial: FrozenTrial, tables: list[dict[str, Any]]) -> bool:
+    """Whether ``trial`` was queued with exactly one of the study's ``[[enqueue]]`` tables
+    (in Optuna's names: ``StudySpec.enqueued_params``), or retries such a trial: by what
+    it was queued with, not by what it sampled (a table that leaves parameters to the
+    sampler would match many sampled trials)."""
+    fixed = enqueued_params(trial)
+    return fixed is not None and any(fixed.keys() == t.keys() and _holds(fixed, t)
+                                     for t in tables)
 
 
 def starting_point(trials: list[FrozenTrial], spec: Any, sign: float
@@ -55,7 +60,7 @@ def starting_point(trials: list[FrozenTrial], spec: Any, sign: float
         return None
     found = [t for t in trials if t.state == TrialState.COMPLETE and t.values
              and record.written_by_worker(t) and feasible(t)
-             and record.FOLD_VALUES in t.user_attrs and holds_one(t.params, tables)]
+             and record.FOLD_VALUES in t.user_attrs and any(_holds(t.params, p) for p in tables)]
     return min(found, key=lambda t: (sign * t.values[0], t.number), default=None)
 
 

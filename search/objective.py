@@ -38,6 +38,7 @@ from .ensemble import keep_predictions
 from .errors import Stopped
 from .export import build_export
 from .front import dominates, feasible, signs
+from .noise import is_starting_point
 from .reproducible import end_view, logical_number
 from .retry import is_transient, with_retry
 from .space import build_configs, sample
@@ -97,7 +98,8 @@ class Objective:
         # the pruner's warm-up counts this study's own completed trials, not priors
         # (run --from-study): Optuna's counts every completed trial it holds
         self.startup = spec.startup_trials()
-        self.starts = spec.enqueued_params()  # starting points: their predictions stay
+        self.starts = spec.enqueued_params()  # the [[enqueue]] tables
+        self.is_start = False  # this trial is a starting point
         self.last_epoch: float = math.inf  # this trial's, once sampled
         self.trained_seconds = 0.0  # this worker's training so far (its trials' seconds)
         self.curve_seconds = 0.0  # and its learning-curve PNGs'
@@ -110,6 +112,7 @@ class Objective:
     def _run(self, trial: optuna.Trial) -> float | tuple[float, ...]:
         spec, data = self.spec, self.data
         frozen = running_trial(trial)
+        self.is_start = is_starting_point(frozen, self.starts)  # its predictions stay
         first = record.first_try(frozen)  # a retry trains as its first try
         logical = logical_number(trial, frozen)  # reproducible: after trials < n - LAG
         values = sample(spec.space, trial)
@@ -282,7 +285,7 @@ class Objective:
         assert self.store is not None
         try:
             with_retry(partial(keep_predictions, trial, self.store, outputs, value, loss,
-                               self.starts),
+                               self.starts, self.is_start),
                        "keep the trial's predictions")
         except UpdateFinishedTrialError:
             logger.warning("trial %d was ended by the sweeper while its predictions were "

@@ -206,38 +206,42 @@ def test_with_2_workers_on_postgresql_every_top_trial_keeps_its_predictions(tmp_
 
 def test_a_starting_points_predictions_stay_however_it_ranks(tmp_path):
     """The export may keep a starting point (the noise rule), and an ensemble is judged
-    against it: its predictions are kept when it ranks below the candidates, and are not
-    removed when better trials push it out; another trial's are."""
+    against it: its predictions are kept when it ranks below the candidates, without
+    costing a candidate its own, and are not removed when better trials push it out;
+    another trial's are. A starting point is a trial queued with a table, not one whose
+    sampled parameters happen to hold it."""
     from optuna.artifacts import FileSystemArtifactStore, get_all_artifact_meta
     from optuna.distributions import FloatDistribution
 
     from nnsearch.search.ensemble import keep_predictions
+    from nnsearch.search.noise import is_starting_point
 
     store = FileSystemArtifactStore(str(tmp_path))
     storage = optuna.storages.InMemoryStorage()
     study = optuna.create_study(storage=storage)
-    space = {"x": FloatDistribution(0.0, 100.0)}
-    starts = [{"x": 50.0}]
+    space = {"x": FloatDistribution(0.0, 100.0), "y": FloatDistribution(0.0, 1.0)}
+    tables = [{"x": 50.0}]
 
-    def finish(x: float, value: float) -> tuple[optuna.trial.FrozenTrial, bool]:
-        study.enqueue_trial({"x": x})
+    def finish(queued: dict, value: float) -> tuple[optuna.trial.FrozenTrial, bool]:
+        study.enqueue_trial(queued)
         trial = study.ask(space)
-        kept = keep_predictions(trial, store, np.zeros((4, 1)), value, None, starts)
+        start = is_starting_point(study.trials[trial.number], tables)
+        kept = keep_predictions(trial, store, np.zeros((4, 1)), value, None, tables, start)
         study.tell(trial, value)
         return study.trials[-1], kept
-
-    early, _ = finish(1.0, 10.0)  # ranks first for now, then is pushed out
-    for i in range(CANDIDATES):
-        finish(2.0 + i, -100.0 + i)
-    start, kept = finish(50.0, 20.0)  # below the candidates, and a starting point
-    _, late_kept = finish(99.0, 20.0)  # as good, not one
-    assert kept and not late_kept
-    for i in range(8):  # better trials push the starting point further down
-        finish(60.0 + i, -200.0 - i)
 
     def has(trial: optuna.trial.FrozenTrial) -> bool:
         return any(m.filename == f"predictions-{trial.number}.npy"
                    and (tmp_path / m.artifact_id).is_file()
                    for m in get_all_artifact_meta(trial, storage=storage))
 
-    assert has(study.trials[start.number]) and not has(study.trials[early.number])
+    early, _ = finish({"x": 1.0}, 10.0)  # ranks first for now, then is pushed out
+    fillers = [finish({"x": 2.0 + i}, -100.0 + i)[0] for i in range(CANDIDATES)]
+    assert not has(early) and has(fillers[-1])
+    start, kept = finish({"x": 50.0}, 20.0)  # below the candidates, and a starting point
+    assert kept and has(fillers[-1])  # the 25th candidate keeps its own
+    _, holds_it = finish({"x": 50.0, "y": 0.5}, 20.0)  # holds the table, queued otherwise
+    assert not holds_it
+    for i in range(8):  # better trials push the starting point further down
+        finish({"x": 60.0 + i}, -200.0 - i)
+    assert has(study.trials[start.number]) and not has(fillers[-1])
