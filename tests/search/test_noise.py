@@ -37,9 +37,9 @@ def spec(selection=""):
     return parse_study(tomllib.loads(STUDY.format(selection=selection)), "t")
 
 
-def study_with(*trials):
-    """trials: (n_layers, learning_rate, fold values)."""
-    study = optuna.create_study(direction="minimize")
+def study_with(*trials, study=None):
+    """trials: (n_layers, learning_rate, fold values), added to ``study`` (a new one)."""
+    study = study or optuna.create_study(direction="minimize")
     for n_layers, lr, folds in trials:
         study.add_trial(create_trial(
             state=TrialState.COMPLETE, value=sum(folds) / len(folds),
@@ -111,13 +111,10 @@ def test_status_names_the_starting_point_the_export_keeps(tmp_path):
     study_file = tmp_path / "s.toml"
     study_file.write_text(STUDY.format(selection=""))
     assert run_cli("create", str(study_file), cwd=tmp_path).returncode == 0
-    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
-    for n_layers, lr, folds in [(1, 0.001, [10.0, 20.0, 30.0, 40.0, 50.0]),
-                                (2, 0.01, [5.0, 25.0, 20.0, 45.0, 45.0])]:
-        study.add_trial(create_trial(
-            state=TrialState.COMPLETE, value=sum(folds) / len(folds),
-            params={"n_layers": n_layers, "learning_rate": lr}, distributions=DISTRIBUTIONS,
-            user_attrs={**WRITTEN, record.FOLD_VALUES: folds}))
+    study = study_with((1, 0.001, [10.0, 20.0, 30.0, 40.0, 50.0]),
+                       (2, 0.01, [5.0, 25.0, 20.0, 45.0, 45.0]),  # lead 2: within noise
+                       study=optuna.load_study(study_name="s",
+                                               storage=f"sqlite:///{tmp_path / 's.db'}"))
     start, best = (t.number for t in study.get_trials(states=(TrialState.COMPLETE,)))
     res = run_cli("status", str(study_file), "--json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
