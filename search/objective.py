@@ -38,6 +38,7 @@ from .ensemble import keep_predictions
 from .errors import Stopped
 from .export import build_export
 from .front import dominates, feasible, signs
+from .history import TrialHistory, bounded
 from .noise import is_starting_point
 from .reproducible import end_view, logical_number
 from .retry import is_transient, with_retry
@@ -55,15 +56,13 @@ from .worker_storage import training_ends, training_starts
 
 logger = logging.getLogger(__name__)
 
-# [artifacts] curves = "budget": a worker's learning-curve PNGs take at most this share of
-# the time it trained; the first one's cost (matplotlib's load, then the drawing) is
-# estimated until one is drawn, then each is expected to cost what the last one did
+# [artifacts] curves = "budget": a worker's PNGs take at most this share of its training;
+# the first's cost (matplotlib's load, the drawing) is guessed, then each costs the last's
 CURVE_SHARE = 0.1
 FIRST_CURVE_SECONDS = 0.45
 
 def record_attrs(trial: optuna.Trial, attrs: dict[str, Any]) -> None:
-    """Each of ``attrs`` as a user attribute of ``trial`` (a worker's storage keeps them
-    back for the trial's next write: no write each)."""
+    """Each of ``attrs`` as a user attribute of ``trial`` (kept back: no write each)."""
     for key, value in attrs.items():
         trial.set_user_attr(key, value)
 
@@ -71,11 +70,8 @@ class Objective:
     """Trains one trial. With an artifact store, a trial that completes as the study's
     new best also gets its exported config attached (shown by the dashboard), and its
     learning-curve PNG as ``[artifacts] curves`` says: for every new best, for none, or
-    (``budget``, the default) while this worker's PNGs take at most ``CURVE_SHARE`` of
-    the time it trained. A PNG costs ~50 ms to draw and ~0.4 s to load matplotlib, once
-    per worker: on a small table, whose trials train for a few ms, drawing every new
-    best's was a fifth of a study's time (``bench/tiny.py``). ``nnsearch train`` and
-    ``report`` draw curves on demand.
+    (``budget``) while this worker's PNGs take at most ``CURVE_SHARE`` of its training
+    time (a PNG ~50 ms, matplotlib's load ~0.4 s: a fifth of a small table's study).
     """
 
     def __init__(self, spec: StudySpec, data: Dataset, url: StorageURL,
@@ -100,6 +96,7 @@ class Objective:
         self.startup = spec.startup_trials()
         self.starts = spec.enqueued_params()  # the [[enqueue]] tables
         self.is_start = False  # this trial is a starting point
+        self.history = None if spec.multi else TrialHistory(spec.directions[0])  # history.py
         self.last_epoch: float = math.inf  # this trial's, once sampled
         self.trained_seconds = 0.0  # this worker's training so far (its trials' seconds)
         self.curve_seconds = 0.0  # and its learning-curve PNGs'
@@ -114,8 +111,9 @@ class Objective:
         frozen = running_trial(trial)
         self.is_start = is_starting_point(frozen, self.starts)  # its predictions stay
         first = record.first_try(frozen)  # a retry trains as its first try
-        logical = logical_number(trial, frozen)  # reproducible: after trials < n - LAG
-        values = sample(spec.space, trial)
+        with bounded(trial.storage, self.history):  # the sampler's view: a bounded history
+            logical = logical_number(trial, frozen)  # reproducible: after trials < n - LAG
+            values = sample(spec.space, trial)
         seed = record.trial_seed(spec.seed, first if logical is None else logical)
         network, training = build_configs(values, data.n_features, data.n_outputs, data.task,
                                           seed)
@@ -267,10 +265,11 @@ class Objective:
             with_retry(partial(trial.set_constraint, "max_latency_ms", excess),
                        "record the constraint")
         values = (value, *(float(attrs[name]) for name in spec.extra_metrics))
-        if self.store is not None and fits and self._new_best(trial, values):
-            self._attach_artifacts(trial, value, attrs, history)
-        if self.store is not None and fits and outputs is not None:
-            self._keep_predictions(trial, outputs, value, attrs.get(record.VAL_LOSS))
+        with bounded(trial.storage, self.history):  # (it holds the best: history.py)
+            if self.store is not None and fits and self._new_best(trial, values):
+                self._attach_artifacts(trial, value, attrs, history)
+            if self.store is not None and fits and outputs is not None:
+                self._keep_predictions(trial, outputs, value, attrs.get(record.VAL_LOSS))
         return values if spec.multi else value
 
     @property

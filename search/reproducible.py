@@ -163,6 +163,7 @@ class LaggedStorage(WorkerStorage):
         view = self.view
         if view is None:
             return super().get_all_trials(study_id, deepcopy, states)
+        view = self.history(view) if self.history else view  # (bounded: history.py)
         trials = [t for t in view if states is None or t.state in states]
         return copy.deepcopy(trials) if deepcopy else trials
 

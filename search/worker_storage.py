@@ -14,9 +14,9 @@ contract ``BaseStorage`` documents: a running trial is modified from a single pr
   (``bench/tiny.py``). A new trial is created with its worker's ``claim``, so a worker of
   this host that dies before training is found at once (``record.holder``).
 - **Shared reads**: a read of all trials within ``window`` seconds of the last is
-  answered from it (Optuna reads them several times per trial); ``expire()`` makes the
-  next one go to the storage. A moment-old view may miss a trial another worker started
-  or finished in that moment.
+  answered from it (Optuna reads them several times per trial; bounded while a trial
+  samples and prunes: ``history.py``); ``expire()`` makes the next one go to the
+  storage. A moment-old view may miss a trial another worker started or finished.
 - **Stale checks** are queried at most once per ``stale_every`` seconds; within
   ``failing(reason)``, a trial failed here is given that reason first.
 
@@ -93,11 +93,11 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
         # the trial it kept, as its last write left it (Optuna's tell reads it back)
         self._finished: tuple[int, FrozenTrial] | None = None
         self._flushed = False
-        self._beats, self._beat_at = 0, -float("inf")
-        self._reports_at = 0.0
+        self._beats, self._beat_at, self._reports_at = 0, -float("inf"), 0.0
         self._clear()
         self._checked: dict[tuple[int, str], BaseDistribution] = {}  # params written once
         self._trials: dict[int, list[FrozenTrial]] = {}  # study id -> all its trials
+        self.history: Callable[[list[FrozenTrial]], list[FrozenTrial]] | None = None  # history.py
         self._read_at: dict[int, float] = {}
         self._stale_at = -float("inf")
         self._fail_reason: str | None = None
@@ -123,8 +123,7 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
             self._finished = None
             self._flushed = False
             self.lost = self.training = False
-            self._beats, self._beat_at = 0, -float("inf")
-            self._reports_at = time.monotonic()
+            self._beats, self._beat_at, self._reports_at = 0, -float("inf"), time.monotonic()
             self._clear()
 
     def _template(self) -> FrozenTrial | None:
@@ -210,6 +209,7 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
             self.reads += 1
         else:
             self.shared += 1
+        trials = self.history(trials) if self.history else trials  # (while bounded)
         if states is not None:
             trials = [t for t in trials if t.state in states]
         return copy.deepcopy(trials) if deepcopy else list(trials)
