@@ -18,7 +18,8 @@ from nnsearch.model import Ensemble, Network, evaluate
 from .data import Dataset, DataSpec, load_data
 from .ensemble import check_ensemble
 from .errors import UsageError
-from .export import check_reproduction, default_seeds, refit_all, retrain, seed_members
+from .export import check_reproduction, refit_all, retrain
+from .seeds import default_seeds, seed_members
 from .training import metric_value
 
 logger = logging.getLogger(__name__)
@@ -105,7 +106,7 @@ def _member(export: dict[str, Any], where: str, data: Dataset, seeds: int | None
     if mismatch:
         return [net], [net], metrics, mismatch, hist, False
     own, configs, epochs = seed_members(export, data, net, hist, metrics,
-                                        seeds or default_seeds(data))
+                                        seeds or default_seeds(data, export))
     if holdout:
         return own, own, metrics, None, hist, False
     refits = []

@@ -18,9 +18,8 @@ from typing import Any
 import numpy as np
 import optuna
 from optuna.trial import FrozenTrial, TrialState
-from threadpoolctl import threadpool_limits
 
-from nnsearch.model import Ensemble, History, Network, evaluate
+from nnsearch.model import History, Network
 
 from . import record
 from .data import Dataset, DataSpec, load_data
@@ -301,65 +300,6 @@ def retrain(config: dict[str, Any], where: str, data: Dataset | None = None,
             metrics["val_sd"] = float(np.std(folds.scores, ddof=1)) * scale
     metrics[f"trial_{metric}"] = trial_value
     return net, history, data, metrics
-
-
-SEED_ROWS = 10_000  # up to this many rows, train's model is SEEDS networks, not one
-SEEDS = 5
-MAX_SEEDS = 20
-
-
-def default_seeds(data: Dataset) -> int:
-    """How many seeds ``train`` averages by default: on a small table one network's
-    test score moves with its seed as much as with its configuration."""
-    rows = len(data.y_train) + len(data.y_val) + len(data.y_test)
-    return SEEDS if rows <= SEED_ROWS else 1
-
-
-def with_seed(config: dict[str, Any], seed: int) -> dict[str, Any]:
-    """The export with another seed for its network, dropout and shuffling."""
-    network, training = dict(config["network"]), dict(config["training"])
-    network["seed"] = training["seed"] = seed
-    return {**config, "network": network, "training": training, "seed": seed}
-
-
-def seed_members(config: dict[str, Any], data: Dataset, net: Network, history: History,
-                 metrics: dict[str, float], seeds: int
-                 ) -> tuple[list[Network], list[dict[str, Any]], list[int]]:
-    """``retrain``'s network and ``seeds - 1`` more of the same configuration with other
-    seeds (``record.other_seed``), each trained as the first was (with folds: refitted on
-    train + validation for the folds' epochs; else trained on train, early-stopped on
-    validation). Returns the networks, their configs and their epochs; ``metrics``'
-    test figures become the average's (the first network's stay as ``*_single``)."""
-    first = int(metrics["refit_epochs"]) if data.n_folds else history.best_epoch + 1
-    nets, configs, epochs = [net], [config], [first]
-    for k in range(1, seeds):
-        other = with_seed(config, record.other_seed(int(config["seed"]), k))
-        if data.n_folds:
-            try:
-                member, _ = refit(other["network"], other["training"], data, first)
-            except ValueError as exc:
-                logger.warning("seed %d of %d left out: %s", k + 1, seeds, exc)
-                continue
-            done = first
-        else:
-            member, trained, *_ = train_trial(other["network"], other["training"], data)
-            if trained.diverged:
-                logger.warning("seed %d of %d left out: it diverged", k + 1, seeds)
-                continue
-            done = trained.best_epoch + 1
-        nets.append(member)
-        configs.append(other)
-        epochs.append(done)
-    if len(nets) > 1:
-        with threadpool_limits(1):
-            loss, score = evaluate(Ensemble(nets), data.X_test, data.y_test)
-        for key in [k for k in metrics if k.startswith("test_")]:
-            metrics[f"{key}_single"] = metrics[key]
-        metrics["test_loss"] = loss
-        metrics["test_accuracy" if data.task == "classification" else "test_rmse"] = \
-            score if data.task == "classification" else score * data.y_scale
-        metrics["seeds"] = len(nets)
-    return nets, configs, epochs
 
 
 def refit_all(config: dict[str, Any], data: Dataset, epochs: int) -> tuple[Network, int]:

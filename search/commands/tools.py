@@ -82,24 +82,17 @@ class TrainCommand(Command):
                             "test rows); by default the model is refitted on every row")
         p.add_argument("--seeds", type=int, metavar="K",
                        help="average K networks of the configuration, with other seeds "
-                            "(default: 5 up to 10,000 rows, else 1; 1: the trial's alone; "
+                            "(default: 5 up to 10,000 rows, fewer where they would cost over "
+                            "~30 s more, else 1; 1: the trial's alone; "
                             "an ensemble export: K for each member)")
 
     def take_action(self, args: argparse.Namespace) -> int:
         from nnsearch.model import Ensemble, Network, save
 
         from ..ensemble import is_ensemble
-        from ..export import (
-            MAX_SEEDS,
-            check_export,
-            check_reproduction,
-            default_seeds,
-            load_json,
-            refit_all,
-            retrain,
-            seed_members,
-        )
+        from ..export import check_export, check_reproduction, load_json, refit_all, retrain
         from ..plots import learning_curve_png
+        from ..seeds import MAX_SEEDS, default_seeds, seed_members
 
         if args.seeds is not None and not 1 <= args.seeds <= MAX_SEEDS:
             raise UsageError(f"--seeds must be in [1, {MAX_SEEDS}], but got {args.seeds}.")
@@ -111,7 +104,7 @@ class TrainCommand(Command):
         net, history, data, metrics = retrain(config, str(args.config))
         mismatch = check_reproduction(config, metrics)
         nets, configs, epochs = seed_members(config, data, net, history, metrics,
-                                             args.seeds or default_seeds(data)) \
+                                             args.seeds or default_seeds(data, config)) \
             if not mismatch else ([net], [config], [0])
         if not args.holdout and not mismatch:  # the epochs the search found, on every row
             refits = []

@@ -131,8 +131,8 @@ def test_folds_on_iris_end_to_end_are_judged_on_their_mean_curve_and_train_refit
     from dataclasses import replace
 
     from nnsearch.model import Ensemble, load
-    from nnsearch.search.export import with_seed
     from nnsearch.search.record import other_seed
+    from nnsearch.search.seeds import with_seed
     from nnsearch.search.training import refit
 
     data = load_data(DataSpec(**export["data"]))
