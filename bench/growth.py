@@ -8,16 +8,17 @@ each stage a ``run`` to that many trials, as a user raising the budget does).
 1. **Per window of trial numbers** (the last 200 trials of each stage): the median
    overhead per trial beyond training (the trial's wall time, ``datetime_start`` to
    ``datetime_complete``, less its ``train_seconds``; sampling happens after a trial
-   starts), the median training time, and trials per second by the trials' own
+   starts), also for completed and pruned trials apart (a completed one does more:
+   its predictions kept for the ensemble; which share completes depends on the run's
+   path), the median training time, and trials per second by the trials' own
    timestamps.
 2. **Where the overhead goes** (``--profile-trials P``, after each stage): one worker in
    this process under cProfile for P more trials (after 3 unprofiled ones: a new
    worker's first read of the whole study is start-up, not a trial's cost); its time
-   beside training split into
-   sampling (``ask`` and the ``suggest_*`` calls, the sampler's reads included), the
-   storage reads of all trials (anywhere), reports and pruning, the trial's writes
-   and the rest. cProfile inflates calls, so shares come from it and milliseconds from
-   the window's unprofiled median.
+   beside training split into sampling (``ask`` and the ``suggest_*`` calls, the
+   sampler's reads included), the storage reads of all trials (anywhere), reports and
+   pruning, the trial's writes and the rest. cProfile inflates calls, so shares come
+   from it and milliseconds from the window's unprofiled median.
 3. **Reading commands on the grown study**: ``status``, ``export``, ``trials --format
    csv`` (medians of 3) and optuna-dashboard's study API (``/api/studies/ID``: seconds
    and bytes).
@@ -35,6 +36,7 @@ import argparse
 import contextlib
 import cProfile
 import json
+import math
 import pstats
 import re
 import statistics
@@ -94,17 +96,26 @@ def load(url: str) -> list[optuna.trial.FrozenTrial]:
 
 
 def window(trials: list[optuna.trial.FrozenTrial], low: int, high: int) -> dict[str, float]:
+    """Medians over trials ``low .. high - 1``: overhead (all, completed, pruned: a
+    completed trial does more, such as keeping its predictions), training, and trials/s."""
     done = [t for t in trials if low <= t.number < high and t.datetime_complete
             and t.datetime_start and "train_seconds" in t.user_attrs]
     if not done:
         return {}
-    walls = [(t.datetime_complete - t.datetime_start).total_seconds() for t in done]
-    trains = [t.user_attrs["train_seconds"] for t in done]
-    span = (max(t.datetime_complete for t in done)
-            - min(t.datetime_start for t in done)).total_seconds()
-    return {"n": len(done), "over_ms": 1e3 * statistics.median(w - s for w, s in
-                                                                zip(walls, trains, strict=True)),
-            "train_ms": 1e3 * statistics.median(trains), "per_s": len(done) / span}
+
+    def over(ts: list[optuna.trial.FrozenTrial]) -> float:
+        return 1e3 * statistics.median(
+            (t.datetime_complete - t.datetime_start).total_seconds()  # type: ignore[operator]
+            - t.user_attrs["train_seconds"] for t in ts) if ts else math.nan
+
+    span = (max(t.datetime_complete for t in done)  # type: ignore[type-var]
+            - min(t.datetime_start for t in done)).total_seconds()  # type: ignore[type-var]
+    return {"n": len(done), "over_ms": over(done),
+            "complete_ms": over([t for t in done if t.state.name == "COMPLETE"]),
+            "pruned_ms": over([t for t in done if t.state.name == "PRUNED"]),
+            "complete_share": sum(t.state.name == "COMPLETE" for t in done) / len(done),
+            "train_ms": 1e3 * statistics.median(t.user_attrs["train_seconds"] for t in done),
+            "per_s": len(done) / span}
 
 
 def cumulative(stats: pstats.Stats, needles: list[str]) -> float:
@@ -187,6 +198,8 @@ def main() -> None:
     parser.add_argument("--storage", default=None, help="default: SQLite in a temporary folder")
     parser.add_argument("--table", default="iris")
     parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--keep", type=Path, metavar="FOLDER",
+                        help="leave the grown study (SQLite) in FOLDER")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     stages = [int(s) for s in args.stages.split(",")]
@@ -194,7 +207,8 @@ def main() -> None:
           f"{'SQLite' if not args.storage else args.storage.split(':')[0]}; {machine()}")
     print("command: python bench/growth.py " + " ".join(sys.argv[1:]) + "\n")
     with tempfile.TemporaryDirectory() as tmp_dir:
-        tmp = Path(tmp_dir)
+        tmp = args.keep or Path(tmp_dir)
+        tmp.mkdir(parents=True, exist_ok=True)
         toml = tmp / "growth.toml"
         toml.write_text(study_text(args.table))
         url = args.storage or f"sqlite:///{tmp / 'growth.db'}"
@@ -215,12 +229,13 @@ def main() -> None:
                 shares.append(profiled_worker(toml, storage, len(trials) + args.profile_trials))
             size = len(load(url))
         print(f"\n1. per window (the last {WINDOW} trials of each stage; medians)\n")
-        print(f"   {'trials':<14}{'overhead ms':>12}{'training ms':>12}{'trials/s':>10}"
-              f"{'run s':>8}")
-        print("   " + "-" * 56)
+        print(f"   {'trials':<14}{'overhead ms':>12}{'complete':>10}{'pruned':>8}"
+              f"{'% complete':>11}{'training ms':>12}{'trials/s':>10}{'run s':>8}")
+        print("   " + "-" * 82)
         for low, high, wall, w in rows:
-            print(f"   {f'{low}-{high - 1}':<14}{w['over_ms']:>12.1f}{w['train_ms']:>12.1f}"
-                  f"{w['per_s']:>10.1f}{wall:>8.0f}")
+            print(f"   {f'{low}-{high - 1}':<14}{w['over_ms']:>12.1f}{w['complete_ms']:>10.1f}"
+                  f"{w['pruned_ms']:>8.1f}{100 * w['complete_share']:>10.0f}%"
+                  f"{w['train_ms']:>12.1f}{w['per_s']:>10.1f}{wall:>8.0f}")
         first, last = rows[0][3]["over_ms"], rows[-1][3]["over_ms"]
         small = "met" if first <= GOAL_SMALL_MS else "NOT met"
         ratio = "met" if last <= GOAL_RATIO * first else "NOT met"

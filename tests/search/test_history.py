@@ -111,3 +111,20 @@ def test_the_best_trials_in_the_view_are_the_studys_best(direction):
     view = TrialHistory(direction, best=5, recent=10)(trials_of(values))
     older = sorted(values[:30], reverse=direction == "maximize")[:5]
     assert sorted(t.value for t in view if t.number < 30) == sorted(older)
+
+
+def test_a_growing_study_gets_the_view_a_fresh_reader_would():
+    """The pool is built as the trials come (each ranked once): as the study grows,
+    trials finishing out of order included, each view is the one worked out afresh."""
+    import random
+
+    rng = random.Random(5)
+    values = [rng.random() for _ in range(120)]
+    states = {i: TrialState.PRUNED for i in range(3, 120, 7)}
+    grown = TrialHistory("minimize", best=6, recent=10)
+    for size in range(20, 121, 9):
+        trials = trials_of(values[:size], states)
+        for late in (size - 15, size - 4):  # still running, then finished later
+            trials[late].state, trials[late].values = TrialState.RUNNING, None
+        fresh = TrialHistory("minimize", best=6, recent=10)
+        assert [t.number for t in grown(trials)] == [t.number for t in fresh(trials)]
