@@ -15,8 +15,8 @@ contract ``BaseStorage`` documents: a running trial is modified from a single pr
   this host that dies before training is found at once (``record.holder``).
 - **Shared reads**: a read of all trials within ``window`` seconds of the last is
   answered from it (Optuna reads them several times per trial; bounded while a trial
-  samples and prunes: ``history.py``); ``expire()`` makes the next one go to the
-  storage. A moment-old view may miss a trial another worker started or finished.
+  samples: ``history.py``); ``expire()`` makes the next one go to the storage. A
+  moment-old view may miss a trial another worker started or finished.
 - **Stale checks** are queried at most once per ``stale_every`` seconds; within
   ``failing(reason)``, a trial failed here is given that reason first.
 
