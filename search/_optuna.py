@@ -18,7 +18,9 @@ proves that no other module names one (string conventions included):
   took ~2 ms); the fallback is ``get_trial``;
 - ``HeartbeatBase`` and ``stale_trial_ids``: what a storage implements for Optuna to
   run heartbeats and sweep stale trials (``BaseHeartbeat``, not exported, and its
-  ``_get_stale_trial_ids``); the fallback is no heartbeat;
+  ``_get_stale_trial_ids``); the fallback is no heartbeat; ``heartbeat_ages``: the
+  running trials' heartbeat ages as ``status`` shows them (the RDB's heartbeat table);
+  the fallback is none shown;
 - ``note_saver``: optuna-dashboard's ``save_note`` loaded from its module alone, not
   through the package's ``__init__`` (its web app, scikit-learn and SciPy: ~1.1 s of
   CPU in ``create`` and beside ``run``'s first trials); the fallback is the import;
@@ -264,6 +266,34 @@ def stale_trial_ids(storage: optuna.storages.BaseStorage, study_id: int) -> list
     ``_get_stale_trial_ids``); none where the name moved."""
     query = getattr(storage, "_get_stale_trial_ids", None)
     return list(query(study_id)) if query is not None else []
+
+
+def heartbeat_ages(storage: optuna.storages.BaseStorage, study_id: int
+                   ) -> dict[int, float] | None:
+    """Seconds since each running trial's last heartbeat, by trial number, by the
+    database's clock (an RDB storage's heartbeat table: no public API reads it); None
+    where there is none to read (another storage, or the names moved)."""
+    rdb = rdb_of(storage)
+    if rdb is None:
+        return None
+    m = rdb.models
+    with rdb.session() as session:
+        now = session.execute(sqlalchemy.select(sqlalchemy.func.now())).scalar_one()
+        rows = session.execute(
+            sqlalchemy.select(m.TrialModel.number, m.TrialHeartbeatModel.heartbeat)
+            .join(m.TrialHeartbeatModel, m.TrialHeartbeatModel.trial_id == m.TrialModel.trial_id)
+            .where(m.TrialModel.study_id == study_id,
+                   m.TrialModel.state == TrialState.RUNNING)).all()
+    now = _naive(now)
+    return {int(n): (now - _naive(beat)).total_seconds() for n, beat in rows}
+
+
+def _naive(moment: Any) -> datetime.datetime:
+    """A database timestamp as a naive datetime (SQLite gives text, PostgreSQL an aware
+    datetime: Optuna compares them without their zone, as here)."""
+    if isinstance(moment, str):
+        moment = datetime.datetime.fromisoformat(moment)
+    return moment.replace(tzinfo=None)
 
 
 @functools.cache

@@ -11,9 +11,11 @@ from rich.console import Console
 from rich.table import Table
 
 from . import record
+from ._optuna import heartbeat_ages
 from .counting import Counts, count_states
 from .errors import UsageError
 from .export import pick_trial
+from .fleet import Fleet, fleet_of
 from .front import pareto_front
 from .noise import settle
 from .reproducible import LAG
@@ -36,6 +38,7 @@ class Status:
     # stood (noise.settle), and why; "" when there was nothing to answer
     pick: int | None = None
     settled: str = ""
+    fleet: Fleet = field(default_factory=Fleet)  # its running workers, pace and failures
 
 
 def study_status(opened: OpenStudy, counts: Counts | None = None) -> Status:
@@ -48,6 +51,8 @@ def study_status(opened: OpenStudy, counts: Counts | None = None) -> Status:
         status.best, status.skipped = pick_trial(study, None)
     except UsageError as exc:  # no completed (and feasible) trial yet
         status.no_best = str(exc)
+    status.fleet = fleet_of(study.get_trials(deepcopy=False), heartbeat_ages(
+        opened.storage, opened.storage.get_study_id_from_name(study.study_name)))
     if status.best is not None and len(study.directions) == 1:
         pick, status.settled = settle(study, opened.spec, status.best)
         status.pick = pick.number
@@ -90,6 +95,7 @@ def render_status(status: Status, out: Console, err: Console, as_json: bool = Fa
             "number": best.number, "value": best.values[0], "params": best.params}
         if status.pick is not None:
             data["export_pick"] = {"number": status.pick, "why": status.settled or None}
+        data["fleet"] = status.fleet.as_json()
         if status.objectives:
             data["front"] = [{"number": t.number, "params": t.params,
                               "values": dict(zip(status.objectives, t.values, strict=True))}
@@ -109,6 +115,8 @@ def render_status(status: Status, out: Console, err: Console, as_json: bool = Fa
                                   "of workers)" if status.reproducible else
                                   "no (sampler.reproducible = true makes it so)"),
               highlight=False)
+    if not summary_follows:  # (run ends with its own summary)
+        _render_fleet(status.fleet, out)
     if best is None:
         out.print(status.no_best or "no completed trial yet", highlight=False)
         return
@@ -130,3 +138,22 @@ def render_status(status: Status, out: Console, err: Console, as_json: bool = Fa
         out.print(status.settled, highlight=False)
     if status.skipped:
         err.print(f"skipped completed trial(s) {status.skipped}: not written by a worker")
+
+
+def _render_fleet(fleet: Fleet, out: Console) -> None:
+    """The running workers (a table), then the pace, retries and failures (a line)."""
+    if fleet.running:
+        table = Table(title=f"running: {len(fleet.running)} trial(s)")
+        for col in ("worker", "trial", "last step", "running s", "heartbeat age s"):
+            table.add_column(col, justify="left" if col == "worker" else "right")
+        for r in fleet.running:
+            table.add_row(r.worker, str(r.trial), "-" if r.step is None else str(r.step),
+                          f"{r.running_s:.0f}", "-" if r.heartbeat_age_s is None
+                          else f"{r.heartbeat_age_s:.0f}")
+        out.print(table)
+    line = (f"pace: {fleet.per_minute:.1f} trials/min over the last {fleet.minutes:.1f} min; "
+            f"{fleet.retried} retried (a dead or stopped worker's trial run again), "
+            f"{fleet.failed} failed")
+    if fleet.last_failure:
+        line += f" (last: {fleet.last_failure})"
+    out.print(line, highlight=False)

@@ -94,6 +94,32 @@ def test_a_storage_of_ours_runs_optuna_s_heartbeats_and_finds_stale_trials(rdb_s
     assert ours._get_stale_trial_ids(study._study_id) == [], "at most once a second"
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_the_running_trials_heartbeat_ages_are_read(kind, request):
+    url = "sqlite:///:memory:" if kind == "sqlite" else request.getfixturevalue("pg_url")
+    storage = optuna.storages.RDBStorage(url, heartbeat_interval=60)
+    try:
+        study = optuna.create_study(storage=storage)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            old, fresh, done = (study.ask() for _ in range(3))
+        for trial in (old, fresh, done):
+            storage.record_heartbeat(trial._trial_id)
+        study.tell(done, 1.0)  # finished: not running, no age shown
+        hour_ago = ("datetime(heartbeat, '-1 hour')" if kind == "sqlite"
+                    else "heartbeat - interval '1 hour'")
+        with storage.engine.begin() as connection:  # trial 0's beat, an hour before
+            connection.execute(sqlalchemy.text(
+                f"UPDATE trial_heartbeats SET heartbeat = {hour_ago} "
+                f"WHERE trial_id = {old._trial_id}"))
+        ages = _optuna.heartbeat_ages(storage, study._study_id)
+        assert ages is not None and set(ages) == {old.number, fresh.number}
+        assert 3590 <= ages[old.number] <= 3660 and 0 <= ages[fresh.number] <= 60
+    finally:
+        storage.engine.dispose()
+    assert _optuna.heartbeat_ages(optuna.storages.InMemoryStorage(), 0) is None
+
+
 def test_dashboard_notes_are_saved_by_its_note_module_alone():
     from optuna_dashboard import get_note
 
