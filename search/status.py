@@ -152,8 +152,7 @@ def _render_fleet(fleet: Fleet, out: Console) -> None:
                           else f"{r.heartbeat_age_s:.0f}")
         out.print(table)
     line = (f"pace: {fleet.per_minute:.1f} trials/min over the last {fleet.minutes:.1f} min; "
-            f"{fleet.retried} retried (a dead or stopped worker's trial run again), "
-            f"{fleet.failed} failed")
+            f"{fleet.retried} retried, {fleet.failed} failed")
     if fleet.last_failure:
         line += f" (last: {fleet.last_failure})"
     out.print(line, highlight=False)
