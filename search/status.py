@@ -151,7 +151,8 @@ def _render_fleet(fleet: Fleet, out: Console) -> None:
                           f"{r.running_s:.0f}", "-" if r.heartbeat_age_s is None
                           else f"{r.heartbeat_age_s:.0f}")
         out.print(table)
-    line = (f"pace: {fleet.per_minute:.1f} trials/min over the last {fleet.minutes:.1f} min; "
+    window = f"{fleet.minutes:.1f} min" if fleet.minutes >= 1 else f"{60 * fleet.minutes:.0f} s"
+    line = (f"pace: {fleet.per_minute:.1f} trials/min over the last {window}; "
             f"{fleet.retried} retried, {fleet.failed} failed")
     if fleet.last_failure:
         line += f" (last: {fleet.last_failure})"
