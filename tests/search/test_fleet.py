@@ -52,7 +52,7 @@ def test_the_fleet_shows_each_running_trial_its_pace_retries_and_failures():
 
 
 def test_status_shows_the_workers_of_a_running_study(tmp_path):
-    with slow_run(tmp_path, trials=6) as (study, _url, _proc):
+    with slow_run(tmp_path, trials=50) as (study, _url, _proc):  # (killed on the way out)
         def both_running():
             res = run_cli("status", str(study), "--json", cwd=tmp_path)
             assert res.returncode == 0, res.stderr
