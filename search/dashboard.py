@@ -27,6 +27,7 @@ from .artifacts import artifact_store
 from .errors import UsageError
 from .storage import open_storage
 from .storage_url import StorageURL
+from .trial_cache import TrialCache
 
 logger = logging.getLogger(__name__)
 
@@ -146,7 +147,7 @@ def make_dashboard(url: StorageURL, read_only: bool, credentials: tuple[str, str
                    loopback_host: str | None = None) -> WSGIApp:
     import optuna_dashboard
 
-    storage = open_storage(url, heartbeat=False)
+    storage = TrialCache(open_storage(url, heartbeat=False))  # (trial_cache.py)
     app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store(url))
     return guard(app, read_only, credentials, loopback_host)
 

@@ -28,6 +28,7 @@ from .space import describe_condition
 from .storage import dispose, open_storage
 from .storage_url import StorageURL
 from .studyfile import METRICS, StudySpec, definition_changes, load_study_file, parse_study
+from .trial_cache import TrialCache
 from .worker_storage import WINDOW_SECONDS, WorkerStorage
 
 logger = logging.getLogger(__name__)
@@ -266,8 +267,8 @@ def open_study(target: Target, heartbeat: bool = False,
             raise UsageError(f"no study named {target.name!r} in {target.url} (studies "
                              f"there: {known}).")
         spec = _definition(storage, target, strict=sampler_offset is not None)
-        if not heartbeat:  # for reading
-            study = optuna.load_study(study_name=target.name, storage=storage)
+        if not heartbeat:  # for reading: finished trials read once, by SQL (trial_cache.py)
+            study = optuna.load_study(study_name=target.name, storage=TrialCache(storage))
             yield OpenStudy(study, spec, storage, target.url)
             return
         # a worker's (or its supervisor's, which shares no reads): see worker_storage.py

@@ -39,11 +39,11 @@ from typing import Any
 import optuna
 from optuna.distributions import BaseDistribution
 from optuna.exceptions import UpdateFinishedTrialError
-from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
 from . import record
 from ._optuna import RDB, HeartbeatBase, Param, created_trial, stale_trial_ids
+from .delegating import Delegating
 
 logger = logging.getLogger(__name__)
 
@@ -71,11 +71,11 @@ def training_ends(trial: optuna.Trial) -> None:
         storage.training = False
 
 
-class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
+class WorkerStorage(Delegating, HeartbeatBase):
     def __init__(self, base: optuna.storages.BaseStorage, rdb: RDB | None, *,
                  window: float = WINDOW_SECONDS,
                  stale_every: float = STALE_CHECK_SECONDS) -> None:
-        self.base = base
+        super().__init__(base)
         self.rdb = rdb
         self.window = window
         self.stale_every = stale_every
@@ -357,44 +357,3 @@ class WorkerStorage(optuna.storages.BaseStorage, HeartbeatBase):
             self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
         callback = getattr(self.base, "get_heartbeat_stale_trial_callback", None)
         return callback() if callback is not None else None
-
-    # ----- the rest: the storage's own ---------------------------------------------------
-    def create_new_study(self, directions: Sequence[StudyDirection],
-                         study_name: str | None = None) -> int:
-        return self.base.create_new_study(directions, study_name)
-
-    def delete_study(self, study_id: int) -> None:
-        self.base.delete_study(study_id)
-
-    def set_study_user_attr(self, study_id: int, key: str, value: Any) -> None:
-        self.base.set_study_user_attr(study_id, key, value)
-
-    def set_study_system_attr(self, study_id: int, key: str, value: Any) -> None:
-        self.base.set_study_system_attr(study_id, key, value)
-
-    def get_study_id_from_name(self, study_name: str) -> int:
-        return self.base.get_study_id_from_name(study_name)
-
-    def get_study_name_from_id(self, study_id: int) -> str:
-        return self.base.get_study_name_from_id(study_id)
-
-    def get_study_directions(self, study_id: int) -> list[StudyDirection]:
-        return self.base.get_study_directions(study_id)
-
-    def get_study_user_attrs(self, study_id: int) -> dict[str, Any]:
-        return self.base.get_study_user_attrs(study_id)
-
-    def get_study_system_attrs(self, study_id: int) -> dict[str, Any]:
-        return self.base.get_study_system_attrs(study_id)
-
-    def get_all_studies(self) -> list[Any]:
-        return self.base.get_all_studies()
-
-    def get_trial_id_from_study_id_trial_number(self, study_id: int, trial_number: int) -> int:
-        return self.base.get_trial_id_from_study_id_trial_number(study_id, trial_number)
-
-    def get_best_trial(self, study_id: int) -> FrozenTrial:
-        return self.base.get_best_trial(study_id)
-
-    def remove_session(self) -> None:
-        self.base.remove_session()

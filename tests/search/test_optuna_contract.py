@@ -1,7 +1,7 @@
-"""The private Optuna names nnsearch uses still work (search/_optuna.py).
+"""The private Optuna names nnsearch uses still work (search/_optuna/).
 
 If this fails after an Optuna upgrade, a private name moved: update it in
-search/_optuna.py, or let its public fallback do the work.
+search/_optuna/, or let its public fallback do the work.
 """
 
 import datetime
@@ -120,6 +120,43 @@ def test_the_running_trials_heartbeat_ages_are_read(kind, request):
     assert _optuna.heartbeat_ages(optuna.storages.InMemoryStorage(), 0) is None
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_the_trials_read_by_sql_are_the_trials_optuna_reads(kind, request):
+    """``RDB.read_trials`` builds what ``get_all_trials`` builds, field by field: every
+    state, value kinds (inf, nan), parameters of each distribution, attributes and
+    reports; ``after`` and ``also`` select by trial id; another study's are left out."""
+    url = "sqlite:///:memory:" if kind == "sqlite" else request.getfixturevalue("pg_url")
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        study = optuna.create_study(storage=storage, directions=["minimize", "maximize"])
+        optuna.create_study(storage=storage).ask()  # another study's trial
+        for i in range(4):
+            trial = study.ask()
+            trial.suggest_float("x", 1e-3, 1.0, log=True)
+            trial.suggest_int("n", 1, 9, step=2)
+            trial.suggest_categorical("c", ["a", None, 2.5])
+            trial.set_user_attr("u", {"list": [i, 0.5], "text": "é"})
+            trial.storage.set_trial_system_attr(trial._trial_id, "s", i)
+            for step, value in ((5, float("inf") if i == 1 else 0.1 * i), (6, float("nan"))):
+                storage.set_trial_intermediate_value(trial._trial_id, step, value)
+            if i < 2:
+                study.tell(trial, [float("inf"), -float("inf")] if i == 1 else [i, 2.0 * i])
+            elif i == 2:
+                study.tell(trial, state=TrialState.FAIL)
+        rdb = _optuna.rdb_of(storage)
+        study_id = study._study_id
+        optunas = storage.get_all_trials(study_id, deepcopy=False)
+        ours = rdb.read_trials(study_id)
+        assert [tid for tid, _ in ours] == [t._trial_id for t in optunas]
+        for mine, theirs in zip((t for _, t in ours), optunas, strict=True):
+            assert repr(mine) == repr(theirs)  # (nan == nan is False: compared as text)
+        first, *_, last = [tid for tid, _ in ours]
+        assert [tid for tid, _ in rdb.read_trials(study_id, after=last - 1, also=[first])] \
+            == [first, last]
+    finally:
+        storage.engine.dispose()
+
+
 def test_dashboard_notes_are_saved_by_its_note_module_alone():
     from optuna_dashboard import get_note
 
@@ -155,9 +192,9 @@ def test_no_other_module_names_a_private_optuna_module():
     import ast
     from pathlib import Path
 
-    root = Path(_optuna.__file__).parent
-    for path in root.rglob("*.py"):
-        if path.name == "_optuna.py":
+    package = Path(_optuna.__file__).parent
+    for path in package.parent.rglob("*.py"):
+        if path.is_relative_to(package):
             continue
         for node in ast.walk(ast.parse(path.read_text())):
             if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("optuna"):
@@ -171,7 +208,7 @@ def test_no_other_module_names_a_private_optuna_module():
             if isinstance(node, ast.Constant) and isinstance(node.value, str):
                 assert not node.value.startswith("optuna.") or "._" not in node.value, path
                 # Optuna's private string conventions (an enqueued trial's system
-                # attribute) are named in _optuna.py alone
+                # attribute) are named in _optuna/ alone
                 assert node.value not in PRIVATE_STRINGS, (path.name, node.value)
 
 
@@ -180,7 +217,7 @@ def test_no_method_of_an_optuna_object_is_replaced_at_run_time():
     import ast
     from pathlib import Path
 
-    root = Path(_optuna.__file__).parents[1]
+    root = Path(_optuna.__file__).parents[2]
     for path in [*root.glob("search/**/*.py"), *root.glob("model/**/*.py")]:
         text = path.read_text()
         assert "method-assign" not in text, path.name

@@ -1,0 +1,54 @@
+"""The reading commands' storage (search/trial_cache.py): the trials Optuna reads, with
+the finished ones read once and the changed ones again."""
+
+import warnings
+
+import optuna
+import pytest
+from optuna.trial import TrialState
+
+from nnsearch.search.trial_cache import TrialCache
+
+
+@pytest.fixture
+def storage(tmp_path):
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 's.db'}")
+    yield storage
+    storage.engine.dispose()
+
+
+def _ask(study, n):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return [study.ask({"x": optuna.distributions.FloatDistribution(0, 1)}) for _ in range(n)]
+
+
+def test_later_reads_see_new_and_finished_trials_and_keep_the_finished_ones(storage):
+    study = optuna.create_study(study_name="s", storage=storage)
+    first, second, third = _ask(study, 3)
+    study.tell(first, 1.0)
+    cache = TrialCache(storage)
+    ours = optuna.load_study(study_name="s", storage=cache)
+    study_id = storage.get_study_id_from_name("s")
+    assert ours.trials == study.trials
+    kept = cache.get_all_trials(study_id, deepcopy=False)[0]
+    study.tell(second, 2.0)
+    study.tell(third, state=TrialState.PRUNED)
+    (fourth,) = _ask(study, 1)
+    study.tell(fourth, 0.5)
+    assert ours.trials == study.trials and ours.best_trial.number == 3
+    assert cache.get_all_trials(study_id, deepcopy=False)[0] is kept, "read once"
+    assert [t.number for t in ours.get_trials(states=(TrialState.PRUNED,))] == [2]
+    assert cache.get_trial(kept._trial_id) == kept
+    assert cache.reads(study_id) >= 3
+
+
+def test_another_storage_is_read_through_optuna_s_own(tmp_path):
+    from optuna.storages.journal import JournalFileBackend, JournalStorage
+
+    storage = JournalStorage(JournalFileBackend(str(tmp_path / "j.log")))
+    study = optuna.create_study(study_name="s", storage=storage)
+    study.tell(_ask(study, 1)[0], 1.0)
+    cache = TrialCache(storage)
+    assert cache.rdb is None
+    assert optuna.load_study(study_name="s", storage=cache).trials == study.trials
