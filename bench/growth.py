@@ -26,8 +26,9 @@ each stage a ``run`` to that many trials, as a user raising the budget does).
 Goals (issue #27): overhead <= 30 ms at trials 100-300 and <= 1.5x that at 9,800-10,000;
 status <= 1 s, export <= 2 s, trials --format csv <= 3 s at 10,000 trials.
 
-Run: python bench/growth.py [--stages 300,1000,3000,10000] [--profile-trials 50]
+Run: python bench/growth.py [--stages 300,1000,3000,10000] [--profile-trials 50] [--keep DIR]
      [--storage postgresql+psycopg://root@127.0.0.1/test] [--table iris]
+     python bench/growth.py --reads-only DIR   (the reading commands alone, on a kept study)
 """
 
 from __future__ import annotations
@@ -200,7 +201,15 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--keep", type=Path, metavar="FOLDER",
                         help="leave the grown study (SQLite) in FOLDER")
+    parser.add_argument("--reads-only", type=Path, metavar="FOLDER",
+                        help="only time the reading commands, on a study --keep left there")
     args = parser.parse_args()
+    if args.reads_only:
+        toml = args.reads_only / "growth.toml"
+        storage = ["--storage", args.storage or f"sqlite:///{args.reads_only / 'growth.db'}"]
+        print("command: python bench/growth.py " + " ".join(sys.argv[1:]) + f"; {machine()}")
+        print_reads(toml, args.reads_only, storage)
+        return
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     stages = [int(s) for s in args.stages.split(",")]
     print(f"default space on {args.table}, {args.workers} workers, "
@@ -252,14 +261,18 @@ def main() -> None:
                 cells = "".join(f"{s[label] * r[3]['over_ms']:>10.1f}"
                                 for s, r in zip(shares, rows, strict=True))
                 print(f"   {label:<48}{cells}")
-        reads = timed_reads(toml, tmp, storage)
-        seconds, size = dashboard_api(toml, tmp, storage)
-        print(f"\n3. reading commands on the {len(load(url))}-trial study (medians of 3)\n")
-        for label, value in reads.items():
-            goal = GOAL_READS[label]
-            print(f"   {label:<22}{value:>7.2f} s   goal <= {goal:.0f} s: "
-                  f"{'met' if value <= goal else 'NOT met'}")
-        print(f"   {'dashboard study API':<22}{seconds:>7.2f} s   {size / 1e6:.1f} MB sent")
+        print_reads(toml, tmp, storage)
+
+
+def print_reads(toml: Path, cwd: Path, storage: list[str]) -> None:
+    reads = timed_reads(toml, cwd, storage)
+    seconds, size = dashboard_api(toml, cwd, storage)
+    print(f"\n3. reading commands on the {len(load(storage[1]))}-trial study (medians of 3)\n")
+    for label, value in reads.items():
+        goal = GOAL_READS[label]
+        print(f"   {label:<22}{value:>7.2f} s   goal <= {goal:.0f} s: "
+              f"{'met' if value <= goal else 'NOT met'}")
+    print(f"   {'dashboard study API':<22}{seconds:>7.2f} s   {size / 1e6:.1f} MB sent")
 
 
 if __name__ == "__main__":
