@@ -118,7 +118,7 @@ class LaggedStorage(WorkerStorage):
         while True:
             with locked(lock):  # a sweep fails and retries a trial under it
                 self.expire()
-                trials = self.base.get_all_trials(study_id, deepcopy=False)
+                trials = self.reader.get_all_trials(study_id, deepcopy=False)
                 logical = logical_numbers(trials)
                 n = logical[number]
                 view = final_trials(trials, n - LAG, logical)
@@ -133,7 +133,7 @@ class LaggedStorage(WorkerStorage):
         before its logical number minus LAG have ended), so that it need not wait."""
         self.expire()
         study_id = self.get_study_id_from_name(study_name)
-        trials = self.base.get_all_trials(study_id, deepcopy=False)
+        trials = self.reader.get_all_trials(study_id, deepcopy=False)
         logical = logical_numbers(trials)
         n = len(set(logical.values()))  # the next logical number
         return final_trials(trials, n - LAG, logical) is not None

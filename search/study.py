@@ -167,6 +167,8 @@ def create(target: Target, note: bool = True) -> Iterator[tuple[OpenStudy, bool]
             study = optuna.load_study(study_name=spec.name, storage=storage)
             check_same_study(study.user_attrs, spec, target.url, fingerprint)
         store_cached(cache_dir(target.url), spec.data, data)  # accepted: for the workers
+        # read (by the supervisor, as trials end) through trial_cache.py
+        study = optuna.load_study(study_name=spec.name, storage=TrialCache(storage))
         yield OpenStudy(study, spec, storage, target.url), created
     finally:
         dispose(storage)
@@ -273,9 +275,11 @@ def open_study(target: Target, heartbeat: bool = False,
             return
         # a worker's (or its supervisor's, which shares no reads): see worker_storage.py
         lagged = spec.reproducible and sampler_offset is not None  # (reproducible.py)
+        rdb = rdb_of(storage)
         ours = (LaggedStorage if lagged else WorkerStorage)(
-            cached_storage(storage), rdb_of(storage),
-            window=WINDOW_SECONDS if sampler_offset is not None else 0.0)
+            cached_storage(storage), rdb,
+            window=WINDOW_SECONDS if sampler_offset is not None else 0.0,
+            reader=TrialCache(storage) if rdb is not None else None)
         kwargs: dict[str, Any] = {}
         if sampler_offset is not None:
             sampler = LaggedSampler(spec.make_sampler, spec.seed, ours) \

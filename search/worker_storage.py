@@ -13,7 +13,8 @@ contract ``BaseStorage`` documents: a running trial is modified from a single pr
   Each was a commit, over a third of a small trial's time beyond training
   (``bench/tiny.py``). A new trial is created with its worker's ``claim``, so a worker of
   this host that dies before training is found at once (``record.holder``).
-- **Shared reads**: a read of all trials within ``window`` seconds of the last is
+- **Shared reads**: a read of all trials (by SQL through ``trial_cache.TrialCache``, each
+  finished trial once, where the RDB parts apply) within ``window`` seconds of the last is
   answered from it (Optuna reads them several times per trial; bounded while a trial
   samples: ``history.py``); ``expire()`` makes the next one go to the storage. A
   moment-old view may miss a trial another worker started or finished.
@@ -73,10 +74,13 @@ def training_ends(trial: optuna.Trial) -> None:
 
 class WorkerStorage(Delegating, HeartbeatBase):
     def __init__(self, base: optuna.storages.BaseStorage, rdb: RDB | None, *,
-                 window: float = WINDOW_SECONDS,
-                 stale_every: float = STALE_CHECK_SECONDS) -> None:
+                 window: float = WINDOW_SECONDS, stale_every: float = STALE_CHECK_SECONDS,
+                 reader: optuna.storages.BaseStorage | None = None) -> None:
         super().__init__(base)
         self.rdb = rdb
+        # what reads all trials (trial_cache.TrialCache: by SQL, each finished one once);
+        # the base's own read where there is none
+        self.reader = reader or base
         self.window = window
         self.stale_every = stale_every
         # user attributes each trial it creates is created with (the worker's claim)
@@ -204,7 +208,7 @@ class WorkerStorage(Delegating, HeartbeatBase):
         now = time.monotonic()
         trials = self._trials.get(study_id)
         if trials is None or now - self._read_at.get(study_id, -float("inf")) > self.window:
-            trials = self.base.get_all_trials(study_id, deepcopy=False)
+            trials = self.reader.get_all_trials(study_id, deepcopy=False)
             self._trials[study_id], self._read_at[study_id] = trials, now
             self.reads += 1
         else:
@@ -222,8 +226,10 @@ class WorkerStorage(Delegating, HeartbeatBase):
         if not self._holds(trial_id) or previous is None:
             # The first time this process writes a parameter, the storage's write checks
             # it against the study's (a clash is refused as it is suggested); later, here.
-            self.base.set_trial_param(trial_id, param_name, param_value_internal,
-                                      distribution)
+            # (The RDB storage's own: Optuna's cache writes only trials it has read, and
+            # this process reads through trial_cache.py.)
+            writer = self.rdb.backend if self.rdb is not None else self.base
+            writer.set_trial_param(trial_id, param_name, param_value_internal, distribution)
             if self._holds(trial_id):
                 self._checked[key] = distribution
                 self.keep(shown=Param(param_name, param_value_internal, distribution))

@@ -125,3 +125,39 @@ def messy_table(path: Path, rows: int = 600, seed: int = 0) -> Path:
         lines.append(",".join(cells))
     path.write_text("\n".join(lines) + "\n")
     return path
+
+
+def grow_by_copies(db: Path, study_name: str, at_least: int) -> int:
+    """Double a finished SQLite study's trials by SQL copies of them (numbers and ids
+    shifted, every parameter, value, attribute and report copied) until it has at least
+    ``at_least``: a large study in a second, where running it would take minutes.
+    Optuna's table layout is named here, in a test helper alone. Returns the count."""
+    import sqlite3
+
+    con = sqlite3.connect(db)
+    try:
+        (study_id,) = con.execute("SELECT study_id FROM studies WHERE study_name = ?",
+                                  (study_name,)).fetchone()
+        children = ("trial_params", "trial_values", "trial_user_attributes",
+                    "trial_system_attributes", "trial_intermediate_values")
+        while True:
+            n, top, last = con.execute(
+                "SELECT count(*), max(trial_id), max(number) FROM trials WHERE study_id = ?",
+                (study_id,)).fetchone()
+            if n >= at_least:
+                return n
+            columns = [c[1] for c in con.execute("PRAGMA table_info(trials)")]
+            shifted = {"trial_id": f"trial_id + {top}", "number": f"number + {last + 1}"}
+            con.execute(f"INSERT INTO trials ({', '.join(columns)}) SELECT "
+                        + ", ".join(shifted.get(c, c) for c in columns)
+                        + " FROM trials WHERE study_id = ?", (study_id,))
+            for table in children:
+                own = [c[1] for c in con.execute(f"PRAGMA table_info({table})")][1:]
+                con.execute(f"INSERT INTO {table} ({', '.join(own)}) SELECT "
+                            + ", ".join(f"trial_id + {top}" if c == "trial_id" else c
+                                        for c in own)
+                            + f" FROM {table} WHERE trial_id IN (SELECT trial_id FROM trials"
+                            " WHERE study_id = ? AND trial_id <= ?)", (study_id, top))
+            con.commit()
+    finally:
+        con.close()

@@ -13,7 +13,8 @@ from tests.helpers import NNSEARCH, cli_env, run_cli, write_study
 def test_run_rechecks_the_top_trials_and_exports_by_the_mean(tmp_path):
     study = write_study(tmp_path / "small.toml", trials=5, epochs=30)
     text = study.read_text().replace('name = "median"\nn_startup_trials = 2', 'name = "none"')
-    study.write_text(text + "\n[selection]\nrecheck = 3\nseeds = 2\n")  # 5 complete trials
+    # 5 complete trials; one network exported (an ensemble may beat the re-checked pick)
+    study.write_text(text + "\n[selection]\nrecheck = 3\nseeds = 2\nensemble = 1\n")
     res = run_cli("run", str(study), "--workers", "2", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     assert "re-check of the top 3 trial(s)" in res.stdout and "re-checked mean" in res.stdout
