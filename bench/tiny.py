@@ -255,23 +255,24 @@ def main() -> None:
         for _ in range(args.pairs):
             pairs.append((throughput(toml, 1), throughput(toml, 2)))
             ceilings.append(ceiling())
-        print(f"2. {args.trials} trials, SQLite, {args.pairs} pairs of runs (1 worker, then 2): "
-              "trials/s by the trials' own timestamps, and by the wall clock\n")
-        print(f"   {'pair':<6}{'workers':<9}{'trials/s':>10}{'speed-up':>10}{'wall s':>8}"
-              f"{'trials/s wall':>15}{'speed-up':>10}{'FAIL':>6}")
-        print("   " + "-" * 74)
-        for i, (one, two) in enumerate(pairs, 1):
-            for w, r in ((1, one), (2, two)):
-                print(f"   {i:<6}{w:<9}{r['per_s']:>10.1f}{r['per_s'] / one['per_s']:>9.2f}x"
-                      f"{r['wall']:>8.1f}{r['per_s_wall']:>15.1f}"
-                      f"{r['per_s_wall'] / one['per_s_wall']:>9.2f}x{r['failed']:>6}")
-        ratio = statistics.median(two["per_s"] / one["per_s"] for one, two in pairs)
-        wall = statistics.median(two["per_s_wall"] / one["per_s_wall"] for one, two in pairs)
-        print(f"   median speed-up: {ratio:.2f}x by the timestamps, {wall:.2f}x by the wall "
-              f"clock; goal (2 workers >= 1.85x): {'met' if ratio >= 1.85 else 'NOT met'}")
-        print(f"   this host's ceiling, two CPU-bound processes against one (a pure Python "
-              f"loop, after each pair): median {statistics.median(ceilings):.2f}x "
-              f"({', '.join(f'{c:.2f}' for c in ceilings)})\n")
+        if pairs:  # (--pairs 0: none)
+            print(f"2. {args.trials} trials, SQLite, {args.pairs} pairs of runs (1 worker, "
+                  "then 2): trials/s by the trials' own timestamps, and by the wall clock\n")
+            print(f"   {'pair':<6}{'workers':<9}{'trials/s':>10}{'speed-up':>10}{'wall s':>8}"
+                  f"{'trials/s wall':>15}{'speed-up':>10}{'FAIL':>6}")
+            print("   " + "-" * 74)
+            for i, (one, two) in enumerate(pairs, 1):
+                for w, r in ((1, one), (2, two)):
+                    print(f"   {i:<6}{w:<9}{r['per_s']:>10.1f}{r['per_s'] / one['per_s']:>9.2f}x"
+                          f"{r['wall']:>8.1f}{r['per_s_wall']:>15.1f}"
+                          f"{r['per_s_wall'] / one['per_s_wall']:>9.2f}x{r['failed']:>6}")
+            ratio = statistics.median(two["per_s"] / one["per_s"] for one, two in pairs)
+            wall = statistics.median(two["per_s_wall"] / one["per_s_wall"] for one, two in pairs)
+            print(f"   median speed-up: {ratio:.2f}x by the timestamps, {wall:.2f}x by the wall "
+                  f"clock; goal (2 workers >= 1.85x): {'met' if ratio >= 1.85 else 'NOT met'}")
+            print(f"   this host's ceiling, two CPU-bound processes against one (a pure Python "
+                  f"loop, after each pair): median {statistics.median(ceilings):.2f}x "
+                  f"({', '.join(f'{c:.2f}' for c in ceilings)})\n")
 
         delays = [first_trial_delay(toml) for _ in range(args.starts)]
         median = statistics.median(delays)

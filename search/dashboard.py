@@ -31,6 +31,8 @@ from .trial_cache import TrialCache
 
 logger = logging.getLogger(__name__)
 
+DASHBOARD_CURVES = 100  # the best and the latest trials' learning curves, in a large study
+
 ENV_USER = "NNSEARCH_DASHBOARD_USER"
 ENV_PASSWORD = "NNSEARCH_DASHBOARD_PASSWORD"
 SAFE_METHODS = ("GET", "HEAD")
@@ -147,7 +149,8 @@ def make_dashboard(url: StorageURL, read_only: bool, credentials: tuple[str, str
                    loopback_host: str | None = None) -> WSGIApp:
     import optuna_dashboard
 
-    storage = TrialCache(open_storage(url, heartbeat=False))  # (trial_cache.py)
+    # (trial_cache.py: on a large study, the learning curves of the best and latest)
+    storage = TrialCache(open_storage(url, heartbeat=False), curves=DASHBOARD_CURVES)
     app = optuna_dashboard.wsgi(storage, artifact_store=artifact_store(url))
     return guard(app, read_only, credentials, loopback_host)
 

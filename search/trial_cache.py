@@ -11,6 +11,11 @@ A finished trial cannot change (Optuna refuses writes to one), so it is kept; th
 unfinished ones and those with a higher id are read again each time, as Optuna's cache
 does. Where the RDB parts do not apply (a journal file, or their names moved), Optuna's
 own cache answers. Thread-safe: the dashboard serves requests from several threads.
+
+With ``curves`` (the dashboard's), a study of more than ``CURVES_FROM`` trials is read
+with the reports (learning curves) of the ``curves`` best and the ``curves`` latest
+trials only, and of the running ones: optuna-dashboard draws one line per trial, and
+with 10,000 trials' lines its study page did not open within two minutes in Chromium.
 """
 
 from __future__ import annotations
@@ -34,11 +39,16 @@ class _Known:
     reads: int = 0  # reads made of the storage (for tests)
 
 
+CURVES_FROM = 1_000  # trials from which a ``curves`` cache keeps only some learning curves
+
+
 class TrialCache(Delegating):
-    def __init__(self, storage: optuna.storages.BaseStorage) -> None:
+    def __init__(self, storage: optuna.storages.BaseStorage, curves: int | None = None) -> None:
         self.rdb = rdb_of(storage)
         super().__init__(storage if self.rdb is not None else cached_storage(storage))
+        self.curves = curves
         self._known: dict[int, _Known] = {}
+        self._bare: dict[int, FrozenTrial] = {}  # finished trials without their reports
         self._lock = threading.Lock()
 
     def reads(self, study_id: int) -> int:
@@ -58,7 +68,11 @@ class TrialCache(Delegating):
                 known.trials[trial_id] = trial
                 known.last_id = max(known.last_id, trial_id)
             known.reads += 1
-            trials = [known.trials[tid] for tid in sorted(known.trials)]
+            ids = sorted(known.trials)
+            if self.curves is not None and len(ids) > CURVES_FROM:
+                trials = self._thinned(study_id, ids, known.trials)
+            else:
+                trials = [known.trials[tid] for tid in ids]
         if states is not None:
             trials = [t for t in trials if t.state in states]
         return copy.deepcopy(trials) if deepcopy else trials
@@ -70,3 +84,31 @@ class TrialCache(Delegating):
                 if trial is not None and trial.state.is_finished():
                     return copy.deepcopy(trial)
         return self.base.get_trial(trial_id)
+
+    def _thinned(self, study_id: int, ids: list[int], by_id: dict[int, FrozenTrial]
+                 ) -> list[FrozenTrial]:
+        """The trials, those outside the best and the latest ``curves`` (and not running)
+        without their reports."""
+        assert self.curves is not None
+        sign = -1.0 if self.base.get_study_directions(study_id)[0] == \
+            optuna.study.StudyDirection.MAXIMIZE else 1.0
+        done = [tid for tid in ids if by_id[tid].state == TrialState.COMPLETE
+                and by_id[tid].values]
+        keep = set(ids[-self.curves:]) | set(sorted(
+            done, key=lambda tid: sign * by_id[tid].values[0])[:self.curves])
+        out = []
+        for tid in ids:
+            trial = by_id[tid]
+            if tid in keep or not trial.intermediate_values or not trial.state.is_finished():
+                out.append(trial)
+                continue
+            bare = self._bare.get(tid)
+            if bare is None:
+                bare = self._bare[tid] = FrozenTrial(
+                    number=trial.number, state=trial.state, value=None, values=trial.values,
+                    datetime_start=trial.datetime_start,
+                    datetime_complete=trial.datetime_complete, params=trial.params,
+                    distributions=trial.distributions, user_attrs=trial.user_attrs,
+                    system_attrs=trial.system_attrs, intermediate_values={}, trial_id=tid)
+            out.append(bare)
+        return out

@@ -15,7 +15,7 @@ from pathlib import Path
 import optuna
 import pytest
 
-from tests.helpers import NNSEARCH, cli_env, run_cli, write_study
+from tests.helpers import NNSEARCH, cli_env, grow_by_copies, run_cli, run_small_study, write_study
 
 CHROMIUM_FLAGS = ["--headless", "--no-sandbox", "--disable-gpu",
                   "--disable-background-networking", "--disable-component-update",
@@ -261,31 +261,56 @@ def _visible_text(html: str) -> str:
     return re.sub(r"\s+", " ", re.sub(r"<[^>]+>", " ", html))
 
 
+def _browse(exe: str, url: str, *args: str) -> str:
+    """What headless Chromium prints for ``url`` (``--dump-dom``: the rendered page)."""
+    with tempfile.TemporaryDirectory() as profile:
+        res = subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
+                              "--window-size=1400,1000", *args, url],
+                             capture_output=True, text=True, timeout=120)
+    return res.stdout
+
+
+def _rendered(exe: str, url: str, *expected: str) -> str:
+    """The page's visible text once it shows every ``expected`` text (the app fetches,
+    then renders: more virtual time each try)."""
+    text = ""
+    for budget in (5000, 10000, 20000, 40000):
+        text = _visible_text(_browse(exe, url, f"--virtual-time-budget={budget}", "--dump-dom"))
+        if all(e in text for e in expected):
+            break
+    return text
+
+
 def test_real_browser_renders_the_study(dashboard, tmp_path):
     exe = _chromium()
     d = dashboard("--read-only")
     n_trials = len(d.get_json("/api/studies/1")["trials"])
     assert n_trials == 12
     url = f"{d.base}/dashboard/studies/1/trials"
-    shot = tmp_path / "dashboard.png"
     expected = f"{n_trials} Trials"
-
-    def chromium(*args: str) -> str:
-        with tempfile.TemporaryDirectory() as profile:
-            res = subprocess.run([exe, *CHROMIUM_FLAGS, f"--user-data-dir={profile}",
-                                  "--window-size=1400,1000", *args, url],
-                                 capture_output=True, text=True, timeout=90)
-        return res.stdout
-
-    text = ""
-    for budget in (5000, 10000, 20000, 40000):  # until the app has fetched and rendered
-        text = _visible_text(chromium(f"--virtual-time-budget={budget}", "--dump-dom"))
-        if "small" in text and expected in text:
-            break
+    text = _rendered(exe, url, "small", expected)
     assert "small" in text and expected in text, text[:500]
-    chromium("--virtual-time-budget=10000", f"--screenshot={shot}")
+    shot = tmp_path / "dashboard.png"
+    _browse(exe, url, "--virtual-time-budget=10000", f"--screenshot={shot}")
     assert shot.is_file() and shot.stat().st_size > 10_000
     assert shot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_real_browser_renders_a_study_of_ten_thousand_trials(tmp_path):
+    """Issue #27: a 10,000-trial study opens, its trials listed and its history drawn
+    (the trials are copies of a small study's, made by SQL: running them takes minutes)."""
+    exe = _chromium()
+    study, _ = run_small_study(tmp_path, trials=10)
+    n = grow_by_copies(tmp_path / "small.db", "small", 10_000)
+    d = Dashboard(tmp_path, str(study), "--read-only")
+    try:
+        assert len(d.get_json("/api/studies/1")["trials"]) == n
+        text = _rendered(exe, f"{d.base}/dashboard/studies/1/trials", f"{n} Trials")
+        assert f"{n} Trials" in text, text[:500]
+        text = _rendered(exe, f"{d.base}/dashboard/studies/1", "History")
+        assert "History" in text, text[:500]
+    finally:
+        d.close()
 
 
 def test_report_writes_valid_pngs(study, tmp_path):

@@ -52,3 +52,28 @@ def test_another_storage_is_read_through_optuna_s_own(tmp_path):
     cache = TrialCache(storage)
     assert cache.rdb is None
     assert optuna.load_study(study_name="s", storage=cache).trials == study.trials
+
+
+def test_a_large_study_is_read_with_the_best_and_latest_learning_curves_only(storage,
+                                                                             monkeypatch):
+    from nnsearch.search import trial_cache
+
+    monkeypatch.setattr(trial_cache, "CURVES_FROM", 6)
+    study = optuna.create_study(study_name="s", storage=storage, direction="maximize")
+    for value in [5.0, 1.0, 9.0, 2.0, 3.0, 4.0, 0.5]:
+        (trial,) = _ask(study, 1)
+        trial.report(value, 1)
+        study.tell(trial, value)
+    (running,) = _ask(study, 1)
+    running.report(0.0, 1)
+    study_id = storage.get_study_id_from_name("s")
+    read = TrialCache(storage, curves=2).get_all_trials(study_id, deepcopy=False)
+    assert [t.number for t in read if t.intermediate_values] == [0, 2, 6, 7], \
+        "the 2 best (9.0, 5.0), the 2 latest (one running) and every running one"
+    assert [t.values for t in read] == [t.values for t in study.trials]
+    for mine, theirs in zip(read, study.trials, strict=True):  # all else the same
+        assert (mine.number, mine.state, mine.params, mine.user_attrs, mine.datetime_start,
+                mine.datetime_complete) == (theirs.number, theirs.state, theirs.params,
+                                            theirs.user_attrs, theirs.datetime_start,
+                                            theirs.datetime_complete)
+    assert TrialCache(storage).get_all_trials(study_id, deepcopy=False) == study.trials
