@@ -52,27 +52,31 @@ def pick_trial(study: optuna.Study, number: int | None,
     """Trial ``number``, or the best worker-written complete feasible trial (on a
     multi-objective study, the front's best on its first metric); and the skipped ones.
     An infeasible trial ([constraints] ``bounds``) is never picked."""
+    if number is None:  # (the completed trials alone, where that is all it needs)
+        return _pick_best(study, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     trials = study.get_trials(deepcopy=False)
-    if number is not None:
-        match = [t for t in trials if t.number == number]
-        if not match:
-            last = max((t.number for t in trials), default=-1)
-            raise UsageError(f"study {study.study_name!r} has no trial {number} "
-                             f"(trials are numbered 0..{last}).")
-        trial = match[0]
-        if record.is_prior(trial):
-            raise UsageError(f"trial {number} of study {study.study_name!r} is a prior, "
-                             f"{trial.user_attrs[record.PRIOR]} (run --from-study): export it "
-                             "from its own study, where it was trained.")
-        if not feasible(trial):  # (one over max_params never trained: it is PRUNED)
-            raise UsageError(f"trial {number} of study {study.study_name!r} is infeasible "
-                             f"({violations(trial, bounds or {})}); nothing to export.")
-        if trial.state != TrialState.COMPLETE or not record.written_by_worker(trial):
-            raise UsageError(f"trial {number} of study {study.study_name!r} is "
-                             f"{trial.state.name}, not a completed trial written by a worker; "
-                             "nothing to export.")
-        return trial, []
-    complete = [t for t in trials if t.state == TrialState.COMPLETE]
+    match = [t for t in trials if t.number == number]
+    if not match:
+        last = max((t.number for t in trials), default=-1)
+        raise UsageError(f"study {study.study_name!r} has no trial {number} "
+                         f"(trials are numbered 0..{last}).")
+    trial = match[0]
+    if record.is_prior(trial):
+        raise UsageError(f"trial {number} of study {study.study_name!r} is a prior, "
+                         f"{trial.user_attrs[record.PRIOR]} (run --from-study): export it "
+                         "from its own study, where it was trained.")
+    if not feasible(trial):  # (one over max_params never trained: it is PRUNED)
+        raise UsageError(f"trial {number} of study {study.study_name!r} is infeasible "
+                         f"({violations(trial, bounds or {})}); nothing to export.")
+    if trial.state != TrialState.COMPLETE or not record.written_by_worker(trial):
+        raise UsageError(f"trial {number} of study {study.study_name!r} is "
+                         f"{trial.state.name}, not a completed trial written by a worker; "
+                         "nothing to export.")
+    return trial, []
+
+
+def _pick_best(study: optuna.Study, complete: list[FrozenTrial]) -> tuple[FrozenTrial, list[int]]:
+    """``pick_trial``'s best among the ``complete`` trials, and the skipped ones."""
     genuine = [t for t in complete if record.written_by_worker(t)]
     skipped = sorted(t.number for t in complete
                      if not record.written_by_worker(t) and not record.is_prior(t))
@@ -81,6 +85,7 @@ def pick_trial(study: optuna.Study, number: int | None,
         why = (f"none complete but {len(skipped)} not written by a worker" if skipped and
                not genuine else f"{len(genuine)} complete, all infeasible" if genuine
                else "none complete")
+        trials = study.get_trials(deepcopy=False)
         priors = sum(1 for t in trials if record.is_prior(t))
         raise UsageError(f"study {study.study_name!r} has no completed trial to export "
                          f"({len(trials) - priors} trial(s) of its own, {why}"

@@ -85,7 +85,8 @@ def settle(study: Any, spec: Any, best: FrozenTrial) -> tuple[FrozenTrial, str]:
             or record.FOLD_VALUES not in best.user_attrs:  # (a re-check decides instead)
         return best, ""
     sign = signs(study.directions)[0]
-    start = starting_point(study.get_trials(deepcopy=False), spec, sign)
+    start = starting_point(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
+                           spec, sign)
     if start is None or start.number == best.number:
         return best, ""
     lead = sign * (start.values[0] - best.values[0])

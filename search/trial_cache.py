@@ -60,6 +60,12 @@ class TrialCache(Delegating):
                        states: Container[TrialState] | None = None) -> list[FrozenTrial]:
         if self.rdb is None:
             return self.base.get_all_trials(study_id, deepcopy=deepcopy, states=states)
+        chosen = None if states is None else [s for s in TrialState if s in states]
+        if study_id not in self._known and chosen is not None and self.curves is None \
+                and all(s.is_finished() for s in chosen):
+            # (a reading command's first read, of finished trials only: those alone, by SQL;
+            # at 10,000 trials, the completed ones were a fifth)
+            return [t for _, t in self.rdb.read_trials(study_id, states=chosen)]
         with self._lock:
             known = self._known.setdefault(study_id, _Known())
             unfinished = [tid for tid, t in known.trials.items() if not t.state.is_finished()]

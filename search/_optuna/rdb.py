@@ -95,9 +95,11 @@ class RDB:
         return {state if isinstance(state, TrialState) else TrialState[state]: n
                 for state, n in rows}
 
-    def read_trials(self, study_id: int, after: int = -1, also: Iterable[int] = ()
+    def read_trials(self, study_id: int, after: int = -1, also: Iterable[int] = (),
+                    states: Iterable[TrialState] | None = None
                     ) -> list[tuple[int, FrozenTrial]]:
-        """The study's trials whose id is above ``after`` or in ``also``, in id order, with
+        """The study's trials whose id is above ``after`` or in ``also`` (and whose state
+        is one of ``states``, if given), in id order, with
         their ids, as ``get_all_trials`` builds them: one query per table with no ORM
         objects, each distribution parsed once, and Python's cycle collector paused (it
         ran over the growing heap again and again: a third of the time). Optuna's loads
@@ -108,13 +110,13 @@ class RDB:
         collecting = gc.isenabled()
         gc.disable()
         try:
-            return self._read_trials(study_id, after, also)
+            return self._read_trials(study_id, after, also, states)
         finally:
             if collecting:
                 gc.enable()
 
-    def _read_trials(self, study_id: int, after: int, also: Iterable[int]
-                     ) -> list[tuple[int, FrozenTrial]]:
+    def _read_trials(self, study_id: int, after: int, also: Iterable[int],
+                     states: Iterable[TrialState] | None) -> list[tuple[int, FrozenTrial]]:
         m = self.models
         trials = m.TrialModel.__table__
         which = trials.c.study_id == study_id
@@ -122,6 +124,8 @@ class RDB:
         if after >= 0 or also:
             which = sqlalchemy.and_(which, sqlalchemy.or_(
                 trials.c.trial_id > after, trials.c.trial_id.in_(also)))
+        if states is not None:
+            which = sqlalchemy.and_(which, trials.c.state.in_(list(states)))
         ids = sqlalchemy.select(trials.c.trial_id).where(which).scalar_subquery()
         found: dict[int, dict[str, Any]] = {}
         distribution = functools.cache(json_to_distribution)

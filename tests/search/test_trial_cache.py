@@ -77,3 +77,18 @@ def test_a_large_study_is_read_with_the_best_and_latest_learning_curves_only(sto
                                             theirs.user_attrs, theirs.datetime_start,
                                             theirs.datetime_complete)
     assert TrialCache(storage).get_all_trials(study_id, deepcopy=False) == study.trials
+
+
+def test_a_first_read_of_finished_trials_reads_those_alone(storage):
+    study = optuna.create_study(study_name="s", storage=storage)
+    first, second, _running = _ask(study, 3)
+    study.tell(first, 1.0)
+    study.tell(second, state=TrialState.PRUNED)
+    cache = TrialCache(storage)
+    study_id = storage.get_study_id_from_name("s")
+    complete = cache.get_all_trials(study_id, states=(TrialState.COMPLETE,))
+    assert complete == study.get_trials(states=(TrialState.COMPLETE,))
+    assert cache.reads(study_id) == 0, "not kept: the next read reads all"
+    assert cache.get_all_trials(study_id) == study.trials and cache.reads(study_id) == 1
+    assert cache.get_all_trials(study_id, states=(TrialState.PRUNED,)) == [study.trials[1]]
+    assert cache.reads(study_id) == 2, "once it holds the study, from what it holds"
