@@ -1,10 +1,12 @@
 """A storage that hands every call of Optuna's ``BaseStorage`` to the storage it wraps,
-for the wrappers that change a few of them (``worker_storage.WorkerStorage``,
-``trial_cache.TrialCache``), as Optuna's own cache wraps its RDB storage."""
+heartbeats included, for the wrappers that change a few of them
+(``worker_storage.WorkerStorage``, ``trial_cache.TrialCache``), as Optuna's own cache
+wraps its RDB storage. Where the wrapped storage has no heartbeat, neither has this
+(Optuna asks ``get_heartbeat_interval``, None)."""
 
 from __future__ import annotations
 
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 import optuna
@@ -12,8 +14,10 @@ from optuna.distributions import BaseDistribution
 from optuna.study import StudyDirection
 from optuna.trial import FrozenTrial, TrialState
 
+from ._optuna import HeartbeatBase, stale_trial_ids
 
-class Delegating(optuna.storages.BaseStorage):
+
+class Delegating(optuna.storages.BaseStorage, HeartbeatBase):
     def __init__(self, base: optuna.storages.BaseStorage) -> None:
         self.base = base
 
@@ -84,3 +88,19 @@ class Delegating(optuna.storages.BaseStorage):
 
     def remove_session(self) -> None:
         self.base.remove_session()
+
+    # ----- the heartbeat (Optuna's BaseHeartbeat, through _optuna.HeartbeatBase) ---------
+    def record_heartbeat(self, trial_id: int) -> None:
+        self.base.record_heartbeat(trial_id)  # type: ignore[attr-defined]
+
+    def stale_trials(self, study_id: int) -> list[int]:
+        return stale_trial_ids(self.base, study_id)
+
+    def get_heartbeat_interval(self) -> int | None:
+        interval = getattr(self.base, "get_heartbeat_interval", None)
+        return interval() if interval is not None else None
+
+    def get_heartbeat_stale_trial_callback(
+            self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
+        callback = getattr(self.base, "get_heartbeat_stale_trial_callback", None)
+        return callback() if callback is not None else None

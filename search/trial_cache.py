@@ -35,7 +35,7 @@ from .delegating import Delegating
 @dataclass
 class _Known:
     trials: dict[int, FrozenTrial] = field(default_factory=dict)  # by trial id
-    last_id: int = -1  # the highest trial id read
+    last_id: int = -1  # the highest id of a finished trial read
     reads: int = 0  # reads made of the storage (for tests)
 
 
@@ -72,7 +72,8 @@ class TrialCache(Delegating):
             for trial_id, trial in self.rdb.read_trials(study_id, after=known.last_id,
                                                         also=unfinished):
                 known.trials[trial_id] = trial
-                known.last_id = max(known.last_id, trial_id)
+                if trial.state.is_finished():  # (as Optuna's cache: ids above the last
+                    known.last_id = max(known.last_id, trial_id)  # finished one, again)
             known.reads += 1
             ids = sorted(known.trials)
             if self.curves is not None and len(ids) > CURVES_FROM:
@@ -82,6 +83,13 @@ class TrialCache(Delegating):
         if states is not None:
             trials = [t for t in trials if t.state in states]
         return copy.deepcopy(trials) if deepcopy else trials
+
+    def delete_study(self, study_id: int) -> None:
+        with self._lock:  # (SQLite may give its ids to the next study and its trials)
+            known = self._known.pop(study_id, None)
+            for trial_id in known.trials if known else ():
+                self._bare.pop(trial_id, None)
+        self.base.delete_study(study_id)
 
     def get_trial(self, trial_id: int) -> FrozenTrial:
         with self._lock:

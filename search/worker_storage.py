@@ -43,7 +43,7 @@ from optuna.exceptions import UpdateFinishedTrialError
 from optuna.trial import FrozenTrial, TrialState
 
 from . import record
-from ._optuna import RDB, HeartbeatBase, Param, created_trial, stale_trial_ids
+from ._optuna import RDB, Param, created_trial, stale_trial_ids
 from .delegating import Delegating
 
 logger = logging.getLogger(__name__)
@@ -72,7 +72,7 @@ def training_ends(trial: optuna.Trial) -> None:
         storage.training = False
 
 
-class WorkerStorage(Delegating, HeartbeatBase):
+class WorkerStorage(Delegating):
     def __init__(self, base: optuna.storages.BaseStorage, rdb: RDB | None, *,
                  window: float = WINDOW_SECONDS, stale_every: float = STALE_CHECK_SECONDS,
                  reader: optuna.storages.BaseStorage | None = None) -> None:
@@ -355,11 +355,3 @@ class WorkerStorage(Delegating, HeartbeatBase):
         self._stale_at = now
         return stale_trial_ids(self.base, study_id)
 
-    def get_heartbeat_interval(self) -> int | None:
-        interval = getattr(self.base, "get_heartbeat_interval", None)
-        return interval() if interval is not None else None
-
-    def get_heartbeat_stale_trial_callback(
-            self) -> Callable[[optuna.Study, FrozenTrial], None] | None:
-        callback = getattr(self.base, "get_heartbeat_stale_trial_callback", None)
-        return callback() if callback is not None else None

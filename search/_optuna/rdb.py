@@ -4,13 +4,15 @@ trials read with one query per table (``RDB.read_trials``). See the package's no
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import gc
 import json
 import sqlite3
+import threading
 import weakref
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -107,13 +109,8 @@ class RDB:
         trials took 13 s, here ~1 s. The queries are not one snapshot: a child row of a
         trial created meanwhile is left out, and a trial read as unfinished gets no
         values (its next read has them)."""
-        collecting = gc.isenabled()
-        gc.disable()
-        try:
+        with _collector_paused():
             return self._read_trials(study_id, after, also, states)
-        finally:
-            if collecting:
-                gc.enable()
 
     def _read_trials(self, study_id: int, after: int, also: Iterable[int],
                      states: Iterable[TrialState] | None) -> list[tuple[int, FrozenTrial]]:
@@ -230,6 +227,28 @@ class RDB:
                 if finished.rowcount != 1:  # ended meanwhile (the check above is no lock
                     raise UpdateFinishedTrialError(  # on SQLite): the rest rolls back
                         f"trial id {trial_id} was ended by another process")
+
+
+_PAUSES = {"count": 0, "was_on": False}  # reads that paused the cycle collector, and its state
+_PAUSES_LOCK = threading.Lock()
+
+
+@contextlib.contextmanager
+def _collector_paused() -> Iterator[None]:
+    """Python's cycle collector off within, and back as it was once the last of several
+    threads' pauses ends."""
+    with _PAUSES_LOCK:
+        if _PAUSES["count"] == 0:
+            _PAUSES["was_on"] = gc.isenabled()
+            gc.disable()
+        _PAUSES["count"] += 1
+    try:
+        yield
+    finally:
+        with _PAUSES_LOCK:
+            _PAUSES["count"] -= 1
+            if _PAUSES["count"] == 0 and _PAUSES["was_on"]:
+                gc.enable()
 
 
 _RDBS: weakref.WeakKeyDictionary[optuna.storages.RDBStorage, RDB] = \

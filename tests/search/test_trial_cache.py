@@ -92,3 +92,36 @@ def test_a_first_read_of_finished_trials_reads_those_alone(storage):
     assert cache.get_all_trials(study_id) == study.trials and cache.reads(study_id) == 1
     assert cache.get_all_trials(study_id, states=(TrialState.PRUNED,)) == [study.trials[1]]
     assert cache.reads(study_id) == 2, "once it holds the study, from what it holds"
+
+
+def test_run_s_supervisor_sweeps_stale_trials_through_it(tmp_path):
+    """``run``'s supervisor reads through a TrialCache and fails a trial whose heartbeat
+    stopped (Optuna's sweep asks the study's storage for its heartbeat)."""
+    import sqlalchemy
+
+    storage = optuna.storages.RDBStorage(f"sqlite:///{tmp_path / 'h.db'}",
+                                         heartbeat_interval=1, grace_period=2)
+    try:
+        study = optuna.load_study(study_name=optuna.create_study(
+            study_name="s", storage=storage).study_name, storage=TrialCache(storage))
+        (trial,) = _ask(study, 1)
+        storage.record_heartbeat(trial._trial_id)
+        with storage.engine.begin() as connection:
+            connection.execute(sqlalchemy.text(
+                "UPDATE trial_heartbeats SET heartbeat = datetime(heartbeat, '-1 hour')"))
+        optuna.storages.fail_stale_trials(study)
+        assert study.trials[0].state == TrialState.FAIL
+        assert TrialCache(optuna.storages.RDBStorage(
+            f"sqlite:///{tmp_path / 'h.db'}")).get_heartbeat_interval() is None
+    finally:
+        storage.engine.dispose()
+
+
+def test_a_deleted_study_is_forgotten(storage):
+    cache = TrialCache(storage)
+    study = optuna.create_study(study_name="s", storage=cache)
+    study.tell(_ask(study, 1)[0], 1.0)
+    assert len(study.trials) == 1
+    optuna.delete_study(study_name="s", storage=cache)
+    again = optuna.create_study(study_name="s", storage=cache)
+    assert again.trials == []
