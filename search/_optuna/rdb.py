@@ -126,6 +126,14 @@ class RDB:
         ids = sqlalchemy.select(trials.c.trial_id).where(which).scalar_subquery()
         found: dict[int, dict[str, Any]] = {}
         distribution = functools.cache(json_to_distribution)
+        # stored as naive UTC, read as naive local time (as Optuna's trial model does)
+        utc = hasattr(m.TrialModel, "_datetime_start_utc")
+
+        def local(moment: datetime.datetime | None) -> datetime.datetime | None:
+            if moment is None or not utc:
+                return moment
+            return moment.replace(tzinfo=datetime.UTC).astimezone().replace(tzinfo=None)
+
         with self.session() as s:
             conn = s.connection()
             for tid, number, state, start, complete in conn.execute(sqlalchemy.select(
@@ -134,7 +142,8 @@ class RDB:
                 found[tid] = {
                     "number": number, "state": state if isinstance(state, TrialState)
                     else TrialState[state], "value": None, "values": None,
-                    "datetime_start": start, "datetime_complete": complete, "params": {},
+                    "datetime_start": local(start), "datetime_complete": local(complete),
+                    "params": {},
                     "distributions": {}, "user_attrs": {}, "system_attrs": {},
                     "intermediate_values": {}, "trial_id": tid}
 

@@ -23,7 +23,25 @@ def rdb_storage():
     storage.engine.dispose()
 
 
-def test_a_whole_trial_is_written_in_one_transaction_as_optuna_stores_it(rdb_storage):
+@pytest.fixture
+def not_utc():
+    """A local time 9 hours from UTC (a trial's start and end must agree on which)."""
+    import os
+    import time
+
+    before = os.environ.get("TZ")
+    os.environ["TZ"] = "Asia/Tokyo"
+    time.tzset()
+    yield
+    if before is None:
+        del os.environ["TZ"]
+    else:
+        os.environ["TZ"] = before
+    time.tzset()
+
+
+def test_a_whole_trial_is_written_in_one_transaction_as_optuna_stores_it(rdb_storage,
+                                                                        not_utc):
     rdb = _optuna.rdb_of(rdb_storage)
     assert rdb is not None and _optuna.rdb_of(rdb_storage) is rdb, "built once"
     study = optuna.create_study(storage=rdb_storage)
@@ -44,6 +62,7 @@ def test_a_whole_trial_is_written_in_one_transaction_as_optuna_stores_it(rdb_sto
     assert stored.system_attrs == {"s": [1]} and stored.user_attrs == {"u": "v"}
     assert stored.intermediate_values == {2: 0.5} and beats == 1
     assert abs((stored.datetime_complete - datetime.datetime.now()).total_seconds()) < 60
+    assert 0 <= (stored.datetime_complete - stored.datetime_start).total_seconds() < 60
     with pytest.raises(optuna.exceptions.UpdateFinishedTrialError):
         rdb.write(trial_id, user_attrs={"u": "w"})
     assert study.trials[0].user_attrs == {"u": "v"}
@@ -121,10 +140,11 @@ def test_the_running_trials_heartbeat_ages_are_read(kind, request):
 
 
 @pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
-def test_the_trials_read_by_sql_are_the_trials_optuna_reads(kind, request):
+def test_the_trials_read_by_sql_are_the_trials_optuna_reads(kind, request, not_utc):
     """``RDB.read_trials`` builds what ``get_all_trials`` builds, field by field: every
-    state, value kinds (inf, nan), parameters of each distribution, attributes and
-    reports; ``after`` and ``also`` select by trial id; another study's are left out."""
+    state, value kinds (inf, nan), parameters of each distribution, attributes, reports,
+    times (stored in UTC, read in a local time that is not); ``after``, ``also`` and
+    ``states`` select; another study's are left out."""
     url = "sqlite:///:memory:" if kind == "sqlite" else request.getfixturevalue("pg_url")
     storage = optuna.storages.RDBStorage(url)
     try:
@@ -153,6 +173,7 @@ def test_the_trials_read_by_sql_are_the_trials_optuna_reads(kind, request):
         first, *_, last = [tid for tid, _ in ours]
         assert [tid for tid, _ in rdb.read_trials(study_id, after=last - 1, also=[first])] \
             == [first, last]
+        assert [t.number for _, t in rdb.read_trials(study_id, states=[TrialState.FAIL])] == [2]
     finally:
         storage.engine.dispose()
 
