@@ -1,6 +1,7 @@
-"""What the reading commands (``status``, ``export``, ``trials``, ...) and the dashboard
-hand Optuna: the study's storage, with each finished trial read once and kept, and
-every later read asking only for the trials that changed (issue #27).
+"""How a study's trials are read (issue #27): by the reading commands (``status``,
+``export``, ``trials``, ...), the dashboard and ``run``'s supervisor, as the storage they
+hand Optuna, and by each worker (``worker_storage.WorkerStorage.reader``). Each finished
+trial is read once and kept, and every later read asks only for the trials that changed.
 
 Optuna's own cache (``_optuna.cached_storage``) does the same, but it reads through its
 ORM, which builds an object per row and parses each parameter's distribution twice: at
@@ -8,9 +9,11 @@ ORM, which builds an object per row and parses each parameter's distribution twi
 each (``_optuna.RDB.read_trials``), ~9x faster, and the trials it builds are the same.
 
 A finished trial cannot change (Optuna refuses writes to one), so it is kept; the
-unfinished ones and those with a higher id are read again each time, as Optuna's cache
-does. Where the RDB parts do not apply (a journal file, or their names moved), Optuna's
-own cache answers. Thread-safe: the dashboard serves requests from several threads.
+unfinished ones and those with an id above the last finished one are read again each
+time, as Optuna's cache does. A first read of finished states alone (``export``'s
+completed trials) asks for those alone, and is not kept. Where the RDB parts do not
+apply (a journal file, or their names moved), Optuna's own cache answers. Thread-safe:
+the dashboard serves requests from several threads.
 
 With ``curves`` (the dashboard's), a study of more than ``CURVES_FROM`` trials is read
 with the reports (learning curves) of the ``curves`` best and the ``curves`` latest
