@@ -171,14 +171,16 @@ def test_a_sampler_slower_than_a_heartbeat_has_its_trial_written_by_the_next_bea
     study, _ = worker_study(storage, "s")
     study.optimize(lambda t: t.suggest_float("x", 0, 1), n_trials=1)  # x is known now
     seen = []
+    # another process's storage, opened before the trial: opening one takes a second
+    # or more on a loaded machine, and the next beat (at 1 s) writes what is kept back
+    other = optuna.storages.RDBStorage(str(storage.url))
 
     def slow(trial: optuna.Trial) -> float:
         trial.suggest_float("x", 0, 1)
         record_attrs(trial, {"worker": "w1"})
-        other = elsewhere(storage, "s")
-        seen.append(other.trials[1])  # kept back
+        seen.append(optuna.load_study(study_name="s", storage=other).trials[1])  # kept back
         time.sleep(1.6)  # sampling on: the thread beats again at 1 s
-        seen.append(other.trials[1])
+        seen.append(optuna.load_study(study_name="s", storage=other).trials[1])
         return 1.0
 
     study.optimize(slow, n_trials=1)
@@ -186,6 +188,7 @@ def test_a_sampler_slower_than_a_heartbeat_has_its_trial_written_by_the_next_bea
     assert "x" in seen[1].params and seen[1].user_attrs == {"worker": "w1"}
     assert heartbeats(storage) == 1  # (the first trial ended before any flush: none)
     storage.engine.dispose()
+    other.engine.dispose()
 
 
 def test_a_value_optuna_would_refuse_fails_the_trial_where_optuna_did(storage):
