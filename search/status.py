@@ -47,12 +47,13 @@ def study_status(opened: OpenStudy, counts: Counts | None = None) -> Status:
                     counts or count_states(opened),
                     data=study.user_attrs.get(SUMMARY_ATTR, ""),
                     reproducible=opened.spec.reproducible)
+    # every trial, read first: the reads of completed trials below are answered from it
+    status.fleet = fleet_of(study.get_trials(deepcopy=False), heartbeat_ages(
+        opened.storage, opened.storage.get_study_id_from_name(study.study_name)))
     try:
         status.best, status.skipped = pick_trial(study, None)
     except UsageError as exc:  # no completed (and feasible) trial yet
         status.no_best = str(exc)
-    status.fleet = fleet_of(study.get_trials(deepcopy=False), heartbeat_ages(
-        opened.storage, opened.storage.get_study_id_from_name(study.study_name)))
     if status.best is not None and len(study.directions) == 1:
         pick, status.settled = settle(study, opened.spec, status.best)
         status.pick = pick.number
