@@ -141,11 +141,13 @@ def create(target: Target, note: bool = True) -> Iterator[tuple[OpenStudy, bool]
     data = check_data(spec, target.url)
     fingerprint = data.fingerprint
     storage = open_storage(target.url)
+    # the study is read (by the supervisor, as trials end) through trial_cache.py
+    reading = TrialCache(storage)
     try:
         existing = with_retry(lambda: _study_names(storage), "list studies")
         created = spec.name not in existing
         if created:
-            study = optuna.create_study(study_name=spec.name, storage=storage,
+            study = optuna.create_study(study_name=spec.name, storage=reading,
                                         directions=[optuna.study.StudyDirection[d.upper()]
                                                     for d in spec.directions],
                                         sampler=spec.make_sampler(),
@@ -164,11 +166,9 @@ def create(target: Target, note: bool = True) -> Iterator[tuple[OpenStudy, bool]
                 study.set_user_attr(NOTE_ATTR, False)  # the caller's to write
             enqueue_all(study, spec.enqueued_params())
         else:
-            study = optuna.load_study(study_name=spec.name, storage=storage)
+            study = optuna.load_study(study_name=spec.name, storage=reading)
             check_same_study(study.user_attrs, spec, target.url, fingerprint)
         store_cached(cache_dir(target.url), spec.data, data)  # accepted: for the workers
-        # read (by the supervisor, as trials end) through trial_cache.py
-        study = optuna.load_study(study_name=spec.name, storage=TrialCache(storage))
         yield OpenStudy(study, spec, storage, target.url), created
     finally:
         dispose(storage)
