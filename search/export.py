@@ -53,7 +53,7 @@ def pick_trial(study: optuna.Study, number: int | None,
     multi-objective study, the front's best on its first metric); and the skipped ones.
     An infeasible trial ([constraints] ``bounds``) is never picked."""
     if number is None:  # (the completed trials alone, where that is all it needs)
-        return _pick_best(study, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        return pick_best(study, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
     trials = study.get_trials(deepcopy=False)
     match = [t for t in trials if t.number == number]
     if not match:
@@ -75,7 +75,7 @@ def pick_trial(study: optuna.Study, number: int | None,
     return trial, []
 
 
-def _pick_best(study: optuna.Study, complete: list[FrozenTrial]) -> tuple[FrozenTrial, list[int]]:
+def pick_best(study: optuna.Study, complete: list[FrozenTrial]) -> tuple[FrozenTrial, list[int]]:
     """``pick_trial``'s best among the ``complete`` trials, and the skipped ones."""
     genuine = [t for t in complete if record.written_by_worker(t)]
     skipped = sorted(t.number for t in complete

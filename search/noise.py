@@ -53,14 +53,15 @@ def is_starting_point(trial: FrozenTrial, tables: list[dict[str, Any]]) -> bool:
 
 def starting_point(trials: list[FrozenTrial], spec: Any, sign: float
                    ) -> FrozenTrial | None:
-    """The best completed, worker-written, feasible trial whose parameters hold one of
-    the study's ``[[enqueue]]`` tables, with its fold values; None if there is none."""
+    """The best completed, worker-written, feasible trial queued with one of the study's
+    ``[[enqueue]]`` tables (``is_starting_point``: its parameters are not read), with its
+    fold values; None if there is none."""
     tables = spec.enqueued_params()
     if not tables:
         return None
     found = [t for t in trials if t.state == TrialState.COMPLETE and t.values
              and record.written_by_worker(t) and feasible(t)
-             and record.FOLD_VALUES in t.user_attrs and any(_holds(t.params, p) for p in tables)]
+             and record.FOLD_VALUES in t.user_attrs and is_starting_point(t, tables)]
     return min(found, key=lambda t: (sign * t.values[0], t.number), default=None)
 
 
@@ -77,16 +78,18 @@ def beats(values: list[float], reference: list[float], sign: float) -> bool:
     return bool(-d.mean() > d.std(ddof=1) / math.sqrt(len(d)))
 
 
-def settle(study: Any, spec: Any, best: FrozenTrial) -> tuple[FrozenTrial, str]:
+def settle(study: Any, spec: Any, best: FrozenTrial,
+           complete: list[FrozenTrial] | None = None) -> tuple[FrozenTrial, str]:
     """The export's pick: ``best``, or the best starting point where ``best`` does not
     beat it beyond the noise; and a line saying which and why ("" when ``best`` has no
-    starting point to answer to)."""
+    starting point to answer to). ``complete``: the study's completed trials, if read."""
     if not spec.noise_rule or spec.recheck or len(study.directions) > 1 \
             or record.FOLD_VALUES not in best.user_attrs:  # (a re-check decides instead)
         return best, ""
     sign = signs(study.directions)[0]
-    start = starting_point(study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)),
-                           spec, sign)
+    if complete is None:
+        complete = study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
+    start = starting_point(complete, spec, sign)
     if start is None or start.number == best.number:
         return best, ""
     lead = sign * (start.values[0] - best.values[0])

@@ -14,7 +14,7 @@ from . import record
 from ._optuna import heartbeat_ages
 from .counting import Counts, count_states
 from .errors import UsageError
-from .export import pick_trial
+from .export import pick_best
 from .fleet import Fleet, fleet_of
 from .front import pareto_front
 from .noise import settle
@@ -41,26 +41,44 @@ class Status:
     fleet: Fleet = field(default_factory=Fleet)  # its running workers, pace and failures
 
 
-def study_status(opened: OpenStudy, counts: Counts | None = None) -> Status:
+# What ``status`` reads of each finished trial's user attributes (``outline``): what the
+# pick, the noise rule and the fleet's failures ask; the rest of what a worker writes
+# (the network's description is ~1 KB a trial) only as present (``written_by_worker``)
+OUTLINE_KEYS = (record.VAL_LOSS, record.FOLD_VALUES, record.FAIL_REASON, record.SURPLUS,
+                record.PRIOR)
+OUTLINE_MARKS = record.RESULT_KEYS
+
+
+def study_status(opened: OpenStudy, counts: Counts | None = None,
+                 outline: bool = False) -> Status:
+    """The study's status. With ``outline`` (the ``status`` command, one objective), its
+    finished trials are read with only what it needs (``OUTLINE_KEYS``; the params of
+    starting points alone), and the best trial is then read whole."""
     study = opened.study
     status = Status(study.study_name, (study.metric_names or ["value"])[0],
                     counts or count_states(opened),
                     data=study.user_attrs.get(SUMMARY_ATTR, ""),
                     reproducible=opened.spec.reproducible)
-    # every trial, read first: the reads of completed trials below are answered from it
-    status.fleet = fleet_of(study.get_trials(deepcopy=False), heartbeat_ages(
-        opened.storage, opened.storage.get_study_id_from_name(study.study_name)))
+    study_id = opened.storage.get_study_id_from_name(study.study_name)
+    read = opened.reader.outline(study_id, OUTLINE_KEYS, OUTLINE_MARKS) if outline and \
+        opened.reader is not None and len(study.directions) == 1 else None  # (a front
+    # shows its trials' params)
+    trials = [t for _, t in read] if read is not None else study.get_trials(deepcopy=False)
+    status.fleet = fleet_of(trials, heartbeat_ages(opened.storage, study_id))
+    complete = [t for t in trials if t.state == TrialState.COMPLETE]
     try:
-        status.best, status.skipped = pick_trial(study, None)
+        status.best, status.skipped = pick_best(study, complete)
     except UsageError as exc:  # no completed (and feasible) trial yet
         status.no_best = str(exc)
+    if status.best is not None and read is not None:  # (its params and attributes, whole)
+        status.best = opened.storage.get_trial(
+            next(tid for tid, t in read if t.number == status.best.number))
     if status.best is not None and len(study.directions) == 1:
-        pick, status.settled = settle(study, opened.spec, status.best)
+        pick, status.settled = settle(study, opened.spec, status.best, complete)
         status.pick = pick.number
     if len(study.directions) > 1:
         status.objectives = list(study.metric_names or [])
-        genuine = [t for t in study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,))
-                   if record.written_by_worker(t)]
+        genuine = [t for t in complete if record.written_by_worker(t)]
         status.front = pareto_front(genuine, study.directions)
     return status
 

@@ -60,6 +60,8 @@ class OpenStudy:
     url: StorageURL
     # a worker's (and a supervisor's) study reads and writes its trials through this
     worker_storage: WorkerStorage | None = None
+    # a reading command's (and ``run``'s supervisor's) study reads its trials through this
+    reader: TrialCache | None = None
 
 
 def target_from_args(study_file: str | None, study_name: str | None,
@@ -169,7 +171,7 @@ def create(target: Target, note: bool = True) -> Iterator[tuple[OpenStudy, bool]
             study = optuna.load_study(study_name=spec.name, storage=reading)
             check_same_study(study.user_attrs, spec, target.url, fingerprint)
         store_cached(cache_dir(target.url), spec.data, data)  # accepted: for the workers
-        yield OpenStudy(study, spec, storage, target.url), created
+        yield OpenStudy(study, spec, storage, target.url, reader=reading), created
     finally:
         dispose(storage)
 
@@ -270,8 +272,9 @@ def open_study(target: Target, heartbeat: bool = False,
                              f"there: {known}).")
         spec = _definition(storage, target, strict=sampler_offset is not None)
         if not heartbeat:  # for reading: finished trials read once, by SQL (trial_cache.py)
-            study = optuna.load_study(study_name=target.name, storage=TrialCache(storage))
-            yield OpenStudy(study, spec, storage, target.url)
+            reader = TrialCache(storage)
+            study = optuna.load_study(study_name=target.name, storage=reader)
+            yield OpenStudy(study, spec, storage, target.url, reader=reader)
             return
         # a worker's (or its supervisor's, which shares no reads): see worker_storage.py
         lagged = spec.reproducible and sampler_offset is not None  # (reproducible.py)

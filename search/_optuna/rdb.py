@@ -35,6 +35,16 @@ class Param:
     distribution: BaseDistribution
 
 
+@dataclass(frozen=True)
+class Outline:
+    """What ``RDB.read_outline`` reads of a finished trial besides its number, state,
+    times, values and system attributes (an unfinished one is read whole)."""
+
+    keys: frozenset[str]  # the user attributes read
+    marks: frozenset[str]  # user attributes read as present, their values None
+    params_of: str  # a system attribute: the params of the trials that hold it are read
+
+
 @dataclass
 class RDB:
     """An RDB storage's parts for the one-transaction writes (see the module's note)."""
@@ -112,8 +122,16 @@ class RDB:
         with _collector_paused():
             return self._read_trials(study_id, after, also, states)
 
+    def read_outline(self, study_id: int, outline: Outline) -> list[tuple[int, FrozenTrial]]:
+        """Every trial of the study with its id, in id order, as ``read_trials`` reads
+        them, but the finished ones only in ``outline``: for a command that counts them
+        and picks one (``status``); never to be kept or handed to Optuna."""
+        with _collector_paused():
+            return self._read_trials(study_id, -1, (), None, outline)
+
     def _read_trials(self, study_id: int, after: int, also: Iterable[int],
-                     states: Iterable[TrialState] | None) -> list[tuple[int, FrozenTrial]]:
+                     states: Iterable[TrialState] | None, outline: Outline | None = None
+                     ) -> list[tuple[int, FrozenTrial]]:
         m = self.models
         trials = m.TrialModel.__table__
         which = trials.c.study_id == study_id
@@ -147,10 +165,14 @@ class RDB:
                     "distributions": {}, "user_attrs": {}, "system_attrs": {},
                     "intermediate_values": {}, "trial_id": tid}
 
-            def rows(model: Any, *columns: str, order: str | None = None) -> list[Any]:
+            def rows(model: Any, *columns: Any, order: str | None = None,
+                     where: Any = None) -> list[Any]:
                 table = model.__table__
-                query = sqlalchemy.select(table.c.trial_id, *(table.c[c] for c in columns)) \
+                query = sqlalchemy.select(table.c.trial_id, *(
+                    table.c[c] if isinstance(c, str) else c for c in columns)) \
                     .where(table.c.trial_id.in_(ids))
+                if where is not None:
+                    query = query.where(where)
                 if order:
                     query = query.order_by(table.c[order])
                 return [r for r in conn.execute(query).all() if r[0] in found]
@@ -163,21 +185,41 @@ class RDB:
             for tid, by_objective in values.items():
                 if found[tid]["state"].is_finished():
                     found[tid]["values"] = [by_objective[i] for i in range(len(by_objective))]
-            for tid, name, value, text in rows(m.TrialParamModel, "param_name", "param_value",
-                                               "distribution_json", order="param_id"):
+            system = m.TrialSystemAttributeModel.__table__
+            unfinished = sqlalchemy.select(trials.c.trial_id).where(which, trials.c.state.in_(
+                [TrialState.RUNNING, TrialState.WAITING])).scalar_subquery()
+            for tid, name, value, text in rows(
+                    m.TrialParamModel, "param_name", "param_value", "distribution_json",
+                    order="param_id", where=None if outline is None else sqlalchemy.or_(
+                        m.TrialParamModel.__table__.c.trial_id.in_(unfinished),
+                        m.TrialParamModel.__table__.c.trial_id.in_(
+                            sqlalchemy.select(system.c.trial_id).where(
+                                system.c.key == outline.params_of).scalar_subquery()))):
                 dist = distribution(text)
                 found[tid]["params"][name] = dist.to_external_repr(value)
                 found[tid]["distributions"][name] = dist
             for model, key in ((m.TrialUserAttributeModel, "user_attrs"),
                                (m.TrialSystemAttributeModel, "system_attrs")):
-                attrs = rows(model, "key", "value_json")
+                table = model.__table__
+                if outline is None or key == "system_attrs":
+                    attrs = rows(model, "key", "value_json")
+                else:  # (the keys asked for, the marks' values read as null; all of an
+                    attrs = rows(model, "key", sqlalchemy.case(  # unfinished trial's)
+                        (sqlalchemy.and_(table.c.key.in_(sorted(outline.marks)),
+                                         table.c.trial_id.not_in(unfinished)), "null"),
+                        else_=table.c.value_json), where=sqlalchemy.or_(
+                        table.c.key.in_(sorted(outline.keys | outline.marks)),
+                        table.c.trial_id.in_(unfinished)))
                 # one decode of them all: a call per value cost more than the decoding
                 decoded = json.loads("[" + ",".join(text for _, _, text in attrs) + "]")
                 for (tid, name, _), value in zip(attrs, decoded, strict=True):
                     found[tid][key][name] = value
             reported = m.TrialIntermediateValueModel.stored_repr_to_intermediate_value
-            for tid, step, value, kind in rows(m.TrialIntermediateValueModel, "step",
-                                               "intermediate_value", "intermediate_value_type"):
+            reports = m.TrialIntermediateValueModel.__table__
+            for tid, step, value, kind in rows(
+                    m.TrialIntermediateValueModel, "step", "intermediate_value",
+                    "intermediate_value_type", where=None if outline is None else
+                    reports.c.trial_id.in_(unfinished)):
                 found[tid]["intermediate_values"][step] = reported(value, kind)
         return [(tid, FrozenTrial(**found[tid])) for tid in sorted(found)]
 

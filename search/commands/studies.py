@@ -201,7 +201,8 @@ class StatusCommand(Command):
         from ..study import open_study
 
         with open_study(target(args)) as opened:
-            render_status(study_status(opened), stdout, stderr, as_json=args.json)
+            render_status(study_status(opened, outline=True), stdout, stderr,
+                          as_json=args.json)
         return 0
 
 

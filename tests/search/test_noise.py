@@ -9,6 +9,7 @@ from optuna.distributions import FloatDistribution, IntDistribution
 from optuna.trial import TrialState, create_trial
 
 from nnsearch.search import record
+from nnsearch.search._optuna import FIXED_PARAMS
 from nnsearch.search.errors import UsageError
 from nnsearch.search.noise import beats, settle
 from nnsearch.search.studyfile import parse_study
@@ -37,14 +38,19 @@ def spec(selection=""):
     return parse_study(tomllib.loads(STUDY.format(selection=selection)), "t")
 
 
-def study_with(*trials, study=None):
-    """trials: (n_layers, learning_rate, fold values), added to ``study`` (a new one)."""
+def study_with(*trials, study=None, sampled=()):
+    """trials: (n_layers, learning_rate, fold values), added to ``study`` (a new one);
+    those with the ``[[enqueue]]`` table's params as queued with it (``enqueue_trial``
+    keeps what it queued in a system attribute), unless their index is in ``sampled``."""
     study = study or optuna.create_study(direction="minimize")
-    for n_layers, lr, folds in trials:
+    for i, (n_layers, lr, folds) in enumerate(trials):
+        params = {"n_layers": n_layers, "learning_rate": lr}
+        queued = params == {"n_layers": 1, "learning_rate": 0.001} and i not in sampled
         study.add_trial(create_trial(
             state=TrialState.COMPLETE, value=sum(folds) / len(folds),
-            params={"n_layers": n_layers, "learning_rate": lr}, distributions=DISTRIBUTIONS,
-            user_attrs={**WRITTEN, record.FOLD_VALUES: folds}))
+            params=params, distributions=DISTRIBUTIONS,
+            user_attrs={**WRITTEN, record.FOLD_VALUES: folds},
+            system_attrs={FIXED_PARAMS: params} if queued else None))
     return study
 
 
@@ -86,6 +92,10 @@ def test_without_a_starting_point_or_folds_the_best_is_the_pick():
     study = study_with((2, 0.01, [5.0, 25.0, 20.0, 45.0, 45.0]),
                        (3, 0.05, [15.0, 20.0, 40.0, 40.0, 50.0]))  # none holds [[enqueue]]
     assert settle(study, spec(), study.best_trial) == (study.best_trial, "")
+    # a trial that sampled the table's params, but was not queued with it, is not one
+    study = study_with((1, 0.001, [10.0, 20.0, 30.0, 40.0, 50.0]),
+                       (2, 0.01, [5.0, 25.0, 20.0, 45.0, 45.0]), sampled=(0,))
+    assert settle(study, spec(), study.best_trial) == (study.best_trial, "")
     plain = optuna.create_study()  # one validation split: no fold values to pair
     plain.add_trial(create_trial(state=TrialState.COMPLETE, value=1.0, user_attrs=WRITTEN))
     assert settle(plain, spec(), plain.best_trial) == (plain.best_trial, "")
@@ -123,3 +133,61 @@ def test_status_names_the_starting_point_the_export_keeps(tmp_path):
     assert f"starting point {start} kept" in status["export_pick"]["why"]
     res = run_cli("status", str(study_file), cwd=tmp_path)
     assert f"best trial {best}" in res.stdout and f"starting point {start} kept" in res.stdout
+
+
+def test_status_reads_an_outline_that_gives_what_a_full_read_gives(tmp_path):
+    """`status` reads finished trials with only what it shows (``study_status(outline=
+    True)``): the counts, the best trial (whole), the pick, the noise rule's line and the
+    fleet are those a read of every trial gives."""
+    from nnsearch.search.status import study_status
+    from nnsearch.search.study import open_study, target_from_args
+    from tests.helpers import run_cli
+
+    study_file = tmp_path / "s.toml"
+    study_file.write_text(STUDY.format(selection=""))
+    assert run_cli("create", str(study_file), cwd=tmp_path).returncode == 0
+    study = optuna.load_study(study_name="s", storage=f"sqlite:///{tmp_path / 's.db'}")
+    n = len(study.trials)  # (create queued the starting point: a waiting trial)
+    study_with((1, 0.001, [10.0, 20.0, 30.0, 40.0, 50.0]),
+               (2, 0.01, [5.0, 25.0, 20.0, 45.0, 45.0]),
+               (3, 0.05, [15.0, 20.0, 40.0, 40.0, 50.0]), study=study)
+    params = {"n_layers": 2, "learning_rate": 0.02}
+    study.add_trial(create_trial(state=TrialState.FAIL, params=params,
+                                 distributions=DISTRIBUTIONS,
+                                 user_attrs={record.FAIL_REASON: "worker gone"}))
+    study.add_trial(create_trial(state=TrialState.PRUNED, params=params,
+                                 distributions=DISTRIBUTIONS, user_attrs=WRITTEN,
+                                 system_attrs={"failed_trial": n + 3},
+                                 intermediate_values={1: 30.0}))
+    study.add_trial(create_trial(state=TrialState.RUNNING, params=params,
+                                 distributions=DISTRIBUTIONS,
+                                 user_attrs={record.WORKER: "h:12", "big": "x" * 100},
+                                 intermediate_values={1: 20.0, 2: 19.0}))
+    target = target_from_args(str(study_file), None, None)
+    with open_study(target) as opened:
+        whole = study_status(opened)
+    with open_study(target) as opened:
+        outline = study_status(opened, outline=True)
+        assert opened.reader is not None and opened.reader.reads(0) + opened.reader.reads(
+            1) == 0  # (the trials were not read whole)
+    assert whole.best is not None and outline.best is not None
+    assert (outline.best.number, outline.best.params, outline.best.user_attrs) == \
+        (whole.best.number, whole.best.params, whole.best.user_attrs) == \
+        (n + 1, {"n_layers": 2, "learning_rate": 0.01}, outline.best.user_attrs)
+    assert outline.best.user_attrs[record.NETWORK] == 1  # (whole: not an outline's None)
+    assert (outline.counts, outline.skipped, outline.pick, outline.settled) == \
+        (whole.counts, whole.skipped, whole.pick, whole.settled)
+    assert outline.pick == n and f"starting point {n} kept" in outline.settled
+    def timeless(fleet):  # (the pace and running times move with the clock)
+        seen = fleet.as_json()
+        for key in ("trials_per_minute", "over_minutes"):
+            seen.pop(key)
+        for w in seen["workers"]:
+            w.pop("running_s")
+        return seen
+
+    seen = timeless(outline.fleet)
+    assert seen == timeless(whole.fleet)
+    assert seen["retried"] == 1 and seen["failed"] == 1 and seen["last_failure"] == \
+        f"trial {n + 3}: worker gone" and [(w["worker"], w["trial"], w["step"])
+                                           for w in seen["workers"]] == [("h:12", n + 5, 2)]
