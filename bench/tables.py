@@ -128,6 +128,15 @@ TABLES: dict[str, RealTable] = {
                          "ISLR Default: 10,000 rows, 3.3% defaults"),
     "diamonds": RealTable(_rdata("ggplot2", "diamonds"), "price", "regression",
                           "ggplot2 diamonds: 53,940 rows, 3 text columns"),
+    # added after the defaults were set, as tables the defaults had not seen
+    "boston": RealTable(_rdata("MASS", "Boston"), "medv", "regression",
+                        "MASS Boston: 506 rows, 13 numeric columns"),
+    "oj": RealTable(_rdata("ISLR", "OJ"), "Purchase", "classification",
+                    "ISLR OJ: 1,070 rows, binary, a text column"),
+    "weather": RealTable(_vega("seattle_weather"), "weather", "classification",
+                         "vega seattle_weather: 1,461 days, 5 classes, a date column"),
+    "caravan": RealTable(_rdata("ISLR", "Caravan"), "Purchase", "classification",
+                         "ISLR Caravan: 5,822 rows, 85 columns, 6% buyers"),
 }
 
 

@@ -60,9 +60,9 @@ def study_status(opened: OpenStudy, counts: Counts | None = None,
                     data=study.user_attrs.get(SUMMARY_ATTR, ""),
                     reproducible=opened.spec.reproducible)
     study_id = opened.storage.get_study_id_from_name(study.study_name)
-    read = opened.reader.outline(study_id, OUTLINE_KEYS, OUTLINE_MARKS) if outline and \
-        opened.reader is not None and len(study.directions) == 1 else None  # (a front
-    # shows its trials' params)
+    # (not on a multi-objective study: its front shows its trials' params)
+    read = opened.reader.outline(study_id, OUTLINE_KEYS, OUTLINE_MARKS, params=False) \
+        if outline and opened.reader is not None and len(study.directions) == 1 else None
     trials = [t for _, t in read] if read is not None else study.get_trials(deepcopy=False)
     status.fleet = fleet_of(trials, heartbeat_ages(opened.storage, study_id))
     complete = [t for t in trials if t.state == TrialState.COMPLETE]

@@ -87,19 +87,19 @@ class TrialCache(Delegating):
             trials = [t for t in trials if t.state in states]
         return copy.deepcopy(trials) if deepcopy else trials
 
-    def outline(self, study_id: int, keys: Collection[str], marks: Collection[str]
-                ) -> list[tuple[int, FrozenTrial]] | None:
-        """Every trial with its id, the finished ones with only the user attributes
-        ``keys`` and ``marks`` (present, as None), and their params only where a trial
-        was queued (``enqueue_trial``: a starting point, or its retry), not kept
-        (``_optuna.RDB.read_outline``); None where the study's trials are kept already
-        (a read of them all is answered from memory) or without the RDB parts: then
-        read them all."""
+    def outline(self, study_id: int, keys: Collection[str], marks: Collection[str] = (),
+                params: bool = True) -> list[tuple[int, FrozenTrial]] | None:
+        """Every trial with its id, the finished ones without their reports, with only
+        the user attributes ``keys`` and ``marks`` (present, as None), and without
+        ``params`` only their params where a trial was queued (``enqueue_trial``: a
+        starting point, or its retry); not kept (``_optuna.RDB.read_outline``). None
+        where the study's trials are kept already (a read of them all is answered from
+        memory) or without the RDB parts: then read them all."""
         with self._lock:
             if study_id in self._known or self.rdb is None:
                 return None
-        return self.rdb.read_outline(study_id, Outline(frozenset(keys), frozenset(marks),
-                                                       FIXED_PARAMS))
+        return self.rdb.read_outline(study_id, Outline(
+            frozenset(keys), frozenset(marks), None if params else FIXED_PARAMS))
 
     def delete_study(self, study_id: int) -> None:
         with self._lock:  # (SQLite may give its ids to the next study and its trials)

@@ -42,12 +42,22 @@ def _param_order(name: str) -> tuple[int, int, str]:
     return (ORDER.get(name, len(ORDER)), 0, name)
 
 
+# What a row shows of a trial's user attributes (``trial_rows``' ``trials`` need no more)
+SHOWN_ATTRS = (*DIAGNOSTICS, record.PRIOR, record.RESUMED, record.PRUNED_REASON,
+               record.FAIL_REASON)
+
+
 def trial_rows(study: optuna.Study, states: Sequence[TrialState] | None = None,
-               sort: str = "number") -> tuple[list[str], list[dict[str, Any]]]:
+               sort: str = "number", trials: list[FrozenTrial] | None = None
+               ) -> tuple[list[str], list[dict[str, Any]]]:
     """(columns, rows) for the study's trials in ``states`` (all if None), sorted by
     ``sort``: number, value (best first, by the study's direction; none last) or duration
-    (longest first)."""
-    trials = study.get_trials(deepcopy=False, states=tuple(states) if states else None)
+    (longest first). ``trials``: the study's, already read (``SHOWN_ATTRS`` of their
+    user attributes are enough)."""
+    if trials is None:
+        trials = study.get_trials(deepcopy=False, states=tuple(states) if states else None)
+    elif states:
+        trials = [t for t in trials if t.state in states]
     params: dict[str, None] = {}
     for t in trials:
         for name in t.params:
@@ -111,11 +121,10 @@ def _row(t: FrozenTrial, params: list[str], constrained: bool,
 def to_csv(columns: list[str], rows: list[dict[str, Any]]) -> str:
     """RFC 4180 text; a list (fold_values) as JSON in its cell, None as an empty cell."""
     out = io.StringIO()
-    writer = csv.DictWriter(out, fieldnames=columns, lineterminator="\n")
-    writer.writeheader()
-    for row in rows:
-        writer.writerow({k: json.dumps(v) if isinstance(v, list) else ("" if v is None else v)
-                         for k, v in row.items()})
+    writer = csv.writer(out, lineterminator="\n")
+    writer.writerow(columns)
+    writer.writerows([json.dumps(v) if isinstance(v, list) else v  # (csv writes None
+                      for v in map(row.get, columns)] for row in rows)  # as "")
     return out.getvalue()
 
 

@@ -42,7 +42,8 @@ class Outline:
 
     keys: frozenset[str]  # the user attributes read
     marks: frozenset[str]  # user attributes read as present, their values None
-    params_of: str  # a system attribute: the params of the trials that hold it are read
+    params_of: str | None  # a system attribute: the params of the trials that hold it are
+    # read (None: every trial's)
 
 
 @dataclass
@@ -190,7 +191,8 @@ class RDB:
                 [TrialState.RUNNING, TrialState.WAITING])).scalar_subquery()
             for tid, name, value, text in rows(
                     m.TrialParamModel, "param_name", "param_value", "distribution_json",
-                    order="param_id", where=None if outline is None else sqlalchemy.or_(
+                    order="param_id", where=None if outline is None or
+                    outline.params_of is None else sqlalchemy.or_(
                         m.TrialParamModel.__table__.c.trial_id.in_(unfinished),
                         m.TrialParamModel.__table__.c.trial_id.in_(
                             sqlalchemy.select(system.c.trial_id).where(

@@ -135,12 +135,13 @@ def test_status_names_the_starting_point_the_export_keeps(tmp_path):
     assert f"best trial {best}" in res.stdout and f"starting point {start} kept" in res.stdout
 
 
-def test_status_reads_an_outline_that_gives_what_a_full_read_gives(tmp_path):
+def test_status_and_trials_read_an_outline_that_gives_what_a_full_read_gives(tmp_path):
     """`status` reads finished trials with only what it shows (``study_status(outline=
     True)``): the counts, the best trial (whole), the pick, the noise rule's line and the
-    fleet are those a read of every trial gives."""
+    fleet are those a read of every trial gives; and `trials`' rows (``SHOWN_ATTRS``)."""
     from nnsearch.search.status import study_status
     from nnsearch.search.study import open_study, target_from_args
+    from nnsearch.search.trials_table import SHOWN_ATTRS, trial_rows
     from tests.helpers import run_cli
 
     study_file = tmp_path / "s.toml"
@@ -156,7 +157,9 @@ def test_status_reads_an_outline_that_gives_what_a_full_read_gives(tmp_path):
                                  distributions=DISTRIBUTIONS,
                                  user_attrs={record.FAIL_REASON: "worker gone"}))
     study.add_trial(create_trial(state=TrialState.PRUNED, params=params,
-                                 distributions=DISTRIBUTIONS, user_attrs=WRITTEN,
+                                 distributions=DISTRIBUTIONS, user_attrs={
+                                     **WRITTEN, record.PRUNED_REASON: "median",
+                                     record.RESUMED: {"at": "fold 1", "epochs_saved": 3}},
                                  system_attrs={"failed_trial": n + 3},
                                  intermediate_values={1: 30.0}))
     study.add_trial(create_trial(state=TrialState.RUNNING, params=params,
@@ -166,10 +169,17 @@ def test_status_reads_an_outline_that_gives_what_a_full_read_gives(tmp_path):
     target = target_from_args(str(study_file), None, None)
     with open_study(target) as opened:
         whole = study_status(opened)
+        rows = {sort: trial_rows(opened.study, sort=sort) for sort in ("number", "value")}
     with open_study(target) as opened:
         outline = study_status(opened, outline=True)
-        assert opened.reader is not None and opened.reader.reads(0) + opened.reader.reads(
-            1) == 0  # (the trials were not read whole)
+        study_id = opened.storage.get_study_id_from_name("s")
+        assert opened.reader is not None and opened.reader.reads(study_id) == 0  # (the
+        read = opened.reader.outline(study_id, SHOWN_ATTRS)  # trials were not read whole)
+        assert read is not None
+        for sort, full in rows.items():
+            assert trial_rows(opened.study, sort=sort, trials=[t for _, t in read]) == full
+        assert trial_rows(opened.study, [TrialState.PRUNED], trials=[t for _, t in read]) \
+            == trial_rows(opened.study, [TrialState.PRUNED])
     assert whole.best is not None and outline.best is not None
     assert (outline.best.number, outline.best.params, outline.best.user_attrs) == \
         (whole.best.number, whole.best.params, whole.best.user_attrs) == \
