@@ -178,6 +178,51 @@ def test_the_trials_read_by_sql_are_the_trials_optuna_reads(kind, request, not_u
         storage.engine.dispose()
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_an_outline_reads_what_it_names_of_finished_trials_and_all_of_the_others(
+        kind, request):
+    """``RDB.read_outline``: a finished trial with its number, state, times, values and
+    system attributes as Optuna reads them, only the user attributes named (the marks
+    as None), no reports, and its params only if it holds ``params_of`` (or all, with
+    None); a running trial whole."""
+    url = "sqlite:///:memory:" if kind == "sqlite" else request.getfixturevalue("pg_url")
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        study = optuna.create_study(storage=storage)
+        study.enqueue_trial({"x": 0.5})
+        for i in range(3):
+            trial = study.ask()
+            trial.suggest_float("x", 0.0, 1.0)
+            trial.set_user_attr("kept", i)
+            trial.set_user_attr("marked", "x" * 100)
+            trial.set_user_attr("other", i)
+            trial.report(0.1 * i, 1)
+            if i < 2:
+                study.tell(trial, float(i))
+        rdb = _optuna.rdb_of(storage)
+        outline = _optuna.Outline(frozenset({"kept"}), frozenset({"marked"}),
+                                  _optuna.FIXED_PARAMS)
+        optunas = storage.get_all_trials(study._study_id, deepcopy=False)
+        ours = rdb.read_outline(study._study_id, outline)
+        assert [tid for tid, _ in ours] == [t._trial_id for t in optunas]
+        for (_, mine), theirs in zip(ours, optunas, strict=True):
+            assert (mine.number, mine.state, mine.values, mine.datetime_start,
+                    mine.datetime_complete, mine.system_attrs) == \
+                (theirs.number, theirs.state, theirs.values, theirs.datetime_start,
+                 theirs.datetime_complete, theirs.system_attrs)
+        (_, queued), (_, sampled), (_, running) = ours
+        assert queued.params == {"x": 0.5} and sampled.params == {}
+        assert queued.user_attrs == {"kept": 0, "marked": None}
+        assert queued.intermediate_values == {}
+        assert repr(running) == repr(optunas[2])  # (unfinished: whole)
+        every = rdb.read_outline(study._study_id, _optuna.Outline(
+            frozenset(), frozenset(), None))
+        assert [t.params for _, t in every] == [t.params for t in optunas]
+        assert [t.user_attrs for _, t in every[:2]] == [{}, {}]
+    finally:
+        storage.engine.dispose()
+
+
 def test_dashboard_notes_are_saved_by_its_note_module_alone():
     from optuna_dashboard import get_note
 
