@@ -202,6 +202,18 @@ def _tail(text: str, n: int = 300) -> str:
     return text if len(text) <= n else "..." + text[-n:]
 
 
+def init_study(split: OuterSplit, table: RealTable, folder: Path) -> dict[str, Any] | str:
+    """The user's files written and ``nnsearch init`` run on them: the study file it
+    wrote, or why it failed."""
+    split.train.to_csv(folder / "train.csv", index=False)
+    split.test.drop(columns=[table.target]).to_csv(folder / "test.csv", index=False)
+    res = _cli(["-q", "init", "train.csv", "--target", table.target, "-o", "train.toml"],
+               folder)
+    if res.returncode:
+        return f"init exited {res.returncode}: {_tail(res.stderr)}"
+    return tomllib.loads((folder / "train.toml").read_text("utf-8"))
+
+
 def run_nnsearch(split: OuterSplit, table: RealTable, folder: Path,
                  args: argparse.Namespace) -> dict[str, Any]:
     if args.reuse_search:  # the export as this version's run would write it, then train
@@ -212,14 +224,10 @@ def run_nnsearch(split: OuterSplit, table: RealTable, folder: Path,
             return {"test": math.nan, "error": f"export exited {res.returncode}: "
                     f"{_tail(res.stderr)}"}
         return train_and_predict(split, table, folder, {"test": math.nan}, args)
-    split.train.to_csv(folder / "train.csv", index=False)
-    split.test.drop(columns=[table.target]).to_csv(folder / "test.csv", index=False)
     out: dict[str, Any] = {"test": math.nan}
-    res = _cli(["-q", "init", "train.csv", "--target", table.target, "-o", "train.toml"],
-               folder)
-    if res.returncode:
-        return out | {"error": f"init exited {res.returncode}: {_tail(res.stderr)}"}
-    study = tomllib.loads((folder / "train.toml").read_text("utf-8"))
+    study = init_study(split, table, folder)
+    if isinstance(study, str):
+        return out | {"error": study}
     out["drop"] = study["data"].get("drop", [])
     out["metric"] = study["study"]["metric"]
     start = time.perf_counter()
@@ -557,7 +565,12 @@ def main() -> None:
                 run["nnsearch"] = run_nnsearch(split, table, folder, args)
             if "single" in todo and "nnsearch" in run:
                 run["single"] = run_single(split, table, folder, run["nnsearch"], args)
-            drop = run.get("nnsearch", {}).get("drop", [])
+            drop = run.get("nnsearch", {}).get("drop")
+            if drop is None:  # (the peers get the columns init keeps, run alone too)
+                kept = folder / "train.toml"
+                study = tomllib.loads(kept.read_text("utf-8")) if kept.is_file() else \
+                    init_study(split, table, folder)
+                drop = [] if isinstance(study, str) else study["data"].get("drop", [])
             X, y, X_test = features(split, table, drop)
             X, X_test = _text_as_str(X), _text_as_str(X_test)
             y_test = split.test[table.target]
