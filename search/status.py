@@ -53,7 +53,8 @@ def study_status(opened: OpenStudy, counts: Counts | None = None,
                  outline: bool = False) -> Status:
     """The study's status. With ``outline`` (the ``status`` command, one objective), its
     finished trials are read with only what it needs (``OUTLINE_KEYS``; the params of
-    starting points alone), and the best trial is then read whole."""
+    queued trials alone: starting points are among them), and the best trial is then
+    read whole."""
     study = opened.study
     status = Status(study.study_name, (study.metric_names or ["value"])[0],
                     counts or count_states(opened),

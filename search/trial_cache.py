@@ -91,8 +91,8 @@ class TrialCache(Delegating):
                 params: bool = True) -> list[tuple[int, FrozenTrial]] | None:
         """Every trial with its id, the finished ones without their reports, with only
         the user attributes ``keys`` and ``marks`` (present, as None), and without
-        ``params`` only their params where a trial was queued (``enqueue_trial``: a
-        starting point, or its retry); not kept (``_optuna.RDB.read_outline``). None
+        ``params`` only the params of those queued with ``enqueue_trial`` (starting
+        points among them, and their retries); not kept (``_optuna.RDB.read_outline``). None
         where the study's trials are kept already (a read of them all is answered from
         memory) or without the RDB parts: then read them all."""
         with self._lock:

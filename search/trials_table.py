@@ -14,7 +14,7 @@ import io
 import json
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import optuna
 from optuna.trial import FrozenTrial, TrialState
@@ -22,6 +22,9 @@ from optuna.trial import FrozenTrial, TrialState
 from . import record
 from .front import feasible, signs
 from .space import PARAMS, width_layer
+
+if TYPE_CHECKING:
+    from .study import OpenStudy
 
 # The recorded diagnostics a row carries, in this order (absent ones stay empty); the
 # table shows the first few, csv and json all of them.
@@ -80,6 +83,16 @@ def trial_rows(study: optuna.Study, states: Sequence[TrialState] | None = None,
         rows.sort(key=lambda r: (r["duration_s"] is None, -(r["duration_s"] or 0.0),
                                  r["number"]))
     return columns, rows
+
+
+def study_rows(opened: OpenStudy, states: Sequence[TrialState] | None = None,
+               sort: str = "number") -> tuple[list[str], list[dict[str, Any]]]:
+    """``trial_rows`` of an opened study, its trials read as an outline where its storage
+    allows (``TrialCache.outline``: every param, ``SHOWN_ATTRS``, no finished trial's
+    reports; at 11,264 trials, ~0.6 s of `trials --format csv`'s ~2.7 s saved)."""
+    read = None if opened.reader is None else opened.reader.outline(
+        opened.storage.get_study_id_from_name(opened.study.study_name), SHOWN_ATTRS)
+    return trial_rows(opened.study, states, sort, None if read is None else [t for _, t in read])
 
 
 def _finite(value: Any) -> Any:

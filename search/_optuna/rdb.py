@@ -42,8 +42,8 @@ class Outline:
 
     keys: frozenset[str]  # the user attributes read
     marks: frozenset[str]  # user attributes read as present, their values None
-    params_of: str | None  # a system attribute: the params of the trials that hold it are
-    # read (None: every trial's)
+    params_of: str | None  # a system attribute: the params of the finished trials that
+    # hold it are read (None: every trial's)
 
 
 @dataclass
@@ -125,8 +125,8 @@ class RDB:
 
     def read_outline(self, study_id: int, outline: Outline) -> list[tuple[int, FrozenTrial]]:
         """Every trial of the study with its id, in id order, as ``read_trials`` reads
-        them, but the finished ones only in ``outline``: for a command that counts them
-        and picks one (``status``); never to be kept or handed to Optuna."""
+        them, but the finished ones only in ``outline``: for a command that shows some of
+        what they hold (``status``, ``trials``); never to be kept or handed to Optuna."""
         with _collector_paused():
             return self._read_trials(study_id, -1, (), None, outline)
 
@@ -187,8 +187,9 @@ class RDB:
                 if found[tid]["state"].is_finished():
                     found[tid]["values"] = [by_objective[i] for i in range(len(by_objective))]
             system = m.TrialSystemAttributeModel.__table__
-            unfinished = sqlalchemy.select(trials.c.trial_id).where(which, trials.c.state.in_(
-                [TrialState.RUNNING, TrialState.WAITING])).scalar_subquery()
+            # (an outline reads these whole: the trials read as unfinished, by id, so that
+            # one that ends meanwhile is read as the state it is shown in)
+            unfinished = sorted(tid for tid, f in found.items() if not f["state"].is_finished())
             for tid, name, value, text in rows(
                     m.TrialParamModel, "param_name", "param_value", "distribution_json",
                     order="param_id", where=None if outline is None or

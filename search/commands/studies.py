@@ -243,22 +243,11 @@ class TrialsCommand(Command):
 
         from ..record import PRIOR, RESUMED
         from ..study import open_study
-        from ..trials_table import (
-            SHOWN_ATTRS,
-            STATES,
-            TABLE_DIAGNOSTICS,
-            cell,
-            to_csv,
-            to_json,
-            trial_rows,
-        )
+        from ..trials_table import STATES, TABLE_DIAGNOSTICS, cell, study_rows, to_csv, to_json
 
         states = [STATES[n] for n in args.state] if args.state else None
         with open_study(target(args)) as opened:
-            read = None if opened.reader is None else opened.reader.outline(
-                opened.storage.get_study_id_from_name(opened.study.study_name), SHOWN_ATTRS)
-            columns, rows = trial_rows(opened.study, states, args.sort,
-                                       None if read is None else [t for _, t in read])
+            columns, rows = study_rows(opened, states, args.sort)
         rows = rows[:args.limit] if args.limit else rows
         if args.format == "csv":
             sys.stdout.write(to_csv(columns, rows))

@@ -199,6 +199,7 @@ def test_an_outline_reads_what_it_names_of_finished_trials_and_all_of_the_others
             trial.report(0.1 * i, 1)
             if i < 2:
                 study.tell(trial, float(i))
+        study.enqueue_trial({"x": 0.25}, user_attrs={"marked": "y"})  # waiting
         rdb = _optuna.rdb_of(storage)
         outline = _optuna.Outline(frozenset({"kept"}), frozenset({"marked"}),
                                   _optuna.FIXED_PARAMS)
@@ -210,15 +211,17 @@ def test_an_outline_reads_what_it_names_of_finished_trials_and_all_of_the_others
                     mine.datetime_complete, mine.system_attrs) == \
                 (theirs.number, theirs.state, theirs.values, theirs.datetime_start,
                  theirs.datetime_complete, theirs.system_attrs)
-        (_, queued), (_, sampled), (_, running) = ours
+        (_, queued), (_, sampled), (_, running), (_, waiting) = ours
         assert queued.params == {"x": 0.5} and sampled.params == {}
         assert queued.user_attrs == {"kept": 0, "marked": None}
         assert queued.intermediate_values == {}
         assert repr(running) == repr(optunas[2])  # (unfinished: whole)
+        assert waiting.state == TrialState.WAITING and repr(waiting) == repr(optunas[3])
         every = rdb.read_outline(study._study_id, _optuna.Outline(
             frozenset(), frozenset(), None))
         assert [t.params for _, t in every] == [t.params for t in optunas]
-        assert [t.user_attrs for _, t in every[:2]] == [{}, {}]
+        assert [t.user_attrs for _, t in every] == [{}, {}, optunas[2].user_attrs,
+                                                    {"marked": "y"}]
     finally:
         storage.engine.dispose()
 
