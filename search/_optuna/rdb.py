@@ -189,7 +189,8 @@ class RDB:
             system = m.TrialSystemAttributeModel.__table__
             # (an outline reads these whole: the trials read as unfinished, by id, so that
             # one that ends meanwhile is read as the state it is shown in)
-            unfinished = sorted(tid for tid, f in found.items() if not f["state"].is_finished())
+            unfinished = [] if outline is None else sorted(
+                tid for tid, f in found.items() if not f["state"].is_finished())
             for tid, name, value, text in rows(
                     m.TrialParamModel, "param_name", "param_value", "distribution_json",
                     order="param_id", where=None if outline is None or
