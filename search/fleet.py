@@ -15,12 +15,13 @@ users of many workers ask for and optuna-dashboard does not show.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
 
 from . import record
+from ._optuna import Tally
 
 WINDOW_MINUTES = 5.0
 
@@ -51,10 +52,14 @@ class Fleet:
 
 
 def fleet_of(trials: list[FrozenTrial], ages: dict[int, float] | None,
-             now: datetime | None = None) -> Fleet:
-    """The fleet as the trials show it; ``ages``: heartbeat ages by trial number."""
+             now: datetime | None = None, tally: Tally | None = None) -> Fleet:
+    """The fleet as the trials show it; ``ages``: heartbeat ages by trial number;
+    ``tally``: what is counted over all the trials, where ``trials`` are not all of them
+    (``_optuna.census``: then they hold the unfinished ones and the last failure)."""
     now = now or datetime.now()
-    fleet = Fleet()
+    since = now - timedelta(minutes=WINDOW_MINUTES)
+    tally = tally or tally_of(trials, since)
+    fleet = Fleet(retried=tally.retried, failed=tally.failed)
     for t in trials:
         if t.state == TrialState.RUNNING:
             held = record.holder(t)
@@ -63,22 +68,31 @@ def fleet_of(trials: list[FrozenTrial], ages: dict[int, float] | None,
                 round((now - t.datetime_start).total_seconds(), 1) if t.datetime_start
                 else 0.0, None if ages is None or t.number not in ages
                 else round(ages[t.number], 1)))
-        if record.first_try(t) != t.number:
-            fleet.retried += 1
-    failed = [t for t in trials if t.state == TrialState.FAIL
-              and record.SURPLUS not in t.user_attrs]
-    fleet.failed = len(failed)
-    if failed:
-        last = max(failed, key=lambda t: t.datetime_complete or datetime.min)
-        fleet.last_failure = f"trial {last.number}: " + str(
-            last.user_attrs.get(record.FAIL_REASON) or "no reason recorded")
-    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
-    if starts:
-        minutes = min(WINDOW_MINUTES, (now - min(starts)).total_seconds() / 60)
-        done = sum(1 for t in trials if t.state in (TrialState.COMPLETE, TrialState.PRUNED)
-                   and t.datetime_complete is not None
-                   and (now - t.datetime_complete).total_seconds() <= minutes * 60)
-        fleet.per_minute = done / minutes if minutes > 0 else 0.0
+        if t.number == tally.last_failed:
+            fleet.last_failure = f"trial {t.number}: " + str(
+                t.user_attrs.get(record.FAIL_REASON) or "no reason recorded")
+    if tally.first_start is not None:
+        # (the window, or since the first start if later: every trial finished after it)
+        minutes = min(WINDOW_MINUTES, (now - tally.first_start).total_seconds() / 60)
+        fleet.per_minute = tally.finished_since / minutes if minutes > 0 else 0.0
         fleet.minutes = minutes
     fleet.running.sort(key=lambda r: (r.worker, r.trial))
     return fleet
+
+
+def tally_of(trials: list[FrozenTrial], since: datetime) -> Tally:
+    """``_optuna.census.tally``, counted over ``trials`` (all of a study's)."""
+    failed = [t for t in trials if t.state == TrialState.FAIL
+              and record.SURPLUS not in t.user_attrs]
+    last = max(failed, key=lambda t: t.datetime_complete or datetime.min, default=None)
+    starts = [t.datetime_start for t in trials if t.datetime_start is not None]
+    return Tally(
+        retried=sum(1 for t in trials if record.first_try(t) != t.number),
+        failed=len(failed), last_failed=None if last is None else last.number,
+        first_start=min(starts, default=None),
+        finished_since=sum(1 for t in trials if t.state in (TrialState.COMPLETE,
+                                                             TrialState.PRUNED)
+                           and t.datetime_complete is not None
+                           and t.datetime_complete >= since),
+        skipped=sorted(t.number for t in trials if t.state == TrialState.COMPLETE
+                       and not record.written_by_worker(t) and not record.is_prior(t)))

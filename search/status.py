@@ -4,6 +4,7 @@ multi-objective study, its Pareto front; as tables or JSON."""
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from datetime import datetime, timedelta
 from typing import Any
 
 from optuna.trial import FrozenTrial, TrialState
@@ -11,13 +12,13 @@ from rich.console import Console
 from rich.table import Table
 
 from . import record
-from ._optuna import heartbeat_ages
+from ._optuna import FIXED_PARAMS, RDB, Tally, heartbeat_ages, shortlist, tally
 from .counting import Counts, count_states
 from .errors import UsageError
-from .export import pick_best
-from .fleet import Fleet, fleet_of
-from .front import pareto_front
-from .noise import settle
+from .export import RECHECK_ATTR, pick_best
+from .fleet import WINDOW_MINUTES, Fleet, fleet_of
+from .front import feasible, pareto_front, signs
+from .noise import settle, starting_point
 from .reproducible import LAG
 from .study import SUMMARY_ATTR, OpenStudy
 
@@ -41,39 +42,36 @@ class Status:
     fleet: Fleet = field(default_factory=Fleet)  # its running workers, pace and failures
 
 
-# What ``status`` reads of each finished trial's user attributes (``outline``): what the
-# pick, the noise rule and the fleet's failures ask; the rest of what a worker writes
-# (the network's description is ~1 KB a trial) only as present (``written_by_worker``)
-OUTLINE_KEYS = (record.VAL_LOSS, record.FOLD_VALUES, record.FAIL_REASON, record.SURPLUS,
-                record.PRIOR)
-OUTLINE_MARKS = record.RESULT_KEYS
+SHORTLIST = 50  # the best completed trials ``status`` reads whole (``_optuna.census``)
 
 
 def study_status(opened: OpenStudy, counts: Counts | None = None,
-                 outline: bool = False) -> Status:
-    """The study's status. With ``outline`` (the ``status`` command, one objective), its
-    finished trials are read with only what it needs (``OUTLINE_KEYS``; the params of
-    queued trials alone: starting points are among them), and the best trial is then
-    read whole."""
+                 census: bool = False) -> Status:
+    """The study's status. With ``census`` (the ``status`` command, one objective, an RDB
+    storage), what it shows is asked of the storage, not read from every trial: counts
+    over them all by SQL, and the best ``SHORTLIST`` completed, the unfinished ones and
+    the starting points read whole (``_optuna.census``); all are read when none of those
+    best is a worker's feasible trial."""
     study = opened.study
     status = Status(study.study_name, (study.metric_names or ["value"])[0],
                     counts or count_states(opened),
                     data=study.user_attrs.get(SUMMARY_ATTR, ""),
                     reproducible=opened.spec.reproducible)
     study_id = opened.storage.get_study_id_from_name(study.study_name)
-    # (not on a multi-objective study: its front shows its trials' params)
-    read = opened.reader.outline(study_id, OUTLINE_KEYS, OUTLINE_MARKS, params=False) \
-        if outline and opened.reader is not None and len(study.directions) == 1 else None
-    trials = [t for _, t in read] if read is not None else study.get_trials(deepcopy=False)
-    status.fleet = fleet_of(trials, heartbeat_ages(opened.storage, study_id))
+    now = datetime.now()
+    rdb = opened.reader.rdb if census and opened.reader is not None \
+        and len(study.directions) == 1 else None
+    trials, counted = _census(opened, rdb, study_id, now) if rdb is not None else (None, None)
+    if trials is None:
+        trials, counted = study.get_trials(deepcopy=False), None
+    status.fleet = fleet_of(trials, heartbeat_ages(opened.storage, study_id), now, counted)
     complete = [t for t in trials if t.state == TrialState.COMPLETE]
     try:
         status.best, status.skipped = pick_best(study, complete)
     except UsageError as exc:  # no completed (and feasible) trial yet
         status.no_best = str(exc)
-    if status.best is not None and read is not None:  # (its params and attributes, whole)
-        status.best = opened.storage.get_trial(
-            next(tid for tid, t in read if t.number == status.best.number))
+    if counted is not None:
+        status.skipped = counted.skipped
     if status.best is not None and len(study.directions) == 1:
         pick, status.settled = settle(study, opened.spec, status.best, complete)
         status.pick = pick.number
@@ -82,6 +80,28 @@ def study_status(opened: OpenStudy, counts: Counts | None = None,
         genuine = [t for t in complete if record.written_by_worker(t)]
         status.front = pareto_front(genuine, study.directions)
     return status
+
+
+def _census(opened: OpenStudy, rdb: RDB, study_id: int, now: datetime
+            ) -> tuple[list[FrozenTrial] | None, Tally | None]:
+    """The shortlist and the tally (``_optuna.census``), or (None, None) where the
+    shortlist may not hold the export's pick: no trial it could pick, or (of many
+    starting points) none that could stand."""
+    study = opened.study
+    counted = tally(rdb, study_id, now - timedelta(minutes=WINDOW_MINUTES),
+                    record.RESULT_KEYS, record.SURPLUS, record.PRIOR)
+    rechecked = [int(n) for n in study.user_attrs.get(RECHECK_ATTR) or {}]
+    last_failed = [] if counted.last_failed is None else [counted.last_failed]
+    sign = signs(study.directions)[0]
+    short = shortlist(rdb, study_id, sign, SHORTLIST, FIXED_PARAMS, rechecked + last_failed)
+    trials = [t for _, t in short.trials]
+    best = [t for tid, t in short.trials if tid in short.best]
+    held = [t for tid, t in short.trials if tid in short.marked]
+    # (the best of those is the best of all; so of the starting points, if one is there)
+    if not any(record.written_by_worker(t) and feasible(t) for t in best) or (
+            short.cut and starting_point(held, opened.spec, sign) is None):
+        return None, None
+    return trials, counted
 
 
 def front_table(front: list[FrozenTrial], objectives: list[str]) -> Table:

@@ -11,7 +11,9 @@ proves that no other module names one (string conventions included):
   two, from 13 commits: 40 -> 28 ms per small trial, ``bench/tiny.py``), and the trials
   by state in one COUNT query under the trial lock (a read of the changed trials took
   4.6 ms there); and the trials read with one query per table (``read_trials``, ~9x
-  Optuna's read; ``read_outline``, ``status``'s, leaves out what it does not show).
+  Optuna's read; ``read_outline``, ``trials``', leaves out what it does not show); and
+  ``census``: what ``status`` shows, asked by SQL (counts over all trials, the best and
+  the unfinished ones read whole; ``RETRIED_FROM``, the retry callback's attribute).
   The fallback is Optuna's public write per change, a count of a read, and its read;
 - ``cached_storage``: Optuna's cache in front of an RDB storage (``get_storage``, which Optuna
   marks internal), which reads only the trials that changed; the fallback reads all;
@@ -45,11 +47,13 @@ import optuna
 import sqlalchemy
 from optuna.trial import FrozenTrial, TrialState
 
+from .census import Shortlist, Tally, shortlist, tally
 from .rdb import RDB, Outline, Param, rdb_of
 
-__all__ = ["FIXED_PARAMS", "RDB", "HeartbeatBase", "Outline", "Param", "cached_storage",
-           "constraint_attrs", "created_trial", "enqueued_params", "heartbeat_ages",
-           "note_saver", "rdb_of", "stale_trial_ids", "without_constraints"]
+__all__ = ["FIXED_PARAMS", "RDB", "HeartbeatBase", "Outline", "Param", "Shortlist", "Tally",
+           "cached_storage", "constraint_attrs", "created_trial", "enqueued_params",
+           "heartbeat_ages", "note_saver", "rdb_of", "shortlist", "stale_trial_ids", "tally",
+           "without_constraints"]
 
 
 def cached_storage(storage: optuna.storages.BaseStorage) -> optuna.storages.BaseStorage:

@@ -56,6 +56,21 @@ class RDB:
     dialect: str
 
     @functools.cached_property
+    def utc(self) -> bool:
+        """Whether times are stored as naive UTC (Optuna 4.3+), not naive local time."""
+        return hasattr(self.models.TrialModel, "_datetime_start_utc")
+
+    def local(self, moment: datetime.datetime | None) -> datetime.datetime | None:
+        """A stored time as Optuna's trial model reads it: naive local time."""
+        if moment is None or not self.utc:
+            return moment
+        return moment.replace(tzinfo=datetime.UTC).astimezone().replace(tzinfo=None)
+
+    def stored(self, moment: datetime.datetime) -> datetime.datetime:
+        """A naive local time as it is stored (``local``'s inverse), to compare in SQL."""
+        return moment.astimezone(datetime.UTC).replace(tzinfo=None) if self.utc else moment
+
+    @functools.cached_property
     def statements(self) -> dict[str, Any]:
         """Each write as one statement built once, run with a row per item (executemany):
         SQLAlchemy compiles it once (a multi-row VALUES was compiled anew each time,
@@ -109,11 +124,11 @@ class RDB:
                 for state, n in rows}
 
     def read_trials(self, study_id: int, after: int = -1, also: Iterable[int] = (),
-                    states: Iterable[TrialState] | None = None
-                    ) -> list[tuple[int, FrozenTrial]]:
+                    states: Iterable[TrialState] | None = None,
+                    ids: Iterable[int] | None = None) -> list[tuple[int, FrozenTrial]]:
         """The study's trials whose id is above ``after`` or in ``also`` (and whose state
-        is one of ``states``, if given), in id order, with
-        their ids, as ``get_all_trials`` builds them: one query per table with no ORM
+        is one of ``states``, if given; and whose id is in ``ids``, if given), in id
+        order, with their ids, as ``get_all_trials`` builds them: one query per table with no ORM
         objects, each distribution parsed once, and Python's cycle collector paused (it
         ran over the growing heap again and again: a third of the time). Optuna's loads
         every row as an object and parses each parameter's distribution twice: 10,000
@@ -121,7 +136,7 @@ class RDB:
         trial created meanwhile is left out, and a trial read as unfinished gets no
         values (its next read has them)."""
         with _collector_paused():
-            return self._read_trials(study_id, after, also, states)
+            return self._read_trials(study_id, after, also, states, ids=ids)
 
     def read_outline(self, study_id: int, outline: Outline) -> list[tuple[int, FrozenTrial]]:
         """Every trial of the study with its id, in id order, as ``read_trials`` reads
@@ -131,8 +146,8 @@ class RDB:
             return self._read_trials(study_id, -1, (), None, outline)
 
     def _read_trials(self, study_id: int, after: int, also: Iterable[int],
-                     states: Iterable[TrialState] | None, outline: Outline | None = None
-                     ) -> list[tuple[int, FrozenTrial]]:
+                     states: Iterable[TrialState] | None, outline: Outline | None = None,
+                     ids: Iterable[int] | None = None) -> list[tuple[int, FrozenTrial]]:
         m = self.models
         trials = m.TrialModel.__table__
         which = trials.c.study_id == study_id
@@ -142,17 +157,12 @@ class RDB:
                 trials.c.trial_id > after, trials.c.trial_id.in_(also)))
         if states is not None:
             which = sqlalchemy.and_(which, trials.c.state.in_(list(states)))
+        if ids is not None:
+            which = sqlalchemy.and_(which, trials.c.trial_id.in_(sorted(set(ids))))
         ids = sqlalchemy.select(trials.c.trial_id).where(which).scalar_subquery()
         found: dict[int, dict[str, Any]] = {}
         distribution = functools.cache(json_to_distribution)
-        # stored as naive UTC, read as naive local time (as Optuna's trial model does)
-        utc = hasattr(m.TrialModel, "_datetime_start_utc")
-
-        def local(moment: datetime.datetime | None) -> datetime.datetime | None:
-            if moment is None or not utc:
-                return moment
-            return moment.replace(tzinfo=datetime.UTC).astimezone().replace(tzinfo=None)
-
+        local = self.local
         with self.session() as s:
             conn = s.connection()
             for tid, number, state, start, complete in conn.execute(sqlalchemy.select(

@@ -201,7 +201,7 @@ class StatusCommand(Command):
         from ..study import open_study
 
         with open_study(target(args)) as opened:
-            render_status(study_status(opened, outline=True), stdout, stderr,
+            render_status(study_status(opened, census=True), stdout, stderr,
                           as_json=args.json)
         return 0
 

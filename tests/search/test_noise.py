@@ -135,10 +135,15 @@ def test_status_names_the_starting_point_the_export_keeps(tmp_path):
     assert f"best trial {best}" in res.stdout and f"starting point {start} kept" in res.stdout
 
 
-def test_status_and_trials_read_an_outline_that_gives_what_a_full_read_gives(tmp_path):
-    """`status` reads finished trials with only what it shows (``study_status(outline=
-    True)``): the counts, the best trial (whole), the pick, the noise rule's line and the
-    fleet are those a read of every trial gives; and `trials`' rows (``SHOWN_ATTRS``)."""
+@pytest.mark.parametrize("shortlist", [50, 1])
+def test_status_and_trials_read_less_and_show_what_a_full_read_shows(tmp_path, shortlist,
+                                                                     monkeypatch):
+    """`status` asks the storage for what it shows (``study_status(census=True)``): the
+    counts, the best trial, the pick, the noise rule's line and the fleet are those a
+    read of every trial gives, also where the best few are not ones the export could
+    pick (a shortlist of 1: a trial with a value set by hand, not a worker's, is the
+    best); and `trials`' rows read in outline (``SHOWN_ATTRS``)."""
+    from nnsearch.search import status
     from nnsearch.search.status import study_status
     from nnsearch.search.study import open_study, target_from_args
     from nnsearch.search.trials_table import SHOWN_ATTRS, trial_rows
@@ -153,6 +158,7 @@ def test_status_and_trials_read_an_outline_that_gives_what_a_full_read_gives(tmp
                (2, 0.01, [5.0, 25.0, 20.0, 45.0, 45.0]),
                (3, 0.05, [15.0, 20.0, 40.0, 40.0, 50.0]), study=study)
     params = {"n_layers": 2, "learning_rate": 0.02}
+    study.add_trial(create_trial(value=1.0, params=params, distributions=DISTRIBUTIONS))
     study.add_trial(create_trial(state=TrialState.FAIL, params=params,
                                  distributions=DISTRIBUTIONS,
                                  user_attrs={record.FAIL_REASON: "worker gone"}))
@@ -160,7 +166,7 @@ def test_status_and_trials_read_an_outline_that_gives_what_a_full_read_gives(tmp
                                  distributions=DISTRIBUTIONS, user_attrs={
                                      **WRITTEN, record.PRUNED_REASON: "median",
                                      record.RESUMED: {"at": "fold 1", "epochs_saved": 3}},
-                                 system_attrs={"failed_trial": n + 3},
+                                 system_attrs={"failed_trial": n + 4},
                                  intermediate_values={1: 30.0}))
     study.add_trial(create_trial(state=TrialState.RUNNING, params=params,
                                  distributions=DISTRIBUTIONS,
@@ -170,11 +176,15 @@ def test_status_and_trials_read_an_outline_that_gives_what_a_full_read_gives(tmp
     with open_study(target) as opened:
         whole = study_status(opened)
         rows = {sort: trial_rows(opened.study, sort=sort) for sort in ("number", "value")}
+    monkeypatch.setattr(status, "SHORTLIST", shortlist)
     with open_study(target) as opened:
-        outline = study_status(opened, outline=True)
+        outline = study_status(opened, census=True)
         study_id = opened.storage.get_study_id_from_name("s")
-        assert opened.reader is not None and opened.reader.reads(study_id) == 0  # (the
-        read = opened.reader.outline(study_id, SHOWN_ATTRS)  # trials were not read whole)
+        assert opened.reader is not None  # (the trials were read whole only to fall back)
+        assert opened.reader.reads(study_id) == (shortlist == 1)
+    with open_study(target) as opened:
+        assert opened.reader is not None
+        read = opened.reader.outline(study_id, SHOWN_ATTRS)
         assert read is not None
         for sort, full in rows.items():
             assert trial_rows(opened.study, sort=sort, trials=[t for _, t in read]) == full
@@ -199,5 +209,5 @@ def test_status_and_trials_read_an_outline_that_gives_what_a_full_read_gives(tmp
     seen = timeless(outline.fleet)
     assert seen == timeless(whole.fleet)
     assert seen["retried"] == 1 and seen["failed"] == 1 and seen["last_failure"] == \
-        f"trial {n + 3}: worker gone" and [(w["worker"], w["trial"], w["step"])
-                                           for w in seen["workers"]] == [("h:12", n + 5, 2)]
+        f"trial {n + 4}: worker gone" and [(w["worker"], w["trial"], w["step"])
+                                           for w in seen["workers"]] == [("h:12", n + 6, 2)]

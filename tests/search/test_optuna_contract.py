@@ -226,6 +226,81 @@ def test_an_outline_reads_what_it_names_of_finished_trials_and_all_of_the_others
         storage.engine.dispose()
 
 
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+@pytest.mark.parametrize("direction", ["minimize", "maximize"])
+def test_a_census_counts_what_a_read_of_every_trial_counts_and_shortlists_the_best(
+        kind, direction, request, not_utc):
+    """``_optuna.census``: the tally by SQL equals ``fleet.tally_of`` over every trial
+    (retries as Optuna's retry callback marks them, failures and the last of them, a
+    race's surplus, skipped trials, priors, the pace's window); the shortlist holds the
+    best completed trials (infinities in Optuna's order, and every one tied with the
+    last), the best of those holding the mark, the unfinished ones and those asked for."""
+    from optuna.trial import FrozenTrial
+
+    from nnsearch.search import record
+
+    def create_trial(state=TrialState.COMPLETE, value=None, user_attrs=None,
+                     system_attrs=None, datetime_start=None, datetime_complete=None):
+        return FrozenTrial(number=0, state=state, value=value, params={}, distributions={},
+                           user_attrs=user_attrs or {}, system_attrs=system_attrs or {},
+                           intermediate_values={}, trial_id=0, datetime_start=datetime_start,
+                           datetime_complete=datetime_complete)
+    from nnsearch.search.fleet import tally_of
+
+    url = "sqlite:///:memory:" if kind == "sqlite" else request.getfixturevalue("pg_url")
+    storage = optuna.storages.RDBStorage(url)
+    try:
+        study = optuna.create_study(storage=storage, direction=direction)
+        sign = 1 if direction == "minimize" else -1
+        written = {key: 1 for key in record.RESULT_KEYS}
+        now = datetime.datetime.now()
+        def at(minutes):
+            return now - datetime.timedelta(minutes=minutes)
+        values = [3.0, 1.0, 2.0, 2.0, 5.0, float("inf"), -float("inf"), 4.0]
+        for i, value in enumerate(values):
+            study.add_trial(create_trial(
+                value=value, user_attrs=written if i != 2 else {},
+                system_attrs={"mark": 1} if i in (0, 4, 7) else None,
+                datetime_start=at(9 - i), datetime_complete=at(8.5 - i)))
+        study.add_trial(create_trial(state=TrialState.PRUNED, user_attrs=written,
+                                     system_attrs={"failed_trial": 1},
+                                     datetime_start=at(2), datetime_complete=at(1)))
+        for minutes, extra in ((7, {}), (3, {record.FAIL_REASON: "gone"}),
+                               (2, {record.SURPLUS: True})):
+            study.add_trial(create_trial(state=TrialState.FAIL, user_attrs=extra,
+                                         datetime_start=at(minutes + 1),
+                                         datetime_complete=at(minutes)))
+        study.add_trial(create_trial(value=4.5, user_attrs={record.PRIOR: "a#1"},
+                                     datetime_start=at(1), datetime_complete=at(1)))
+        study.add_trial(create_trial(state=TrialState.RUNNING, datetime_start=at(0.5)))
+        study.add_trial(create_trial(state=TrialState.WAITING))
+        rdb = _optuna.rdb_of(storage)
+        study_id = study._study_id
+        every = study.get_trials(deepcopy=False)
+        since = at(5)
+        assert _optuna.tally(rdb, study_id, since, record.RESULT_KEYS, record.SURPLUS,
+                             record.PRIOR) == tally_of(every, since)
+        counted = tally_of(every, since)
+        assert (counted.retried, counted.failed, counted.last_failed, counted.skipped,
+                counted.finished_since) == (1, 2, 10, [2], 6)
+        short = _optuna.shortlist(rdb, study_id, sign, 2, "mark", [9])
+        number = {tid: t.number for tid, t in short.trials}
+        top = {6, 1} if sign > 0 else {5, 4}  # (-inf first when minimised)
+        marked = {0, 7} if sign > 0 else {4, 7}
+        assert set(number.values()) == {*top, *marked, 9, 13, 14} and short.cut
+        assert {number[tid] for tid in short.best} == top
+        assert {number[tid] for tid in short.marked} == marked
+        for _, t in short.trials:  # whole, as Optuna reads them
+            assert t == every[t.number]
+        # the last of the top tied with others: all of them
+        top = 3 if sign > 0 else 6  # (its last is trial 2, tied with trial 3)
+        short = _optuna.shortlist(rdb, study_id, sign, top)
+        assert {2, 3} <= {t.number for _, t in short.trials} and len(short.best) == top + 1
+        assert not _optuna.shortlist(rdb, study_id, sign, 3, "mark").cut
+    finally:
+        storage.engine.dispose()
+
+
 def test_dashboard_notes_are_saved_by_its_note_module_alone():
     from optuna_dashboard import get_note
 
@@ -254,7 +329,7 @@ def test_an_enqueued_trial_s_parameters_are_found():
     assert _optuna.enqueued_params(study.trials[0]) == {"x": 1.5}
 
 
-PRIVATE_STRINGS = {"fixed_params"}
+PRIVATE_STRINGS = {"fixed_params", "failed_trial"}
 
 
 def test_no_other_module_names_a_private_optuna_module():
