@@ -48,12 +48,15 @@ def versions() -> dict[str, str]:
 
 
 def pick_trial(study: optuna.Study, number: int | None,
-               bounds: dict[str, float] | None = None) -> tuple[FrozenTrial, list[int]]:
+               bounds: dict[str, float] | None = None,
+               complete: list[FrozenTrial] | None = None) -> tuple[FrozenTrial, list[int]]:
     """Trial ``number``, or the best worker-written complete feasible trial (on a
-    multi-objective study, the front's best on its first metric); and the skipped ones.
-    An infeasible trial ([constraints] ``bounds``) is never picked."""
+    multi-objective study, the front's best on its first metric; among ``complete``, if
+    given: the completed trials it may be among); and the skipped ones. An infeasible
+    trial ([constraints] ``bounds``) is never picked."""
     if number is None:  # (the completed trials alone, where that is all it needs)
-        return pick_best(study, study.get_trials(deepcopy=False, states=(TrialState.COMPLETE,)))
+        return pick_best(study, complete if complete is not None else study.get_trials(
+            deepcopy=False, states=(TrialState.COMPLETE,)))
     trials = study.get_trials(deepcopy=False)
     match = [t for t in trials if t.number == number]
     if not match:

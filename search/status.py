@@ -12,7 +12,7 @@ from rich.console import Console
 from rich.table import Table
 
 from . import record
-from ._optuna import FIXED_PARAMS, RDB, Tally, heartbeat_ages, shortlist, tally
+from ._optuna import FIXED_PARAMS, Tally, heartbeat_ages, shortlist, tally
 from .counting import Counts, count_states
 from .errors import UsageError
 from .export import RECHECK_ATTR, pick_best
@@ -59,9 +59,7 @@ def study_status(opened: OpenStudy, counts: Counts | None = None,
                     reproducible=opened.spec.reproducible)
     study_id = opened.storage.get_study_id_from_name(study.study_name)
     now = datetime.now()
-    rdb = opened.reader.rdb if census and opened.reader is not None \
-        and len(study.directions) == 1 else None
-    trials, counted = _census(opened, rdb, study_id, now) if rdb is not None else (None, None)
+    trials, counted = read_census(opened, now) if census else (None, None)
     if trials is None:
         trials, counted = study.get_trials(deepcopy=False), None
     status.fleet = fleet_of(trials, heartbeat_ages(opened.storage, study_id), now, counted)
@@ -82,12 +80,19 @@ def study_status(opened: OpenStudy, counts: Counts | None = None,
     return status
 
 
-def _census(opened: OpenStudy, rdb: RDB, study_id: int, now: datetime
-            ) -> tuple[list[FrozenTrial] | None, Tally | None]:
-    """The shortlist and the tally (``_optuna.census``), or (None, None) where the
-    shortlist may not hold the export's pick: no trial it could pick, or (of many
-    starting points) none that could stand."""
+def read_census(opened: OpenStudy, now: datetime | None = None, complete: bool = False
+                ) -> tuple[list[FrozenTrial] | None, Tally | None]:
+    """What ``status`` and ``export`` need of a single-objective study on an RDB storage,
+    without reading every trial: the shortlist (its completed trials alone, with
+    ``complete``) and the tally (``_optuna.census``; the pace's window ends ``now``).
+    (None, None) elsewhere, or where the shortlist may not hold the export's pick: no
+    trial it could pick, or (of many starting points) none that could stand."""
     study = opened.study
+    rdb = opened.reader.rdb if opened.reader is not None else None
+    if rdb is None or len(study.directions) > 1:
+        return None, None
+    study_id = opened.storage.get_study_id_from_name(study.study_name)
+    now = now or datetime.now()
     counted = tally(rdb, study_id, now - timedelta(minutes=WINDOW_MINUTES),
                     record.RESULT_KEYS, record.SURPLUS, record.PRIOR)
     rechecked = [int(n) for n in study.user_attrs.get(RECHECK_ATTR) or {}]
@@ -101,6 +106,8 @@ def _census(opened: OpenStudy, rdb: RDB, study_id: int, now: datetime
     if not any(record.written_by_worker(t) and feasible(t) for t in best) or (
             short.cut and starting_point(held, opened.spec, sign) is None):
         return None, None
+    if complete:
+        trials = [t for t in trials if t.state == TrialState.COMPLETE]
     return trials, counted
 
 

@@ -336,6 +336,7 @@ class ExportCommand(Command):
         from ..ensemble import Choice, choose_for, describe, export_for
         from ..export import pick_trial
         from ..noise import settle
+        from ..status import read_census
         from ..study import open_study
 
         t = target(args)
@@ -345,13 +346,16 @@ class ExportCommand(Command):
         if args.output and args.output != "-":
             check_output(args.output, export=True)  # never over a study file or a table
         with open_study(t) as opened:
-            trial, skipped = pick_trial(opened.study, args.trial, opened.spec.constraints)
-            if skipped:
+            complete, counted = (None, None) if args.trial is not None else read_census(
+                opened, complete=True)  # (the best and the starting points, by SQL)
+            trial, skipped = pick_trial(opened.study, args.trial, opened.spec.constraints,
+                                        complete)
+            if skipped := skipped if counted is None else counted.skipped:
                 logger.warning("skipped completed trial(s) %s: their values were not written "
                                "by a worker (e.g. set through the dashboard)", skipped)
             best, settled = trial, ""
             if args.trial is None:  # the export's pick, as run's (search/noise.py)
-                trial, settled = settle(opened.study, opened.spec, best)
+                trial, settled = settle(opened.study, opened.spec, best, complete)
                 if settled:
                     logger.info("%s", settled)
             choice = choose_for(opened, trial, stood=trial is not best) if args.ensemble \

@@ -144,6 +144,7 @@ def test_status_and_trials_read_less_and_show_what_a_full_read_shows(tmp_path, s
     pick (a shortlist of 1: a trial with a value set by hand, not a worker's, is the
     best); and `trials`' rows read in outline (``SHOWN_ATTRS``)."""
     from nnsearch.search import status
+    from nnsearch.search.export import pick_trial
     from nnsearch.search.status import study_status
     from nnsearch.search.study import open_study, target_from_args
     from nnsearch.search.trials_table import SHOWN_ATTRS, trial_rows
@@ -178,10 +179,17 @@ def test_status_and_trials_read_less_and_show_what_a_full_read_shows(tmp_path, s
         rows = {sort: trial_rows(opened.study, sort=sort) for sort in ("number", "value")}
     monkeypatch.setattr(status, "SHORTLIST", shortlist)
     with open_study(target) as opened:
-        outline = study_status(opened, census=True)
+        asked = study_status(opened, census=True)
         study_id = opened.storage.get_study_id_from_name("s")
         assert opened.reader is not None  # (the trials were read whole only to fall back)
         assert opened.reader.reads(study_id) == (shortlist == 1)
+    with open_study(target) as opened:  # export's pick, as the command makes it
+        complete, counted = status.read_census(opened, complete=True)
+        assert (complete is None) == (shortlist == 1)
+        if complete is not None:
+            best, _ = pick_trial(opened.study, None, None, complete)
+            assert counted.skipped == whole.skipped == [n + 3]
+            assert settle(opened.study, opened.spec, best, complete)[0].number == whole.pick
     with open_study(target) as opened:
         assert opened.reader is not None
         read = opened.reader.outline(study_id, SHOWN_ATTRS)
@@ -190,14 +198,14 @@ def test_status_and_trials_read_less_and_show_what_a_full_read_shows(tmp_path, s
             assert trial_rows(opened.study, sort=sort, trials=[t for _, t in read]) == full
         assert trial_rows(opened.study, [TrialState.PRUNED], trials=[t for _, t in read]) \
             == trial_rows(opened.study, [TrialState.PRUNED])
-    assert whole.best is not None and outline.best is not None
-    assert (outline.best.number, outline.best.params, outline.best.user_attrs) == \
+    assert whole.best is not None and asked.best is not None
+    assert (asked.best.number, asked.best.params, asked.best.user_attrs) == \
         (whole.best.number, whole.best.params, whole.best.user_attrs) == \
-        (n + 1, {"n_layers": 2, "learning_rate": 0.01}, outline.best.user_attrs)
-    assert outline.best.user_attrs[record.NETWORK] == 1  # (whole: not an outline's None)
-    assert (outline.counts, outline.skipped, outline.pick, outline.settled) == \
+        (n + 1, {"n_layers": 2, "learning_rate": 0.01}, asked.best.user_attrs)
+    assert asked.best.user_attrs[record.NETWORK] == 1  # (whole: not an outline's None)
+    assert (asked.counts, asked.skipped, asked.pick, asked.settled) == \
         (whole.counts, whole.skipped, whole.pick, whole.settled)
-    assert outline.pick == n and f"starting point {n} kept" in outline.settled
+    assert asked.pick == n and f"starting point {n} kept" in asked.settled
     def timeless(fleet):  # (the pace and running times move with the clock)
         seen = fleet.as_json()
         for key in ("trials_per_minute", "over_minutes"):
@@ -206,7 +214,7 @@ def test_status_and_trials_read_less_and_show_what_a_full_read_shows(tmp_path, s
             w.pop("running_s")
         return seen
 
-    seen = timeless(outline.fleet)
+    seen = timeless(asked.fleet)
     assert seen == timeless(whole.fleet)
     assert seen["retried"] == 1 and seen["failed"] == 1 and seen["last_failure"] == \
         f"trial {n + 4}: worker gone" and [(w["worker"], w["trial"], w["step"])
