@@ -13,10 +13,11 @@
 
 3. With ``--reproducible PAIRS``, instead: the same enqueued configs run by 2 workers,
    a normal study against a ``[sampler] reproducible`` one, in alternating pairs: the
-   throughput it costs, and how much more of the workers' time is spent outside a trial.
+   throughput it costs, and how much more of the workers' time is spent outside a trial;
+   with ``--as-is``, the study file as users run it (sampled and pruned), for --trials.
 
 Run: python bench/workers.py [--trials 40] [--overhead-trials 30] (0: throughput only)
-     python bench/workers.py --trials 24 --reproducible 2
+     python bench/workers.py --trials 24 --reproducible 2 [--as-is]
 """
 
 from __future__ import annotations
@@ -73,11 +74,25 @@ def equal_work(text: str) -> str:
     return re.sub(r"\[pruner\][^\[]*", '[pruner]\nname = "none"\n\n', text)
 
 
+def as_it_is(text: str) -> str:
+    """The study file as users run it (its sampler, pruner and [[enqueue]] trials), with
+    no timeout: a trial budget ends it."""
+    import re
+
+    return re.sub(r"^timeout\s*=.*$", "", text, flags=re.M)
+
+
 def throughput(study_file: Path, configs: list[dict[str, Any]], workers: int,
-               tmp: Path, reproducible: bool = False) -> dict[str, float]:
+               tmp: Path, reproducible: bool = False, trials: int | None = None
+               ) -> dict[str, float]:
+    """``configs`` enqueued and run with pruning off (equal work); or, with ``trials``,
+    the study as it is (``as_it_is``) for that many trials."""
     name = f"w{workers}{'r' if reproducible else ''}"
     toml = tmp / f"{name}.toml"
-    text = equal_work(study_file.read_text())
+    text = equal_work(study_file.read_text()) if trials is None \
+        else as_it_is(study_file.read_text())
+    if trials is not None:
+        configs = []
     if reproducible:
         text = text.replace("[sampler]\n", "[sampler]\nreproducible = true\n", 1)
     toml.write_text(text)
@@ -88,7 +103,8 @@ def throughput(study_file: Path, configs: list[dict[str, Any]], workers: int,
             opened.study.enqueue_trial(params)
     start = time.perf_counter()
     subprocess.run([*NNSEARCH, "-q", "run", str(toml), "--storage", db,
-                    "--workers", str(workers), "--trials", str(len(configs))], check=True,
+                    "--workers", str(workers), "--trials", str(trials or len(configs))],
+                   check=True,
                    stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=ROOT)
     wall = time.perf_counter() - start
     study = optuna.load_study(study_name=target.name, storage=db)
@@ -102,15 +118,16 @@ def throughput(study_file: Path, configs: list[dict[str, Any]], workers: int,
 
 
 def reproducible_cost(study_file: Path, configs: list[dict[str, Any]], tmp: Path,
-                      pairs: int) -> None:
-    """2 workers on the same enqueued configs, a normal study against a reproducible one,
-    in alternating pairs (issue #28: its throughput cost, goal <= 15%)."""
+                      pairs: int, trials: int | None = None) -> None:
+    """2 workers on the same enqueued configs (or, with ``trials``, the study as it is),
+    a normal study against a reproducible one, in alternating pairs (issue #28: its
+    throughput cost, goal <= 15%)."""
     rows = []
     for i in range(pairs):
         for sub in (tmp / f"n{i}", tmp / f"r{i}"):
             sub.mkdir()
-        normal = throughput(study_file, configs, 2, tmp / f"n{i}", False)
-        lagged = throughput(study_file, configs, 2, tmp / f"r{i}", True)
+        normal = throughput(study_file, configs, 2, tmp / f"n{i}", False, trials)
+        lagged = throughput(study_file, configs, 2, tmp / f"r{i}", True, trials)
         rows.append((normal, lagged))
         print(f"pair {i + 1}: normal {normal['per_min']:.2f} trials/min (idle "
               f"{100 * normal['idle']:.1f}%), reproducible {lagged['per_min']:.2f} "
@@ -118,7 +135,9 @@ def reproducible_cost(study_file: Path, configs: list[dict[str, Any]], tmp: Path
               f"{100 * lagged['idle']:.1f}%)", flush=True)
     cost = statistics.median(1 - r['per_min'] / n['per_min'] for n, r in rows)
     idle = statistics.median(r['idle'] - n['idle'] for n, r in rows)
-    print(f"\nreproducible against normal, {len(configs)} enqueued trials, 2 workers, "
+    what = f"{len(configs)} enqueued trials, pruning off" if trials is None else \
+        f"the study as it is (sampled, pruned), {trials} trials"
+    print(f"\nreproducible against normal, {what}, 2 workers, "
           f"SQLite: median throughput cost {100 * cost:.1f}% (goal <= 15%: "
           f"{'met' if cost <= 0.15 else 'NOT met'}); the workers' idle share (not in a "
           f"trial, from the trials' timestamps) {100 * idle:+.1f} points against normal")
@@ -178,6 +197,9 @@ def main() -> None:
     parser.add_argument("--reproducible", type=int, default=0, metavar="PAIRS",
                         help="instead: 2 workers, a normal study against a reproducible "
                         "one, in this many alternating pairs")
+    parser.add_argument("--as-is", action="store_true",
+                        help="with --reproducible: the study as it is (its sampler, pruner "
+                        "and [[enqueue]] trials) for --trials trials, not enqueued configs")
     args = parser.parse_args()
     optuna.logging.set_verbosity(optuna.logging.WARNING)
     os.environ.setdefault("NNSEARCH_HEARTBEAT", "2")
@@ -187,7 +209,8 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp_dir:
         tmp = Path(tmp_dir)
         if args.reproducible:
-            reproducible_cost(study_file, configs[:args.trials], tmp, args.reproducible)
+            reproducible_cost(study_file, configs[:args.trials], tmp, args.reproducible,
+                              args.trials if args.as_is else None)
             return
         one = throughput(study_file, configs[:args.trials], 1, tmp)
         two = throughput(study_file, configs[:args.trials], 2, tmp)

@@ -40,18 +40,12 @@ from .export import build_export
 from .front import dominates, feasible, signs
 from .history import TrialHistory, bounded
 from .noise import is_starting_point
-from .reproducible import end_view, logical_number
+from .reproducible import end_view, hold_view, logical_number
 from .retry import is_transient, with_retry
 from .space import build_configs, sample
 from .storage_url import StorageURL
 from .studyfile import StudySpec
-from .training import (
-    Folds,
-    cross_validate,
-    metric_value,
-    predict_latency_ms,
-    train_trial,
-)
+from .training import Folds, cross_validate, metric_value, predict_latency_ms, train_trial
 from .worker_storage import training_ends, training_starts
 
 logger = logging.getLogger(__name__)
@@ -206,14 +200,16 @@ class Objective:
             trial.report(value, epoch)  # (a worker's storage keeps it back: no write)
             # Asking the pruner reads every trial: not before it can act, nor at the
             # last epoch, when pruning would save nothing.
-            return self.first_prunable <= epoch < self.last_epoch and self._warm(trial) \
-                and trial.should_prune()
+            return self.first_prunable <= epoch < self.last_epoch and self._prunes(trial)
 
         return report
 
-    def _warm(self, trial: optuna.Trial) -> bool:
-        """Whether the study has the pruner's startup trials of its own, priors aside
-        (once it has, it always will; a reproducible study's trial asks its own view)."""
+    def _prunes(self, trial: optuna.Trial) -> bool:
+        """The pruner's answer, once the study has its startup trials of its own, priors
+        aside (once it has, it always will); a reproducible study's trial asks its own
+        view, waited for here if sampling did not (a queued trial: ``hold_view``)."""
+        if self.spec.reproducible:
+            hold_view(trial, running_trial(trial))
         if self.startup:
             own = sum(1 for t in trial.study.get_trials(deepcopy=False,
                                                         states=(TrialState.COMPLETE,))
@@ -221,7 +217,7 @@ class Objective:
             if own < self.startup:
                 return False
             self.startup = self.startup if self.spec.reproducible else 0
-        return True
+        return trial.should_prune()
 
     def _must_stop(self) -> bool:
         """Asked every epoch: a signal raises Stopped; past the deadline, true (the trial
@@ -338,7 +334,7 @@ class Objective:
             if spec.multi:
                 return False  # (Optuna takes no reports from a multi-objective trial)
             trial.report(folds.values[-1], i)
-            return i >= self.first_prunable and self._warm(trial) and trial.should_prune()
+            return i >= self.first_prunable and self._prunes(trial)
 
         def report_done(resume: dict[str, Any]) -> None:  # the reports it saved
             if wilcoxon and not spec.multi:

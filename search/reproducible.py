@@ -110,11 +110,16 @@ class LaggedStorage(WorkerStorage):
         self.view: list[FrozenTrial] | None = None
         self.logical: int | None = None  # the running trial's logical number
 
+    def logical_of(self, study_id: int, number: int) -> int:
+        """The logical number of trial ``number`` (the trials before it are all created:
+        it does not wait)."""
+        return logical_numbers(self.reader.get_all_trials(study_id, deepcopy=False))[number]
+
     def hold_view(self, study_id: int, number: int, lock: TrialLock | None,
                   stop: threading.Event) -> int:
         """Wait until trials ``0 .. n - LAG - 1`` have ended (n: the logical number of
-        trial ``number``), hold them as the view, and return n. (The worker took the
-        trial once they had: only a retry's may wait here, on its own view.)"""
+        trial ``number``), hold them as the view, and return n. (A new trial was created
+        once they had; a queued one, or a retry, may wait here, on its own view.)"""
         while True:
             with locked(lock):  # a sweep fails and retries a trial under it
                 self.expire()
@@ -180,7 +185,8 @@ class LaggedSampler(BaseSampler):
         self.lock: TrialLock | None = None
         self.stop = threading.Event()
         self._for: int | None = None  # the trial (Optuna number) it samples for
-        self._inner: BaseSampler | None = None
+        self._logical = -1  # its logical number
+        self._inner: BaseSampler | None = None  # None: its view is not held yet
         self._relative: dict[str, Any] = {}
 
     def infer_relative_search_space(self, study: optuna.Study, trial: FrozenTrial
@@ -192,22 +198,31 @@ class LaggedSampler(BaseSampler):
         return {}
 
     def begin(self, study: optuna.Study, trial: FrozenTrial) -> int:
-        """Wait for trial ``trial``'s view and sample its joint parameters (once); its
-        logical number."""
+        """Trial ``trial``'s logical number, at its start; its view is waited for only
+        where it is first needed (``_start``: the first parameter sampled, the first
+        question to the pruner), so a trial queued with all of its parameters and never
+        judged by a pruner never waits."""
         if self._for != trial.number:
+            study_id = self.storage.get_study_id_from_name(study.study_name)
+            self._for, self._inner, self._relative = trial.number, None, {}
+            self._logical = self.storage.logical_of(study_id, trial.number)
+        return self._logical
+
+    def hold(self, study: optuna.Study, trial: FrozenTrial) -> None:
+        """Wait for trial ``trial``'s view, if it is not held yet."""
+        if self._inner is None or self._for != trial.number:
             self._start(study, trial)
-        assert self.storage.logical is not None
-        return self.storage.logical
 
     def _start(self, study: optuna.Study, trial: FrozenTrial) -> BaseSampler:
+        """Wait for the view, and sample the joint parameters from it (once)."""
         study_id = self.storage.get_study_id_from_name(study.study_name)
         n = self.storage.hold_view(study_id, trial.number, self.lock, self.stop)
         inner = self.make(record.sampler_seed(self.study_seed, n))
         inner.before_trial(study, trial)
-        # (a retry has its parameters: nothing to sample)
+        # (a retry, or a trial asking the pruner, has its parameters: nothing to sample)
         self._relative = {} if trial.distributions else inner.sample_relative(
             study, trial, inner.infer_relative_search_space(study, trial))
-        self._for, self._inner = trial.number, inner
+        self._for, self._inner, self._logical = trial.number, inner, n
         return inner
 
     def sample_independent(self, study: optuna.Study, trial: FrozenTrial, param_name: str,
@@ -227,12 +242,20 @@ class LaggedSampler(BaseSampler):
 
 
 def logical_number(trial: optuna.Trial, frozen: FrozenTrial) -> int | None:
-    """In a reproducible study, wait for ``trial``'s view (``frozen``: it as stored) and
-    return its logical number, which names its seed; else None."""
+    """In a reproducible study, ``trial``'s logical number, which names its seed
+    (``frozen``: it as stored); else None."""
     sampler = trial.study.sampler
     if not isinstance(sampler, LaggedSampler):
         return None
     return sampler.begin(trial.study, frozen)
+
+
+def hold_view(trial: optuna.Trial, frozen: FrozenTrial) -> None:
+    """In a reproducible study, before the pruner is asked: wait for ``trial``'s view if
+    no parameter sampled has yet (a trial queued with all of its parameters)."""
+    sampler = trial.study.sampler
+    if isinstance(sampler, LaggedSampler):
+        sampler.hold(trial.study, frozen)
 
 
 def end_view(trial: optuna.Trial) -> None:

@@ -55,9 +55,15 @@ patience = {patience}
 """
 
 
-def _study(path, source="iris", trials=LAG + 14, width=32, epochs=30, patience="5", low=8):
+def _study(path, source="iris", trials=LAG + 14, width=32, epochs=30, patience="5", low=8,
+           queued=0):
+    """The study file; ``queued``: that many [[enqueue]] tables naming every parameter
+    (trials that sample nothing, and wait for their view only for the pruner)."""
+    tables = "".join(f'\n[[enqueue]]\nn_layers = {1 + i % 2}\nwidth = {low + i}\n'
+                     f'activation = "relu"\nlearning_rate = {0.001 * (i + 1)}\n'
+                     "dropout = 0.0\n" for i in range(queued))
     path.write_text(STUDY.format(source=source, trials=trials, width=width, epochs=epochs,
-                                 patience=patience, low=low))
+                                 patience=patience, low=low) + tables)
     return path
 
 
@@ -100,7 +106,9 @@ def test_logical_numbers_skip_retries_and_a_retry_ends_its_first_try():
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_one_two_and_four_workers_give_the_same_trials(tmp_path, backend, request):
-    study = _study(tmp_path / "rep.toml")
+    """Sampled trials, and (SQLite) trials queued with all of their parameters first,
+    past the lag, whose views are waited for where the pruner first asks."""
+    study = _study(tmp_path / "rep.toml", queued=LAG + 3 if backend == "sqlite" else 0)
     runs = [(1, f"sqlite:///{tmp_path / 'w1.db'}")]
     if backend == "sqlite":
         runs += [(w, f"sqlite:///{tmp_path / f'w{w}.db'}") for w in (2, 4)]
@@ -116,7 +124,7 @@ def test_one_two_and_four_workers_give_the_same_trials(tmp_path, backend, reques
     assert all(t == tables[0] for t in tables[1:])
     states = {s for s, _, _ in tables[0].values()}
     assert "PRUNED" in states and "COMPLETE" in states  # the pruner decided, the same way
-    assert len({p for _, _, p in tables[0].values()}) == LAG + 14  # TPE sampled them
+    assert len({p for _, _, p in tables[0].values()}) == LAG + 14  # (all different)
     status = run_cli("status", str(study), "--storage", runs[-1][1], "--json", cwd=tmp_path)
     assert json.loads(status.stdout)["reproducible"] is True
 
@@ -150,3 +158,43 @@ def test_a_reproducible_study_with_a_timeout_is_refused(tmp_path, how):
     assert len(lines) == 1 and "reproducible" in lines[0] and "clock" in lines[0], res.stderr
     assert not (tmp_path / "rep.db").exists() or not trials(
         f"sqlite:///{tmp_path / 'rep.db'}", "rep")
+
+
+def test_a_queued_trial_waits_for_its_view_only_where_the_pruner_needs_it():
+    """A trial queued with all of its parameters samples nothing: it starts at once, and
+    waits for trials 0 .. n - LAG - 1 to end only when the pruner is first asked
+    (``hold_view``); its logical number is known at its start."""
+    import threading
+
+    from nnsearch.search.reproducible import (
+        LaggedSampler,
+        LaggedStorage,
+        hold_view,
+        logical_number,
+    )
+
+    storage = LaggedStorage(optuna.storages.InMemoryStorage(), None)
+    sampler = LaggedSampler(lambda seed: optuna.samplers.RandomSampler(seed=seed), 0, storage)
+    study = optuna.create_study(storage=storage, sampler=sampler)
+    first = study.ask()  # trial 0: its view is empty, and final
+    first.suggest_float("x", 0.0, 1.0)
+    storage.drop_view()
+    for _ in range(LAG):
+        study.add_trial(optuna.trial.create_trial(
+            value=1.0, params={"x": 0.5},
+            distributions={"x": optuna.distributions.FloatDistribution(0.0, 1.0)}))
+    study.enqueue_trial({"x": 0.25})
+    queued = study.ask()  # trial LAG + 1: its view, trial 0, is still running
+    frozen = storage.get_trial(queued._trial_id)
+    assert logical_number(queued, frozen) == LAG + 1
+    assert queued.suggest_float("x", 0.0, 1.0) == 0.25 and storage.view is None
+
+    asked = threading.Thread(target=hold_view, args=(queued, frozen), daemon=True)
+    asked.start()
+    asked.join(1.0)
+    assert asked.is_alive(), "it waits for trial 0"
+    study.tell(first, 2.0)
+    asked.join(10.0)
+    assert not asked.is_alive()
+    assert [(t.number, t.value) for t in storage.view] == [(0, 2.0)]
+    sampler.stop.set()
