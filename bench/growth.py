@@ -161,6 +161,12 @@ def profiled_worker(toml: Path, storage: list[str], trials: int) -> dict[str, fl
 
 
 def timed_reads(toml: Path, cwd: Path, storage: list[str]) -> dict[str, float]:
+    """Medians of 3, nnsearch's modules compiled first (as an install leaves them; an
+    editable install writes them at its first run, unless PYTHONDONTWRITEBYTECODE is set,
+    as on some hosts: then every command compiled them again, ~0.2 s)."""
+    import compileall
+
+    compileall.compile_dir(str(ROOT / "nnsearch"), quiet=1)
     out = {}
     for label, args in (("status", ["status", str(toml)]),
                         ("export", ["export", str(toml), "-o", str(cwd / "x.json")]),
