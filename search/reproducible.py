@@ -109,6 +109,7 @@ class LaggedStorage(WorkerStorage):
         super().__init__(*args, **kwargs)
         self.view: list[FrozenTrial] | None = None
         self.logical: int | None = None  # the running trial's logical number
+        self.next_taken: int | None = None  # the only waiting trial (id) it may take
 
     def logical_of(self, study_id: int, number: int) -> int:
         """The logical number of trial ``number`` (the trials before it are all created:
@@ -143,6 +144,20 @@ class LaggedStorage(WorkerStorage):
         n = len(set(logical.values()))  # the next logical number
         return final_trials(trials, n - LAG, logical) is not None
 
+    def queue_in_order(self, study_name: str) -> None:
+        """Under the trial lock, before Optuna takes a waiting trial (the lowest id): let
+        it take only the waiting one with the lowest logical number. A retry of a dead
+        worker's trial is queued behind the trials queued before it; taken after them,
+        it could be the trial all of their views wait for, while they hold every worker.
+        The trial with the lowest logical number never waits on another."""
+        study_id = self.get_study_id_from_name(study_name)
+        trials = self.reader.get_all_trials(study_id, deepcopy=False)
+        logical = logical_numbers(trials)
+        waiting = [t for t in trials if t.state == TrialState.WAITING and t.number in logical]
+        first = min(waiting, key=lambda t: (logical[t.number], t.number), default=None)
+        self.next_taken = None if first is None else \
+            self.get_trial_id_from_study_id_trial_number(study_id, first.number)
+
     def drop_view(self) -> None:
         self.view, self.logical = None, None
 
@@ -153,6 +168,8 @@ class LaggedStorage(WorkerStorage):
 
     def set_trial_state_values(self, trial_id: int, state: TrialState,
                                values: Sequence[float] | None = None) -> bool:
+        if state == TrialState.RUNNING and self.next_taken not in (None, trial_id):
+            return False  # (not its to take: Optuna tries the next one; queue_in_order)
         if state == TrialState.RUNNING or (state.is_finished() and trial_id == self.started):
             self.drop_view()  # (a trial taken from the queue, or its own trial's end)
         return super().set_trial_state_values(trial_id, state, values)

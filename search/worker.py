@@ -180,9 +180,15 @@ class Worker:
             if self.gated and not self._slot_free():
                 return None
             fail_stale(self.opened)  # (as Optuna's optimize did before each trial)
-            with warnings.catch_warnings():  # ("heartbeats are for optimize": ours beats)
-                warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be")
-                return self.study.ask()
+            if self.lagged is not None:  # (reproducible: the queue by logical number)
+                self.lagged.queue_in_order(self.study.study_name)
+            try:
+                with warnings.catch_warnings():  # ("heartbeats are for optimize": ours beats)
+                    warnings.filterwarnings("ignore", "Heartbeat of storage is supposed to be")
+                    return self.study.ask()
+            finally:
+                if self.lagged is not None:
+                    self.lagged.next_taken = None
 
     def _run_trial(self, trial: optuna.Trial) -> bool:
         """Run ``trial``, with its heartbeat, and tell Optuna how it ended; whether it

@@ -130,8 +130,11 @@ def test_one_two_and_four_workers_give_the_same_trials(tmp_path, backend, reques
 
 
 def test_a_killed_and_resumed_worker_gives_the_same_trials(tmp_path):
-    study = _study(tmp_path / "rep.toml", source="digits", trials=LAG + 2, low=256,
-                   width=1024, epochs=30, patience='"none"')  # trials of a second or more
+    """Every trial queued whole: the killed trial's retry is queued behind the others,
+    and taken first (its logical number is the lowest), not waited for by them all."""
+    study = _study(tmp_path / "rep.toml", source="digits", trials=LAG + 2, low=512,
+                   width=1024, epochs=60, patience='"none"',
+                   queued=LAG + 2)  # (two layers: trials of two seconds or more)
     plain = f"sqlite:///{tmp_path / 'plain.db'}"
     res = run_cli("run", str(study), "--workers", "1", "--storage", plain, cwd=tmp_path)
     assert res.returncode == 0, res.stderr
@@ -198,3 +201,26 @@ def test_a_queued_trial_waits_for_its_view_only_where_the_pruner_needs_it():
     assert not asked.is_alive()
     assert [(t.number, t.value) for t in storage.view] == [(0, 2.0)]
     sampler.stop.set()
+
+
+def test_waiting_trials_are_taken_by_logical_number_a_retry_first():
+    """A retry of a dead worker's trial is queued behind the trials queued before it;
+    the worker takes the waiting trial with the lowest logical number first (taken in
+    Optuna's order, the trials queued before it could all wait for it, holding every
+    worker)."""
+    from nnsearch.search.reproducible import LaggedStorage
+
+    storage = LaggedStorage(optuna.storages.InMemoryStorage(), None)
+    study = optuna.create_study(storage=storage)
+    for _ in range(3):
+        study.tell(study.ask(), 1.0)
+    study.tell(study.ask(), state=TrialState.FAIL)  # trial 3: its worker died
+    study.enqueue_trial({"x": 0.1})  # trials 4 and 5, queued before its retry
+    study.enqueue_trial({"x": 0.2})
+    record.RETRY(study, study.get_trials()[3])  # trial 6: logical number 3
+    taken = []
+    for _ in range(3):
+        storage.queue_in_order(study.study_name)
+        taken.append(study.ask().number)
+        storage.next_taken = None
+    assert taken == [6, 4, 5]
