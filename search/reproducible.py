@@ -19,14 +19,17 @@ bit for bit (each trial's seed comes from the study seed and its number).
   logical numbers: what TPE, the pruner and the pruner's warm-up read.
 - **Waiting.** A worker creates a new trial only once the trials its view holds have
   ended (``next_is_ready``, checked with the count under the trial lock; until then it
-  sweeps and waits, as when every slot is taken), and takes a waiting trial (a retry)
-  first: so no worker ever holds a trial while it waits, and a dead worker's trial
-  is always swept and retried. Readiness is read under the lock, where a sweep fails
+  sweeps and waits, as when every slot is taken), and takes a waiting trial first, the
+  one with the lowest logical number (``queue_in_order``: a retry before the trials
+  queued after its first try), so the trial every other one may wait for always runs,
+  and a dead worker's trial is always swept and retried. A trial waits for its view
+  where it first needs it (its first sampled parameter, or its first question to the
+  pruner): a new trial's is ready; a queued one may wait there. Readiness is read under the lock, where a sweep fails
   and retries a trial in one step: a trial failed but not yet retried is never taken
   for one that ended. A trial lock is required (not through the gRPC proxy).
 - **Sampling.** ``LaggedSampler`` makes the study's sampler anew for each trial, seeded
-  by its logical number, and samples its joint parameters from the view at the
-  trial's start (the objective asks it before the first parameter). Samplers and
+  by its logical number, and samples its joint parameters from the view when the
+  trial's first parameter is sampled (not for a parameter queued with it). Samplers and
   pruners that keep state of their own across trials are refused
   (``sections.REPRODUCIBLE_SAMPLERS``, ``REPRODUCIBLE_PRUNERS``).
 - **After training** the view is dropped (``end_view``): what follows (artifacts,
