@@ -24,9 +24,10 @@ bit for bit (each trial's seed comes from the study seed and its number).
   queued after its first try), so the trial every other one may wait for always runs,
   and a dead worker's trial is always swept and retried. A trial waits for its view
   where it first needs it (its first sampled parameter, or its first question to the
-  pruner): a new trial's is ready; a queued one may wait there. Readiness is read under the lock, where a sweep fails
-  and retries a trial in one step: a trial failed but not yet retried is never taken
-  for one that ended. A trial lock is required (not through the gRPC proxy).
+  pruner): a new trial's is ready; a queued one may wait there. Readiness is read
+  under the lock, where a sweep fails and retries a trial in one step: a trial failed
+  but not yet retried is never taken for one that ended. A trial lock is required
+  (not through the gRPC proxy).
 - **Sampling.** ``LaggedSampler`` makes the study's sampler anew for each trial, seeded
   by its logical number, and samples its joint parameters from the view when the
   trial's first parameter is sampled (not for a parameter queued with it). Samplers and

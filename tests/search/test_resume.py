@@ -11,7 +11,13 @@ import pytest
 from optuna.trial import TrialState
 
 from nnsearch.search import record
-from nnsearch.search.checkpoint import TrialCheckpoints, checkpoint_path, read, write
+from nnsearch.search.checkpoint import (
+    TrialCheckpoints,
+    checkpoint_path,
+    read,
+    resumed_at,
+    write,
+)
 from nnsearch.search.data import DataSpec, load_data
 from nnsearch.search.storage_url import StorageURL
 from nnsearch.search.training import cross_validate
@@ -142,8 +148,10 @@ def _checkpoints_of(url: str, tmp_path):
 
 @pytest.mark.parametrize("backend", ["sqlite", "postgresql"])
 def test_a_worker_killed_mid_fold_resumes_its_trial_bit_for_bit(tmp_path, backend, request):
+    """Killed twice: the retry resumes from the first try's checkpoint, and the retry of
+    the retry from the retry's later one."""
     study = tmp_path / "resume.toml"
-    study.write_text(RESUME_STUDY.format(epochs=60))
+    study.write_text(RESUME_STUDY.format(epochs=90))
     plain = f"sqlite:///{tmp_path / 'plain.db'}"
     if backend == "sqlite":
         url = f"sqlite:///{tmp_path / 'killed.db'}"
@@ -151,17 +159,28 @@ def test_a_worker_killed_mid_fold_resumes_its_trial_bit_for_bit(tmp_path, backen
         url = request.getfixturevalue("pg_url")
     folder = _checkpoints_of(url, tmp_path)
 
+    saved = folder / "trial-0.npz"
+
+    def resumed_and_saved(first_pid):  # (a new worker's retry saved again since)
+        pids = worker_pids(str(study))
+        return pids if pids and pids != [first_pid] and saved.is_file() and \
+            saved.stat().st_mtime > killed_at + 0.5 else None
+
     with run_to_its_end(tmp_path, str(study), "--workers", "1", "--trials", "1", "--storage",
                         url):
-        wait_for(lambda: (folder / "trial-0.npz").is_file(), what="trial 0's checkpoint")
+        wait_for(lambda: saved.is_file(), what="trial 0's checkpoint")
         (pid,) = worker_pids(str(study))
         os.kill(pid, signal.SIGKILL)
+        killed_at = saved.stat().st_mtime
+        first = resumed_at(read(saved)[1], 3)["epoch"]  # (what the first try saved last)
+        (pid,) = wait_for(lambda: resumed_and_saved(pid), what="the retry's own checkpoint")
+        os.kill(pid, signal.SIGKILL)
     ts = trials(url, "resume")
-    assert [t.state for t in ts if t.number == 0] == [TrialState.FAIL]
-    (retry,) = [t for t in ts if record.first_try(t) == 0 and t.number != 0]
-    assert retry.state == TrialState.COMPLETE
-    resumed = retry.user_attrs[record.RESUMED]
-    assert resumed["epoch"] >= 1 and resumed["epochs_saved"] == 3 * resumed["epoch"]
+    tries = [t for t in ts if record.first_try(t) == 0]
+    assert [t.state for t in tries] == [TrialState.FAIL, TrialState.FAIL, TrialState.COMPLETE]
+    resumed = tries[-1].user_attrs[record.RESUMED]
+    assert 1 <= first < resumed["epoch"]  # (from the retry's checkpoint, past the first's)
+    assert resumed["epochs_saved"] == 3 * resumed["epoch"]
     assert not list(folder.glob("*.npz")), "checkpoints are removed when their trial ends"
 
     # the same study, never interrupted: the same value (the same seed, from the first try)
