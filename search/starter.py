@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .data import infer_task, load_data, normalise_labels
+from .data import Dataset, infer_task, load_data, normalise_labels
 from .errors import UsageError, require_file
 from .readers import csv_header, file_kind, read_csv, resolve_path
 from .studyfile import parse_study
@@ -50,6 +50,7 @@ class Inferred:
     """What ``init`` found in a table, one line each for the terminal."""
 
     lines: list[str] = field(default_factory=list)
+    data: Dataset | None = None  # the table split and preprocessed as run will
 
     def add(self, line: str) -> None:
         self.lines.append(line)
@@ -125,7 +126,8 @@ def study_for_table(data: str, target: str | None, output: Path | None) -> tuple
                        info, rows, folds=folds, unlabelled=unlabelled)
     spec = parse_study(tomllib.loads(text_out), "the generated study file",
                        folder / "study.toml")  # what init writes always validates...
-    load_data(spec.data, spec.base_dir, raw=(table, y))  # ...and splits as run will split it
+    # ...and splits as run will split it
+    info.data = load_data(spec.data, spec.base_dir, raw=(table, y))
     return text_out, info
 
 

@@ -45,6 +45,7 @@ class InitCommand(Command):
                             ".toml in this folder, or EXAMPLE.toml); never overwrites")
 
     def take_action(self, args: argparse.Namespace) -> int:
+        from ..cache import keep_for_run
         from ..starter import example_text, study_for_table, write_new
 
         if (args.data is None) == (args.example is None):
@@ -63,6 +64,8 @@ class InitCommand(Command):
                 logger.info("%s", line)
         written = write_new(text, output)
         if written is not None:
+            if not args.example and info.data is not None:  # (run's first load, done)
+                keep_for_run(written, info.data)
             logger.info("wrote %s; next: nnsearch run %s --workers 2", written, written)
         return 0
 

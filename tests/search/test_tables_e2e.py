@@ -43,6 +43,21 @@ def test_init_writes_the_bundled_examples(tmp_path, name):
 
 
 @pytest.mark.slow
+def _kept_as_run_loads_it(study, table):
+    """``init`` kept the table, split and preprocessed, where ``run`` looks first: the
+    same arrays and preprocessing as a load of the file gives."""
+    from nnsearch.search.cache import ARRAYS, cache_dir, load_cached
+    from nnsearch.search.data import file_fingerprint, load_data
+    from nnsearch.search.study import target_from_args
+
+    target = target_from_args(str(study), None, None)
+    kept = load_cached(cache_dir(target.url), target.spec.data, file_fingerprint(table))
+    fresh = load_data(target.spec.data, target.spec.base_dir)
+    assert kept is not None and kept.prep.to_dict() == fresh.prep.to_dict()
+    for name in (*ARRAYS, "fold_ids"):
+        np.testing.assert_array_equal(getattr(kept, name), getattr(fresh, name))
+
+
 def test_a_messy_table_from_init_to_predict(tmp_path):
     data = messy_table(tmp_path / "customers.csv")
     res = _ok(run_cli("init", "customers.csv", "--target", "label", cwd=tmp_path))
@@ -50,6 +65,7 @@ def test_a_messy_table_from_init_to_predict(tmp_path):
     assert "task: classification of 'label'" in res.stderr
     study = tmp_path / "customers.toml"
     assert 'drop = ["id"]' in study.read_text()
+    _kept_as_run_loads_it(study, data)
     res = _ok(run_cli("run", "customers.toml", "--workers", "2", "--trials", "6", cwd=tmp_path))
     assert "2 text column(s) one-hot" in res.stdout and "dropped: id" in res.stdout
     _ok(run_cli("export", "customers.toml", "-o", "best.json", cwd=tmp_path))
