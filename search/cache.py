@@ -73,17 +73,6 @@ def cached_data(spec: DataSpec, base: Path | None, folder: Path | None,
     return data
 
 
-def keep_for_run(study_file: Path, data: Dataset) -> None:
-    """``init``'s table, split and preprocessed as ``run`` of ``study_file`` will (with
-    the file's fingerprint and the written ``[data]``), kept where that run looks first:
-    on a 54k-row table its first trial started ~1.5 s sooner."""
-    from .study import target_from_args  # (study.py reads through this module)
-
-    target = target_from_args(str(study_file), None, None)
-    assert target.spec is not None
-    store_cached(cache_dir(target.url), target.spec.data, data)
-
-
 def builtin_id(name: str) -> str:
     """What a bundled set's cache entry is keyed by, known without loading it (that
     imports scikit-learn: most of a worker's start-up): its name and sklearn's version."""

@@ -45,8 +45,9 @@ class InitCommand(Command):
                             ".toml in this folder, or EXAMPLE.toml); never overwrites")
 
     def take_action(self, args: argparse.Namespace) -> int:
-        from ..cache import keep_for_run
+        from ..cache import cache_dir, store_cached
         from ..starter import example_text, study_for_table, write_new
+        from ..study import target_from_args
 
         if (args.data is None) == (args.example is None):
             raise UsageError("give a DATA.csv file or --example NAME (one of them).")
@@ -64,8 +65,10 @@ class InitCommand(Command):
                 logger.info("%s", line)
         written = write_new(text, output)
         if written is not None:
-            if not args.example and info.data is not None:  # (run's first load, done)
-                keep_for_run(written, info.data)
+            if not args.example and info.data is not None:  # run's first load, done:
+                kept = target_from_args(str(written), None, None)  # kept where it looks
+                assert kept.spec is not None  # (54k rows: its first trial ~1.5 s sooner)
+                store_cached(cache_dir(kept.url), kept.spec.data, info.data)
             logger.info("wrote %s; next: nnsearch run %s --workers 2", written, written)
         return 0
 
