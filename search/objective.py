@@ -208,8 +208,7 @@ class Objective:
         """The pruner's answer, once the study has its startup trials of its own, priors
         aside (once it has, it always will); a reproducible study's trial asks its own
         view, waited for here if sampling did not (a queued trial: ``hold_view``)."""
-        if self.spec.reproducible:
-            hold_view(trial, running_trial(trial))
+        hold_view(trial, lambda: running_trial(trial))
         if self.startup:
             own = sum(1 for t in trial.study.get_trials(deepcopy=False,
                                                         states=(TrialState.COMPLETE,))

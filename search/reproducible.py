@@ -43,7 +43,7 @@ from __future__ import annotations
 
 import copy
 import threading
-from collections.abc import Container, Sequence
+from collections.abc import Callable, Container, Sequence
 from typing import Any
 
 import optuna
@@ -229,10 +229,12 @@ class LaggedSampler(BaseSampler):
             self._logical = self.storage.logical_of(study_id, trial.number)
         return self._logical
 
-    def hold(self, study: optuna.Study, trial: FrozenTrial) -> None:
-        """Wait for trial ``trial``'s view, if it is not held yet."""
-        if self._inner is None or self._for != trial.number:
-            self._start(study, trial)
+    def hold(self, study: optuna.Study, number: int, frozen: Callable[[], FrozenTrial]
+             ) -> None:
+        """Wait for trial ``number``'s view, if it is not held yet (``frozen``: the trial
+        as stored, read only then)."""
+        if self._inner is None or self._for != number:
+            self._start(study, frozen())
 
     def _start(self, study: optuna.Study, trial: FrozenTrial) -> BaseSampler:
         """Wait for the view, and sample the joint parameters from it (once)."""
@@ -271,12 +273,13 @@ def logical_number(trial: optuna.Trial, frozen: FrozenTrial) -> int | None:
     return sampler.begin(trial.study, frozen)
 
 
-def hold_view(trial: optuna.Trial, frozen: FrozenTrial) -> None:
+def hold_view(trial: optuna.Trial, frozen: Callable[[], FrozenTrial]) -> None:
     """In a reproducible study, before the pruner is asked: wait for ``trial``'s view if
-    no parameter sampled has yet (a trial queued with all of its parameters)."""
+    no parameter sampled has yet (a trial queued with all of its parameters); ``frozen``
+    reads the trial as stored, where it must wait."""
     sampler = trial.study.sampler
     if isinstance(sampler, LaggedSampler):
-        sampler.hold(trial.study, frozen)
+        sampler.hold(trial.study, trial.number, frozen)
 
 
 def end_view(trial: optuna.Trial) -> None:

@@ -192,7 +192,7 @@ def test_a_queued_trial_waits_for_its_view_only_where_the_pruner_needs_it():
     assert logical_number(queued, frozen) == LAG + 1
     assert queued.suggest_float("x", 0.0, 1.0) == 0.25 and storage.view is None
 
-    asked = threading.Thread(target=hold_view, args=(queued, frozen), daemon=True)
+    asked = threading.Thread(target=hold_view, args=(queued, lambda: frozen), daemon=True)
     asked.start()
     asked.join(1.0)
     assert asked.is_alive(), "it waits for trial 0"
