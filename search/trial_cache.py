@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 import optuna
 from optuna.trial import FrozenTrial, TrialState
 
-from ._optuna import FIXED_PARAMS, Outline, cached_storage, rdb_of
+from ._optuna import Outline, cached_storage, rdb_of
 from .delegating import Delegating
 
 
@@ -87,19 +87,16 @@ class TrialCache(Delegating):
             trials = [t for t in trials if t.state in states]
         return copy.deepcopy(trials) if deepcopy else trials
 
-    def outline(self, study_id: int, keys: Collection[str], marks: Collection[str] = (),
-                params: bool = True) -> list[tuple[int, FrozenTrial]] | None:
-        """Every trial with its id, the finished ones without their reports, with only
-        the user attributes ``keys`` and ``marks`` (present, as None), and without
-        ``params`` only the params of those queued with ``enqueue_trial`` (starting
-        points among them, and their retries); not kept (``_optuna.RDB.read_outline``). None
-        where the study's trials are kept already (a read of them all is answered from
-        memory) or without the RDB parts: then read them all."""
+    def outline(self, study_id: int, keys: Collection[str]
+                ) -> list[tuple[int, FrozenTrial]] | None:
+        """Every trial with its id, the finished ones without their reports and with only
+        the user attributes ``keys``; not kept (``_optuna.RDB.read_outline``). None where
+        the study's trials are kept already (a read of them all is answered from memory)
+        or without the RDB parts: then read them all."""
         with self._lock:
             if study_id in self._known or self.rdb is None:
                 return None
-        return self.rdb.read_outline(study_id, Outline(
-            frozenset(keys), frozenset(marks), None if params else FIXED_PARAMS))
+        return self.rdb.read_outline(study_id, Outline(frozenset(keys)))
 
     def delete_study(self, study_id: int) -> None:
         with self._lock:  # (SQLite may give its ids to the next study and its trials)

@@ -38,12 +38,9 @@ class Param:
 @dataclass(frozen=True)
 class Outline:
     """What ``RDB.read_outline`` reads of a finished trial besides its number, state,
-    times, values and system attributes (an unfinished one is read whole)."""
+    times, values, params and system attributes (an unfinished one is read whole)."""
 
     keys: frozenset[str]  # the user attributes read
-    marks: frozenset[str]  # user attributes read as present, their values None
-    params_of: str | None  # a system attribute: the params of the finished trials that
-    # hold it are read (None: every trial's)
 
 
 @dataclass
@@ -196,19 +193,13 @@ class RDB:
             for tid, by_objective in values.items():
                 if found[tid]["state"].is_finished():
                     found[tid]["values"] = [by_objective[i] for i in range(len(by_objective))]
-            system = m.TrialSystemAttributeModel.__table__
             # (an outline reads these whole: the trials read as unfinished, by id, so that
             # one that ends meanwhile is read as the state it is shown in)
             unfinished = [] if outline is None else sorted(
                 tid for tid, f in found.items() if not f["state"].is_finished())
             for tid, name, value, text in rows(
                     m.TrialParamModel, "param_name", "param_value", "distribution_json",
-                    order="param_id", where=None if outline is None or
-                    outline.params_of is None else sqlalchemy.or_(
-                        m.TrialParamModel.__table__.c.trial_id.in_(unfinished),
-                        m.TrialParamModel.__table__.c.trial_id.in_(
-                            sqlalchemy.select(system.c.trial_id).where(
-                                system.c.key == outline.params_of).scalar_subquery()))):
+                    order="param_id"):
                 dist = distribution(text)
                 found[tid]["params"][name] = dist.to_external_repr(value)
                 found[tid]["distributions"][name] = dist
@@ -217,12 +208,9 @@ class RDB:
                 table = model.__table__
                 if outline is None or key == "system_attrs":
                     attrs = rows(model, "key", "value_json")
-                else:  # (the keys asked for, the marks' values read as null; all of an
-                    attrs = rows(model, "key", sqlalchemy.case(  # unfinished trial's)
-                        (sqlalchemy.and_(table.c.key.in_(sorted(outline.marks)),
-                                         table.c.trial_id.not_in(unfinished)), "null"),
-                        else_=table.c.value_json), where=sqlalchemy.or_(
-                        table.c.key.in_(sorted(outline.keys | outline.marks)),
+                else:  # (the keys asked for; all of an unfinished trial's)
+                    attrs = rows(model, "key", "value_json", where=sqlalchemy.or_(
+                        table.c.key.in_(sorted(outline.keys)),
                         table.c.trial_id.in_(unfinished)))
                 # one decode of them all: a call per value cost more than the decoding
                 decoded = json.loads("[" + ",".join(text for _, _, text in attrs) + "]")
