@@ -101,8 +101,9 @@ def test_a_signal_stops_the_run_and_leaves_no_orphan(tmp_path, signum, close_pip
 
 def test_workers_stop_once_their_run_is_killed(tmp_path):
     # A run killed outright (the OOM killer) left its workers to go on, unwatched, until
-    # their whole budget was spent.
-    with slow_run(tmp_path, 50) as (study, url, proc):
+    # their whole budget was spent. Trials of 3,000 epochs: on a loaded machine the one
+    # caught running could end before its worker noticed, leaving no trial to check.
+    with slow_run(tmp_path, 50, epochs=3000) as (study, url, proc):
         assert len(worker_pids(str(study))) == 2
         proc.kill()
         proc.wait(timeout=30)

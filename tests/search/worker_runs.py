@@ -114,10 +114,11 @@ def running_with_worker(url: str, name: str, min_seconds: float = 0.3):
 
 
 @contextmanager
-def slow_run(tmp: Path, trials: int) -> Iterator[tuple[Path, str, subprocess.Popen[str]]]:
+def slow_run(tmp: Path, trials: int, epochs: int = 300
+             ) -> Iterator[tuple[Path, str, subprocess.Popen[str]]]:
     """The slow study run by 2 workers to ``trials``, caught with a trial running;
     (study file, storage URL, the run's process), which is killed on the way out."""
-    study = slow_study(tmp / "slow.toml")
+    study = slow_study(tmp / "slow.toml", epochs)
     url = f"sqlite:///{tmp / 'slow.db'}"
     proc = start_run(tmp, str(study), "--workers", "2", "--trials", str(trials))
     try:
