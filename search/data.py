@@ -49,6 +49,7 @@ class DataSpec:
     folds: int = 0  # k-fold cross-validation over train + validation (0: one validation split)
     unlabelled: str = "refuse"  # CSV rows with no target: refused, or "drop": left out
     clip: bool = False  # numbers beyond the training rows' range taken at its edge
+    numeric: str = "standard"  # numbers standardised, or "quantile": mapped to normal scores
 
     def __post_init__(self) -> None:
         for name in ("image_shape", "drop", "categorical"):  # JSON gives lists
@@ -74,6 +75,8 @@ class DataSpec:
             data["unlabelled"] = self.unlabelled
         if self.clip:
             data["clip"] = True
+        if self.numeric != "standard":
+            data["numeric"] = self.numeric
         if self.folds:  # only when set, likewise; the folds replace the validation share
             data["folds"] = self.folds
             del data["validation"]
@@ -366,7 +369,8 @@ def _build(spec: DataSpec, where: str, fingerprint: str | None,
         idx_val = idx_train[:0]
     else:
         idx_train, idx_val, idx_test = split_rows(spec, len(table), stratify, where)
-    prep = fit_preprocessor(table, idx_train, clip=spec.clip)
+    prep = fit_preprocessor(table, idx_train, clip=spec.clip,
+                            quantile=spec.numeric == "quantile")
     if spec.drop:
         prep.summary["dropped"] = list(spec.drop)
     y_train = y_out[idx_train]

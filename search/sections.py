@@ -18,6 +18,7 @@ from .builtin import BUILTIN
 from .data import TASKS, DataSpec, check_images
 from .errors import UsageError
 from .readers import UNLABELLED
+from .tabular import NUMERIC
 
 # metric -> (direction, tasks it applies to)
 METRICS: dict[str, tuple[str, tuple[str, ...]]] = {
@@ -86,7 +87,7 @@ SECTIONS: dict[str, tuple[str, ...]] = {
     "sampler": ("name", "reproducible"),  # plus the sampler's own keyword arguments
     "pruner": ("name", "report_every"),  # plus the pruner's own keyword arguments
     "data": ("source", "target", "task", "validation", "test", "seed", "image_shape", "shift",
-             "drop", "categorical", "folds", "unlabelled", "clip"),
+             "drop", "categorical", "folds", "unlabelled", "clip", "numeric"),
     "budget": ("trials", "timeout", "grace", "target", "stall"),
     "selection": ("recheck", "seeds", "ensemble", "noise_rule"),
     "artifacts": ("curves", "checkpoint_every"),
@@ -307,7 +308,12 @@ def read_data(table: dict[str, Any], where: str) -> DataSpec:
                     drop=read_names(table, "drop", where),
                     categorical=read_names(table, "categorical", where), folds=folds,
                     unlabelled=read_choice(table, "data.unlabelled", where, UNLABELLED),
-                    clip=read_key(table, "data.clip", where, bool, False))
+                    clip=read_key(table, "data.clip", where, bool, False),
+                    numeric=read_choice(table, "data.numeric", where, NUMERIC))
+    if spec.numeric == "quantile" and spec.shift:
+        raise UsageError(f"{where}: data.numeric = \"quantile\" maps each pixel through its "
+                         "quantiles, which data.shift's copies (uncovered pixels 0) cannot "
+                         "follow; use one of them.")
     if (spec.drop or spec.categorical or "unlabelled" in table) \
             and not source.lower().endswith(".csv"):
         raise UsageError(f"{where}: data.drop, data.categorical and data.unlabelled are about "

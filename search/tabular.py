@@ -11,6 +11,12 @@ only, how each column becomes network inputs:
   most frequent at most, plus ``NAME=<other>`` for the rest. A category first seen
   at ``predict`` goes to ``<other>`` too (and is counted on stderr). A missing cell
   is the category ``<missing>``, kept or pooled like any other;
+- with ``data.numeric = "quantile"``, a numeric column of more than two distinct values
+  is first mapped through its training rows' quantiles to normal scores, as
+  scikit-learn's ``QuantileTransformer(output_distribution="normal")`` maps it (fitted
+  by it, with up to ``QUANTILES`` quantiles; the quantiles are stored, and applied
+  here): a skewed column (money, counts) spreads evenly, and an outlier stays within
+  about 5.2 standard deviations;
 - then every numeric input (and missing indicator) is standardised with its training
   mean and standard deviation; one-hot inputs stay 0 and 1, as scikit-learn's
   ``OneHotEncoder`` leaves them. Standardised, a category of 1% of the rows became an
@@ -38,6 +44,9 @@ MIN_COUNT = 5  # a category seen fewer times in training is pooled into <other>
 MAX_CATEGORIES = 30  # per text column; the most frequent are kept
 MAX_SEEN = 1_000  # categories remembered to tell "first seen at predict" from "rare"
 CHUNK = 16384  # rows transformed at a time: float64 work stays small
+NUMERIC = ("standard", "quantile")  # data.numeric: how a numeric column becomes an input
+QUANTILES = 200  # data.numeric = "quantile": quantiles kept per column (fewer rows: one each)
+BOUND = 1e-7  # QuantileTransformer's BOUNDS_THRESHOLD: the normal scores' clip
 
 
 @dataclass
@@ -125,6 +134,8 @@ class Preprocessor:
                         values = np.where(missing, spec["median"], values)
                     if "low" in spec:  # data.clip: the training rows' range
                         values = np.clip(values, spec["low"], spec["high"])
+                    if "quantiles" in spec:  # data.numeric = "quantile"
+                        values = normal_scores(values, spec["quantiles"])
                     block[:, at] = (values - mean[at]) / scale[at]
                     if spec["indicator"]:
                         block[:, at + 1] = (missing - mean[at + 1]) / scale[at + 1]
@@ -212,9 +223,41 @@ class Preprocessor:
         return counts
 
 
-def fit_preprocessor(table: Table, rows: np.ndarray, clip: bool = False) -> Preprocessor:
+def normal_scores(values: np.ndarray, quantiles: list[float]) -> np.ndarray:
+    """``values`` through ``quantiles`` (equally spaced levels from 0 to 1) to normal
+    scores, as ``QuantileTransformer(output_distribution="normal").transform`` computes
+    them: the level interpolated both ways and averaged (ties get their middle level),
+    the ends at 0 and 1, then the normal quantile function, clipped at ``BOUND``."""
+    from scipy.special import ndtri
+
+    q = np.asarray(quantiles, dtype=np.float64)
+    levels = np.linspace(0.0, 1.0, len(q))
+    u = 0.5 * (np.interp(values, q, levels) - np.interp(-values, -q[::-1], -levels[::-1]))
+    u[values - BOUND < q[0]] = 0.0
+    u[values + BOUND > q[-1]] = 1.0
+    low = ndtri(BOUND - np.spacing(1))
+    return np.clip(ndtri(u), low, -low)
+
+
+def _quantiles(values: np.ndarray) -> list[float] | None:
+    """The training values' quantiles for ``normal_scores`` (scikit-learn's fit), or None
+    for a column of two values or fewer (a flag: mapping it changes nothing)."""
+    if len(np.unique(values)) <= 2:
+        return None
+    from sklearn.preprocessing import QuantileTransformer
+
+    fitted = QuantileTransformer(n_quantiles=min(QUANTILES, len(values)), subsample=100_000,
+                                 output_distribution="normal", random_state=0)
+    fitted.fit(values.reshape(-1, 1))
+    return [float(v) for v in fitted.quantiles_[:, 0]]
+
+
+def fit_preprocessor(table: Table, rows: np.ndarray, clip: bool = False,
+                     quantile: bool = False) -> Preprocessor:
     """Fit on ``rows`` (the training split) of ``table``; with ``clip``, a number outside
-    the range those rows span is taken at its edge (``low``, ``high``) when transformed."""
+    the range those rows span is taken at its edge (``low``, ``high``) when transformed;
+    with ``quantile``, numbers are mapped to normal scores through the training rows'
+    ``quantiles`` (``normal_scores``) before they are standardised."""
     columns: list[dict[str, Any]] = []
     names: list[str] = []
     means: list[float] = []
@@ -236,10 +279,14 @@ def fit_preprocessor(table: Table, rows: np.ndarray, clip: bool = False) -> Prep
             present = values[~missing]
             median = float(np.median(present)) if present.size else 0.0
             filled = np.where(missing, median, values)
-            columns.append({"name": col.name, "kind": "numeric", "median": median,
-                            "indicator": bool(n_missing),
-                            **({"low": float(filled.min()), "high": float(filled.max())}
-                               if clip and n else {})})
+            spec = {"name": col.name, "kind": "numeric", "median": median,
+                    "indicator": bool(n_missing),
+                    **({"low": float(filled.min()), "high": float(filled.max())}
+                       if clip and n else {})}
+            if quantile and n and (q := _quantiles(filled)) is not None:
+                spec["quantiles"] = q
+                filled = normal_scores(filled, q)
+            columns.append(spec)
             add(col.name, float(filled.mean()), float(filled.std()))
             if n_missing:
                 p = n_missing / n

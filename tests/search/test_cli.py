@@ -114,11 +114,14 @@ def test_csv_study_train_and_predict(tmp_path):
         c = ["red", "green", "blue"][i % 3]
         lines.append(f"{rng.normal() + 4 * (i % 3):.4f},{rng.normal():.4f},{rng.normal():.4f},{c}")
     (tmp_path / "points.csv").write_text("\n".join(lines) + "\n")
+    # numbers through their quantiles (data.numeric): fitted at run, applied by predict
     study = write_study(tmp_path / "csv.toml", name="csv", source="points.csv",
-                        data_extra='target = "label"', trials=3)
+                        data_extra='target = "label"\nnumeric = "quantile"', trials=3)
     assert run_cli("run", str(study), cwd=tmp_path).returncode == 0
     res = run_cli("train", "csv-best.json", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
+    prep = json.loads((tmp_path / "csv-best.json").read_text())["preprocessing"]
+    assert all(len(c["quantiles"]) == 54 for c in prep["columns"])  # 60% of 90 rows
     pred = run_cli("predict", "csv-best.npz", "points.csv", cwd=tmp_path)
     assert pred.returncode == 0, pred.stderr
     rows = pred.stdout.splitlines()

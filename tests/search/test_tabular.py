@@ -77,6 +77,41 @@ def test_clip_takes_numbers_beyond_the_training_range_at_its_edge(tmp_path):
     assert on.X_test.max() <= on.X_train.max() + 1e-6
 
 
+def test_quantile_maps_numbers_to_normal_scores_as_scikit_learn_does(tmp_path):
+    from sklearn.preprocessing import QuantileTransformer
+
+    rng = np.random.default_rng(3)
+    rows = ["money,flag,color,label"]
+    for i in range(300):  # a skewed column with missing cells, a 0/1 flag, a text column
+        money = "" if i % 10 == 0 else f"{rng.lognormal(3, 1.5):.4f}"
+        rows.append(f"{money},{i % 2},{['red', 'blue'][i % 3 == 0]},{i % 2}")
+    table, _ = read_csv(_table(tmp_path, rows), "label")
+    train = np.arange(0, 300, 3)
+    prep = fit_preprocessor(table, train, quantile=True)
+    plain = fit_preprocessor(table, train)
+    filled = np.where(np.isnan(v := table.columns[0].values), prep.columns[0]["median"], v)
+    peer = QuantileTransformer(n_quantiles=len(train), output_distribution="normal",
+                               random_state=0).fit(filled[train].reshape(-1, 1))
+    expected = peer.transform(filled.reshape(-1, 1))[:, 0]  # every row: train and beyond
+    raw = prep.transform(table, standardise=False)
+    np.testing.assert_allclose(raw[:, 0], expected, rtol=1e-5, atol=1e-5)
+    scaled = prep.transform(table, train)  # then standardised on the training rows
+    assert abs(scaled[:, 0].mean()) < 1e-5 and abs(scaled[:, 0].std() - 1) < 1e-4
+    assert "quantiles" not in prep.columns[2]  # two values: as standardised without it
+    np.testing.assert_array_equal(scaled[:, 2:], plain.transform(table, train)[:, 2:])
+    # the record carries the quantiles; numbers far beyond them stay within the clip
+    again = Preprocessor.from_dict(prep.to_dict())
+    far = _table(tmp_path, ["money,flag,color", "1e12,0,red", "-5,1,blue"], "far.csv")
+    X = again.transform(read_csv(far, None)[0], standardise=False)
+    assert 5.1 < X[0, 0] < 5.3 and -5.3 < X[1, 0] < -5.1
+    # through the study file's data.numeric, on the same split
+    on = load_data(DataSpec(str(tmp_path / "t.csv"), target="label", numeric="quantile"))
+    off = load_data(DataSpec(str(tmp_path / "t.csv"), target="label"))
+    assert on.X_train.shape == off.X_train.shape and not np.allclose(on.X_train, off.X_train)
+    assert DataSpec("t.csv", numeric="quantile").to_dict()["numeric"] == "quantile"
+    assert "numeric" not in DataSpec("t.csv").to_dict()  # stored studies stay the same
+
+
 def test_text_columns_are_one_hot_with_a_missing_category_and_other(tmp_path):
     table, _ = read_csv(_table(tmp_path, _mixed()), "label")
     color = table.columns[1]
