@@ -24,6 +24,7 @@ import numpy as np
 
 from .data import Dataset, infer_task, load_data, normalise_labels
 from .errors import UsageError, require_file
+from .numeric import choose
 from .readers import csv_header, file_kind, read_csv, resolve_path
 from .studyfile import parse_study
 from .tabular import MISSING
@@ -122,12 +123,19 @@ def study_for_table(data: str, target: str | None, output: Path | None) -> tuple
     folds = 0 if rows > CV_ROWS else FOLDS
     if rows <= SMALL and (task == "regression" or counts.min() * 0.8 >= SMALL_FOLDS):
         folds = SMALL_FOLDS  # (a fold needs a row of each class outside the test split)
-    text_out = _render(study_name(path), source, target, task, metric, why, identifiers,
-                       info, rows, folds=folds, unlabelled=unlabelled)
+    args = (study_name(path), source, target, task, metric, why, identifiers, info, rows)
+    text_out = _render(*args, folds=folds, unlabelled=unlabelled)
     spec = parse_study(tomllib.loads(text_out), "the generated study file",
                        folder / "study.toml")  # what init writes always validates...
     # ...and splits as run will split it
     info.data = load_data(spec.data, spec.base_dir, raw=(table, y))
+    picked = choose(spec, info.data, (table, y))  # (numeric.py: how numbers become inputs)
+    if picked is not None:
+        choice, info.data = picked
+        info.add(choice.line())
+        text_out = _render(*args, folds=folds, unlabelled=unlabelled,
+                           quantile=choice.quantile)
+        parse_study(tomllib.loads(text_out), "the generated study file", folder / "study.toml")
     return text_out, info
 
 
@@ -188,7 +196,7 @@ def default_sections() -> dict[str, str]:
 
 def _render(name: str, source: str, target: str, task: str, metric: str, why: str,
             identifiers: list[str], info: Inferred, rows: int, folds: int,
-            unlabelled: int = 0) -> str:
+            unlabelled: int = 0, quantile: bool | None = None) -> str:
     found = "\n".join(f"#   {_one_line(line)}" for line in info.lines)
     drop = f"drop = [{', '.join(map(_q, identifiers))}]  # identifiers: no signal, only " \
            "noise\n" if identifiers else ""
@@ -203,6 +211,13 @@ def _render(name: str, source: str, target: str, task: str, metric: str, why: st
              if folds else
              f"validation = 0.2             # (cross-validation instead: folds = {FOLDS})")
     timeout = timeout_for(rows)
+    numeric = "" if quantile is None else (
+        'numeric = "quantile"         # numbers through their quantiles to normal scores: '
+        "better\n                             # than standardised here (init's comparison "
+        "above)\n" if quantile else
+        '# numeric = "quantile"       # numbers through their quantiles to normal scores '
+        "(init\n                             # compared: not better than standardised here, "
+        "above)\n")
     return f"""\
 # A study for {source}, written by `nnsearch init`. What it found:
 {found}
@@ -225,7 +240,7 @@ target = {_q(target)}
 {split}
 clip = true                  # numbers beyond the training rows' range are taken at its
                              # edge: a network extrapolates an outlier wildly
-test = 0.2                   # held out: never seen by the search
+{numeric}test = 0.2                   # held out: never seen by the search
 seed = 0
 
 [budget]

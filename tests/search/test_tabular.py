@@ -239,8 +239,8 @@ def _standardised_one_hot(monkeypatch):
     and sqrt(p(1 - p))."""
     import nnsearch.search.data as data_module
 
-    def old(table, rows, clip=False):
-        prep = fit_preprocessor(table, rows, clip=clip)
+    def old(table, rows, clip=False, quantile=False):
+        prep = fit_preprocessor(table, rows, clip=clip, quantile=quantile)
         X = prep.transform(table, rows, standardise=False)
         for i in prep.one_hot_inputs():
             p = np.count_nonzero(X[:, i]) / len(rows)
