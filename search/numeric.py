@@ -72,9 +72,11 @@ def choose(spec: StudySpec, data: Dataset, raw: Raw
     other = load_data(replace(spec.data, numeric="quantile"), spec.base_dir, raw=raw)
     network, training = build_configs(values, data.n_features, data.n_outputs, data.task,
                                       trial_seed(spec.seed, 0))
-    losses = [np.asarray(cross_validate(network, training, d, "val_loss",
-                                        together=True).losses, dtype=np.float64)
-              for d in (data, other)]
+    runs = [cross_validate(network, training, d, "val_loss", together=True)
+            for d in (data, other)]
+    if any(run.stopped for run in runs):  # (diverged: no comparison to make)
+        return None
+    losses = [np.asarray(run.losses, dtype=np.float64) for run in runs]
     diff = losses[0] - losses[1]  # > 0: the quantiles' loss is lower
     se = float(diff.std(ddof=1) / np.sqrt(len(diff))) if len(diff) > 1 else float("inf")
     ok = bool(np.all(np.isfinite(diff))) and float(diff.mean()) > se
