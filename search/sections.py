@@ -310,10 +310,10 @@ def read_data(table: dict[str, Any], where: str) -> DataSpec:
                     unlabelled=read_choice(table, "data.unlabelled", where, UNLABELLED),
                     clip=read_key(table, "data.clip", where, bool, False),
                     numeric=read_choice(table, "data.numeric", where, NUMERIC))
-    if spec.numeric == "quantile" and spec.shift:
-        raise UsageError(f"{where}: data.numeric = \"quantile\" maps each pixel through its "
-                         "quantiles, which data.shift's copies (uncovered pixels 0) cannot "
-                         "follow; use one of them.")
+    if spec.numeric == "quantile" and spec.shape is not None:
+        raise UsageError(f"{where}: data.numeric = \"quantile\" is for a table's columns, "
+                         "not an image's pixels (each would store its quantiles, and "
+                         "data.shift's copies could not follow them).")
     if (spec.drop or spec.categorical or "unlabelled" in table) \
             and not source.lower().endswith(".csv"):
         raise UsageError(f"{where}: data.drop, data.categorical and data.unlabelled are about "

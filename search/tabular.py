@@ -227,14 +227,17 @@ def normal_scores(values: np.ndarray, quantiles: list[float]) -> np.ndarray:
     """``values`` through ``quantiles`` (equally spaced levels from 0 to 1) to normal
     scores, as ``QuantileTransformer(output_distribution="normal").transform`` computes
     them: the level interpolated both ways and averaged (ties get their middle level),
-    the ends at 0 and 1, then the normal quantile function, clipped at ``BOUND``."""
+    the ends at 0 and 1 (the lowest wins: a column whose training rows span less than
+    ``2 * BOUND``), then the normal quantile function, clipped at ``BOUND``. So the
+    lowest and highest training values sit at about -5.2 and 5.2, however many rows hold
+    them: a count's zeros, say, where the rest spread over the levels above them."""
     from scipy.special import ndtri
 
     q = np.asarray(quantiles, dtype=np.float64)
     levels = np.linspace(0.0, 1.0, len(q))
     u = 0.5 * (np.interp(values, q, levels) - np.interp(-values, -q[::-1], -levels[::-1]))
-    u[values - BOUND < q[0]] = 0.0
     u[values + BOUND > q[-1]] = 1.0
+    u[values - BOUND < q[0]] = 0.0
     low = ndtri(BOUND - np.spacing(1))
     return np.clip(ndtri(u), low, -low)
 

@@ -102,8 +102,8 @@ def _minimal(**space):
     ({"study": {"name": "t"}, "data": {"image_shape": [8, 0]}}, r"two positive integers"),
     ({"study": {"name": "t"}, "data": {"numeric": "robust"}}, r"data\.numeric must be one "
      r"of 'standard', 'quantile', but got 'robust'"),
-    ({"study": {"name": "t"}, "data": {"numeric": "quantile", "shift": 1}},
-     r"data\.numeric = \"quantile\" maps each pixel"),
+    ({"study": {"name": "t"}, "data": {"numeric": "quantile"}},  # digits: 8 x 8 images
+     r"data\.numeric = \"quantile\" is for a table's columns, not an image's pixels"),
     ({"study": {}}, r"study\.name is required"),
     ({"study": {"name": "t"}, "budget": {"trials": 0}}, r"budget\.trials must be >= 1"),
     ({"study": {"name": "t"}, "pruner": {"name": "median", "n_warmup_steps": -1}},
