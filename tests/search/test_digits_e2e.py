@@ -11,22 +11,24 @@ from tests.helpers import run_cli
 ROOT = Path(__file__).resolve().parents[2]
 
 
-# The whole default search (90 s, running trials stopped at 99 s), then train's 3 folds
+# The default search (60 s here, running trials stopped at 66 s), then train's 3 folds
 # and refit: over the suite's 300 s default on a loaded 2-core machine (seen: 3 xdist
 # processes beside other work).
 @pytest.mark.timeout(900)
 def test_digits_study_export_and_retrain(tmp_path):
     study = tmp_path / "digits.toml"
     shutil.copy(ROOT / "studies" / "digits.toml", study)
-    # the README's main job
-    res = run_cli("run", str(study), "--workers", "2", cwd=tmp_path, timeout=600)
+    # the README's main job, in 60 s of its 90 (the suite's time: the starting points alone
+    # reach the bar below; bench/digits.py measures the whole budget)
+    res = run_cli("run", str(study), "--workers", "2", "--timeout", "60", cwd=tmp_path,
+                  timeout=600)
     assert res.returncode == 0, res.stderr
     assert "best trial" in res.stdout and "exported config:" in res.stdout
 
     exported = tmp_path / "best.json"
     assert run_cli("export", str(study), "-o", str(exported), cwd=tmp_path).returncode == 0
     config = json.loads(exported.read_text())
-    res = run_cli("train", str(exported), "--json", cwd=tmp_path)
+    res = run_cli("train", str(exported), "--json", "--seeds", "1", cwd=tmp_path)
     assert res.returncode == 0, res.stderr
     metrics = json.loads(res.stdout)
     # About 0.98 here; another CPU's BLAS sums in another order and takes the search down
