@@ -26,7 +26,6 @@ from .readers import Raw
 from .record import trial_seed
 from .space import build_configs, sample
 from .studyfile import StudySpec
-from .tabular import Table
 from .training import cross_validate
 
 
@@ -47,29 +46,21 @@ class Choice:
                 f"standardised, paired se {self.se:.2g}; {self.seconds:.0f} s)")
 
 
-def spreads(table: Table) -> bool:
-    """Whether a numeric column holds more than two values (a choice to make)."""
-    for col in table.columns:
-        if not col.is_text:
-            values = col.values[~np.isnan(col.values)]
-            if len(np.unique(values[:10_000])) > 2:
-                return True
-    return False
-
-
 def choose(spec: StudySpec, data: Dataset, raw: Raw
            ) -> tuple[Choice, Dataset] | None:
     """The choice and the data it picked, or None where there is none to make (no folds,
     no starting point, no numeric column of more than two values)."""
-    if not data.n_folds or not spec.enqueue or not spreads(raw[0]):
+    if not data.n_folds or not spec.enqueue:
         return None
     start = time.perf_counter()
+    other = load_data(replace(spec.data, numeric="quantile"), spec.base_dir, raw=raw)
+    if not any("quantiles" in c for c in other.prep.columns):
+        return None  # (tabular.py maps no column of two values or fewer: nothing changes)
     # the first starting point; what it leaves to the sampler (the batch size), drawn at
     # random with the study's seed, the same for both
     study = optuna.create_study(sampler=optuna.samplers.RandomSampler(seed=spec.seed))
     study.enqueue_trial(spec.enqueued_params()[0])
     values = sample(spec.space, study.ask())
-    other = load_data(replace(spec.data, numeric="quantile"), spec.base_dir, raw=raw)
     network, training = build_configs(values, data.n_features, data.n_outputs, data.task,
                                       trial_seed(spec.seed, 0))
     runs = [cross_validate(network, training, d, "val_loss", together=True)
